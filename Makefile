@@ -1,0 +1,42 @@
+# One command per job. Every target builds .venv on a fresh machine first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check bench clean brokers compile
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Bytecode is compiled up front: where PYTHONDONTWRITEBYTECODE is set nothing would ever be
+# cached, and every CLI call and hook would pay for compiling the package again.
+compile: $(STAMP)
+	$(BIN)/python -m compileall -q src >/dev/null
+
+demo: $(STAMP) compile
+	$(BIN)/python example/demo.py
+
+# Broker tests need a real Mosquitto (Debian's); nats-server comes with the dev extras.
+brokers:
+	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
+		(apt-get update && apt-get install -y mosquitto)
+
+test: $(STAMP) brokers compile
+	$(BIN)/python -m pytest -q
+
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+
+bench: $(STAMP) brokers compile
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/brokers.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/hooks.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

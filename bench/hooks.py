@@ -1,0 +1,149 @@
+"""``make bench`` (agents in harnesses): what every tool call and every message pays.
+
+1. Hook round trip: a harness runs ``switchboard hook claude PostToolUse`` with a payload on
+   stdin and reads the JSON answer: wall time from spawn to exit, p50/p99, with a message
+   pending (the answer carries it) and with none, beside the floor of starting the same
+   interpreter with ``python -c pass``. Target: p50 under 60 ms.
+2. MCP ``send`` on device A -> ``wait_for_message`` on device B returns (two ``switchboard mcp``
+   processes driven by the official SDK client, a relay on loopback), p50/p99.
+
+Figures are printed, never asserted. ``--quick`` shrinks the counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+import anyio
+from cluster import PY, Device, Relay, group_of
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(label: str, samples: list[float]) -> None:
+    ms = [s * 1000 for s in samples]
+    print(
+        f"  {label:<44} p50 {pct(ms, 0.5):7.1f} ms   p99 {pct(ms, 0.99):7.1f} ms"
+        f"   mean {statistics.mean(ms):7.1f} ms   n={len(ms)}"
+    )
+
+
+def spawn_time(cmd: list[str], stdin: bytes, env: dict[str, str]) -> tuple[float, bytes]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, input=stdin, capture_output=True, env=env, check=True)
+    elapsed = time.perf_counter() - start
+    if done.stderr:
+        print(f"    (hook said: {done.stderr.decode().strip()})")
+    return elapsed, done.stdout
+
+
+def bench_hooks(count: int) -> None:
+    print("Hook round trip (spawn -> JSON answer), Claude Code PostToolUse:")
+    with tempfile.TemporaryDirectory(prefix="sbb-", dir="/tmp") as tmp:
+        device = Device(Path(tmp) / "d", "bench").start()
+        try:
+            device.call("init", name="bench")
+            env = {**device.env, "SWITCHBOARD_AGENT": "luna", "SWITCHBOARD_HARNESS_PID": "4187001"}
+            payload = {
+                "session_id": "bench-1",
+                "cwd": "/repo",
+                "hook_event_name": "PostToolUse",
+                "tool_name": "Read",
+                "tool_input": {"file_path": "/repo/README.md"},
+                "tool_response": {"type": "text"},
+            }
+            data = json.dumps(payload).encode()
+            script = str(Path(sys.executable).parent / "switchboard")
+            hook = [script, "hook", "claude", "PostToolUse"]
+            spawn_time(hook, data, env)  # registers the agent
+            device.call("register", agent="nova")
+            floor = [spawn_time([sys.executable, "-c", "pass"], b"", env)[0] for _ in range(count)]
+            idle = [spawn_time(hook, data, env)[0] for _ in range(count)]
+            pending = []
+            for i in range(count):
+                device.call("send", agent="nova", to=["@luna"], text=f"message {i}: " + "x" * 150)
+                seconds, out = spawn_time(hook, data, env)
+                if b"additionalContext" not in out:
+                    print(f"    (message {i} not delivered by this hook: {out!r})")
+                pending.append(seconds)
+            report("floor: python -c pass", floor)
+            report("hook, nothing pending (answer {})", idle)
+            report("hook, one message pending (injected)", pending)
+        finally:
+            device.stop()
+
+
+async def _mcp_exchange(alpha: Device, beta: Device, count: int) -> list[float]:
+    def params(device: Device, agent: str) -> StdioServerParameters:
+        env = {**device.env, "SWITCHBOARD_AGENT": agent}
+        return StdioServerParameters(command=PY, args=["-m", "switchboard", "mcp"], env=env)
+
+    async with (
+        stdio_client(params(alpha, "luna")) as (ra, wa),
+        ClientSession(ra, wa) as luna,
+        stdio_client(params(beta, "nova")) as (rb, wb),
+        ClientSession(rb, wb) as nova,
+    ):
+        await luna.initialize()
+        await nova.initialize()
+        await nova.call_tool("whoami", {})
+        target = f"nova:{beta.short}"
+        while True:  # until alpha knows nova
+            sent = await luna.call_tool("send", {"to": target, "text": "warm-up"})
+            if not sent.is_error:
+                break
+            await anyio.sleep(0.1)
+        await nova.call_tool("wait_for_message", {"timeout": 30})
+        samples: list[float] = []
+        for i in range(count):
+            got: dict[str, Any] = {}
+
+            async def wait(into: dict[str, Any] = got) -> None:
+                result = await nova.call_tool("wait_for_message", {"timeout": 30})
+                into["at"] = time.perf_counter()
+                into["text"] = result.content[0].text
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(wait)
+                await anyio.sleep(0.05)  # let the wait reach the daemon before we send
+                start = time.perf_counter()
+                await luna.call_tool("send", {"to": target, "text": f"ping {i}"})
+            assert f"ping {i}" in got["text"], got["text"]
+            samples.append(got["at"] - start)
+        return samples
+
+
+def bench_mcp(count: int) -> None:
+    print("MCP send (device A) -> wait_for_message returns (device B), via a relay:")
+    with tempfile.TemporaryDirectory(prefix="sbb-", dir="/tmp") as tmp:
+        relay = Relay(Path(tmp) / "relay")
+        with group_of(Path(tmp), "alpha", "beta", relay=relay) as (_, (alpha, beta)):
+            samples = anyio.run(_mcp_exchange, alpha, beta, count)
+            report("send -> other device's wait_for_message", samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    args = parser.parse_args()
+    bench_hooks(20 if args.quick else 100)
+    bench_mcp(10 if args.quick else 50)
+
+
+if __name__ == "__main__":
+    main()

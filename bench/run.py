@@ -1,0 +1,315 @@
+"""``make bench``: the foundation's figures, each beside its floor measured in the same run.
+
+1. Latency A -> relay -> B (send call to arrival in B's log), p50/p99 over 1,000 messages,
+   beside a raw asyncio TCP round trip on loopback.
+2. Sustained throughput A -> relay -> B (events/s, each committed at sender, relay and receiver),
+   beside a minimal asyncio TCP forwarder with the same payload size.
+3. Catch-up: B offline while 100,000 events are written, then rejoins: events/s into B's store,
+   from B's daemon being ready (it reconnects, then catches up) to holding every event.
+4. ``switchboard send`` wall time to a running daemon, p50 over 30 runs.
+
+The relay and B run as their own processes; A runs in this process so that bulk appends can go
+straight into its log (the sync path under test is the same). Figures are printed, never
+asserted. ``--quick`` shrinks the counts for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+from cluster import Device, Relay
+
+from switchboard.config import load_settings
+from switchboard.daemon.client import Client
+from switchboard.daemon.service import Daemon
+from switchboard.events import FileEdited
+
+PAYLOAD = 200  # bytes of text per message, about a one-line agent message
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- floors ------------------------------------------------------------------------------------
+
+
+async def tcp_round_trip(count: int) -> list[float]:
+    """Round trips of one PAYLOAD-sized line through an asyncio echo server on loopback."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            writer.write(line)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    line = b"x" * PAYLOAD + b"\n"
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        writer.write(line)
+        await writer.drain()
+        await reader.readline()
+        samples.append(time.perf_counter() - start)
+    writer.close()
+    await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
+    return samples
+
+
+async def forwarder_rate(count: int) -> float:
+    """Messages/s from a sender through a minimal asyncio forwarder to a receiver."""
+    done = asyncio.Event()
+    received = 0
+
+    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal received
+        while await reader.readline():
+            received += 1
+            if received == count:
+                done.set()
+        writer.close()
+
+    sink_server = await asyncio.start_server(sink, "127.0.0.1", 0)
+    sink_port = sink_server.sockets[0].getsockname()[1]
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, out = await asyncio.open_connection("127.0.0.1", sink_port)
+        while line := await reader.readline():
+            out.write(line)
+            await out.drain()
+        out.close()
+        writer.close()
+
+    fwd_server = await asyncio.start_server(forward, "127.0.0.1", 0)
+    fwd_port = fwd_server.sockets[0].getsockname()[1]
+    _, writer = await asyncio.open_connection("127.0.0.1", fwd_port)
+    line = b"x" * PAYLOAD + b"\n"
+    start = time.perf_counter()
+    for _ in range(count):
+        writer.write(line)
+        await writer.drain()
+    await done.wait()
+    elapsed = time.perf_counter() - start
+    writer.close()
+    await writer.wait_closed()
+    for server in (fwd_server, sink_server):
+        server.close()
+        await server.wait_closed()
+    return count / elapsed
+
+
+# -- switchboard ---------------------------------------------------------------------------------
+
+
+def latency(a: Device, b: Device, count: int) -> list[float]:
+    """Send call on A to arrival in B's log, measured in this process for both ends."""
+    arrived: dict[str, float] = {}
+    ready = threading.Event()
+
+    def follow() -> None:
+        with Client.open(b.settings.socket_path) as client:
+            ready.set()
+            for item in client.stream("events.follow", {"type": "message_posted"}, duration=120):
+                arrived[item["data"]["text"].rstrip(".")] = time.perf_counter()
+                if len(arrived) >= count:
+                    return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    ready.wait()
+    time.sleep(0.2)
+    sent: dict[str, float] = {}
+    with Client.open(a.settings.socket_path) as client:
+        for n in range(count):
+            key = f"lat{n:08d}"
+            sent[key] = time.perf_counter()
+            client.call(
+                "send",
+                {"agent": "luna", "to": ["@nova"], "text": key.ljust(PAYLOAD, "."), "wait": 0},
+            )
+            while key not in arrived and time.perf_counter() - sent[key] < 5:
+                time.sleep(0.0002)
+    thread.join(10)
+    return [arrived[k] - sent[k] for k in sent if k in arrived]
+
+
+def b_holds(b: Device, origin: str, seq: int) -> bool:
+    rows = b.call("events", where=f"origin = '{origin}' AND seq = {seq}")
+    return bool(rows)
+
+
+def wait_holds(b: Device, origin: str, seq: int, limit: float = 600) -> float:
+    start = time.perf_counter()
+    while not b_holds(b, origin, seq):
+        if time.perf_counter() - start > limit:
+            raise SystemExit(f"bench: B did not reach seq {seq} within {limit} s")
+        time.sleep(0.02)
+    return time.perf_counter()
+
+
+class InProcessA:
+    """Device A's daemon in this process, in a thread with its own event loop."""
+
+    def __init__(self, home: Path) -> None:
+        self.settings = load_settings({"SWITCHBOARD_HOME": str(home)})
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.daemon: Daemon | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.ready.wait(30)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def main() -> None:
+            self.daemon = Daemon(self.settings)
+            await self.daemon.serve(self.ready.set)
+
+        self.loop.run_until_complete(main())
+
+    def append(self, count: int, chunk: int = 1000) -> None:
+        assert self.daemon is not None
+        log = self.daemon.log
+        for start in range(0, count, chunk):
+            items = [
+                ("luna", FileEdited(path=f"src/file{n}.py", tool="Edit"))
+                for n in range(start, min(count, start + chunk))
+            ]
+            asyncio.run_coroutine_threadsafe(log.append_many(items), self.loop).result()
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.loop.call_soon_threadsafe(self.daemon.shutdown)
+        self.thread.join(30)
+
+
+def send_wall(device: Device, runs: int) -> list[float]:
+    """CLI ``send`` from B (its own daemon process) to luna on A, delivered receipt included."""
+    samples = []
+    for n in range(runs):
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "switchboard", "--as", "nova", "send", "@luna", "--", f"w{n}"],
+            env=device.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        samples.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            raise SystemExit(f"bench: send failed: {done.stderr.strip()}")
+    return samples
+
+
+def stage(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    args = parser.parse_args()
+    n_lat, n_tp, n_catch = (200, 5_000, 10_000) if args.quick else (1_000, 50_000, 100_000)
+    results: dict[str, Any] = {}
+
+    rtt = asyncio.run(tcp_round_trip(n_lat))
+    fwd = asyncio.run(forwarder_rate(n_tp))
+
+    with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
+        root = Path(tmp)
+        relay = Relay(root / "relay").start()
+        a = InProcessA(root / "a")
+        b = Device(root / "b", "b").start()
+        a_dev = Device(root / "a", "a")  # client view of the in-process daemon
+        try:
+            invite = a_dev.call("group.create", name="bench", relay=relay.url)["invite"]
+            b.call("join", invite=invite)
+            b.call("register", agent="nova")
+            a_dev.call("register", agent="luna")
+            b.wait_events(1, type="agent_registered", agent="luna")
+            a_dev.wait_events(1, type="agent_registered", agent="nova")
+            origin = a_dev.call("status")["device"]["id"]
+
+            stage("latency")
+            lat = latency(a_dev, b, n_lat)
+            results["latency"] = {
+                "p50_ms": pct(lat, 0.5) * 1e3,
+                "p99_ms": pct(lat, 0.99) * 1e3,
+                "n": len(lat),
+            }
+
+            stage("throughput")
+            base = a.daemon.log.vector()[origin] if a.daemon else 0
+            start = time.perf_counter()
+            a.append(n_tp)
+            end = wait_holds(b, origin, base + n_tp)
+            results["throughput_eps"] = n_tp / (end - start)
+
+            stage("catch-up")
+            b.stop()
+            base = a.daemon.log.vector()[origin] if a.daemon else 0
+            a.append(n_catch)
+            a_dev.call("link.sync", timeout=600)
+            # From B's daemon being up (it then reconnects and catches up) to holding it all;
+            # the Python process start before that is not replication.
+            b.start()
+            start = time.perf_counter()
+            end = wait_holds(b, origin, base + n_catch)
+            results["catch_up_eps"] = n_catch / (end - start)
+
+            stage("send wall time")
+            wall = send_wall(b, 30)
+            results["send_wall_p50_ms"] = statistics.median(wall) * 1e3
+        finally:
+            with contextlib.suppress(Exception):
+                b.stop()
+            a.stop()
+            relay.kill()
+
+    results["floor_tcp_rtt"] = {"p50_ms": pct(rtt, 0.5) * 1e3, "p99_ms": pct(rtt, 0.99) * 1e3}
+    results["floor_forwarder_eps"] = fwd
+    lat_ratio = results["latency"]["p50_ms"] / results["floor_tcp_rtt"]["p50_ms"]
+    print(
+        f"latency A->relay->B   p50 {results['latency']['p50_ms']:.2f} ms  "
+        f"p99 {results['latency']['p99_ms']:.2f} ms  (n={results['latency']['n']})"
+    )
+    print(
+        f"  floor: TCP round trip p50 {results['floor_tcp_rtt']['p50_ms']:.3f} ms  "
+        f"p99 {results['floor_tcp_rtt']['p99_ms']:.3f} ms  -> ratio {lat_ratio:.1f}x"
+    )
+    print(
+        f"throughput A->relay->B {results['throughput_eps']:,.0f} events/s  "
+        f"(floor: asyncio forwarder {fwd:,.0f} msg/s, ratio "
+        f"{fwd / results['throughput_eps']:.1f}x)"
+    )
+    print(f"catch-up               {results['catch_up_eps']:,.0f} events/s into B's store")
+    print(f"switchboard send       p50 {results['send_wall_p50_ms']:.1f} ms wall (30 runs)")
+    out = Path(os.environ.get("SWITCHBOARD_BENCH_OUT", "bench/results.json"))
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"(written to {out})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,330 @@
+"""``make bench`` (scale): many devices on one embedded relay, and on NATS JetStream.
+
+Light clients stand in for daemons: for the relay, the real sans-IO ``SyncSession`` over the
+real websocket transport (handshake, Have, Batch, Ack; no store); for NATS, one connection
+with an ordered consumer on the group's stream, as ``NatsLink`` has. They are spread over
+``--procs`` worker processes; a coordinator process sends. Measured, per backbone:
+
+- connect time: all devices established (total, and per device p50/p99);
+- memory per connected device: the relay's (or nats-server's) RSS growth / devices;
+- fan-out latency: one event broadcast to every device, p50/p99 of its arrival;
+- saturation: ``--senders`` devices send single-event batches as fast as they can for
+  ``--seconds``; events/s accepted and deliveries/s, with the backbone's CPU use (a process
+  at ~100 % of one core is saturated: the relay is one asyncio process).
+
+The default run (200 devices) takes a couple of minutes on 2 cores; ``--devices 1000`` is the
+issue's full figure. Printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests" / "brokers"), str(ROOT / "tests" / "integration")]
+
+from brokerlab import NatsServer  # noqa: E402
+from cluster import Relay  # noqa: E402
+
+from switchboard.crypto import GroupKeys, new_group_secret  # noqa: E402
+from switchboard.proto.frames import Batch, encode_frame  # noqa: E402
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+# -- light clients -------------------------------------------------------------------------------
+
+
+class RelayClient:
+    """A device without a store: a SyncSession over a websocket, counting what arrives."""
+
+    def __init__(self, url: str, keys: GroupKeys, create: bool = False) -> None:
+        self.url, self.keys, self.create = url, keys, create
+        self.received = 0
+        self.first_marker: float | None = None
+        self.established = asyncio.Event()
+        self.seq = 0
+
+    async def run(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+            Ed25519PrivateKey,
+        )
+
+        from switchboard import transports  # noqa: PLC0415
+        from switchboard.crypto import public_bytes  # noqa: PLC0415
+        from switchboard.ids import device_id_from_public_key  # noqa: PLC0415
+        from switchboard.proto.session import (  # noqa: PLC0415
+            BatchReceived,
+            Established,
+            Role,
+            SyncSession,
+        )
+
+        identity = Ed25519PrivateKey.generate()
+        self.device_id = device_id_from_public_key(public_bytes(identity))
+        loop = asyncio.get_running_loop()
+        self.transport = await transports.connect(self.url, timeout=60)
+        self.session = session = SyncSession(
+            Role.CLIENT, self.device_id, os.urandom(32), loop.time(), group=self.keys.group,
+            group_auth=self.keys.auth, identity=identity, pinned_server_key=None,
+            create=self.create,
+        )  # fmt: skip
+        session.start()
+        await self.flush()
+        held: dict[str, int] = {}
+        while True:
+            session.receive_frame(await self.transport.receive())
+            for event in session.events_received():
+                if isinstance(event, Established):
+                    session.send_have({})
+                    self.established.set()
+                elif isinstance(event, BatchReceived):
+                    now = time.monotonic()
+                    for env in event.envelopes:
+                        held[env.origin] = max(held.get(env.origin, 0), env.seq)
+                        if env.origin == "marker" and self.first_marker is None:
+                            self.first_marker = now
+                    self.received += len(event.envelopes)
+                    session.send_ack(held)
+            session.tick(loop.time())
+            await self.flush()
+
+    async def flush(self) -> None:
+        for frame in self.session.frames_to_send():
+            await self.transport.send(frame)
+
+    async def send_one(self, origin: str | None = None) -> None:
+        self.seq += 1
+        env = self.keys.seal(origin or self.device_id, self.seq, b"x" * 200)
+        self.session.send_batch([env])
+        await self.flush()
+
+
+class NatsClient:
+    """A device without a store: a NATS connection with an ordered consumer on the stream."""
+
+    def __init__(self, url: str, keys: GroupKeys, create: bool = False) -> None:
+        self.url, self.keys, self.create = url, keys, create
+        self.received = 0
+        self.first_marker: float | None = None
+        self.established = asyncio.Event()
+        self.seq = 0
+        self.stream = f"SB_{keys.group[:16]}"
+        self.device_id = uuid.uuid4().hex[:26]
+
+    async def run(self) -> None:
+        import nats  # noqa: PLC0415
+        from nats.js import api  # noqa: PLC0415
+
+        self.nc = await nats.connect(self.url, max_reconnect_attempts=-1)
+        self.js = self.nc.jetstream()
+        if self.create:
+            await self.js.add_stream(
+                name=self.stream, subjects=[f"{self.stream}.*"], max_consumers=100_000
+            )
+
+        async def cb(msg: Any) -> None:
+            if msg.subject.endswith(".marker") and self.first_marker is None:
+                self.first_marker = time.monotonic()
+            self.received += 1
+
+        await self.js.subscribe(f"{self.stream}.*", cb=cb, ordered_consumer=True,
+                                deliver_policy=api.DeliverPolicy.NEW)  # fmt: skip
+        self.established.set()
+        await asyncio.Event().wait()
+
+    async def send_one(self, origin: str | None = None) -> None:
+        self.seq += 1
+        env = self.keys.seal(origin or self.device_id, self.seq, b"x" * 200)
+        await self.js.publish(f"{self.stream}.{origin or self.device_id}",
+                              encode_frame(Batch(envelopes=[env])))  # fmt: skip
+
+
+def client_class(kind: str) -> type[RelayClient] | type[NatsClient]:
+    return RelayClient if kind == "relay" else NatsClient
+
+
+# -- workers -------------------------------------------------------------------------------------
+
+
+def worker(
+    kind: str, url: str, group: str, secret: bytes, count: int, inbox: Any, out: Any
+) -> None:
+    asyncio.run(_worker(kind, url, GroupKeys.derive(group, secret), count, inbox, out))
+
+
+async def _worker(kind: str, url: str, keys: GroupKeys, count: int, inbox: Any, out: Any) -> None:
+    clients = [client_class(kind)(url, keys) for _ in range(count)]
+    durations = []
+    tasks = []
+    for client in clients:  # one at a time: connect time per device, not a thundering herd
+        start = time.monotonic()
+        tasks.append(asyncio.create_task(client.run()))
+        await asyncio.wait_for(client.established.wait(), 120)
+        durations.append(time.monotonic() - start)
+    out.put(("connected", durations))
+    while (command := await asyncio.to_thread(inbox.get)) != "stop":
+        if command == "marker":
+            await wait_all(lambda: all(c.first_marker for c in clients), 60)
+            out.put(("marker", [c.first_marker for c in clients]))
+        elif command == "count":
+            out.put(("count", sum(c.received for c in clients)))
+    for task in tasks:
+        task.cancel()
+
+
+async def wait_all(cond: Any, seconds: float) -> None:
+    # Polling: the condition spans many clients' counters, not one event to wait on.
+    deadline = time.monotonic() + seconds
+    while not cond() and time.monotonic() < deadline:  # noqa: ASYNC110 - see above
+        await asyncio.sleep(0.01)
+
+
+# -- the coordinator -----------------------------------------------------------------------------
+
+
+async def measure(kind: str, url: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    group, secret = uuid.uuid4().hex, new_group_secret()
+    keys = GroupKeys.derive(group, secret)
+    cls = client_class(kind)
+    first = cls(url, keys, create=True)
+    runners = [asyncio.create_task(first.run())]
+    await asyncio.wait_for(first.established.wait(), 60)
+    base_rss = rss_kib(pid)
+    ctx = mp.get_context("spawn")
+    per = [args.devices // args.procs + (i < args.devices % args.procs) for i in range(args.procs)]
+    inboxes = [ctx.Queue() for _ in per]
+    out = ctx.Queue()
+    start = time.monotonic()
+    procs = [ctx.Process(target=worker, args=(kind, url, group, secret, n, q, out))
+             for n, q in zip(per, inboxes, strict=True)]  # fmt: skip
+    for proc in procs:
+        proc.start()
+    durations: list[float] = []
+    for _ in procs:
+        durations += (await asyncio.to_thread(out.get))[1]
+    connect_total = time.monotonic() - start
+    rss_per = (rss_kib(pid) - base_rss) / args.devices
+    senders = [cls(url, keys) for _ in range(args.senders)]
+    for sender in senders:
+        runners.append(asyncio.create_task(sender.run()))
+        await asyncio.wait_for(sender.established.wait(), 60)
+    # Fan-out: one event to every device.
+    sent_at = time.monotonic()
+    await first.send_one("marker")
+    for q in inboxes:
+        q.put("marker")
+    arrivals: list[float] = []
+    for _ in procs:
+        arrivals += [a - sent_at for a in (await asyncio.to_thread(out.get))[1] if a]
+    # Saturation: senders push single-event batches for a while.
+    before = await counts(inboxes, out)
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    sent = await saturate(senders, args.seconds)
+    elapsed = time.monotonic() - t0
+    cpu = (cpu_seconds(pid) - cpu0) / elapsed
+    after = await counts(inboxes, out)
+    for q in inboxes:
+        q.put("stop")
+    for proc in procs:
+        proc.join(30)
+    for task in runners:
+        task.cancel()
+    return {"kind": kind, "devices": args.devices, "connect_total_s": connect_total,
+            "connect_p50_ms": pct(durations, 0.5) * 1e3,
+            "connect_p99_ms": pct(durations, 0.99) * 1e3,
+            "rss_per_device_kib": rss_per, "fanout_p50_ms": pct(arrivals, 0.5) * 1e3,
+            "fanout_p99_ms": pct(arrivals, 0.99) * 1e3, "fanout_reached": len(arrivals),
+            "ingest_per_s": sent / elapsed, "deliveries_per_s": (after - before) / elapsed,
+            "backbone_cpu": cpu}  # fmt: skip
+
+
+async def counts(inboxes: list[Any], out: Any) -> int:
+    for q in inboxes:
+        q.put("count")
+    return sum([(await asyncio.to_thread(out.get))[1] for _ in inboxes])
+
+
+async def saturate(senders: list[Any], seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+
+    async def blast(sender: Any) -> int:
+        n = 0
+        while time.monotonic() < deadline:
+            await sender.send_one()
+            n += 1
+        return n
+
+    return sum(await asyncio.gather(*(blast(s) for s in senders)))
+
+
+def show(r: dict[str, Any]) -> None:
+    print(f"{r['kind']}: {r['devices']} devices")
+    print(
+        f"  connect: all in {r['connect_total_s']:.1f} s; per device p50 "
+        f"{r['connect_p50_ms']:.1f} ms p99 {r['connect_p99_ms']:.1f} ms"
+    )
+    print(f"  memory: {r['rss_per_device_kib']:.0f} KiB of backbone RSS per connected device")
+    print(
+        f"  fan-out of one event to {r['fanout_reached']} devices: "
+        f"p50 {r['fanout_p50_ms']:.0f} ms "
+        f"p99 {r['fanout_p99_ms']:.0f} ms"
+    )
+    print(f"  saturation: {r['ingest_per_s']:,.0f} events/s in, {r['deliveries_per_s']:,.0f} "
+          f"deliveries/s out, backbone CPU {r['backbone_cpu'] * 100:.0f}% of one core")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=200, help="light clients (issue: 1000)")
+    parser.add_argument("--procs", type=int, default=4, help="worker processes")
+    parser.add_argument("--senders", type=int, default=4, help="devices sending at saturation")
+    parser.add_argument("--seconds", type=float, default=5.0, help="saturation window")
+    parser.add_argument("--only", choices=("relay", "nats"), help="one backbone only")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "relay"):
+            relay = Relay(Path(tmp) / "relay").start()
+            try:
+                assert relay.proc is not None
+                show(asyncio.run(measure("relay", relay.url, relay.proc.pid, args)))
+            finally:
+                relay.kill()
+        if args.only in (None, "nats"):
+            server = NatsServer(Path(tmp) / "nats", extra="max_connections: 100000\n")
+            server.start()
+            try:
+                assert server.proc is not None
+                show(asyncio.run(measure("nats", server.url, server.proc.pid, args)))
+            finally:
+                server.stop()
+
+
+if __name__ == "__main__":
+    main()

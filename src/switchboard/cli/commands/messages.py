@@ -1,0 +1,61 @@
+"""``agents``, ``send`` and ``inbox``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from switchboard.cli import output
+from switchboard.cli.calls import call, params
+from switchboard.cli.commands import deliveries, threads
+from switchboard.daemon.client import DEFAULT_CALL_TIMEOUT
+
+if TYPE_CHECKING:
+    import argparse
+
+    from switchboard.config import Settings
+
+
+def agents(args: argparse.Namespace, settings: Settings) -> int:
+    """List the agents of every device."""
+    result = call(settings, "agents")
+    if args.json:
+        output.print_json(result)
+    elif result:
+        output.print_lines(output.agent_rows(result))
+    else:
+        print("no agents yet")
+    return 0
+
+
+def send(args: argparse.Namespace, settings: Settings) -> int:
+    """Send ``args.text`` to ``args.targets``; print each recipient's delivery state."""
+    values = params(
+        agent=settings.acting_agent(), to=args.targets, text=args.text, thread=args.thread
+    )
+    values.update(params(intent=args.intent, reply_to=args.reply_to))
+    values.update(params(priority=getattr(args, "priority", None)))
+    result = call(settings, "send", values)
+    if getattr(args, "wait_for", None):  # send --wait delivered|injected|read
+        result = deliveries.wait_send(settings, result, args.wait_for, args.timeout)
+    if args.json:
+        output.print_json(result)
+    else:
+        output.print_lines(output.send_lines(result))
+    return 0
+
+
+def inbox(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the acting agent's unread messages (marking them read unless ``--peek``)."""
+    wait = args.wait or 0.0
+    values = params(agent=settings.acting_agent(), peek=args.peek, wait=wait)
+    try:
+        messages = call(settings, "inbox", values, timeout=wait + DEFAULT_CALL_TIMEOUT)
+    except KeyboardInterrupt:
+        return 0  # ending a wait is how a wait ends
+    if args.json:
+        output.print_json(messages)
+    elif messages:
+        output.print_lines(threads.grouped_lines(messages))  # grouped by thread
+    else:
+        print("no unread messages")
+    return 0

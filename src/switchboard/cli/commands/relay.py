@@ -1,0 +1,24 @@
+"""``relay serve``: a standalone relay in the foreground."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
+    from switchboard.config import Settings
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the relay until Ctrl-C (then exit 0)."""
+    import asyncio  # noqa: PLC0415 - only servers need the event loop
+
+    from switchboard.relay.server import run_relay  # noqa: PLC0415 - the heavy part, only here
+
+    data_dir = Path(args.data).expanduser() if args.data else None  # None: <home>/relay
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_relay(settings.home, args.host, args.port, data_dir))
+    return 0

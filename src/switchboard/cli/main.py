@@ -1,0 +1,154 @@
+"""The ``switchboard`` command: parse, run one command, map errors to exit codes in one place.
+
+Exit status (DESIGN.md §5): 0 ok; 1 error, with one line ``switchboard: <message>`` on stderr;
+2 usage error. Ctrl-C ends a watch (``events --follow``/``--wait``, ``inbox --wait``) and a
+foreground server (``daemon run``, ``relay serve``) quietly with 0, because that is how they are
+meant to end; it interrupts any other command with 130, the shell's convention.
+
+Only the chosen command's module is imported, and the modules on the path of everyday commands
+import nothing heavy (no asyncio, msgspec, cryptography or sqlite3).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from switchboard.cli.output import error_line
+from switchboard.errors import SwitchboardError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from switchboard.config import Settings
+
+# Exit status of a command interrupted with Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+EXIT_USAGE = 2
+
+# Global options that take a value, so we can find the command name before parsing.
+_OPTIONS_WITH_VALUE = frozenset({"--as", "--home"})
+_TARGET_PREFIXES = ("@", "#")
+
+
+def _command_name(argv: list[str]) -> int | None:
+    """Return the index of the command name in ``argv``, if there is one before any ``--``."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return None
+        if word in _OPTIONS_WITH_VALUE:
+            i += 2
+        elif word.startswith("-"):
+            i += 1
+        else:
+            return i
+    return None
+
+
+def split_send_text(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """Split ``send TARGET... -- TEXT`` at its ``--``: (arguments to parse, text words).
+
+    Only ``send`` is split; for every other command ``--`` keeps its usual meaning. The text
+    is ``None`` when a ``send`` has no ``--``.
+    """
+    index = _command_name(argv)
+    if index is None or argv[index] != "send" or "--" not in argv[index + 1 :]:
+        return argv, None
+    dash = argv.index("--", index + 1)
+    return argv[:dash], argv[dash + 1 :]
+
+
+def _finish_send(args: argparse.Namespace, text: list[str] | None) -> None:
+    """Set ``args.text`` (and trim ``args.targets``), or fail with a usage error."""
+    targets: list[str] = args.targets
+    if text is None:
+        # No '--': the leading @/# words are the targets and the rest is the text.
+        count = 0
+        while count < len(targets) and targets[count].startswith(_TARGET_PREFIXES):
+            count += 1
+        targets, text = targets[:count], targets[count:]
+        if not targets:
+            args.command_parser.error("no target: send TARGET... -- TEXT (TARGET is @name, #room)")
+    if not " ".join(text).strip():
+        args.command_parser.error("no message text: send TARGET... -- TEXT")
+    args.targets = targets
+    args.text = " ".join(text)
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    from switchboard.cli.parser import build_parser  # noqa: PLC0415 - only once we parse
+
+    argv, text = split_send_text(argv)
+    args = build_parser().parse_args(argv)
+    if args.handler == "messages:send":
+        _finish_send(args, text)
+    return args
+
+
+def _silence_stdout() -> None:
+    # The reader of our output went away (`| head`). Point stdout at /dev/null so the
+    # interpreter's final flush does not fail a second time.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``switchboard`` command.
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 ok, 1 error, 2 usage error, 130 interrupted.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    index = _command_name(arguments)
+    if index is not None and arguments[index] == "hook" and not {"-h", "--help"} & set(arguments):
+        # Every tool call of every agent runs a hook: skip the parser (harnesses/hook.py).
+        from switchboard.harnesses.hook import main as hook_main  # noqa: PLC0415
+
+        return hook_main(arguments)
+    try:
+        args = _parse(arguments)
+    except SystemExit as exc:  # argparse: --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    module_name, function_name = args.handler.split(":")
+    try:
+        settings = _settings(args)
+        module = importlib.import_module(f"switchboard.cli.commands.{module_name}")
+        return int(getattr(module, function_name)(args, settings))
+    except SwitchboardError as exc:
+        print(error_line(str(exc) or type(exc).__name__), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(error_line(f"{exc.strerror or exc}{where}"), file=sys.stderr)
+        return 1
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from switchboard.config import load_settings  # noqa: PLC0415
+
+    try:
+        home, agent = getattr(args, "home", None), getattr(args, "as_agent", None)
+        return load_settings(home=home, agent=agent)
+    except ValueError as exc:  # a malformed config.toml or environment variable
+        raise SwitchboardError(f"invalid settings: {exc}") from exc
+
+
+def run() -> None:
+    """Console-script entry point: exit with ``main()``'s status."""
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""What commands print: ``--json`` output, and the human-readable forms of DESIGN.md §5 shapes.
+
+JSON goes out exactly as the daemon returned it, so scripts see the documented shapes. Human
+output is for people: it may change between versions, and it tolerates missing fields.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def print_json(value: Any) -> None:
+    """Print one JSON document (a listing's array, or an object), indented."""
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def print_json_line(value: Any) -> None:
+    """Print one compact JSON object as a line and flush it (JSON Lines, also when following)."""
+    print(json.dumps(value, ensure_ascii=False, separators=(",", ":")), flush=True)
+
+
+def print_lines(lines: Iterable[str]) -> None:
+    """Print each line, flushing at the end."""
+    for line in lines:
+        print(line)
+    sys.stdout.flush()
+
+
+def error_line(message: str) -> str:
+    """Return the one stderr line for an error: ``switchboard: <message>``."""
+    text = " ".join(message.split()) or "error"
+    return f"switchboard: {text}"
+
+
+def when(ts: Any, *, sep: str = " ") -> str:
+    """Show an ISO 8601 time in local time: ``10:12:11`` today, ``2024-05-01 10:12:11`` before.
+
+    Args:
+        ts: the time, as the daemon sends it.
+        sep: what goes between date and time (``T`` keeps a log line's fields space-separated).
+    """
+    if not isinstance(ts, str) or not ts:
+        return "-"
+    import datetime as dt  # noqa: PLC0415 - only output with times needs it
+
+    try:
+        moment = dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return ts
+    if moment.date() == dt.datetime.now().astimezone().date():
+        return moment.strftime("%H:%M:%S")
+    return moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Align columns with two spaces between them; the last column is not padded."""
+    cells = [list(headers)]
+    cells += [["-" if c in (None, "") else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+
+
+def device_lines(device: dict[str, Any]) -> list[str]:
+    """``init``: the device's short id, name and full id."""
+    name = f"  {device['name']}" if device.get("name") else ""
+    return [f"device {device.get('short', '?')}{name}", f"id     {device.get('id', '?')}"]
+
+
+def agent_rows(agents: Iterable[dict[str, Any]]) -> list[str]:
+    """``agents``: one aligned row per agent."""
+    rows = (
+        (
+            a.get("address"),
+            a.get("status"),
+            a.get("harness"),
+            when(a.get("last_seen")),
+            a.get("cwd"),
+        )
+        for a in agents
+    )
+    return table(("ADDRESS", "STATUS", "HARNESS", "LAST SEEN", "DIRECTORY"), rows)
+
+
+def link_rows(links: Iterable[dict[str, Any]]) -> list[str]:
+    """``link status``: one aligned row per group's link."""
+    rows = (
+        (
+            link.get("name"),
+            link.get("url"),
+            link.get("state"),
+            link.get("lag"),
+            when(link.get("last_push")),
+            "on" if link.get("enabled", True) else "off",
+        )
+        for link in links
+    )
+    return table(("GROUP", "URL", "STATE", "LAG", "LAST PUSH", "LINK"), rows)
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    """``status``: device, daemon, each group's link, then the agents."""
+    device = status.get("device") or {}
+    daemon = status.get("daemon") or {}
+    lines = [
+        f"device  {device.get('short', '?')}  {device.get('name') or ''}".rstrip(),
+        f"daemon  {'running' if daemon.get('running') else 'not running'}"
+        + (f", pid {daemon['pid']}" if daemon.get("pid") else ""),
+    ]
+    groups = status.get("groups") or []
+    if not groups:
+        lines.append("groups  none (create one with 'switchboard group create --relay URL')")
+    for group in groups:
+        link = group.get("link") or {}
+        lag = "-" if link.get("lag") is None else link["lag"]
+        detail = f"lag {lag}, last push {when(link.get('last_push'))}"
+        if link.get("kind"):
+            detail = f"{link['kind']} link, {detail}"
+        lines.append(
+            f"group   {group.get('name')}  {link.get('url')}  {link.get('state')}  {detail}"
+        )
+        if link.get("last_error"):
+            lines.append(f"        last error: {link['last_error']}")
+    agents = status.get("agents") or []
+    lines.append(f"agents  {len(agents)}")
+    if agents:
+        lines.extend("  " + row for row in agent_rows(agents))
+    return lines
+
+
+def send_lines(result: dict[str, Any]) -> list[str]:
+    """``send``: ``delivered  nova:ABCD`` / ``queued     nova:ABCD``, one line per recipient."""
+    recipients = result.get("recipients") or []
+    if not recipients:
+        return [f"{result.get('result', 'queued'):<10} (no recipients)"]
+    return [f"{r.get('state', '?'):<10} {r.get('address', '?')}" for r in recipients]
+
+
+def message_lines(message: dict[str, Any]) -> list[str]:
+    """``inbox``: a header line, then the text indented by two spaces."""
+    to = ", ".join(message.get("to") or [])
+    thread = f"  [thread {message['thread']}]" if message.get("thread") else ""
+    header = f"#{message.get('id')} {when(message.get('ts'))} {message.get('from')} -> {to}{thread}"
+    text = str(message.get("text", ""))
+    return [header, *("  " + line for line in text.splitlines() or [""])]
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """``events``: ``#42 10:12:11 luna:BOXE message_posted {...}``."""
+    who = event.get("agent") or event.get("device") or "-"
+    data = json.dumps(event.get("data", {}), ensure_ascii=False)
+    return f"#{event.get('id')} {when(event.get('ts'), sep='T')} {who} {event.get('type')} {data}"

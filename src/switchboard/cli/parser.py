@@ -1,0 +1,311 @@
+"""The ``switchboard`` argument parser: every command, option and help text (DESIGN.md §5).
+
+Each leaf command sets ``handler`` to ``"module:function"`` in ``switchboard.cli.commands``;
+``cli.main`` imports only that module, so building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Final
+
+from switchboard import __version__
+from switchboard.cli.parser_coordination import add_coordination
+from switchboard.cli.parser_harness import add_harness
+from switchboard.links.cli import add_link_flags
+
+# config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks
+# that they agree).
+DEFAULT_RELAY_PORT: Final = 7787
+
+DESCRIPTION: Final = (
+    "Coding agents on one machine or many find each other, talk and watch each other's work. "
+    "Every command talks to this device's daemon and starts it when needed."
+)
+EPILOG: Final = (
+    "Environment: SWITCHBOARD_HOME selects the data directory (one daemon per home), "
+    "SWITCHBOARD_AGENT the acting agent. Exit status: 0 ok, 1 error (one line on stderr), "
+    "2 usage error. Run 'switchboard COMMAND --help' for a command's options."
+)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
+    return value
+
+
+def _common_options() -> argparse.ArgumentParser:
+    # SUPPRESS keeps a leaf's unset option from overwriting the same option given before the
+    # command name: both `switchboard --as luna send ...` and `switchboard send --as luna ...`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--as",
+        dest="as_agent",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="act as agent NAME (default: $SWITCHBOARD_AGENT, else your login name)",
+    )
+    common.add_argument(
+        "--home",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="data directory of this device (default: $SWITCHBOARD_HOME, else the user data dir)",
+    )
+    return common
+
+
+class _Builder:
+    """Adds commands with the shared options, handler and help conventions."""
+
+    def __init__(self) -> None:
+        self.common = _common_options()
+
+    def group(
+        self, sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
+    ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        parser = sub.add_parser(name, help=help, description=help, allow_abbrev=False)
+        # An explicit prog spares argparse formatting the parent's usage for every group.
+        return parser.add_subparsers(
+            dest=f"{name}_command", metavar="COMMAND", required=True, prog=parser.prog
+        )
+
+    def command(
+        self,
+        sub: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: str,
+        help: str,
+        description: str | None = None,
+        *,
+        usage: str | None = None,
+    ) -> argparse.ArgumentParser:
+        parser = sub.add_parser(
+            name,
+            help=help,
+            description=description or help,
+            usage=usage,
+            parents=[self.common],
+            allow_abbrev=False,
+        )
+        parser.set_defaults(handler=handler, command_parser=parser)
+        return parser
+
+
+def _json_flag(parser: argparse.ArgumentParser, what: str = "a JSON array") -> None:
+    parser.add_argument("--json", action="store_true", help=f"print {what}")
+
+
+def _group_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--group", metavar="G", help="only the group with this name or id")
+
+
+def _add_device(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = b.command(
+        sub,
+        "init",
+        "device:init",
+        "create this device's identity (idempotent); print its ids",
+        "Create this device's identity if it has none (running it again changes nothing, "
+        "except the name with --name) and print the device's short id and full id.",
+    )
+    p.add_argument("--name", metavar="NAME", help="a name for this device (default: host name)")
+    p = b.command(
+        sub,
+        "status",
+        "device:status",
+        "show the device, daemon, groups, links and agents",
+    )
+    _json_flag(p, "one JSON object")
+
+    daemon = b.group(sub, "daemon", "run, start, stop or inspect this device's daemon")
+    b.command(
+        daemon,
+        "run",
+        "daemon:run",
+        "run the daemon in the foreground (until Ctrl-C or SIGTERM)",
+    )
+    b.command(daemon, "start", "daemon:start", "start the daemon in the background")
+    p = b.command(daemon, "stop", "daemon:stop", "stop the background daemon")
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECS",
+        help="how long to wait for it to stop (default: 10)",
+    )
+    p = b.command(daemon, "status", "daemon:status", "say whether the daemon runs, and its pid")
+    _json_flag(p, '{"running": ..., "pid": ..., "socket": ...}')
+
+    relay = b.group(sub, "relay", "run a standalone relay for a group's devices")
+    p = b.command(
+        relay,
+        "serve",
+        "relay:serve",
+        "run a relay in the foreground (until Ctrl-C)",
+        "Run a relay in the foreground. It stores and forwards sealed envelopes for the "
+        "groups whose devices connect to it, and can read none of them.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_RELAY_PORT,
+        help=f"port to listen on (default: {DEFAULT_RELAY_PORT})",
+    )
+    p.add_argument("--data", metavar="DIR", help="the relay's store (default: HOME/relay)")
+
+
+def _add_groups(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = b.group(sub, "group", "create a group")
+    p = b.command(
+        group,
+        "create",
+        "group:create",
+        "create a group on a relay; print its invite on the last line",
+        "Create a group on a relay and print its invite alone on the last line of output, "
+        "so INVITE=$(switchboard group create ... | tail -n 1) works.",
+    )
+    p.add_argument("--name", metavar="N", help="the group's name (default: default)")
+    p.add_argument(
+        "--relay",
+        metavar="URL",
+        help="where the group meets: ws://HOST:PORT (relay), mqtt[s]://HOST:PORT, "
+        "mqtt-public, or nats://HOST:PORT[,HOST:PORT...]",
+    )
+    add_link_flags(p)
+
+    p = b.command(
+        sub,
+        "invite",
+        "group:invite",
+        "print an invite for a group, alone on the last line",
+    )
+    _group_flag(p)
+    p = b.command(sub, "join", "group:join", "join a group from an invite")
+    p.add_argument(
+        "invite", metavar="INVITE", help="the invite; '-' reads it from stdin (keeps it off ps)"
+    )
+    add_link_flags(p)
+
+    link = b.group(sub, "link", "pause, resume or inspect replication")
+    for name, help in (
+        ("on", "resume replication (all groups, or --group)"),
+        ("off", "pause replication, keeping the group's configuration"),
+        ("status", "show each link: state, lag, last push"),
+    ):
+        p = b.command(link, name, f"group:link_{name}", help)
+        _group_flag(p)
+        _json_flag(p)
+
+
+def _add_messages(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = b.command(
+        sub,
+        "agents",
+        "messages:agents",
+        "list the agents of every device: address, status, harness, directory, last seen",
+    )
+    _json_flag(p)
+    p = b.command(
+        sub,
+        "send",
+        "messages:send",
+        "send a message: send TARGET... -- TEXT",
+        "Send a message and print, per recipient, whether it was delivered or queued (the "
+        "recipient's device is offline). TARGET is @name, @name:DEV, #room or @all. Put the "
+        "text after '--'; without '--', the words after the @/# targets are the text.",
+        usage="%(prog)s [-h] [--as NAME] [--home DIR] [--thread ID] [--reply-to ID] "
+        "[--intent {request,inform,ack}] [--json] TARGET... -- TEXT",
+    )
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="@name, @name:DEV, #room or @all")
+    p.add_argument("--thread", metavar="ID", help="reply in this thread")
+    p.add_argument("--reply-to", metavar="ID", help="answer message ID (joins its thread)")
+    p.add_argument(
+        "--intent",
+        choices=("request", "inform", "ack"),
+        help="request: you are told if a recipient goes idle or offline without replying",
+    )
+    _json_flag(p, "the send result as JSON")
+    p = b.command(
+        sub,
+        "inbox",
+        "messages:inbox",
+        "show the acting agent's unread messages and mark them read",
+    )
+    p.add_argument(
+        "--wait",
+        type=_seconds,
+        metavar="SECS",
+        help="if there are none, wait up to SECS for one to arrive",
+    )
+    p.add_argument("--peek", action="store_true", help="don't mark the messages read")
+    _json_flag(p)
+
+
+def _add_events(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = b.command(
+        sub,
+        "events",
+        "events:events",
+        "query or follow the event log",
+        "Query the event log, or follow it as events are stored (--follow, --wait). --where "
+        "is read-only SQL over the view events_view(id, ts, type, agent, device, origin, seq, "
+        "data).",
+    )
+    p.add_argument("--type", metavar="T", help="only events of this type, e.g. message_posted")
+    p.add_argument("--agent", metavar="A", help="only events by this agent (name or name:DEV)")
+    p.add_argument("--where", metavar="SQL", help="only events matching this SQL condition")
+    p.add_argument("--last", type=_positive_int, metavar="N", help="only the last N events")
+    p.add_argument("--follow", action="store_true", help="keep printing new events (Ctrl-C ends)")
+    p.add_argument(
+        "--wait", type=_seconds, metavar="SECS", help="follow for SECS seconds, then exit 0"
+    )
+    _json_flag(p, "JSON Lines: one event object a line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``switchboard`` parser with every command."""
+    builder = _Builder()
+    parser = argparse.ArgumentParser(
+        prog="switchboard",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        parents=[builder.common],
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"switchboard {__version__}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, prog="switchboard"
+    )
+    _add_device(builder, sub)
+    _add_groups(builder, sub)
+    _add_messages(builder, sub)
+    _add_events(builder, sub)
+    add_coordination(builder, sub)
+    add_harness(builder, sub)
+    return parser

@@ -1,0 +1,113 @@
+"""Parser entries for agents in harnesses: mcp, hook, install, uninstall; send --wait; events sub.
+
+``cli.parser.build_parser`` calls ``add_harness``; like the parser, this imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Final
+
+HARNESS_NAMES: Final = ("claude", "codex", "gemini", "antigravity", "opencode", "cursor", "pi")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text}")
+    return value
+
+
+def add_harness(b: Any, sub: Any) -> None:
+    """Add ``mcp``, ``hook``, ``install``, ``uninstall``; extend ``send`` and ``events``."""
+    _add_mcp(b, sub)
+    _add_install(b, sub)
+    _extend_send(sub.choices["send"])
+    _extend_events(sub.choices["events"])
+
+
+def _add_mcp(b: Any, sub: Any) -> None:
+    p = b.command(
+        sub,
+        "mcp",
+        "mcp:mcp",
+        "run the MCP server (stdio; streamable HTTP with --http)",
+        "Run the MCP server that gives an agent its Switchboard tools (whoami, register, "
+        "list_agents, send, inbox, wait_for_message, reply, query_events, subscribe, "
+        "unsubscribe). Harnesses start it on stdio; --http serves streamable HTTP on /mcp.",
+    )
+    p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP address (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="HTTP port (default: 8765)")
+    p = b.command(
+        sub,
+        "hook",
+        "hook:hook",
+        "entry point for harness hooks (JSON on stdin, JSON on stdout)",
+        "Run one harness hook: read the harness's JSON payload on stdin, record what it says "
+        "and print the harness's JSON answer, carrying messages for the agent. Always exits 0 "
+        "with a no-op answer when something is wrong (daemon down, bad input), within "
+        "SWITCHBOARD_HOOK_TIMEOUT seconds (default 2).",
+    )
+    p.add_argument("harness", metavar="HARNESS", help=f"one of {', '.join(HARNESS_NAMES)}")
+    p.add_argument("event", metavar="EVENT", help="the harness's event name, e.g. PostToolUse")
+    p.add_argument("--wait", type=_seconds, metavar="SECS", help="idle hooks: wait this long")
+
+
+def _add_install(b: Any, sub: Any) -> None:
+    for name, help, description in (
+        (
+            "install",
+            "wire Switchboard into installed harnesses (MCP server, hooks, plugins)",
+            "Detect Claude Code, Codex CLI, Gemini CLI, Antigravity CLI, OpenCode, Cursor and "
+            "Pi (or take the names given) and merge Switchboard's MCP server and hooks or "
+            "plugin into their config files, keeping your entries and comments and a backup "
+            "of each file. Running it again changes nothing.",
+        ),
+        (
+            "uninstall",
+            "remove exactly what install added",
+            "Remove Switchboard's entries (and plugin files) from the harnesses' config "
+            "files, leaving everything else; a file nobody else changed is restored from its "
+            "backup byte for byte.",
+        ),
+    ):
+        p = b.command(sub, name, f"install:{name}", help, description)
+        p.add_argument(
+            "harnesses", nargs="*", metavar="HARNESS", help=f"{', '.join(HARNESS_NAMES)}"
+        )
+        p.add_argument(
+            "--project", action="store_true", help="project-level config in this directory"
+        )
+        p.add_argument("--dry-run", action="store_true", help="show the diff, write nothing")
+
+
+def _extend_send(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wait",
+        dest="wait_for",
+        choices=("delivered", "injected", "read"),
+        help="wait until every recipient's device holds it (delivered), it is in the "
+        "recipient agent's context (injected), or the agent acknowledged it (read)",
+    )
+    p.add_argument(
+        "--timeout", type=_seconds, default=60.0, metavar="S", help="for --wait (default: 60)"
+    )
+    p.add_argument(
+        "--priority", choices=("normal", "urgent"), help="urgent interrupts where it can"
+    )
+
+
+def _extend_events(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("sub", "unsub", "subs"),
+        help="sub: have matching events delivered to the acting agent; unsub: stop (--id N, "
+        "or all); subs: list subscriptions",
+    )
+    p.add_argument("--file", metavar="GLOB", help="sub: only file edits matching GLOB")
+    p.add_argument("--id", type=int, metavar="N", help="unsub: the subscription to stop")

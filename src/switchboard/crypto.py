@@ -1,0 +1,176 @@
+"""Group keys and the sealing of envelopes, so relays and brokers see only ciphertext.
+
+Theory of operation
+-------------------
+A group has a random 256-bit secret, carried only in invites and in each member's home
+(file mode 0600). HKDF-SHA256 derives two independent things from it:
+
+- the **group auth key**: an Ed25519 key pair whose seed is ``HKDF(secret, "auth")``. Members
+  prove membership by signing handshake challenges; relays know only the public half, which
+  the creating device registers, so a relay can check members but can never pose as one, and
+  it never holds anything that opens an envelope;
+- the **seal key**: ``HKDF(secret, "seal")``, from which each origin device gets its own
+  ChaCha20-Poly1305 key ``HKDF(seal key, "origin" + device id)``.
+
+Every event travels as an ``Envelope(origin, seq, nonce, box)``. The associated data is the
+header ``(group, origin, seq)``, so a relay cannot move an envelope to another group, origin
+or position without the open failing.
+
+Why a nonce never repeats under one key: keys are per origin, and the 96-bit nonce is
+``seq`` (64 bits, big-endian) followed by 32 random bits. Two different events of one origin
+have different ``seq`` (the origin's single writer assigns each ``seq`` once, in the same
+transaction that stores the event), so their nonces differ whatever the random bits are.
+The same event sealed twice (re-sent after a reconnect, or re-served by another member)
+reuses a nonce only if the random bits also match, and then seals the *same* plaintext under
+the same header, which yields the same ciphertext and reveals nothing. The random bits guard
+the one case left: a home restored from an old backup that re-issues a ``seq`` for a new event
+collides with probability 2^-32 per pair, instead of certainly.
+
+Nothing in this module logs or formats key material.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from switchboard.errors import TamperedEnvelope, UserError
+from switchboard.proto.frames import Envelope
+
+SECRET_SIZE: Final = 32
+NONCE_SIZE: Final = 12
+_SALT: Final = b"switchboard v1"
+
+
+def new_group_secret() -> bytes:
+    """Return a fresh random 256-bit group secret."""
+    return secrets.token_bytes(SECRET_SIZE)
+
+
+def _hkdf(key: bytes, info: bytes, length: int = 32) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=_SALT, info=info).derive(key)
+
+
+def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    """Return the raw 32-byte public key."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Return whether ``signature`` is ``public_key``'s signature of ``message``."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def header(group: str, origin: str, seq: int) -> bytes:
+    """Return the associated data that binds an envelope to its place."""
+    return b"sb-envelope-v1\x00%s\x00%s\x00%d" % (group.encode(), origin.encode(), seq)
+
+
+@dataclass
+class GroupKeys:
+    """Keys derived from one group's secret."""
+
+    group: str
+    auth: Ed25519PrivateKey
+    seal_key: bytes = field(repr=False)
+    _origin_ciphers: dict[str, ChaCha20Poly1305] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def derive(cls, group: str, secret: bytes) -> GroupKeys:
+        """Derive a group's keys from its secret.
+
+        Raises:
+            UserError: the secret is not 32 bytes.
+        """
+        if len(secret) != SECRET_SIZE:
+            raise UserError(f"group secret of {len(secret)} bytes, expected {SECRET_SIZE}")
+        auth = Ed25519PrivateKey.from_private_bytes(_hkdf(secret, b"auth"))
+        return cls(group=group, auth=auth, seal_key=_hkdf(secret, b"seal"))
+
+    @property
+    def auth_public(self) -> bytes:
+        """The public half of the group auth key, which relays keep."""
+        return public_bytes(self.auth)
+
+    def _cipher(self, origin: str) -> ChaCha20Poly1305:
+        cipher = self._origin_ciphers.get(origin)
+        if cipher is None:
+            cipher = ChaCha20Poly1305(_hkdf(self.seal_key, b"origin" + origin.encode()))
+            self._origin_ciphers[origin] = cipher
+        return cipher
+
+    def seal(self, origin: str, seq: int, plaintext: bytes) -> Envelope:
+        """Seal one encoded event into an envelope."""
+        nonce = seq.to_bytes(8, "big") + os.urandom(4)
+        box = self._cipher(origin).encrypt(nonce, plaintext, header(self.group, origin, seq))
+        return Envelope(origin=origin, seq=seq, nonce=nonce, box=box)
+
+    def open(self, envelope: Envelope) -> bytes:
+        """Open an envelope and return the encoded event.
+
+        Raises:
+            TamperedEnvelope: the envelope was altered, moved or sealed with another key.
+        """
+        if len(envelope.nonce) != NONCE_SIZE or envelope.nonce[:8] != envelope.seq.to_bytes(
+            8, "big", signed=False
+        ):
+            raise TamperedEnvelope(envelope.origin, envelope.seq)
+        aad = header(self.group, envelope.origin, envelope.seq)
+        try:
+            return self._cipher(envelope.origin).decrypt(envelope.nonce, envelope.box, aad)
+        except InvalidTag as exc:
+            raise TamperedEnvelope(envelope.origin, envelope.seq) from exc
+
+
+def load_identity(path: Path) -> Ed25519PrivateKey | None:
+    """Return the Ed25519 identity stored at ``path``, or ``None`` if there is none yet."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(raw) != 32:
+        raise UserError(f"identity file {path} is damaged ({len(raw)} bytes, expected 32)")
+    return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+def create_identity(path: Path) -> Ed25519PrivateKey:
+    """Create and store a new identity at ``path`` (mode 0600), or return the existing one.
+
+    Safe against two processes racing: the file is created exclusively.
+    """
+    existing = load_identity(path)
+    if existing is not None:
+        return existing
+    key = Ed25519PrivateKey.generate()
+    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        loaded = load_identity(path)
+        assert loaded is not None
+        return loaded
+    with os.fdopen(fd, "wb") as file:
+        file.write(raw)
+        file.flush()
+        os.fsync(file.fileno())
+    return key

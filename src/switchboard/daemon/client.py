@@ -1,0 +1,396 @@
+"""Clients of the daemon's local API (``daemon.api``): ``Client`` (sync, CLI), ``AsyncClient``.
+
+Every CLI command imports this module, so it imports only light standard modules:
+``switchboard send`` must start in well under 100 ms. ``AsyncClient`` imports ``asyncio`` when
+first used; ``connect()`` imports the start-up code only when the daemon is not running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from switchboard.errors import BY_CODE, DaemonUnavailable, SwitchboardError
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from switchboard.config import Settings
+
+# How long a call waits for its answer unless told otherwise: the slowest ordinary call,
+# ``group create``, waits up to 10 s for its relay; calls that wait on purpose pass their own.
+DEFAULT_CALL_TIMEOUT: Final = 30.0
+# How long ``connect()`` waits for a daemon it started to answer. A cold start opens SQLite and
+# migrates; seconds are plenty, and a hung start must not hang the CLI.
+DEFAULT_START_TIMEOUT: Final = 10.0
+# The longest answer line we read: only a guard against a runaway daemon of our own; an
+# ``events`` result of 10,000 rows of a few KiB each fits.
+DEFAULT_MAX_RESPONSE_LINE: Final = 256 * 1024 * 1024
+
+
+def _encode(request_id: int, method: str, params: dict[str, Any] | None) -> bytes:
+    request = {"id": request_id, "method": method, "params": params or {}}
+    return json.dumps(request, separators=(",", ":")).encode() + b"\n"
+
+
+def _decode(line: bytes, method: str) -> dict[str, Any]:
+    if not line.endswith(b"\n"):
+        raise DaemonUnavailable(f"the daemon closed the connection during {method}")
+    try:
+        message = json.loads(line)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        raise DaemonUnavailable(f"the daemon sent a malformed answer to {method}")
+    return message
+
+
+def error_from_response(error: Any) -> SwitchboardError:
+    """Turn a response's ``{"code", "message"}`` error back into the exception raised.
+
+    Returns:
+        An instance of the class ``errors.BY_CODE`` names for the code; for codes we don't
+        know, a ``SwitchboardError`` whose ``code`` is the received one.
+    """
+    error = error if isinstance(error, dict) else {}
+    code = str(error.get("code") or "error")
+    message = str(error.get("message") or code)
+    cls = BY_CODE.get(code, SwitchboardError)
+    try:
+        exc = cls(message)
+    except TypeError:  # a class whose constructor takes more than a message
+        exc = SwitchboardError(message)
+    if exc.code != code:
+        exc.code = code
+    return exc
+
+
+def _connect_error(path: Path | str, exc: OSError) -> DaemonUnavailable:
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+        return DaemonUnavailable(f"no daemon is listening on {path}")
+    return DaemonUnavailable(f"cannot connect to {path}: {exc}")
+
+
+def _result(
+    message: dict[str, Any], request_id: int, method: str, *, streaming: bool = False
+) -> tuple[bool, Any]:
+    """Read one answer to request ``request_id``: ``(is_final, value)``; raise its error."""
+    if message.get("id") not in (request_id, None):
+        raise DaemonUnavailable(
+            f"the daemon answered request {message.get('id')} while we waited for {request_id}"
+        )
+    if "error" in message:
+        raise error_from_response(message["error"])
+    if "result" in message:
+        return True, message["result"]
+    if "item" in message and streaming:
+        return False, message["item"]
+    raise DaemonUnavailable(f"the daemon sent a malformed answer to {method}")
+
+
+class Client:
+    """A blocking connection to the local API; calls run one at a time.
+
+    A timed-out call, or a stream left early, closes the connection (a late answer could not be
+    told from the next one's); further calls raise ``DaemonUnavailable``.
+
+    Args:
+        sock: a connected unix stream socket.
+        max_line: the longest answer line accepted, in bytes.
+    """
+
+    def __init__(self, sock: socket.socket, *, max_line: int = DEFAULT_MAX_RESPONSE_LINE) -> None:
+        self._sock: socket.socket | None = sock
+        self._file = sock.makefile("rb")
+        self._max_line = max_line
+        self._next_id = 1
+
+    @classmethod
+    def open(cls, socket_path: Path | str, *, timeout: float = 5.0) -> Client:
+        """Connect to a socket path; raise ``DaemonUnavailable`` if nothing listens there."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(socket_path))
+        except OSError as exc:
+            sock.close()
+            raise _connect_error(socket_path, exc) from exc
+        return cls(sock)
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            self._file.close()
+            sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send(self, method: str, params: dict[str, Any] | None) -> int:
+        if self._sock is None:
+            raise DaemonUnavailable("the connection to the daemon is closed")
+        request_id, self._next_id = self._next_id, self._next_id + 1
+        try:
+            self._sock.sendall(_encode(request_id, method, params))
+        except OSError as exc:
+            self.close()
+            raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
+        return request_id
+
+    def _receive(self, method: str, timeout: float | None) -> dict[str, Any]:
+        assert self._sock is not None
+        self._sock.settimeout(timeout)
+        try:
+            line = self._file.readline(self._max_line + 1)
+            if len(line) > self._max_line:
+                raise DaemonUnavailable(f"answer to {method} exceeds {self._max_line} bytes")
+            return _decode(line, method)
+        except TimeoutError:
+            self.close()
+            raise
+        except OSError as exc:
+            self.close()
+            raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
+        except DaemonUnavailable:
+            self.close()
+            raise
+
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = DEFAULT_CALL_TIMEOUT,
+    ) -> Any:
+        """Call one API method and return its result.
+
+        Args:
+            method: the method name (``send``, ``group.create``, ...).
+            params: its parameters.
+            timeout: seconds to wait for the answer; ``None`` waits for ever.
+
+        Returns:
+            The method's result.
+
+        Raises:
+            SwitchboardError: the daemon's error, as the subclass its code names.
+            DaemonUnavailable: the connection failed or the answer took longer than ``timeout``.
+        """
+        request_id = self._send(method, params)
+        try:
+            message = self._receive(method, timeout)
+        except TimeoutError as exc:
+            raise DaemonUnavailable(
+                f"the daemon did not answer {method} within {timeout:g} s"
+            ) from exc
+        return _result(message, request_id, method)[1]
+
+    def stream(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        duration: float | None = None,
+    ) -> Iterator[Any]:
+        """Call a streaming method (``events.follow``) and yield its items as they come.
+
+        Args:
+            method: the streaming method.
+            params: its parameters.
+            duration: end quietly after this many seconds; ``None``: when the daemon ends it.
+
+        Raises:
+            SwitchboardError: the daemon's error, as the subclass its code names.
+        """
+        request_id = self._send(method, params)
+        deadline = None if duration is None else time.monotonic() + duration
+        finished = False
+        try:
+            while True:
+                remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                if remaining == 0.0:
+                    return
+                try:
+                    message = self._receive(method, remaining)
+                except TimeoutError:
+                    return
+                finished, value = _result(message, request_id, method, streaming=True)
+                if finished:
+                    return
+                yield value
+        finally:
+            if not finished:
+                self.close()  # the daemon ends the stream when we hang up
+
+
+def connect(
+    settings: Settings, *, autostart: bool = True, start_timeout: float = DEFAULT_START_TIMEOUT
+) -> Client:
+    """Connect to the daemon of ``settings.home``, starting it in the background if needed.
+
+    Args:
+        settings: which home's daemon.
+        autostart: start the daemon when none answers, and wait ``start_timeout`` for it.
+        start_timeout: seconds.
+
+    Raises:
+        DaemonUnavailable: no daemon answers (and ``autostart`` is off), or it did not start.
+    """
+    path = settings.socket_path
+    try:
+        return Client.open(path)
+    except DaemonUnavailable as exc:
+        if not isinstance(exc.__cause__, FileNotFoundError | ConnectionRefusedError):
+            raise  # something is wrong with the socket itself: starting a daemon won't help
+        if not autostart:
+            raise DaemonUnavailable(
+                f"no daemon is running for {settings.home} "
+                "(start it with 'switchboard daemon start')"
+            ) from None
+    from switchboard.daemon import process  # noqa: PLC0415 - only when the daemon is down
+
+    pid = process.start_background(settings)
+    deadline = time.monotonic() + start_timeout
+    delay = 0.005
+    while True:
+        with contextlib.suppress(DaemonUnavailable):
+            return Client.open(path)
+        # A daemon that exits is fatal only if no other daemon (started by a concurrent command)
+        # holds the home: that one will answer soon.
+        if process.has_exited(pid) and not process.read_status(settings)["running"]:
+            raise DaemonUnavailable(f"the daemon exited during start-up; see {settings.log_path}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DaemonUnavailable(
+                f"the daemon did not answer on {path} within {start_timeout:g} s; "
+                f"see {settings.log_path}"
+            )
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.1)
+
+
+class AsyncClient:
+    """An asyncio connection to the local API, for long-lived surfaces (the MCP server).
+
+    Calls are serialised on one connection, (re)opened on demand: a cancelled call drops it, so
+    a late answer is never taken for the next one's. Each ``stream()`` has its own connection.
+
+    Args:
+        socket_path: the daemon's socket.
+        max_line: the longest response line accepted, in bytes.
+    """
+
+    def __init__(
+        self, socket_path: Path | str, *, max_line: int = DEFAULT_MAX_RESPONSE_LINE
+    ) -> None:
+        self.socket_path = Path(socket_path)
+        self._max_line = max_line
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._next_id = 1
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        import asyncio  # noqa: PLC0415 - keeps the sync client's import path light
+
+        try:
+            return await asyncio.open_unix_connection(str(self.socket_path), limit=self._max_line)
+        except OSError as exc:
+            raise _connect_error(self.socket_path, exc) from exc
+
+    async def _request(self, writer: asyncio.StreamWriter, method: str, params: Any) -> int:
+        request_id, self._next_id = self._next_id, self._next_id + 1
+        writer.write(_encode(request_id, method, params))
+        try:
+            await writer.drain()
+        except OSError as exc:
+            raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
+        return request_id
+
+    @staticmethod
+    async def _answer(reader: asyncio.StreamReader, method: str) -> dict[str, Any]:
+        try:
+            line = await reader.readline()
+        except (OSError, ValueError) as exc:  # ValueError: a line over max_line
+            raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
+        return _decode(line, method)
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Call one API method and return its result.
+
+        Bound the wait with ``asyncio.timeout()`` around the call; a cancelled call drops the
+        connection, and the next call opens a new one.
+
+        Args:
+            method: the method name.
+            params: its parameters.
+
+        Returns:
+            The method's result.
+
+        Raises:
+            SwitchboardError: the daemon's error, as the subclass its code names.
+            DaemonUnavailable: the connection failed.
+        """
+        import asyncio  # noqa: PLC0415
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._streams is None:
+                self._streams = await self._open()
+            reader, writer = self._streams
+            try:
+                request_id = await self._request(writer, method, params)
+                message = await self._answer(reader, method)
+            except BaseException:
+                await self.aclose()
+                raise
+        return _result(message, request_id, method)[1]
+
+    async def stream(self, method: str, params: dict[str, Any] | None = None) -> AsyncIterator[Any]:
+        """Call a streaming method on a connection of its own and yield its items.
+
+        Leaving the loop early (``break``, cancellation, ``aclose()``) hangs up, which ends the
+        stream in the daemon.
+
+        Raises:
+            SwitchboardError: the daemon's error, as the subclass its code names.
+        """
+        reader, writer = await self._open()
+        try:
+            request_id = await self._request(writer, method, params)
+            while True:
+                message = await self._answer(reader, method)
+                finished, value = _result(message, request_id, method, streaming=True)
+                if finished:
+                    return
+                yield value
+        finally:
+            await _close_writer(writer)
+
+    async def aclose(self) -> None:
+        """Close the connection. Idempotent; a later call opens a new one."""
+        streams, self._streams = self._streams, None
+        if streams is not None:
+            await _close_writer(streams[1])
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+async def _close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()

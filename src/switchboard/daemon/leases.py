@@ -1,0 +1,175 @@
+"""File leases: agents announce the paths (or globs) of a repository they work on.
+
+An acquire is checked, on the acquiring device, against every lease of the group that device
+holds: a conflict with an exclusive lease (or any lease, for an exclusive acquire) is refused
+naming the holder and its reason; overlapping shared leases are granted with a warning. Leases
+expire at their ``expires`` time on every device at once, without an event. Two acquires made
+at the same moment on devices that cannot reach each other can both succeed: leases are
+announcements between cooperating agents, not locks.
+
+Paths are relative to the repository's top directory and ``repo`` names the repository
+(the CLI takes its ``origin`` URL, else the top directory's name), so the agents of one
+repository on several machines see each other's leases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from switchboard import ids
+from switchboard.daemon.params import params_of
+from switchboard.errors import Forbidden, NotFound, UserError
+from switchboard.events import LeaseAcquired, LeaseReleased, format_ts, now_ts
+from switchboard.store import leases
+
+if TYPE_CHECKING:
+    from switchboard.daemon.service import Daemon
+
+# Default and longest lease: a lease outliving a day of work is a forgotten one.
+DEFAULT_TTL = 30 * 60.0
+MAX_TTL = 7 * 24 * 3600.0
+# Paths one acquire or check names at most (a commit touching more is checked in chunks).
+MAX_PATHS = 10_000
+
+
+class LeaseParams(msgspec.Struct, forbid_unknown_fields=False):
+    agent: str = ""
+    paths: list[str] = []
+    repo: str = ""
+    ttl: float = DEFAULT_TTL
+    reason: str = ""
+    exclusive: bool = False
+    all: bool = False
+
+
+def _pattern(text: str) -> str:
+    pattern = text.strip()
+    while pattern.startswith("./"):
+        pattern = pattern[2:]
+    if not pattern or pattern in (".", "/"):
+        raise UserError(f"invalid lease path {text[:60]!r}")
+    return pattern
+
+
+def lease_json(row: dict[str, Any], now: str) -> dict[str, Any]:
+    """One lease row as JSON: holder, path, repo, exclusive, reason, acquired, expires, state."""
+    state = "released" if row["released_ts"] else "active" if row["expires"] > now else "expired"
+    return {
+        "ref": row["ref"],
+        "holder": ids.format_address(row["name"], row["short"]),
+        "path": row["pattern"],
+        "repo": row["repo"],
+        "exclusive": bool(row["exclusive"]),
+        "reason": row["reason"],
+        "acquired": row["ts"],
+        "expires": row["expires"],
+        "state": state,
+    }
+
+
+def _conflict_text(path: str, row: dict[str, Any], *, wanted_exclusive: bool) -> str:
+    holder = ids.format_address(row["name"], row["short"])
+    reason = f" ({row['reason']})" if row["reason"] else ""
+    how = "exclusively " if row["exclusive"] else ""
+    text = f"{path} is leased {how}by {holder}{reason} until {row['expires']}"
+    if wanted_exclusive and not row["exclusive"]:
+        text += "; an exclusive lease needs it free"
+    return text
+
+
+class LeaseHandlers:
+    """API methods ``lease.acquire``, ``lease.release``, ``lease.list`` and ``lease.check``."""
+
+    d: Daemon
+
+    if TYPE_CHECKING:
+
+        async def ensure_agent(self, agent: str) -> str: ...
+
+    async def _lease_begin(self, params: Any) -> tuple[LeaseParams, str]:
+        p: LeaseParams = params_of(LeaseParams, params)
+        if len(p.paths) > MAX_PATHS:
+            raise UserError(f"{len(p.paths)} paths exceed the limit of {MAX_PATHS}")
+        return p, await self.ensure_agent(p.agent)
+
+    async def _others(self, repo: str, name: str) -> list[dict[str, Any]]:
+        rows = await self.d.read(leases.active_leases, repo, now_ts())
+        me = (self.d.device_id, name)
+        return [r for r in rows if (r["device_id"], r["name"]) != me]
+
+    async def lease_acquire(self, params: Any) -> dict[str, Any]:
+        """Lease paths for ``ttl`` seconds; refuse a conflict with an exclusive lease."""
+        p, name = await self._lease_begin(params)
+        patterns = list(dict.fromkeys(_pattern(path) for path in p.paths))
+        if not patterns:
+            raise UserError("no path to lease")
+        if not 0 < p.ttl <= MAX_TTL:
+            raise UserError(f"lease ttl of {p.ttl:g} s is outside 0-{MAX_TTL:g} s")
+        refused, warnings = [], []
+        for row in await self._others(p.repo, name):
+            for pattern in patterns:
+                if not leases.overlaps(pattern, row["pattern"]):
+                    continue
+                if row["exclusive"] or p.exclusive:
+                    refused.append(_conflict_text(pattern, row, wanted_exclusive=p.exclusive))
+                else:
+                    warnings.append(_conflict_text(pattern, row, wanted_exclusive=False))
+        if refused:
+            raise Forbidden("lease refused: " + "; ".join(refused))
+        expires = format_ts(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=p.ttl))
+        body = LeaseAcquired(
+            paths=patterns, expires=expires, repo=p.repo, exclusive=p.exclusive,
+            reason=" ".join(p.reason.split())[:500],
+        )  # fmt: skip
+        _, event = await self.d.log.append(name, body)
+        held = await self._held(p.repo, name)
+        ref = f"{event.origin}/{event.seq}"
+        return {"leases": [h for h in held if h["ref"] == ref], "warnings": warnings}
+
+    async def lease_release(self, params: Any) -> dict[str, Any]:
+        """Release the acting agent's leases on the given paths (none given: all in the repo)."""
+        p, name = await self._lease_begin(params)
+        patterns = [_pattern(path) for path in p.paths]
+        held = await self._held(p.repo, name)
+        released = [h for h in held if not patterns or h["path"] in patterns]
+        if not released:
+            raise NotFound("no such lease held" if patterns else "no lease held")
+        await self.d.log.append(name, LeaseReleased(paths=patterns, repo=p.repo))
+        return {"released": released}
+
+    async def _held(self, repo: str, name: str) -> list[dict[str, Any]]:
+        now = now_ts()
+        rows = await self.d.read(leases.active_leases, repo, now)
+        me = (self.d.device_id, name)
+        return [lease_json(r, now) for r in rows if (r["device_id"], r["name"]) == me]
+
+    async def lease_list(self, params: Any) -> list[dict[str, Any]]:
+        """Active leases (of ``repo``, or every repository when it is empty); ``all`` adds
+        expired and released ones."""
+        p = params_of(LeaseParams, params)
+        now = now_ts()
+        if p.all:
+            rows = await self.d.read(leases.all_leases, 1000)
+            rows = [r for r in rows if not p.repo or r["repo"] == p.repo]
+        else:
+            rows = await self.d.read(leases.active_leases, p.repo or None, now)
+        return [lease_json(r, now) for r in rows]
+
+    async def lease_check(self, params: Any) -> dict[str, Any]:
+        """Whether paths (e.g. a commit's) are free of other agents' exclusive leases."""
+        p, name = await self._lease_begin(params)
+        now = now_ts()
+        conflicts = []
+        for row in await self._others(p.repo, name):
+            if not row["exclusive"]:
+                continue
+            for path in p.paths:
+                if leases.covers(row["pattern"], _pattern(path)):
+                    conflicts.append(
+                        {"path": path, "lease": lease_json(row, now),
+                         "message": _conflict_text(path, row, wanted_exclusive=False)}
+                    )  # fmt: skip
+        return {"ok": not conflicts, "conflicts": conflicts}

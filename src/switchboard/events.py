@@ -1,0 +1,403 @@
+"""The event model: one append-only log of small facts per device.
+
+An ``Event`` is the unit that is stored, replicated and shown. Its id is ``(origin, seq)``: the
+device where it happened and its gap-free sequence number there. ``type`` is a past-tense
+snake_case tag and ``data`` its body.
+
+Bodies are typed: each tag has a frozen msgspec Struct below (``MessagePosted`` for
+``"message_posted"``), used to build events and to read them in projections. Replication
+itself never needs the body's type, so a device stores and forwards events of types it does
+not know yet.
+
+Schema evolution rules:
+
+1. A tag is never renamed or reused; a new meaning gets a new tag.
+2. Fields may be added with defaults; none is removed or renamed or changes type.
+3. Readers ignore fields they do not know (msgspec's default) and tags they do not know
+   (``body_of`` returns ``None``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Final
+
+import msgspec
+
+#: Statuses an agent can be in.
+STATUSES: Final = ("active", "idle", "busy", "offline")
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """One fact in a device's log."""
+
+    origin: str
+    seq: int
+    ts: str
+    type: str
+    agent: str
+    data: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """``(origin, seq)``, the event's global id."""
+        return (self.origin, self.seq)
+
+
+class Body(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of typed event bodies. Subclasses set ``tag``."""
+
+
+class DeviceJoined(Body, frozen=True, tag="device_joined"):
+    """``device_joined``: a device entered the group (first event it writes there)."""
+
+    name: str
+    public_key: str
+    group: str
+
+
+class AgentRegistered(Body, frozen=True, tag="agent_registered"):
+    """``agent_registered``: an agent appeared on its device, or updated its profile."""
+
+    name: str
+    harness: str = "shell"
+    cwd: str = ""
+    pid: int | None = None
+    summary: str = ""
+    tags: list[str] = []
+
+
+class StatusChanged(Body, frozen=True, tag="status_changed"):
+    """``status_changed``: an agent's status changed (active, idle, busy or offline)."""
+
+    status: str
+    reason: str = ""
+    summary: str | None = None
+
+
+class MessagePosted(Body, frozen=True, tag="message_posted"):
+    """``message_posted``: an agent sent a message.
+
+    ``to`` keeps the targets as written (``@nova``, ``#room``, ``@all``); ``recipients`` the
+    agent addresses they resolved to on the sending device.
+    """
+
+    to: list[str]
+    recipients: list[str]
+    text: str
+    thread: str | None = None
+    intent: str | None = None  # one of INTENTS
+    reply_to: str | None = None  # ``origin/seq`` of the message this one answers
+    priority: str = "normal"  # "normal" or "urgent" (urgent interrupts where a harness can)
+
+
+class MessageDelivered(Body, frozen=True, tag="message_delivered"):
+    """``message_delivered``: a message reached its recipients' device and inboxes."""
+
+    message: str
+    recipients: list[str]
+
+
+class MessageRead(Body, frozen=True, tag="message_read"):
+    """``message_read``: a recipient read a message."""
+
+    message: str
+    reader: str
+
+
+class FileEdited(Body, frozen=True, tag="file_edited"):
+    """``file_edited``: an agent edited a file."""
+
+    path: str
+    tool: str = ""
+
+
+class CommandRun(Body, frozen=True, tag="command_run"):
+    """``command_run``: an agent ran a shell command."""
+
+    command: str
+    exit_status: int | None = None
+
+
+# -- rooms, presence, notices and leases (coordination; projected by store/rooms.py & co) --------
+
+#: Room kinds: public (listed, anyone joins and reads), private (listed, join by invitation,
+#: members read), secret (invisible to non-members, join by invitation, members read).
+ROOM_KINDS: Final = ("public", "private", "secret")
+#: Agent visibility: listed and reachable; reachable by exact address only; neither.
+VISIBILITIES: Final = ("visible", "hidden", "ghost")
+#: What a message asks of its recipients (``MessagePosted.intent``).
+INTENTS: Final = ("request", "inform", "ack")
+
+
+class RoomCreated(Body, frozen=True, tag="room_created"):
+    """``room_created``: an agent created a room (and is its first member)."""
+
+    room: str
+    kind: str = "public"
+    description: str = ""
+
+
+class RoomJoined(Body, frozen=True, tag="room_joined"):
+    """``room_joined``: an agent joined a room."""
+
+    room: str
+
+
+class RoomLeft(Body, frozen=True, tag="room_left"):
+    """``room_left``: an agent left a room."""
+
+    room: str
+
+
+class RoomInvited(Body, frozen=True, tag="room_invited"):
+    """``room_invited``: a member invited an agent (internal address) into a room."""
+
+    room: str
+    invitee: str
+
+
+class RoomKicked(Body, frozen=True, tag="room_kicked"):
+    """``room_kicked``: a room's creator removed a member (internal address) and its invitation."""
+
+    room: str
+    member: str
+
+
+class RoomRead(Body, frozen=True, tag="room_read"):
+    """``room_read``: an agent read a room up to a message (``origin/seq``): its cursor."""
+
+    room: str
+    last: str
+
+
+class VisibilityChanged(Body, frozen=True, tag="visibility_changed"):
+    """``visibility_changed``: an agent became visible, hidden or a ghost."""
+
+    visibility: str
+
+
+class NoticePosted(Body, frozen=True, tag="notice_posted"):
+    """``notice_posted``: the device told agents (internal addresses) of something.
+
+    ``kind`` says what: ``member_joined``, ``member_left``, ``member_status``, ``invited``,
+    ``watch_fired``, ``edit_conflict``. ``subject`` is the agent it is about, ``ref`` the
+    message it concerns (watches).
+    """
+
+    kind: str
+    recipients: list[str]
+    text: str
+    to: list[str] = []
+    room: str | None = None
+    subject: str = ""
+    path: str = ""
+    ref: str | None = None
+
+
+class LeaseAcquired(Body, frozen=True, tag="lease_acquired"):
+    """``lease_acquired``: an agent announced it works on paths (globs) of a repository."""
+
+    paths: list[str]
+    expires: str
+    repo: str = ""
+    exclusive: bool = False
+    reason: str = ""
+
+
+class LeaseReleased(Body, frozen=True, tag="lease_released"):
+    """``lease_released``: an agent released its leases on paths (none named: all of them)."""
+
+    paths: list[str] = []
+    repo: str = ""
+
+
+# -- agents in harnesses: context delivery and session lifecycle (store/delivery.py) -------------
+
+
+class MessageInjected(Body, frozen=True, tag="message_injected"):
+    """``message_injected``: a message was placed into a recipient agent's context.
+
+    Written by the recipient's device when a hook, an MCP channel or a tool result put the
+    message in front of the model. ``recipient`` is the internal address, ``context`` names the
+    model context it went into (a harness session and its compaction generation), ``via`` the
+    path (``hook:claude:PostToolUse``, ``channel``, ``tool:send``).
+    """
+
+    message: str
+    recipient: str
+    context: str
+    via: str = ""
+
+
+class SessionStarted(Body, frozen=True, tag="session_started"):
+    """``session_started``: an agent's harness session started, resumed or was cleared.
+
+    Binds harness ``session`` to the acting agent; ``source`` is ``startup``, ``resume``,
+    ``clear``, ``compact`` or ``implicit`` (first seen mid-session).
+    """
+
+    harness: str
+    session: str
+    source: str = "startup"
+    cwd: str = ""
+
+
+class SessionStopped(Body, frozen=True, tag="session_stopped"):
+    """``session_stopped``: an agent's harness session ended."""
+
+    harness: str
+    session: str
+    reason: str = ""
+
+
+class ContextCompacted(Body, frozen=True, tag="context_compacted"):
+    """``context_compacted``: the harness compacted the session's context (a new context)."""
+
+    harness: str
+    session: str
+    trigger: str = ""
+
+
+class TurnStarted(Body, frozen=True, tag="turn_started"):
+    """``turn_started``: a turn began (a prompt was submitted).
+
+    ``prompt`` holds the prompt text only when the user turned recording on.
+    """
+
+    harness: str
+    session: str
+    prompt: str | None = None
+
+
+class TurnEnded(Body, frozen=True, tag="turn_ended"):
+    """``turn_ended``: the agent finished its turn and stopped."""
+
+    harness: str
+    session: str
+
+
+AnyBody = (
+    DeviceJoined
+    | AgentRegistered
+    | StatusChanged
+    | MessagePosted
+    | MessageDelivered
+    | MessageRead
+    | FileEdited
+    | CommandRun
+    | RoomCreated
+    | RoomJoined
+    | RoomLeft
+    | RoomInvited
+    | RoomKicked
+    | RoomRead
+    | VisibilityChanged
+    | NoticePosted
+    | LeaseAcquired
+    | LeaseReleased
+    | MessageInjected
+    | SessionStarted
+    | SessionStopped
+    | ContextCompacted
+    | TurnStarted
+    | TurnEnded
+)
+
+BODY_TYPES: Final[dict[str, type[Body]]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (
+        DeviceJoined,
+        AgentRegistered,
+        StatusChanged,
+        MessagePosted,
+        MessageDelivered,
+        MessageRead,
+        FileEdited,
+        CommandRun,
+        RoomCreated,
+        RoomJoined,
+        RoomLeft,
+        RoomInvited,
+        RoomKicked,
+        RoomRead,
+        VisibilityChanged,
+        NoticePosted,
+        LeaseAcquired,
+        LeaseReleased,
+        MessageInjected,
+        SessionStarted,
+        SessionStopped,
+        ContextCompacted,
+        TurnStarted,
+        TurnEnded,
+    )
+}
+
+_event_encoder: Final = msgspec.msgpack.Encoder()
+_event_decoder: Final = msgspec.msgpack.Decoder(Event)
+_json_encoder: Final = msgspec.json.Encoder()
+
+
+def tag_of(body: Body) -> str:
+    """Return the wire tag of a body (``"message_posted"``)."""
+    tag = body.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+def data_of(body: Body) -> dict[str, Any]:
+    """Return a body as the plain ``data`` dict of an event (without its tag)."""
+    data: dict[str, Any] = msgspec.to_builtins(body)
+    data.pop("type", None)
+    return data
+
+
+def body_of(event: Event) -> AnyBody | None:
+    """Return the typed body of an event, or ``None`` for a type this version does not know.
+
+    Raises:
+        msgspec.ValidationError: the data does not fit the known type.
+    """
+    cls = BODY_TYPES.get(event.type)
+    if cls is None:
+        return None
+    body: AnyBody = msgspec.convert(event.data, cls)  # type: ignore[assignment]
+    return body
+
+
+def encode_event(event: Event) -> bytes:
+    """Encode an event for sealing and replication (MessagePack)."""
+    return _event_encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    """Decode an event encoded by ``encode_event``.
+
+    Raises:
+        msgspec.DecodeError: the bytes are not a valid event.
+    """
+    try:
+        return _event_decoder.decode(data)
+    except UnicodeDecodeError as exc:
+        # msgspec reports invalid UTF-8 in a string this way; keep the documented exception.
+        raise msgspec.DecodeError("invalid utf-8 in an event string") from exc
+    except RecursionError as exc:
+        # ``data`` is typed Any, so nesting is unbounded; keep the documented exception.
+        raise msgspec.DecodeError("event nested too deeply") from exc
+
+
+def encode_data_json(data: dict[str, Any]) -> str:
+    """Render an event's data as compact JSON (how the store keeps it)."""
+    return _json_encoder.encode(data).decode()
+
+
+def format_ts(moment: _dt.datetime) -> str:
+    """Render a UTC timestamp as ISO 8601 with milliseconds and a ``Z``."""
+    utc = moment.astimezone(_dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def now_ts() -> str:
+    """Return the current time as an event timestamp."""
+    return format_ts(_dt.datetime.now(_dt.UTC))

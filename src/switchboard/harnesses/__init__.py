@@ -1,0 +1,1 @@
+"""Harness integrations: hook entry points, push adapters and installers (one module each)."""

@@ -1,0 +1,269 @@
+"""``switchboard hook HARNESS EVENT``: the entry point every harness hook runs.
+
+Theory of operation
+-------------------
+A harness runs this on every tool call of every agent, so it must be fast and must never hurt
+the harness. One hook call is: read the payload (JSON on stdin), map it to one ``agent.hook``
+request (``payloads.build_request``), make that one call to the daemon over its unix socket, and
+print the harness's JSON answer (``payloads.render``).
+
+- **Fast.** Only light stdlib modules are imported on this path (no asyncio, msgspec,
+  cryptography or mcp; ``cli.main`` routes here before building its parser), and the daemon is
+  asked exactly once. ``bench/hooks.py`` measures the round trip.
+- **Never hangs.** The whole call has a time budget (``SWITCHBOARD_HOOK_TIMEOUT``, default
+  2 s): reading stdin, connecting and waiting for the answer all count against it. A harness
+  that never closes stdin, a daemon that accepts and never answers, both end in the no-op.
+- **Never breaks the harness.** Bad input (malformed or truncated JSON, a payload that is not
+  an object, an unknown harness or event, an oversized payload) and a daemon that is down or
+  fails all print the harness's no-op (``{}``) and exit 0, with one line on stderr saying why.
+- **Autostart.** When no daemon answers, a ``SessionStart`` starts one and waits for it (once
+  per session, and the harness allows it seconds); every other event starts one in the
+  background and answers the no-op at once, rather than make a tool call wait ~0.3 s: the
+  messages are not lost, they are delivered at the next hook. ``SWITCHBOARD_HOOK_AUTOSTART=0``
+  turns autostart off.
+- **Prompts stay private.** Prompt text is sent to the daemon (and so recorded in
+  ``turn_started``) only when ``SWITCHBOARD_RECORD_PROMPTS=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import socket
+import sys
+import time
+
+from switchboard.harnesses import payloads
+
+# The whole hook's budget: far below every harness's hook timeout (Claude Code 600 s, Gemini
+# 60 s, Cursor and Antigravity seconds), far above a healthy round trip (~10 ms).
+DEFAULT_BUDGET = 2.0
+# How long a SessionStart waits for a daemon it started (a cold start migrates SQLite).
+START_WAIT = 5.0
+# A payload larger than this is not read further: Claude Code's PostToolUse carries whole tool
+# outputs (a file read), and nothing we need sits beyond the first bytes of a huge one.
+MAX_PAYLOAD = 8 * 1024 * 1024
+# The idle wait (Claude Code asyncRewake): how long one waiting hook waits for a message.
+DEFAULT_IDLE_WAIT = 3000.0
+_SALVAGE = re.compile(rb'"(session_id|conversation_id|conversationId|cwd)"\s*:\s*"([^"\\]{1,512})"')
+_SKIP_PARENTS = frozenset(
+    {"sh", "bash", "dash", "zsh", "fish", "ksh", "env", "timeout", "nice", "nohup", "uv", "uvx",
+     "switchboard", "sb", "time", "sudo", "stdbuf"}
+)  # fmt: skip
+
+
+class _Budget:
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(self.deadline - time.monotonic(), 0.0)
+
+
+def _note(message: str) -> None:
+    try:  # noqa: SIM105 - contextlib is one more import on every hook's start-up
+        print(f"switchboard hook: {message}", file=sys.stderr)
+    except OSError:
+        pass
+
+
+def read_payload(stream: object, budget: _Budget) -> tuple[bytes, bool]:
+    """Read stdin until EOF, the size limit or the budget: ``(data, complete)``."""
+    fileno = getattr(stream, "fileno", None)
+    if fileno is None:
+        return b"", False
+    try:
+        fd = fileno()
+        if os.isatty(fd):
+            return b"", False
+    except (OSError, ValueError):
+        return b"", False
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_PAYLOAD:
+        ready, _, _ = select.select([fd], [], [], budget.left() / 2)
+        if not ready:
+            return b"".join(chunks), False
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
+
+
+def parse_payload(data: bytes, complete: bool) -> tuple[dict[str, object], str]:
+    """Decode a payload; salvage the session id and cwd from a truncated one.
+
+    Returns:
+        The payload (``{}`` if nothing usable) and a problem description (``""`` if none).
+    """
+    if complete:
+        try:
+            value = json.loads(data)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value, ""
+        problem = "payload is not a JSON object" if value is not None else "malformed JSON"
+    else:
+        problem = "truncated or oversized payload"
+    salvaged = {key.decode(): val.decode() for key, val in _SALVAGE.findall(data[:65536])}
+    return salvaged, problem
+
+
+def _proc_parent(pid: int) -> tuple[int, str, str] | None:
+    """``(parent pid, command name, start time)`` of a process, from /proc (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read().decode(errors="replace")
+    except OSError:
+        return None
+    comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[1]), comm, fields[19]
+
+
+def anchor() -> str:
+    """Identify the harness process that runs us: the nearest ancestor that is not a shell.
+
+    ``SWITCHBOARD_HARNESS_PID`` overrides it (a launcher that knows better). The start time is
+    part of the anchor, so a recycled pid is never taken for the old process.
+    """
+    forced = os.environ.get("SWITCHBOARD_HARNESS_PID")
+    pid = int(forced) if forced and forced.isdigit() else os.getppid()
+    for _ in range(8):
+        info = _proc_parent(pid)
+        if info is None:
+            return f"{pid}"
+        parent, comm, started = info
+        if forced or comm not in _SKIP_PARENTS or parent <= 1:
+            return f"{pid}:{started}"
+        pid = parent
+    return f"{pid}"
+
+
+def _home() -> str:
+    home = os.environ.get("SWITCHBOARD_HOME")
+    if home:
+        return home
+    if sys.platform == "linux":  # platformdirs' answer, without importing it
+        data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+        return os.path.join(data, "switchboard")
+    from switchboard.config import default_home  # noqa: PLC0415 - only without a home set
+
+    return str(default_home())
+
+
+def call(socket_path: str, params: dict[str, object], timeout: float) -> dict[str, object]:
+    """One ``agent.hook`` request over the daemon's socket, within ``timeout`` seconds.
+
+    Raises:
+        OSError: no daemon, or it did not answer in time.
+        ValueError: the answer is malformed, or an error.
+    """
+    request = {"id": 1, "method": "agent.hook", "params": params}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(max(timeout, 0.01))
+        sock.connect(socket_path)
+        sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+        with sock.makefile("rb") as file:
+            line = file.readline(64 * 1024 * 1024)
+    answer = json.loads(line)
+    if not isinstance(answer, dict) or not isinstance(answer.get("result"), dict):
+        error = answer.get("error") if isinstance(answer, dict) else None
+        message = error.get("message") if isinstance(error, dict) else "malformed answer"
+        raise ValueError(str(message))
+    result: dict[str, object] = answer["result"]
+    return result
+
+
+def _start_daemon(home: str, wait: bool, socket_path: str, budget: _Budget) -> str:
+    """Start the daemon in the background; with ``wait``, until it listens (within budget).
+
+    Returns:
+        ``"ready"`` (it listens now), ``"starting"`` or ``"off"`` (autostart is disabled).
+    """
+    if os.environ.get("SWITCHBOARD_HOOK_AUTOSTART", "1") == "0":
+        return "off"
+    from switchboard.config import load_settings  # noqa: PLC0415 - only when it is down
+    from switchboard.daemon import process  # noqa: PLC0415
+
+    settings = load_settings(home=home)
+    if not process.read_status(settings)["running"]:
+        process.start_background(settings)
+    while wait and budget.left() > 0:
+        if os.path.exists(socket_path):
+            return "ready"
+        time.sleep(0.02)
+    return "starting"
+
+
+def run(harness: str, event: str, argv: list[str]) -> tuple[dict[str, object], int, str]:
+    """Handle one hook call; return ``(stdout JSON, exit status, stderr text)``."""
+    found = payloads.classify(harness, event)
+    if found is None:
+        return {}, 0, f"ignoring unknown harness event {harness} {event}"[:200]
+    kind = found[0]
+    seconds = float(os.environ.get("SWITCHBOARD_HOOK_TIMEOUT") or DEFAULT_BUDGET)
+    wait = DEFAULT_IDLE_WAIT if kind == "idle_wait" else 0.0
+    if "--wait" in argv[:-1]:
+        wait = float(argv[argv.index("--wait") + 1])
+    budget = _Budget(seconds + wait)
+    data, complete = read_payload(sys.stdin, _Budget(min(seconds, budget.left())))
+    payload, problem = parse_payload(data, complete)
+    if problem and not payload:
+        return {}, 0, f"{problem}; nothing done"
+    record = os.environ.get("SWITCHBOARD_RECORD_PROMPTS") == "1"
+    request = payloads.build_request(harness, event, payload, record_prompts=record)
+    assert request is not None
+    request.update(agent=os.environ.get("SWITCHBOARD_AGENT", ""), anchor=anchor(), wait=wait)
+    home = _home()
+    socket_path = os.path.join(home, "daemon.sock")
+    try:
+        answer = call(socket_path, request, budget.left())
+    except (FileNotFoundError, ConnectionRefusedError):
+        started = _start_daemon(home, kind == "session_start", socket_path, budget)
+        if started != "ready":
+            how = "starting one" if started == "starting" else "autostart is off"
+            return {}, 0, f"no daemon running ({how}); nothing delivered this time"
+        try:
+            answer = call(socket_path, request, budget.left())
+        except (OSError, ValueError) as exc:
+            return {}, 0, f"daemon did not answer: {exc}"[:300]
+    except (OSError, ValueError) as exc:
+        return {}, 0, f"daemon did not answer: {exc}"[:300]
+    intro = payloads.intro(harness, str(answer.get("agent", ""))) if kind == "session_start" else ""
+    return payloads.render(harness, event, answer, intro)
+
+
+def main(argv: list[str]) -> int:
+    """``switchboard [--home DIR] [--as NAME] hook HARNESS EVENT [--wait SECS]``."""
+    args = list(argv)
+    while args and args[0] in ("--home", "--as") and len(args) > 1:
+        key = "SWITCHBOARD_HOME" if args[0] == "--home" else "SWITCHBOARD_AGENT"
+        os.environ[key] = args[1]
+        args = args[2:]
+    if args[:1] == ["hook"]:
+        args = args[1:]
+    if len(args) < 2:
+        print("{}")
+        _note("usage: switchboard hook HARNESS EVENT")
+        return 0
+    try:
+        out, status, message = run(args[0], args[1], args[2:])
+    except Exception as exc:  # noqa: BLE001 - a hook must never break its harness
+        out, status, message = {}, 0, f"internal error: {type(exc).__name__}: {exc}"[:300]
+    try:
+        if status == 2:
+            sys.stderr.write(message + "\n")
+        else:
+            sys.stdout.write(json.dumps(out) + "\n")
+            if message:
+                _note(message)
+        sys.stdout.flush()
+    except OSError:
+        pass
+    return status

@@ -1,0 +1,311 @@
+"""The ``Link`` interface the daemon holds per group, link options, and ``make_link``.
+
+Theory of operation
+-------------------
+The daemon does not care how a group's events travel; it starts a link, wakes it when the log
+advances (``notify``), asks it how far behind the group it is (``lag``, ``status``) and waits on
+it (``wait_established``, ``wait_synced``, ``wait_caught_up``). ``daemon.peer.Peer`` (a sync
+session to the embedded relay) already had that surface; ``Link`` names it, so a group can be
+linked through the relay, any MQTT broker, or NATS JetStream, chosen by the URL's scheme:
+
+============================  =====================================  ==========================
+scheme                        link                                   who keeps history
+============================  =====================================  ==========================
+``ws``, ``wss``, ``memory``   ``daemon.peer.Peer`` (unchanged)       the relay's mailbox
+``mqtt``, ``mqtts``           ``links.mqtt.MqttLink``                the online devices
+``mqtt-public``               resolved at ``group create`` to one    the online devices
+                              ``mqtt://`` broker of a short list
+``nats``, ``tls``             ``links.nats.NatsLink``                the JetStream stream
+============================  =====================================  ==========================
+
+Broker credentials (``LinkOptions``) live beside the group in ``groups.link_options`` (JSON,
+in the 0600 database), never in the URL, so ``status`` can show the URL as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import msgspec
+
+from switchboard.crypto import GroupKeys
+from switchboard.errors import SwitchboardError, UserError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from switchboard.daemon.peer import LinkStatus
+    from switchboard.errors import SwitchboardError
+    from switchboard.proto.session import Established
+    from switchboard.store.log import EventLog
+
+OnPresence = Callable[[str, bool], Awaitable[None]]
+OnEstablished = Callable[["Established"], Awaitable[None]]
+
+RELAY_SCHEMES: Final = ("ws", "wss", "memory")
+MQTT_SCHEMES: Final = ("mqtt", "mqtts")
+NATS_SCHEMES: Final = ("nats", "tls")
+PUBLIC_MQTT: Final = "mqtt-public"
+
+
+class Link(Protocol):
+    """One group's link, as the daemon uses it."""
+
+    url: str
+    status: LinkStatus
+    # The embedded relay's pinned identity key; brokers have none, so broker links keep None.
+    relay_key: bytes | None
+
+    def start(self) -> None:
+        """Start keeping the link up, in the background."""
+
+    async def stop(self) -> None:
+        """Say goodbye and stop."""
+
+    def notify(self) -> None:
+        """The log advanced: wake the sender."""
+
+    def lag(self) -> int:
+        """Events this device holds that the link is not known to have passed on."""
+
+    async def wait_established(self, timeout: float) -> SwitchboardError | None:
+        """Wait for the first connection; return the failure that prevented it, if any."""
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Wait until the link is up and has passed on everything this device holds."""
+
+    async def wait_caught_up(self, timeout: float) -> bool:
+        """Wait until this device holds what the group held when the link connected."""
+
+
+class LinkOptions(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
+    """How to authenticate to a broker. Secrets: never log or show these.
+
+    Attributes:
+        username: broker user name (MQTT ``username``, NATS ``user``).
+        password: broker password.
+        tls_ca: file of CA certificates to trust instead of the system's.
+        tls_cert: client certificate file (mutual TLS).
+        tls_key: the client certificate's key file.
+        creds: a NATS ``.creds`` file (JWT + nkey seed).
+    """
+
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    creds: str | None = None
+
+    def __repr__(self) -> str:
+        # Keep the password out of logs and tracebacks.
+        return f"LinkOptions(username={self.username!r}, tls={self.tls_ca or self.tls_cert!r})"
+
+    @property
+    def wants_tls(self) -> bool:
+        """Whether any TLS file was given (which turns TLS on)."""
+        return any((self.tls_ca, self.tls_cert, self.tls_key))
+
+    def for_invite(self) -> LinkOptions | None:
+        """What an invite carries: the shared login, not this device's own TLS files.
+
+        The group secret is in the invite anyway, so a shared broker login adds no new
+        exposure and lets a joiner connect with nothing else. File paths are this machine's:
+        a joiner passes its own ``--tls-*`` files on ``join``.
+        """
+        shared = LinkOptions(username=self.username, password=self.password)
+        return None if shared == LinkOptions() else shared
+
+    def merged(self, override: LinkOptions) -> LinkOptions:
+        """Return these options with every field that ``override`` sets replaced."""
+        fields = {k: v for k, v in msgspec.structs.asdict(override).items() if v is not None}
+        return msgspec.structs.replace(self, **fields)
+
+
+def decode_options(raw: str | bytes | None) -> LinkOptions:
+    """Decode ``groups.link_options`` (JSON or ``None``).
+
+    Raises:
+        UserError: the stored options are not valid.
+    """
+    if not raw:
+        return LinkOptions()
+    try:
+        return msgspec.json.decode(raw, type=LinkOptions)
+    except msgspec.DecodeError as exc:
+        raise UserError(f"bad link options: {exc}") from exc
+
+
+def encode_options(options: LinkOptions) -> str | None:
+    """Encode options for ``groups.link_options`` (``None`` when there are none)."""
+    return None if options == LinkOptions() else msgspec.json.encode(options).decode()
+
+
+async def run_until_first_ends(coros: dict[str, Coroutine[Any, Any, Any]]) -> None:
+    """Run the named loops of one connection until the first ends; cancel the others.
+
+    Raises:
+        BaseException: the first failure among the loops that ended.
+    """
+    tasks = [asyncio.create_task(coro, name=name) for name, coro in coros.items()]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        exc = task.exception()
+        if exc is not None:
+            raise exc
+
+
+async def wait_first_connection(
+    established: asyncio.Event,
+    failure: Callable[[], SwitchboardError | None],
+    fatal: tuple[type[SwitchboardError], ...],
+    what: str,
+    timeout: float,
+) -> SwitchboardError | None:
+    """Wait until ``established`` is set; return the failure that prevented it, if any.
+
+    Args:
+        established: set once the link first connected.
+        failure: returns the link's latest failure.
+        fatal: failures that end the wait at once (a refused login, a wrong secret).
+        what: names the far end in the timeout message ("relay ws://...").
+        timeout: seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not established.is_set():
+        last = failure()
+        if isinstance(last, fatal):
+            return last
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return last or SwitchboardError(f"{what} did not answer within {timeout:g} s")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(established.wait(), min(remaining, 0.05))
+    return None
+
+
+def scheme_of(url: str) -> str:
+    """Return a link URL's scheme, lower-cased (``mqtt-public`` has none: it is its own)."""
+    if url.strip().lower() == PUBLIC_MQTT:
+        return PUBLIC_MQTT
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def kind_of(url: str) -> str:
+    """Return the kind of link a URL selects: ``relay``, ``mqtt`` or ``nats``."""
+    scheme = scheme_of(url)
+    if scheme in MQTT_SCHEMES or scheme == PUBLIC_MQTT:
+        return "mqtt"
+    if scheme in NATS_SCHEMES:
+        return "nats"
+    return "relay"
+
+
+async def resolve_url(url: str, options: LinkOptions, timeout: float = 5.0) -> str:
+    """Check a ``--relay`` URL and make it concrete before a group is created on it.
+
+    ``mqtt-public`` becomes the first broker of ``links.mqtt.public_brokers()`` that accepts a
+    connection, so every device of the group (the invite carries the URL) meets on that one.
+
+    Raises:
+        UserError: the scheme is not one we link through.
+        ConnectError: no public broker answered.
+    """
+    scheme = scheme_of(url)
+    if scheme == PUBLIC_MQTT:
+        from switchboard.links import mqtt  # noqa: PLC0415 - brokers' libraries load lazily
+
+        return await mqtt.first_public_broker(options, timeout)
+    if scheme not in RELAY_SCHEMES + MQTT_SCHEMES + NATS_SCHEMES:
+        known = ", ".join(s + "://" for s in RELAY_SCHEMES + MQTT_SCHEMES + NATS_SCHEMES)
+        raise UserError(f"unsupported link URL {url!r}: use {known} or {PUBLIC_MQTT}")
+    return url
+
+
+def make_link(
+    group: dict[str, Any],
+    *,
+    log: EventLog,
+    device_id: str,
+    identity: Ed25519PrivateKey,
+    create: bool = False,
+    on_presence: OnPresence | None = None,
+    on_established: OnEstablished | None = None,
+) -> Link:
+    """Build the link for a group row (``store.local`` ``groups``), chosen by its URL.
+
+    Args:
+        group: the group's row: ``group_id``, ``secret``, ``relay_url``, ``relay_key`` and
+            optionally ``link_options``.
+        log: this device's event log.
+        device_id: this device's id.
+        identity: this device's key (the relay handshake proves it).
+        create: the group is being created (the relay registers it; a broker link creates
+            its stream).
+        on_presence: called with ``(device, online)``; ``("", False)`` when the link drops.
+        on_established: called once per relay session (relay links only).
+
+    Returns:
+        A link, not started yet.
+    """
+    keys = GroupKeys.derive(group["group_id"], group["secret"])
+    url: str = group["relay_url"]
+    kind = kind_of(url)
+    if kind == "relay":
+        from switchboard.daemon.peer import Peer  # noqa: PLC0415 - avoid an import cycle
+
+        return Peer(
+            log=log,
+            keys=keys,
+            url=url,
+            device_id=device_id,
+            identity=identity,
+            relay_key=group.get("relay_key"),
+            create=create,
+            on_presence=on_presence,
+            on_established=on_established,
+        )
+    options = decode_options(group.get("link_options"))
+    if kind == "mqtt":
+        from switchboard.links.mqtt import MqttLink  # noqa: PLC0415 - lazy: aiomqtt
+
+        return MqttLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
+                        create=create, on_presence=on_presence)  # fmt: skip
+    from switchboard.links.nats import NatsLink  # noqa: PLC0415 - lazy: nats-py
+
+    return NatsLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
+                    create=create, on_presence=on_presence)  # fmt: skip
+
+
+def options_from_params(raw: dict[str, Any] | None) -> LinkOptions:
+    """Validate link options given to the API (``group.create`` / ``join`` ``options``).
+
+    Raises:
+        UserError: unknown fields or wrong types.
+    """
+    if not raw:
+        return LinkOptions()
+    try:
+        return msgspec.convert(raw, LinkOptions)
+    except msgspec.ValidationError as exc:
+        raise UserError(f"bad link options: {exc}") from exc
+
+
+def store_options(conn: Any, group_id: str, raw: str | None) -> None:
+    """Write a group's link options (JSON or ``None``) beside its row in ``groups``."""
+    conn.execute("UPDATE groups SET link_options = ? WHERE group_id = ?", (raw, group_id))
+
+
+def invite_options(raw: str | None) -> str | None:
+    """What of a group's stored options an invite carries (see ``LinkOptions.for_invite``)."""
+    shared = decode_options(raw).for_invite()
+    return None if shared is None else encode_options(shared)

@@ -1,0 +1,178 @@
+"""The wire frames of the sync protocol, and their encoding.
+
+Every frame is a tagged, array-like msgspec Struct encoded as MessagePack: the tag comes first,
+then the fields in order. One class serves both directions. ``docs/protocol.md`` describes
+when each frame may be sent.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+from msgspec import Meta
+
+from switchboard.errors import FrameTooLarge, RemoteProtocolError
+
+PROTOCOL_VERSION: Final = 1
+
+# A frame carries at most one batch; 1 MiB keeps a batch of several hundred typical events
+# while bounding what a peer can make us buffer before we have checked anything.
+DEFAULT_MAX_FRAME_SIZE: Final = 1024 * 1024
+# One sealed event. Messages are small; 256 KiB leaves room for long texts and file metadata
+# and keeps any single envelope well inside one frame.
+MAX_ENVELOPE_SIZE: Final = 256 * 1024
+# Envelopes in one batch: bounds per-frame work for the receiver's single writer.
+MAX_BATCH_ENVELOPES: Final = 2048
+# Origins in a version vector: a group larger than this is not one relay's job.
+MAX_VECTOR_ORIGINS: Final = 100_000
+
+Seq = Annotated[int, Meta(ge=1, le=2**62)]
+SeqOrZero = Annotated[int, Meta(ge=0, le=2**62)]
+DeviceId = Annotated[str, Meta(min_length=1, max_length=64)]
+Nonce = Annotated[bytes, Meta(min_length=16, max_length=64)]
+Key = Annotated[bytes, Meta(min_length=32, max_length=32)]
+Signature = Annotated[bytes, Meta(min_length=64, max_length=64)]
+Text = Annotated[str, Meta(max_length=1024)]
+Vector = Annotated[dict[DeviceId, SeqOrZero], Meta(max_length=MAX_VECTOR_ORIGINS)]
+
+
+class Envelope(msgspec.Struct, frozen=True, array_like=True):
+    """One sealed event: its header in clear, its body sealed (see ``crypto``)."""
+
+    origin: DeviceId
+    seq: Seq
+    nonce: Annotated[bytes, Meta(min_length=12, max_length=12)]
+    box: Annotated[bytes, Meta(max_length=MAX_ENVELOPE_SIZE)]
+
+
+class Frame(msgspec.Struct, frozen=True, array_like=True, tag_field="t"):
+    """Base of every frame."""
+
+
+class Hello(Frame, frozen=True, tag="hello"):
+    """Client opens: who it is, which group, a fresh nonce, and two public keys.
+
+    ``group_key`` is the group's auth public key; ``device_key`` is the device's own Ed25519
+    public key, from which ``device`` is derived (``ids.device_id_from_public_key``).
+    ``create`` asks a relay to register the group (only the creating device sets it).
+    """
+
+    version: int
+    group: DeviceId
+    device: DeviceId
+    nonce: Nonce
+    group_key: Key
+    device_key: Key
+    create: bool = False
+
+
+class Challenge(Frame, frozen=True, tag="challenge"):
+    """Server answers: its nonce, its identity key, and its signature over the transcript."""
+
+    nonce: Nonce
+    server: DeviceId
+    server_key: Key
+    proof: Signature
+
+
+class Proof(Frame, frozen=True, tag="proof"):
+    """Client proves group membership and its device: two signatures over the transcript.
+
+    ``proof`` is the group auth key's signature, ``device_proof`` the device key's.
+    """
+
+    proof: Signature
+    device_proof: Signature
+
+
+class Welcome(Frame, frozen=True, tag="welcome"):
+    """Server accepts the client; ``online`` lists the group's other connected devices."""
+
+    online: Annotated[list[DeviceId], Meta(max_length=MAX_VECTOR_ORIGINS)]
+
+
+class Have(Frame, frozen=True, tag="have"):
+    """The sender holds every event of each origin up to the given seq (and asks for the rest)."""
+
+    vector: Vector
+
+
+class Batch(Frame, frozen=True, tag="batch"):
+    """Envelopes in per-origin order."""
+
+    envelopes: Annotated[list[Envelope], Meta(max_length=MAX_BATCH_ENVELOPES)]
+
+
+class Ack(Frame, frozen=True, tag="ack"):
+    """The sender has durably stored every event of each origin up to the given seq."""
+
+    vector: Vector
+
+
+class Ping(Frame, frozen=True, tag="ping"):
+    """Heartbeat; the peer answers with ``Pong`` carrying the same number."""
+
+    n: SeqOrZero
+
+
+class Pong(Frame, frozen=True, tag="pong"):
+    """Answer to ``Ping``."""
+
+    n: SeqOrZero
+
+
+class Presence(Frame, frozen=True, tag="presence"):
+    """Ephemeral signal from a relay: a device of the group connected or disconnected."""
+
+    device: DeviceId
+    online: bool
+
+
+class Bye(Frame, frozen=True, tag="bye"):
+    """The sender closes the session, with a reason code and a short reason."""
+
+    code: int
+    reason: Text
+
+
+AnyFrame = Hello | Challenge | Proof | Welcome | Have | Batch | Ack | Ping | Pong | Presence | Bye
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_decoder: Final = msgspec.msgpack.Decoder(AnyFrame)
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """Encode a frame to bytes."""
+    return _encoder.encode(frame)
+
+
+def decode_frame(data: bytes, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> AnyFrame:
+    """Decode one frame.
+
+    Raises:
+        FrameTooLarge: ``data`` is longer than ``max_frame_size``.
+        RemoteProtocolError: ``data`` is not a valid frame.
+    """
+    if len(data) > max_frame_size:
+        raise FrameTooLarge(len(data), max_frame_size)
+    try:
+        frame: AnyFrame = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        # msgspec's message names the field and the rule, never the payload.
+        raise RemoteProtocolError(f"malformed frame: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        # msgspec reports invalid UTF-8 in a string this way, not as a DecodeError.
+        raise RemoteProtocolError("malformed frame: invalid utf-8 in a string") from exc
+    except RecursionError as exc:
+        # Trailing fields are skipped without a type, so a peer can nest them past the
+        # interpreter's limit well inside max_frame_size; that is malformed input, not our bug.
+        raise RemoteProtocolError("malformed frame: nested too deeply") from exc
+    return frame
+
+
+def frame_name(frame: Frame) -> str:
+    """Return a frame's tag, for logs."""
+    tag = frame.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag

@@ -1,0 +1,165 @@
+"""``Connection``: one peer of the relay, its session, its outbox and the loop that writes it.
+
+The relay drives one ``SyncSession`` per connection. Anything may queue frames on a session
+(its own receive loop, another device's batch being forwarded, a presence change); whoever does
+calls ``flush()``, which moves the session's frames into this connection's outbox and wakes the
+``send_loop``. The send loop is the only writer of the transport, the only caller of
+``tick()``, and it closes the transport once the session says so (``close_expected``).
+
+What a connection is sent is decided by its ``Phase``:
+
+==============  =====================================================================
+HANDSHAKE       not authenticated yet: nothing of the group's is sent
+WAITING_HAVE    authenticated, but the peer has not said what it holds: wait for Have
+CATCHING_UP     served from the mailbox, one bounded round at a time, from what the
+                session knows the peer holds (``peer_vector``)
+LIVE            caught up: newly stored envelopes are offered as they arrive
+==============  =====================================================================
+
+A ``Have`` moves a connection to ``CATCHING_UP``; a round that finds nothing left moves it to
+``LIVE``; a live connection whose outbox grows past ``max_pending_bytes`` (a slow reader) drops
+back to ``CATCHING_UP``, so a slow peer costs the relay a cursor, not memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit
+
+from switchboard.errors import TransportError
+from switchboard.proto.frames import Envelope
+from switchboard.proto.session import SyncSession
+from switchboard.transports.base import Transport
+
+logger = logging.getLogger("switchboard.relay")
+
+# Bytes queued for one peer before live forwarding to it stops and it is served from the
+# mailbox instead: eight full frames keep a fast link busy, and bound what a stalled one costs.
+DEFAULT_MAX_PENDING_BYTES: Final = 8 * 1024 * 1024
+# Batches from one peer that may wait for the mailbox: enough to keep the writer busy (they are
+# stored in one transaction), few enough to bound what one sender can make us hold.
+DEFAULT_MAX_QUEUED_BATCHES: Final = 16
+
+
+class Phase(enum.Enum):
+    """What the relay sends a connection (see the module docstring)."""
+
+    HANDSHAKE = "handshake"
+    WAITING_HAVE = "waiting_have"
+    CATCHING_UP = "catching_up"
+    LIVE = "live"
+
+
+def source_of(peer: str) -> str:
+    """Return the source address of a transport's ``peer`` ("ws://10.0.0.5:4242" -> host)."""
+    return urlsplit(peer).hostname or peer
+
+
+@dataclass(eq=False)
+class Connection:
+    """One peer of the relay. See the module docstring."""
+
+    transport: Transport
+    session: SyncSession
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    group: str = ""
+    device: str = ""
+    phase: Phase = Phase.HANDSHAKE
+    create_key: bytes | None = None  # the Hello asked to register the group with this key
+    admitted: bool = True  # False: too many handshakes were in progress when it connected
+    forwarded: int = 0  # envelopes queued for this peer
+
+    outbox: deque[bytes] = field(default_factory=deque, repr=False)
+    outbox_bytes: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    # Batches read but not yet stored (None ends the store loop); bounded, so a fast sender
+    # waits for the disk instead of filling memory.
+    received: asyncio.Queue[tuple[Envelope, ...] | None] = field(
+        default_factory=lambda: asyncio.Queue(DEFAULT_MAX_QUEUED_BATCHES), repr=False
+    )
+
+    @property
+    def source(self) -> str:
+        """The peer's address, the unit of rate limiting."""
+        return source_of(self.transport.peer)
+
+    @property
+    def label(self) -> str:
+        """A short name for log lines: the device if known, else the address."""
+        return self.device[:8] if self.device else self.transport.peer
+
+    def move_to(self, phase: Phase) -> None:
+        """Change what this connection is sent (see the module docstring)."""
+        if phase is not self.phase:
+            logger.debug("= %s %s -> %s", self.label, self.phase.value, phase.value)
+            self.phase = phase
+
+    def flush(self) -> None:
+        """Move the session's queued frames to the outbox and wake the send loop."""
+        for frame in self.session.frames_to_send():
+            self.outbox.append(frame)
+            self.outbox_bytes += len(frame)
+        self.wake.set()
+
+    def offer(self, envelopes: list[Envelope]) -> None:
+        """Forward newly stored envelopes if this peer is live; otherwise it will catch up."""
+        if not self.session.is_open or self.phase in (Phase.HANDSHAKE, Phase.WAITING_HAVE):
+            return
+        if self.phase is Phase.LIVE and self.outbox_bytes <= self.max_pending_bytes:
+            self.forwarded += self.session.offer(envelopes)
+        else:
+            self.move_to(Phase.CATCHING_UP)
+        self.flush()
+
+    def catch_up_with(self, envelopes: list[Envelope]) -> None:
+        """Send one catch-up round; an empty round (nothing new for the peer) means live."""
+        queued = self.session.offer(envelopes) if self.session.is_open else 0
+        self.forwarded += queued
+        if queued == 0:
+            self.move_to(Phase.LIVE)
+        self.flush()
+
+    async def send_loop(self, catch_up: Callable[[Connection], Awaitable[None]]) -> None:
+        """Write the outbox, keep the session's time, serve catch-up rounds; close at the end.
+
+        Args:
+            catch_up: fetches the next mailbox round for this connection and calls
+                ``catch_up_with``.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wait()
+                self.session.tick(loop.time())
+                self.flush()
+                self.wake.clear()
+                while self.outbox:
+                    frame = self.outbox.popleft()
+                    self.outbox_bytes -= len(frame)
+                    logger.debug("> %s %d bytes", self.label, len(frame))
+                    await self.transport.send(frame)
+                if self.session.close_expected():
+                    break
+                if self.phase is Phase.CATCHING_UP:
+                    await catch_up(self)
+        except TransportError as exc:
+            logger.debug("! %s send failed: %s", self.label, exc)
+            self.session.receive_eof()
+        finally:
+            logger.debug("x %s closing transport", self.label)
+            with contextlib.suppress(TransportError):
+                await self.transport.aclose()
+
+    async def _wait(self) -> None:
+        if self.wake.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(self.session.next_deadline()):
+                await self.wake.wait()

@@ -1,0 +1,424 @@
+"""``Relay``: the embedded relay. It authenticates devices per group, stores sealed envelopes
+for offline devices and forwards them live. It never sees plaintext.
+
+Theory of operation
+-------------------
+The relay follows ``docs/internals.md`` ("Relay"). Each connection runs a server-side
+``SyncSession`` driven by two tasks: the handler's receive loop, which feeds frames in and acts
+on what the session reports, and the connection's ``send_loop`` (``relay.connection``), the
+only writer. Decisions the contract leaves open:
+
+- A Hello asking to create an unknown group is accepted with the key it offers, and the group
+  is registered (trust on first use) only once the client *proved* it holds that key, so
+  nobody can squat a group id with a Hello alone.
+- Refusals (rate limited, overloaded) answer the Hello, so a client always gets a reason code.
+- A second connection of one device replaces the first (``relay.registry``).
+- A peer is sent nothing until its ``Have``; then it is served from the mailbox round by
+  round, and offered new envelopes live only once caught up (``relay.connection``).
+- All mailbox calls run in order on one thread: the relay's single SQLite writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl as ssl_module
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from switchboard.config import DEFAULT_RELAY_MAX_AGE, DEFAULT_RELAY_MAX_BYTES, load_settings
+from switchboard.crypto import create_identity, public_bytes
+from switchboard.errors import AuthError, ByeCode, TransportError
+from switchboard.ids import device_id_from_public_key, short_id
+from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE, Envelope
+from switchboard.proto.session import (
+    BatchReceived,
+    Established,
+    HaveReceived,
+    HelloReceived,
+    Role,
+    SyncSession,
+)
+from switchboard.relay.connection import DEFAULT_MAX_PENDING_BYTES, Connection, Phase
+from switchboard.relay.limits import AuthLimiter
+from switchboard.relay.mailbox import Mailbox, MailboxThread
+from switchboard.relay.registry import Registry
+from switchboard.transports.base import Listener, Transport
+
+logger = logging.getLogger("switchboard.relay")
+
+# Connections that have not finished authenticating, at once: each costs a signature check
+# and a slot; 64 covers a team reconnecting after a relay restart and stops a flood.
+DEFAULT_MAX_HANDSHAKES: Final = 64
+# How often retention runs. Envelopes outlive max_age by at most this much.
+DEFAULT_PRUNE_INTERVAL: Final = 600.0
+# How long a closing connection may take to write its last frames before it is cut.
+DEFAULT_CLOSE_TIMEOUT: Final = 5.0
+# Envelopes stored in one mailbox transaction at most when a peer's batches queued up.
+MAX_ENVELOPES_PER_COMMIT: Final = 20_000
+
+
+@dataclass(frozen=True)
+class RelayStatistics:
+    """Counters of a running relay."""
+
+    connections: int  # open transports, authenticated or not
+    devices: int  # authenticated devices online
+    groups: int  # groups registered
+    envelopes_held: int
+    bytes_held: int
+    envelopes_stored: int  # accepted since start
+    envelopes_forwarded: int  # queued to peers since start
+    refused: int  # connections refused (rate limited or overloaded) since start
+
+
+class Relay:
+    """The embedded relay. See the module docstring.
+
+    Args:
+        data_dir: where the relay keeps ``relay.db``.
+        identity: the relay's Ed25519 identity key, which clients pin.
+        max_age: seconds an envelope is kept.
+        max_bytes: bytes of envelopes kept per group (oldest dropped first).
+        max_handshakes: connections allowed to be authenticating at once.
+        max_frame_size: security limit for incoming frames.
+        prune_interval: seconds between retention runs.
+        limiter: failed-authentication bookkeeping (default: 5 failures, 60 s refusal).
+        max_pending_bytes: bytes queued for one peer before it is served from the mailbox
+            instead of live (see ``relay.connection``).
+        clock: wall clock for storage times, retention and rate limiting (tests inject one).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        identity: Ed25519PrivateKey,
+        max_age: float = DEFAULT_RELAY_MAX_AGE,
+        max_bytes: int = DEFAULT_RELAY_MAX_BYTES,
+        max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        prune_interval: float = DEFAULT_PRUNE_INTERVAL,
+        limiter: AuthLimiter | None = None,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.data_dir = data_dir
+        self.identity = identity
+        self.relay_id = device_id_from_public_key(public_bytes(identity))
+        self.max_age = max_age
+        self.max_bytes = max_bytes
+        self.max_handshakes = max_handshakes
+        self.max_frame_size = max_frame_size
+        self.prune_interval = prune_interval
+        self.max_pending_bytes = max_pending_bytes
+        self._limiter = limiter or AuthLimiter()
+        self._clock = clock
+        self._box = MailboxThread(data_dir / "relay.db")
+        self._connections: set[Connection] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._registry = Registry()
+        self._stored = self._forwarded = self._refused = 0
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the mailbox (``serve`` does this itself)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self._box.open()
+
+    async def aclose(self) -> None:
+        """Say goodbye to every device, wait for connections to end, close the mailbox."""
+        await self._goodbye()
+        await self._box.close()
+
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        ready: Callable[[int], object] | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        """Serve WebSocket peers on ``host:port`` until cancelled.
+
+        Args:
+            host: address to bind.
+            port: port to bind (0 picks a free one).
+            ready: called with the bound port once the relay accepts connections (pass
+                ``future.set_result`` to await it).
+            ssl: serve ``wss://`` with these TLS settings.
+
+        Raises:
+            TransportError: the address could not be bound.
+        """
+        from switchboard.transports import websocket  # noqa: PLC0415 - lazy, like connect()
+
+        await self.open()
+        pruner = asyncio.create_task(self._prune_loop(), name="switchboard[relay].prune_loop")
+        listener: Listener | None = None
+        try:
+            listener = await websocket.serve(
+                self.handle, host, port, ssl=ssl, max_frame_size=self.max_frame_size
+            )
+            if ready is not None:
+                ready(listener.port)
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            pruner.cancel()
+            await self._goodbye()
+            if listener is not None:
+                await listener.aclose()
+            await self._box.close()
+
+    async def _goodbye(self) -> None:
+        # Bye(GOING_AWAY) to every peer, then wait (bounded) for the connections to end.
+        for conn in list(self._connections):
+            conn.session.send_bye(ByeCode.GOING_AWAY, "relay shutting down")
+            conn.flush()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=DEFAULT_CLOSE_TIMEOUT)
+
+    async def prune(self) -> int:
+        """Apply retention now; return how many envelopes were dropped."""
+        dropped = await self._box.call(
+            Mailbox.prune, self._clock(), max_age=self.max_age, max_bytes=self.max_bytes
+        )
+        if dropped:
+            logger.info("= retention dropped %d envelopes", dropped)
+        return dropped
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await self.prune()
+            await asyncio.sleep(self.prune_interval)
+
+    def statistics(self) -> RelayStatistics:
+        """Return the relay's counters."""
+        held = self._box.statistics()
+        return RelayStatistics(
+            connections=len(self._connections),
+            devices=len(self._registry),
+            groups=held.groups,
+            envelopes_held=held.envelopes,
+            bytes_held=held.bytes,
+            envelopes_stored=self._stored,
+            envelopes_forwarded=self._forwarded + sum(c.forwarded for c in self._connections),
+            refused=self._refused,
+        )
+
+    # -- one connection ----------------------------------------------------------------------
+
+    async def handle(self, transport: Transport) -> None:
+        """Serve one connection until it ends (``open`` or ``serve`` must have been called)."""
+        loop = asyncio.get_running_loop()
+        session = SyncSession(
+            Role.SERVER,
+            local_id=self.relay_id,
+            nonce=os.urandom(32),
+            now=loop.time(),
+            identity=self.identity,
+            max_frame_size=self.max_frame_size,
+        )
+        conn = Connection(transport, session, self.max_pending_bytes)
+        # Handshakes in progress are the connections not past it; refused ones count too
+        # until they go, so a flood cannot outrun the cap.
+        handshakes = sum(1 for other in self._connections if other.phase is Phase.HANDSHAKE)
+        conn.admitted = handshakes < self.max_handshakes
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._connections.add(conn)
+        sender = loop.create_task(
+            conn.send_loop(self._catch_up), name=f"switchboard[{transport.peer}].send_loop"
+        )
+        storer = loop.create_task(
+            self._store_loop(conn), name=f"switchboard[{transport.peer}].store_loop"
+        )
+        try:
+            await self._receive_loop(conn)
+        finally:
+            await conn.received.put(None)  # store what was read, then stop
+            await asyncio.wait({storer}, timeout=DEFAULT_CLOSE_TIMEOUT)
+            storer.cancel()
+            self._forget(conn)
+            conn.flush()
+            done, _ = await asyncio.wait({sender}, timeout=DEFAULT_CLOSE_TIMEOUT)
+            if not done:
+                sender.cancel()
+                await asyncio.wait({sender})
+            self._handlers.discard(task)
+        if not sender.cancelled():
+            sender.result()  # a bug in the send loop propagates from here
+
+    async def _receive_loop(self, conn: Connection) -> None:
+        session = conn.session
+        while not session.close_expected():
+            try:
+                frame = await conn.transport.receive()
+            except TransportError:
+                session.receive_eof()
+                break
+            logger.debug("< %s %d bytes", conn.label, len(frame))
+            session.receive_frame(frame)
+            for event in session.events_received():
+                if isinstance(event, HelloReceived):
+                    await self._on_hello(conn, event)
+                elif isinstance(event, Established):
+                    await self._on_established(conn)
+                elif isinstance(event, HaveReceived):
+                    conn.move_to(Phase.CATCHING_UP)
+                elif isinstance(event, BatchReceived):
+                    await conn.received.put(event.envelopes)
+                # AckReceived: the session tracks it; Closed: handled by _forget.
+            conn.flush()
+
+    async def _on_hello(self, conn: Connection, event: HelloReceived) -> None:
+        # Refusals answer the Hello (the session's reject() is made for that state), so a
+        # client always sees its Hello sent and a Bye with a reason code back.
+        refusal: tuple[ByeCode, str] | None = None
+        if self._limiter.is_refused(conn.source, self._clock()):
+            refusal = ByeCode.RATE_LIMITED, "too many failed authentications, try again later"
+        elif not conn.admitted:  # too many handshakes were in progress when it connected
+            refusal = ByeCode.OVERLOADED, "relay overloaded, try again later"
+        if refusal is not None:
+            self._refused += 1
+            logger.info("x refused %s: %s", conn.source, refusal[1])
+            conn.session.reject(*refusal)
+            return
+        conn.group, conn.device = event.group, event.device
+        key = await self._box.call(Mailbox.lookup_group, event.group)
+        if key is None and event.create:
+            key = conn.create_key = event.group_key  # registered once the proof checks out
+        if conn.session.close_expected():
+            return
+        if key is None:
+            conn.session.reject(ByeCode.UNKNOWN_GROUP, "unknown group")
+        else:
+            conn.session.accept_hello(key)
+
+    async def _on_established(self, conn: Connection) -> None:
+        if conn.create_key is not None:
+            stored = await self._box.call(
+                Mailbox.register_group, conn.group, conn.create_key, self._clock()
+            )
+            if stored != conn.create_key:  # another creator won the race
+                conn.session.reject(ByeCode.AUTH_FAILED, "wrong group secret")
+                return
+            logger.info("= group %s registered", conn.group[:12])
+        vector = await self._box.call(Mailbox.vector, conn.group)
+        if conn.session.close_expected():
+            return
+        conn.move_to(Phase.WAITING_HAVE)
+        conn.session.send_welcome(other.device for other in self._registry.others(conn))
+        conn.session.send_have(vector)
+        self._registry.join(conn)
+        logger.info("device %s joined group %s from %s", conn.label, conn.group[:12], conn.source)
+
+    async def _store_loop(self, conn: Connection) -> None:
+        # Storing runs beside receiving: batches that arrive while the mailbox commits are
+        # stored together in the next transaction, so one fsync serves many under load.
+        more = True
+        while more:
+            first = await conn.received.get()
+            if first is None:
+                return
+            envelopes = list(first)
+            while not conn.received.empty() and len(envelopes) < MAX_ENVELOPES_PER_COMMIT:
+                item = conn.received.get_nowait()
+                if item is None:
+                    more = False
+                    break
+                envelopes += item
+            await self._on_batch(conn, envelopes)
+            conn.flush()
+
+    async def _on_batch(self, conn: Connection, envelopes: list[Envelope]) -> None:
+        stored = await self._box.call(Mailbox.store, conn.group, envelopes, self._clock())
+        self._stored += len(stored.accepted)
+        if conn.session.is_open:
+            conn.session.send_ack(stored.vector)
+            if stored.gaps:
+                conn.session.send_have(stored.vector)  # ask again from where we stand
+        if stored.accepted:
+            self._registry.forward(conn, stored.accepted)
+
+    async def _catch_up(self, conn: Connection) -> None:
+        envelopes = await self._box.call(Mailbox.since, conn.group, dict(conn.session.peer_vector))
+        conn.catch_up_with(envelopes)
+
+    def _forget(self, conn: Connection) -> None:
+        self._connections.discard(conn)
+        self._forwarded += conn.forwarded
+        conn.forwarded = 0
+        cause = conn.session.cause
+        reason = str(cause) if cause is not None else "closed normally"
+        if conn.phase is Phase.HANDSHAKE:
+            if isinstance(cause, AuthError):
+                refused = self._limiter.record_failure(conn.source, self._clock())
+                reason += " (address now refused)" if refused else ""
+            logger.info("connection from %s closed before joining: %s", conn.source, reason)
+            return
+        if not self._registry.leave(conn):
+            reason = "replaced by a newer connection"
+        logger.info("device %s left group %s: %s", conn.label, conn.group[:12], reason)
+
+
+async def run_relay(settings_home: Path, host: str, port: int, data_dir: Path | None) -> None:
+    """Run a standalone relay until cancelled or SIGTERM.
+
+    Prints one line, ``relay listening on ws://HOST:PORT (id XXXX)``, to stdout once it
+    accepts connections (with the real port when ``port`` is 0).
+
+    Args:
+        settings_home: the Switchboard home, for ``config.toml`` retention settings and the
+            default data directory (``<home>/relay``).
+        host: address to bind.
+        port: port to bind (0 picks a free one).
+        data_dir: where the relay keeps its identity (``relay.key``) and ``relay.db``
+            (``None``: ``<home>/relay``).
+
+    Raises:
+        TransportError: the address could not be bound.
+    """
+    settings = load_settings(home=settings_home)
+    data = data_dir if data_dir is not None else settings.relay_dir
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    identity = create_identity(data / "relay.key")
+    relay = Relay(
+        data,
+        identity=identity,
+        max_age=settings.relay_max_age,
+        max_bytes=settings.relay_max_bytes,
+    )
+    shown, relay_short = (f"[{host}]" if ":" in host else host), short_id(relay.relay_id)
+
+    def announce(bound: int) -> None:
+        print(f"relay listening on ws://{shown}:{bound} (id {relay_short})", flush=True)
+
+    loop = asyncio.get_running_loop()
+    serving = asyncio.create_task(
+        relay.serve(host, port, ready=announce), name="switchboard[relay].serve"
+    )
+    # SIGTERM cancels the relay, which says goodbye and closes its store; run_relay then
+    # returns normally. Where handlers cannot be installed (Windows, not the main thread), we
+    # serve until cancelled.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, serving.cancel)
+    try:
+        await asyncio.wait({serving})
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
+        serving.cancel()
+        await asyncio.wait({serving})
+    if not serving.cancelled():
+        serving.result()  # raises what stopped it (a port in use, a damaged store)

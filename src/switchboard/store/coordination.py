@@ -1,0 +1,22 @@
+"""The coordination projections' handlers by event type, for ``projections.apply_many``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from switchboard.store import leases, rooms, search
+
+Handler = Callable[..., None]
+
+
+def _merge(*tables: dict[str, Any]) -> dict[str, tuple[Handler, ...]]:
+    merged: dict[str, tuple[Handler, ...]] = {}
+    for table in tables:
+        for tag, handler in table.items():
+            merged[tag] = (*merged.get(tag, ()), handler)
+    return merged
+
+
+#: Event type -> the handlers that fold it, in order; each runs after the foundation's own.
+HANDLERS: Final = _merge(rooms.HANDLERS, search.HANDLERS, leases.HANDLERS)

@@ -1,0 +1,276 @@
+"""Open the SQLite store: WAL, one writer thread with a queue, read-only reader connections."""
+
+# Theory of operation
+#
+# SQLite allows one writer at a time; we make that explicit instead of fighting over locks. One
+# thread owns the only writable connection and drains a queue of write functions. Each function
+# runs inside ``BEGIN IMMEDIATE``: it commits when the function returns and rolls back when it
+# raises, and either way the caller gets the result or the exception. Callers on other threads
+# block on a ``concurrent.futures.Future`` (``write_sync``); asyncio callers await the same
+# future wrapped for their loop (``write``). Because writes are serialised, a write function may
+# read, decide and write without races (the next seq, contiguity checks).
+#
+# Guarantee 1 (durable before the call returns) needs ``synchronous=FULL`` on the writer: in WAL
+# mode ``NORMAL`` may lose the last transactions on power loss.
+#
+# Readers use separate ``mode=ro`` connections, one per thread, so a slow query never blocks the
+# writer and can never write. ``on_commit`` lets a write function schedule work (for example
+# updating an in-memory vector) that must happen after its transaction commits and before the
+# writer starts the next one.
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from switchboard.errors import StoreError
+from switchboard.store.migrations import apply_migrations
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+#: The database file's name inside a Switchboard home.
+DB_FILENAME: Final = "switchboard.db"
+# How long a connection waits for a lock held by another process (a second daemon by mistake,
+# a backup tool, a `sqlite3` shell) before failing: long enough to ride out a checkpoint or a
+# large batch, short enough that a stuck lock surfaces as an error instead of a hang.
+DEFAULT_BUSY_TIMEOUT_MS: Final = 5_000
+# The file holds group secrets: only its owner may read it.
+FILE_MODE: Final = 0o600
+
+_Job = tuple[Callable[[sqlite3.Connection], Any], "concurrent.futures.Future[Any]"]
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file with mode 0600 if it does not exist, and tighten it if it does."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE)
+    os.close(fd)
+    os.chmod(path, FILE_MODE)
+
+
+def readonly_uri(path: Path) -> str:
+    """Return the ``file:`` URI that opens ``path`` read-only."""
+    return f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+
+
+def connect_readonly(
+    path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+) -> sqlite3.Connection:
+    """Open a read-only connection to the database at ``path``.
+
+    Args:
+        path: the database file.
+        busy_timeout_ms: how long to wait for locks.
+
+    Returns:
+        A connection that can be used from any thread (the caller keeps it to one at a time).
+    """
+    conn = sqlite3.connect(
+        readonly_uri(path), uri=True, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA query_only = 1")
+    return conn
+
+
+class Database:
+    """The store's SQLite file: one writer thread and read-only connections per thread."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+        """Open (creating if needed) and migrate the database, then start the writer thread.
+
+        Args:
+            path: the database file; created with mode 0600.
+            busy_timeout_ms: how long any connection waits for a lock held by another process.
+
+        Raises:
+            MigrationError: the schema could not be brought up to date.
+            StoreError: the file could not be opened.
+        """
+        self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer = self._open_writer()
+        try:
+            apply_migrations(self._writer)
+        except sqlite3.Error as exc:
+            self._writer.close()
+            raise StoreError(f"cannot read database {self.path}: {exc}") from exc
+        except BaseException:
+            self._writer.close()
+            raise
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._after_commit: list[Callable[[], None]] = []
+        self._thread = threading.Thread(
+            target=self._writer_loop, name=f"switchboard[{self.path.name}].writer_loop", daemon=True
+        )
+        self._thread.start()
+
+    def _open_writer(self) -> sqlite3.Connection:
+        try:
+            _create_private(self.path)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        if mode != "wal":
+            conn.close()
+            raise StoreError(f"cannot switch database {self.path} to WAL mode (got {mode})")
+        return conn
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future[T]:
+        """Queue ``fn`` for the writer thread and return a future of its result.
+
+        Raises:
+            StoreError: the database is closed.
+        """
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"database {self.path.name} is closed")
+            self._queue.put((fn, future))
+        return future
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the writer thread inside one transaction and return its result.
+
+        Blocks until the transaction has committed (or rolled back).
+
+        Args:
+            fn: receives the writer connection; must not commit or roll back itself.
+
+        Returns:
+            What ``fn`` returned, once committed.
+
+        Raises:
+            StoreError: the database is closed or the transaction could not begin or commit.
+            Exception: whatever ``fn`` raised, after rolling back.
+        """
+        if threading.current_thread() is self._thread:
+            raise StoreError("write_sync called from inside a write function")
+        return self.submit(fn).result()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the writer thread inside one transaction; awaitable ``write_sync``.
+
+        Cancelling the caller before the writer starts ``fn`` skips it; once started, the
+        transaction completes (commits or rolls back) regardless.
+        """
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def on_commit(self, fn: Callable[[], None]) -> None:
+        """From inside a write function, run ``fn`` in the writer thread right after commit.
+
+        Nothing runs if the transaction rolls back.
+        """
+        assert threading.current_thread() is self._thread, "on_commit outside a write function"
+        self._after_commit.append(fn)
+
+    def _writer_loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            fn, future = job
+            if future.set_running_or_notify_cancel():
+                self._run_job(fn, future)
+
+    def _run_job(
+        self, fn: Callable[[sqlite3.Connection], Any], future: concurrent.futures.Future[Any]
+    ) -> None:
+        # Nothing raised here may escape: a dead writer thread would hang every later write.
+        conn = self._writer
+        self._after_commit = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            future.set_exception(StoreError(f"cannot begin a write transaction: {exc}"))
+            return
+        try:
+            result = fn(conn)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
+            self._rollback()
+            future.set_exception(exc)
+            return
+        try:
+            conn.commit()
+        except sqlite3.Error as exc:
+            self._rollback()
+            future.set_exception(StoreError(f"cannot commit a write transaction: {exc}"))
+            return
+        try:
+            for callback in self._after_commit:
+                callback()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
+            future.set_exception(exc)
+            return
+        future.set_result(result)
+
+    def _rollback(self) -> None:
+        try:
+            self._writer.rollback()
+        except sqlite3.Error:
+            logger.exception("! rollback of %s failed", self.path.name)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def reader(self) -> sqlite3.Connection:
+        """Return this thread's read-only connection, opening it on first use.
+
+        Raises:
+            StoreError: the database is closed.
+        """
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and not self._closed:
+            return conn
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"database {self.path.name} is closed")
+            conn = connect_readonly(self.path, busy_timeout_ms=self._busy_timeout_ms)
+            self._readers.append(conn)
+        self._local.conn = conn
+        return conn
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Finish queued writes, stop the writer thread and close every connection (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        for conn in self._readers:
+            conn.close()
+        self._readers.clear()
+        self._writer.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,306 @@
+"""The event log: append local events, receive remote ones exactly once, serve them by vector."""
+
+# Theory of operation
+#
+# ``EventLog`` is the only code that writes the ``events`` table. Every write goes through the
+# database's single writer, so inside a write function the log reads the highest held seq of an
+# origin (one index probe), decides and inserts without races:
+#
+# - ``append*`` numbers this device's new events from the next seq on.
+# - ``receive*`` classifies each remote event with ``cursors.classify`` against what is held
+#   (counting the batch's own events as they are accepted), stores the ``NEW`` ones and counts
+#   and drops duplicates and gaps. A gap is left for the sync layer to ask again with ``Have``.
+#
+# Events are inserted with ``executemany`` and explicit ids, then folded into the projections,
+# in the same transaction. The in-memory vector is advanced by an ``on_commit`` hook in the
+# writer thread, so it never runs ahead of the database and never lags behind a returned call.
+# Listeners run after commit in the caller's context.
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from switchboard.events import Body, Event, data_of, encode_data_json, now_ts, tag_of
+from switchboard.proto.cursors import Placement, classify
+from switchboard.store import projections
+from switchboard.store.db import Database
+
+T = TypeVar("T")
+Stored = tuple[int, Event]
+Listener = Callable[[list[Stored]], None]
+
+_decode: Final = msgspec.json.Decoder(dict[str, Any]).decode
+
+_INSERT_SQL: Final = (
+    "INSERT INTO events (id, origin, seq, ts, type, agent, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True)
+class Received:
+    """What ``receive`` did with a batch of remote events."""
+
+    accepted: list[Stored]
+    """``(local id, event)`` newly stored, in order."""
+    duplicates: int
+    """Events already held, dropped (at-least-once delivery makes these normal)."""
+    gaps: int
+    """Events dropped because an earlier seq of their origin is missing."""
+
+
+class EventLog:
+    """This device's append-only log of events from every device of its groups."""
+
+    def __init__(self, db: Database, device_id: str) -> None:
+        """Open the log stored in ``db`` for the device ``device_id`` and load its vector.
+
+        Args:
+            db: the open database.
+            device_id: this device's id; ``append`` numbers events of this origin.
+        """
+        self.db = db
+        self.device_id = device_id
+        self._vector = _load_vector(db.reader())
+        self._vector_lock = threading.Lock()
+        self._listeners: list[Listener] = []
+
+    # -- local events ----------------------------------------------------------------------------
+
+    def append_sync(self, items: Sequence[tuple[str, Body]]) -> list[Stored]:
+        """Store new events of this device, numbered from the next seq, in one transaction.
+
+        Args:
+            items: ``(acting agent name, body)`` pairs; ``""`` is the device itself.
+
+        Returns:
+            ``(local id, event)`` for each item, in order, once durable.
+        """
+        if not items:
+            return []
+        stored = self.db.write_sync(self._appender(items))
+        self._notify(stored)
+        return stored
+
+    async def append(self, agent: str, body: Body) -> Stored:
+        """Store one new event of this device; awaitable ``append_sync`` for one item."""
+        stored = await self.append_many([(agent, body)])
+        return stored[0]
+
+    async def append_many(self, items: Sequence[tuple[str, Body]]) -> list[Stored]:
+        """Store new events of this device in one transaction; awaitable ``append_sync``."""
+        if not items:
+            return []
+        return await self._write(self._appender(items), lambda stored: stored)
+
+    def _appender(
+        self, items: Sequence[tuple[str, Body]]
+    ) -> Callable[[sqlite3.Connection], list[Stored]]:
+        def append(conn: sqlite3.Connection) -> list[Stored]:
+            held = _max_seq(conn, self.device_id)
+            events = [
+                Event(
+                    origin=self.device_id,
+                    seq=held + number,
+                    ts=now_ts(),
+                    type=tag_of(body),
+                    agent=agent,
+                    data=data_of(body),
+                )
+                for number, (agent, body) in enumerate(items, 1)
+            ]
+            return self._store(conn, events)
+
+        return append
+
+    # -- remote events ---------------------------------------------------------------------------
+
+    def receive_sync(self, events: list[Event]) -> Received:
+        """Store the remote events not yet held, each exactly once and in per-origin order.
+
+        Idempotent: receiving a batch again stores nothing and counts duplicates. Events of
+        one origin may be reordered within the batch; they are stored in seq order.
+
+        Args:
+            events: decoded events of any origins (ours included: those are duplicates).
+
+        Returns:
+            What was stored and how many events were dropped as duplicates or gaps.
+        """
+        received = self.db.write_sync(lambda conn: self._receive_in(conn, events))
+        self._notify(received.accepted)
+        return received
+
+    async def receive(self, events: list[Event]) -> Received:
+        """Store remote events not yet held; awaitable ``receive_sync``."""
+        return await self._write(
+            lambda conn: self._receive_in(conn, events), lambda received: received.accepted
+        )
+
+    def _receive_in(self, conn: sqlite3.Connection, events: list[Event]) -> Received:
+        held: dict[str, int] = {}
+        accepted: list[Event] = []
+        duplicates = gaps = 0
+        for event in _in_seq_order(events):
+            if event.origin not in held:
+                held[event.origin] = _max_seq(conn, event.origin)
+            placement = classify(held, event.origin, event.seq)
+            if placement is Placement.NEW:
+                held[event.origin] = event.seq
+                accepted.append(event)
+            elif placement is Placement.DUPLICATE:
+                duplicates += 1
+            else:
+                gaps += 1
+        return Received(self._store(conn, accepted), duplicates, gaps)
+
+    # -- storing (in the writer thread) ---------------------------------------------------------
+
+    def _store(self, conn: sqlite3.Connection, events: list[Event]) -> list[Stored]:
+        if not events:
+            return []
+        last_id: int = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        stored = [(last_id + number, event) for number, event in enumerate(events, 1)]
+        conn.executemany(
+            _INSERT_SQL,
+            [
+                (local_id, e.origin, e.seq, e.ts, e.type, e.agent, encode_data_json(e.data))
+                for local_id, e in stored
+            ],
+        )
+        projections.apply_many(conn, stored)
+        advanced = {event.origin: event.seq for event in events}
+        self.db.on_commit(lambda: self._advance(advanced))
+        return stored
+
+    def _advance(self, advanced: Mapping[str, int]) -> None:
+        with self._vector_lock:
+            for origin, seq in advanced.items():
+                self._vector[origin] = max(seq, self._vector.get(origin, 0))
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def vector(self) -> dict[str, int]:
+        """Return, per origin, the highest seq held (held contiguously from 1)."""
+        with self._vector_lock:
+            return dict(self._vector)
+
+    def since(self, vector: Mapping[str, int], limit: int) -> list[Event]:
+        """Return up to ``limit`` held events beyond ``vector``, ascending within each origin.
+
+        Args:
+            vector: what the reader holds (a peer's ``Have``).
+            limit: the most events to return in total; call again for more.
+
+        Returns:
+            Events the reader lacks; across origins in no particular order.
+        """
+        assert limit > 0, "since() needs a positive limit"
+        conn = self.db.reader()
+        events: list[Event] = []
+        for origin, held in self.vector().items():
+            after = vector.get(origin, 0)
+            if held <= after:
+                continue
+            events.extend(_read_origin(conn, origin, after, limit - len(events)))
+            if len(events) >= limit:
+                break
+        return events
+
+    # -- listeners -------------------------------------------------------------------------------
+
+    def add_listener(self, fn: Listener) -> Callable[[], None]:
+        """Call ``fn(stored)`` after each commit that stored events (local or remote).
+
+        ``fn`` runs in the caller's context: the calling thread for ``*_sync``, the event loop
+        thread for the awaitables. It must not raise.
+
+        Returns:
+            A function that removes the listener (idempotent).
+        """
+        self._listeners.append(fn)
+
+        def remove() -> None:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
+        return remove
+
+    def _notify(self, stored: list[Stored]) -> None:
+        if stored:
+            for fn in list(self._listeners):
+                fn(stored)
+
+    async def _write(
+        self, fn: Callable[[sqlite3.Connection], T], stored_of: Callable[[T], list[Stored]]
+    ) -> T:
+        # Once queued, a write runs to completion even if the caller is cancelled; listeners
+        # still hear about it then, so followers and peers never miss a stored event.
+        future = asyncio.wrap_future(self.db.submit(fn))
+        try:
+            result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda done: self._notify_done(done, stored_of))
+            raise
+        self._notify(stored_of(result))
+        return result
+
+    def _notify_done(self, done: asyncio.Future[T], stored_of: Callable[[T], list[Stored]]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self._notify(stored_of(done.result()))
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _max_seq(conn: sqlite3.Connection, origin: str) -> int:
+    row = conn.execute("SELECT max(seq) FROM events WHERE origin = ?", (origin,)).fetchone()
+    return int(row[0] or 0)
+
+
+def _load_vector(conn: sqlite3.Connection) -> dict[str, int]:
+    # A skip scan over the (origin, seq) index: one probe per origin, not one row per event.
+    vector: dict[str, int] = {}
+    origin = conn.execute("SELECT min(origin) FROM events").fetchone()[0]
+    while origin is not None:
+        vector[origin] = _max_seq(conn, origin)
+        origin = conn.execute(
+            "SELECT min(origin) FROM events WHERE origin > ?", (origin,)
+        ).fetchone()[0]
+    return vector
+
+
+def _in_seq_order(events: list[Event]) -> Iterable[Event]:
+    """Sort each origin's events by seq, keeping the positions the batch gave each origin."""
+    by_origin: dict[str, list[Event]] = {}
+    for event in events:
+        by_origin.setdefault(event.origin, []).append(event)
+    if all(_ascending(group) for group in by_origin.values()):
+        return events
+    queues = {
+        origin: iter(sorted(group, key=lambda e: e.seq)) for origin, group in by_origin.items()
+    }
+    return [next(queues[event.origin]) for event in events]
+
+
+def _ascending(events: list[Event]) -> bool:
+    return all(a.seq < b.seq for a, b in itertools.pairwise(events))
+
+
+def _read_origin(conn: sqlite3.Connection, origin: str, after: int, limit: int) -> list[Event]:
+    cursor = conn.execute(
+        "SELECT seq, ts, type, agent, data FROM events WHERE origin = ? AND seq > ?"
+        " ORDER BY seq LIMIT ?",
+        (origin, after, limit),
+    )
+    return [
+        Event(origin=origin, seq=seq, ts=ts, type=kind, agent=agent, data=_decode(data))
+        for seq, ts, kind, agent, data in cursor
+    ]

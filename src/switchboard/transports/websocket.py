@@ -1,0 +1,159 @@
+"""WebSocket transport: the websockets asyncio client and server, one frame per binary message.
+
+The WebSocket message limit (``max_size``) is the frame limit, so websockets refuses an
+oversized frame (close code 1009) before buffering it. Compression is off: frames carry
+ciphertext, which does not compress, and compression only adds work and memory per connection.
+"""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+
+from switchboard.errors import ConnectError
+from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE
+from switchboard.transports.base import Guarantees, Transport, map_errors
+
+Handler = Callable[[Transport], Awaitable[None]]
+
+
+class WebSocketTransport:
+    """One WebSocket connection, client or server side.
+
+    Args:
+        connection: an open websockets asyncio connection.
+        peer: the other end, for logs and messages.
+    """
+
+    guarantees = Guarantees(ordered=True, reliable=True)
+
+    def __init__(self, connection: ClientConnection | ServerConnection, peer: str) -> None:
+        self.peer = peer
+        self._ws = connection
+        self._closed = False
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    async def send(self, frame: bytes) -> None:
+        """Send one frame as one binary message (see ``Transport.send``)."""
+        with map_errors(self.peer, closed=self._is_closed):
+            await self._ws.send(frame, text=False)
+
+    async def receive(self) -> bytes:
+        """Return the next message as bytes (see ``Transport.receive``).
+
+        A text message is returned as its UTF-8 bytes: it is not a valid frame, and saying so
+        is the session's job, not the transport's.
+        """
+        with map_errors(self.peer, closed=self._is_closed):
+            return await self._ws.recv(decode=False)
+
+    async def aclose(self) -> None:
+        """Run the WebSocket closing handshake. Idempotent."""
+        self._closed = True
+        with map_errors(self.peer, closed=self._is_closed):
+            await self._ws.close()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed, by either end."""
+        await self._ws.wait_closed()
+
+
+class WebSocketListener:
+    """A running WebSocket server (see ``serve``)."""
+
+    def __init__(self, server: Server, port: int) -> None:
+        self.port = port
+        self._server = server
+
+    async def aclose(self) -> None:
+        """Stop accepting, close connections (code 1001) and wait for their handlers."""
+        self._server.close()
+        await self._server.wait_closed()
+
+
+def _endpoint(address: Any, secure: bool) -> str:
+    scheme = "wss" if secure else "ws"
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        if ":" in str(host):
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{address}"
+
+
+async def connect(
+    url: str,
+    *,
+    timeout: float = 10.0,
+    ssl: ssl_module.SSLContext | None = None,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+) -> WebSocketTransport:
+    """Open a WebSocket connection to ``url`` (``ws://`` or ``wss://``).
+
+    Args:
+        url: the server's URL.
+        timeout: seconds allowed for the TCP, TLS and WebSocket handshakes together.
+        ssl: TLS settings for ``wss://`` (default: the system's trust store).
+        max_frame_size: security limit for incoming frames.
+
+    Raises:
+        ConnectError: the connection or a handshake failed, or ``ssl`` was given for ``ws://``.
+        TransportTimeout: the handshakes did not finish within ``timeout``.
+    """
+    secure = url.lower().startswith("wss://")
+    if ssl is not None and not secure:
+        raise ConnectError(url, "a tls context was given for a ws:// url")
+    options: dict[str, Any] = {"ssl": ssl} if secure and ssl is not None else {}
+    with map_errors(url, phase="connect"):
+        connection = await ws_connect(
+            url,
+            open_timeout=timeout,
+            max_size=max_frame_size,
+            compression=None,
+            **options,
+        )
+    return WebSocketTransport(connection, url)
+
+
+async def serve(
+    handler: Handler,
+    host: str,
+    port: int,
+    ssl: ssl_module.SSLContext | None = None,
+    *,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+) -> WebSocketListener:
+    """Listen for WebSocket connections; run ``handler(transport)`` for each one.
+
+    The connection is closed when the handler returns. Port 0 picks a free port; the
+    listener's ``port`` tells which.
+
+    Args:
+        handler: called with each accepted connection; it owns the connection until it returns.
+        host: address to bind ("127.0.0.1", "0.0.0.0", "::").
+        port: port to bind, or 0.
+        ssl: serve ``wss://`` with these TLS settings.
+        max_frame_size: security limit for incoming frames.
+
+    Raises:
+        TransportError: the address could not be bound.
+    """
+    secure = ssl is not None
+
+    async def on_connection(connection: ServerConnection) -> None:
+        await handler(WebSocketTransport(connection, _endpoint(connection.remote_address, secure)))
+
+    with map_errors(_endpoint((host, port), secure), phase="listen"):
+        server = await ws_serve(
+            on_connection, host, port, ssl=ssl, max_size=max_frame_size, compression=None
+        )
+    bound = server.sockets[0].getsockname()[1] if server.sockets else port
+    return WebSocketListener(server, int(bound))

@@ -1,0 +1,85 @@
+"""What only the NATS link does: a 3-node JetStream cluster, and a stream that lost our events."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import nats
+from brokerlab import NatsCluster, NatsServer, converged, group_on
+from cluster import Device
+
+from switchboard.links.mqtt_topics import group_hash
+
+
+def _stream_messages(url: str, group_id: str) -> int:
+    async def count() -> int:
+        nc = await nats.connect(url)
+        try:
+            info = await nc.jetstream().stream_info(f"SB_{group_hash(group_id)}")
+            return int(info.state.messages)
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
+def _delete_stream(url: str, group_id: str) -> None:
+    async def delete() -> None:
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().delete_stream(f"SB_{group_hash(group_id)}")
+        finally:
+            await nc.close()
+
+    asyncio.run(delete())
+
+
+def test_nats_cluster_survives_a_node_loss(tmp_path: Path) -> None:
+    """On a 3-node cluster with three replicas, killing a node loses and repeats nothing."""
+    cluster = NatsCluster(tmp_path / "cluster").start()
+    try:
+        with group_on(tmp_path, cluster.url, "laptop", "server") as (a, b):
+            b.call("register", agent="nova")
+            a.wait_events(1, type="agent_registered", agent=f"nova:{b.short}")
+            for n in range(50):
+                a.call("send", agent="luna", to=["@nova"], text=f"n{n}", wait=0)
+            cluster.nodes[0].stop(signal.SIGKILL)
+            for n in range(50, 100):
+                a.call("send", agent="luna", to=["@nova"], text=f"n{n}", wait=0)
+            events = b.wait_events(100, 120, type="message_posted", agent=f"luna:{a.short}")
+            assert [e["data"]["text"] for e in events] == [f"n{n}" for n in range(100)]
+            converged(a, b)
+    finally:
+        cluster.stop()
+
+
+def test_nats_stream_recreated_gets_our_events_again(tmp_path: Path) -> None:
+    """A stream deleted while every device was down is refilled from the devices' own logs."""
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    try:
+        with group_on(tmp_path, server.url, "laptop", "server") as (a, b):
+            group_id = a.call("status")["groups"][0]["id"]
+            b.call("register", agent="nova")
+            a.wait_events(1, type="agent_registered", agent=f"nova:{b.short}")
+            for n in range(20):
+                a.call("send", agent="luna", to=["@nova"], text=f"r{n}", wait=0)
+            keys = converged(a, b)
+            a.stop()
+            b.stop()
+            _delete_stream(server.url, group_id)
+            a.start()
+            b.start()
+            assert converged(a, b) == keys
+            late = Device(tmp_path / "late", "late").start()
+            try:
+                late.call("join", invite=a.call("invite")["invite"])
+                late.wait_events(len(keys), 60, where="1=1")
+                # Every event again, plus the newcomer's own device_joined.
+                assert len(converged(a, b, late)) == len(keys) + 1
+            finally:
+                late.stop()
+    finally:
+        server.stop()

@@ -1,0 +1,8 @@
+"""Coordination tests run real daemons through a real relay: reuse tests/integration/cluster.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))

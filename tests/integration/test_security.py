@@ -1,0 +1,171 @@
+"""Security on real processes: ciphertext only at the relay, authenticated members, bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from cluster import Device, Proxy, Relay, group_of
+
+from switchboard import invites
+from switchboard.errors import AuthError
+
+MARKER = "PLAINTEXT-MARKER-7f3a"
+AGENT = "zanzibar"
+
+
+def _all_bytes(folder: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in folder.rglob("*") if path.is_file())
+
+
+def test_security_relay_and_wire_see_no_plaintext(tmp_path: Path) -> None:
+    """Neither the relay's files nor the bytes on the wire contain message text or agent names."""
+    relay = Relay(tmp_path / "relay").start()
+    proxy = Proxy(relay.port)
+    a, b = Device(tmp_path / "a", "a").start(), Device(tmp_path / "b", "b").start()
+    try:
+        b.call("join", invite=a.call("group.create", name="s", relay=proxy.url)["invite"])
+        b.call("register", agent=AGENT)
+        a.wait_events(1, type="agent_registered", agent=AGENT)
+        a.call("send", agent="luna", to=[f"@{AGENT}"], text=MARKER)
+        assert [m["text"] for m in b.call("inbox", agent=AGENT)] == [MARKER]
+        a.call("link.sync", timeout=20)
+        b.call("link.sync", timeout=20)
+    finally:
+        a.stop()
+        b.stop()
+        proxy.close()
+        relay.kill()
+    stored = _all_bytes(tmp_path / "relay")
+    wire = bytes(proxy.captured)
+    assert len(wire) > 1000
+    for secret in (MARKER.encode(), AGENT.encode(), b"message_posted"):
+        assert secret not in stored
+        assert secret not in wire
+    # The devices themselves do hold the plaintext (the test would be vacuous otherwise).
+    assert MARKER.encode() in _all_bytes(tmp_path / "b")
+
+
+def test_security_wrong_group_secret_fails_clearly(tmp_path: Path) -> None:
+    """An invite with the right group but a wrong secret is refused with a clear error."""
+    with group_of(tmp_path, "laptop") as (relay, (a,)):
+        good = invites.parse(a.call("invite")["invite"])
+        forged = invites.render(
+            invites.Invite(good.group, good.name, b"\x00" * 32, good.relay, good.relay_key)
+        )
+        intruder = Device(tmp_path / "intruder", "intruder").start()
+        try:
+            with pytest.raises(AuthError, match="wrong group secret"):
+                intruder.call("join", invite=forged)
+            assert intruder.call("status")["groups"] == []
+            result = intruder.cli("join", forged, check=False)
+            assert result.returncode == 1
+            assert "wrong group secret" in result.stderr
+            assert good.secret.hex() not in result.stderr + result.stdout
+        finally:
+            intruder.stop()
+        assert relay.proc is not None and relay.proc.poll() is None
+
+
+def test_security_tampered_envelope_is_reported_not_applied(tmp_path: Path) -> None:
+    """An envelope altered at rest on the relay is rejected and reported, never applied."""
+    relay = Relay(tmp_path / "relay")
+    with group_of(tmp_path, "laptop", relay=relay) as (_, (a,)):
+        for n in range(3):
+            a.call("send", agent="luna", to=["@luna"], text=f"t{n}")
+        a.call("link.sync", timeout=20)
+        invite = a.call("invite")["invite"]
+        origin = a.call("status")["device"]["id"]
+        relay.kill()
+        with sqlite3.connect(next((tmp_path / "relay").rglob("*.db"))) as db:
+            seq, box = db.execute(
+                "SELECT seq, box FROM envelopes WHERE origin = ? ORDER BY seq DESC LIMIT 1",
+                (origin,),
+            ).fetchone()
+            db.execute(
+                "UPDATE envelopes SET box = ? WHERE origin = ? AND seq = ?",
+                (bytes([box[0] ^ 0xFF]) + box[1:], origin, seq),
+            )
+        relay.start()
+        a.stop()  # only the relay can serve the newcomer now
+        c = Device(tmp_path / "newcomer", "newcomer").start()
+        try:
+            c.call("join", invite=invite)
+            c.wait_events(seq - 1, where=f"origin = '{origin}'")
+            link = c.call("status")["groups"][0]["link"]
+            assert link["tampered"] >= 1
+            assert "failed authentication" in link["last_error"]
+            held = [e["seq"] for e in c.call("events", where=f"origin = '{origin}'")]
+            assert held == list(range(1, seq))
+        finally:
+            c.stop()
+
+
+def test_security_daemon_socket_survives_garbage(tmp_path: Path) -> None:
+    """Garbage, truncated and oversized requests get clear errors; the daemon keeps serving."""
+    device = Device(tmp_path / "d", "d").start()
+    try:
+        path = str(device.settings.socket_path)
+        assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
+        assert stat.S_IMODE(device.settings.identity_path.stat().st_mode) == 0o600
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(path)
+            stream = sock.makefile("rwb")
+            for bad in (
+                b"garbage\n",
+                b'{"id": 1, "method": "send"\n',
+                b'{"id": 2, "method": "nope"}\n',
+                b'{"id": 3, "method": "send", "params": {"agent": "x", "to": ["@@"]}}\n',
+            ):
+                stream.write(bad)
+                stream.flush()
+                answer = json.loads(stream.readline())
+                assert answer["error"]["message"]
+            stream.write(b'{"id": 4, "method": "ping", "params": {}}\n')
+            stream.flush()
+            assert json.loads(stream.readline())["result"]["running"] is True
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(path)
+            # The daemon hangs up as soon as the line passes its limit, mid-send.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(b"x" * (3 * 1024 * 1024) + b"\n")
+            answer = sock.makefile("rb").readline()
+            assert b"request line exceeds limit of 1048576 bytes" in answer
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(path)
+            sock.sendall(b'{"id": 1, "method": "ping"')  # truncated, then hang up
+        assert device.call("ping")["running"] is True
+    finally:
+        device.stop()
+
+
+def test_security_events_where_cannot_write_or_attach(tmp_path: Path) -> None:
+    """`events --where` refuses writes, ATTACH and secrets, with a clear one-line error."""
+    device = Device(tmp_path / "d", "d").start()
+    try:
+        device.call("register", agent="luna")
+        for where in (
+            "1=1); DELETE FROM events; --",
+            "id IN (SELECT 1 FROM groups)",
+            "1=1) UNION SELECT secret FROM groups --",
+            "(SELECT count(*) FROM pragma_table_info('events')) > 0",
+        ):
+            result = device.cli("events", "--where", where, check=False)
+            assert result.returncode == 1, where
+            assert result.stderr.startswith("switchboard: "), result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1
+        attach = device.cli(
+            "events",
+            "--where",
+            "1=1 AND (SELECT 1) ; ATTACH DATABASE '/tmp/x.db' AS x",
+            check=False,
+        )
+        assert attach.returncode == 1
+        assert device.call("events", type="agent_registered")
+    finally:
+        device.stop()

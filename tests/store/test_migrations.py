@@ -1,0 +1,81 @@
+"""Migrations: recorded in _migrations, applied once, atomic, refused when unknown."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from store_helpers import count
+
+from switchboard.errors import MigrationError
+from switchboard.store.db import Database
+from switchboard.store.migrations import MIGRATIONS, MigrationFunction, apply_migrations
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def _names(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY name")]
+
+
+def test_migrations_are_recorded_once_applied(store_path: Path) -> None:
+    """Opening a new database applies every migration and records each by name."""
+    Database(store_path).close()
+    conn = _connect(store_path)
+    assert _names(conn) == sorted(fn.__name__ for fn in MIGRATIONS)
+    assert count(conn, "events") == 0
+
+
+def test_migrations_apply_nothing_on_reopen(store_path: Path) -> None:
+    """A database that is up to date gets no migration applied again."""
+    Database(store_path).close()
+    conn = _connect(store_path)
+    assert apply_migrations(conn) == []
+
+
+def test_migrations_apply_only_new_ones(store_path: Path) -> None:
+    """A later migration is applied to a database that has the earlier ones."""
+    Database(store_path).close()
+
+    def m900_add_notes(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+
+    conn = _connect(store_path)
+    assert apply_migrations(conn, [*MIGRATIONS, m900_add_notes]) == ["m900_add_notes"]
+    assert count(conn, "notes") == 0
+
+
+def test_migrations_failure_rolls_back_with_its_record(store_path: Path) -> None:
+    """A migration that fails leaves neither its changes nor its record, and stops later ones."""
+
+    def m1_good(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE good (x)")
+
+    def m2_bad(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half (x)")
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    def m3_later(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE later (x)")
+
+    conn = _connect(store_path)
+    steps: list[MigrationFunction] = [m1_good, m2_bad, m3_later]
+    with pytest.raises(MigrationError, match="m2_bad"):
+        apply_migrations(conn, steps)
+    assert _names(conn) == ["m1_good"]
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "good" in tables
+    assert not {"half", "later"} & tables
+
+
+def test_migrations_unknown_to_this_version_are_refused(store_path: Path) -> None:
+    """A database migrated by a newer version is refused, not touched."""
+    Database(store_path).close()
+    conn = _connect(store_path)
+    conn.execute("INSERT INTO _migrations VALUES ('m999_from_the_future', 'x')")
+    conn.close()
+    with pytest.raises(MigrationError, match="m999_from_the_future"):
+        Database(store_path)
