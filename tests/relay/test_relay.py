@@ -49,6 +49,8 @@ def test_relay_forwards_live_and_collects_acks(
             await a.wait_until(lambda: a.acked.get(a.device_id) == 2)
             await b.append(b"back")
             await a.wait_until(lambda: a.vector.get(b.device_id) == 1)
+            # Forwarding does not wait for the mailbox; the ack does.
+            await b.wait_until(lambda: b.acked.get(b.device_id) == 1)
             stats = relay.statistics()
             assert stats.envelopes_stored == 3 and stats.envelopes_held == 3
             assert stats.envelopes_forwarded >= 3

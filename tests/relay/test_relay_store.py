@@ -141,6 +141,7 @@ def test_relay_asks_again_after_a_gap(
             await a._flush()
             await b.wait_until(lambda: b.vector.get(a.device_id) == 5)
             assert b.opened(a.device_id) == [b"1", b"2", b"3", b"4", b"5"]
+            await a.wait_until(lambda: a.acked.get(a.device_id) == 5)  # stored, not only sent on
             assert relay.statistics().envelopes_held == 5
             await a.close()
             await b.close()

@@ -184,6 +184,18 @@ def test_session_offer_does_not_resend_what_peer_has() -> None:
     assert sent(client) == []
 
 
+def test_session_offer_stops_at_a_hole() -> None:
+    """offer never sends past a seq the peer lacks: that envelope could not be stored there."""
+    client, _ = open_pair()
+    assert client.offer([env(2), env(3)]) == 0
+    assert sent(client) == []
+    assert client.offer([env(1), env(2), env(4), env(5)]) == 2
+    assert sent(client) == [Batch([env(1), env(2)])]
+    assert client.offer([env(2, "a"), env(3)]) == 1  # origins are independent
+    assert sent(client) == [Batch([env(3)])]
+    assert client.peer_vector == {"origin": 3}
+
+
 def test_session_have_resets_peer_vector_and_lower_have_resends() -> None:
     """A Have replaces peer_vector, so a lower one makes offer send again."""
     client, _ = open_pair()

@@ -125,10 +125,10 @@ class Coordination:
             if event.type in _WAKING and self._wake is not None:
                 self._wake.set()
 
-    def accepts(self, recipient: str, event: Event) -> bool:
+    def accepts(self, conn: sqlite3.Connection, recipient: str, event: Event) -> bool:
         """Whether a local agent accepts a message: a ghost refuses those sent since."""
         device, name = _split(recipient)
-        since = ghost_since(self.d.db.reader(), device, name)
+        since = ghost_since(conn, device, name)
         return since is None or event.ts < since
 
     async def _run_loop(self) -> None:

@@ -46,6 +46,9 @@ DEFAULT_SEND_WAIT = 2.0
 # SETTLE_WAIT), so `inbox` right after a restart shows what arrived while we were down.
 SETTLE_WINDOW = 15.0
 SETTLE_WAIT = 3.0
+# Rows a follower reads per query: a burst (a device catching up) streams page by page instead
+# of hitting the row limit of one query, and no page holds the loop for long.
+FOLLOW_PAGE = 500
 
 
 class RegisterParams(AgentParams):
@@ -387,22 +390,45 @@ class Handlers(
         return visible
 
     async def events_follow(self, params: Any) -> AsyncIterator[dict[str, Any]]:
-        """Yield matching events as they are stored, from now (or after ``after``)."""
+        """Yield matching events as they are stored, from now (or after ``after``).
+
+        One guarded connection serves the whole stream. Filters without ``where`` read only
+        the new rows through indexes, a page at a time: that runs on the loop, as the
+        projection reads do. User SQL may take long, so it runs in a worker thread.
+        """
         p = params_of(EventsParams, params)
-        after = p.after
-        if after is None:
-            newest = await self._query(
-                msgspec.structs.replace(p, where=None, type=None, agent=None, last=1), None
-            )
-            after = newest[-1]["id"] if newest else 0
-        loop = asyncio.get_running_loop()
-        deadline = None if p.wait is None else loop.time() + min(p.wait, MAX_WAIT)
-        while True:
-            mark = self.d.changes
-            for row in await self._query(msgspec.structs.replace(p, last=None), after):
-                after = max(after, row["id"])
-                yield row
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                return
-            await self.d.wait_advanced(60.0 if remaining is None else remaining, since=mark)
+        guarded = query.GuardedQuery(self.d.settings.db_path, visible_rooms=None)
+        try:
+            guarded.show(await self._visible_rooms(p))
+            after = p.after
+            if after is None:
+                newest = guarded.run(last=1)
+                after = newest[-1]["id"] if newest else 0
+            loop = asyncio.get_running_loop()
+            deadline = None if p.wait is None else loop.time() + min(p.wait, MAX_WAIT)
+            while True:
+                mark = self.d.changes
+                guarded.show(await self._visible_rooms(p))
+                rows = await self._follow_page(guarded, p, after)
+                for row in rows:
+                    after = max(after, row["id"])
+                    yield row
+                if len(rows) >= FOLLOW_PAGE:
+                    continue  # a burst: read on before waiting
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return
+                await self.d.wait_advanced(60.0 if remaining is None else remaining, since=mark)
+        finally:
+            guarded.close()
+
+    async def _follow_page(
+        self, guarded: query.GuardedQuery, p: EventsParams, after: int
+    ) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            return guarded.run(p.where, type=p.type, agent=p.agent, after=after, page=FOLLOW_PAGE)
+
+        if p.where is None:
+            return run()
+        rows: list[dict[str, Any]] = await asyncio.to_thread(run)
+        return rows

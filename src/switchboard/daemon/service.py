@@ -20,12 +20,13 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from switchboard import __version__
+from switchboard import __version__, runloop
 from switchboard.config import Settings, ensure_home
 from switchboard.crypto import create_identity, public_bytes
 from switchboard.daemon.coordination import Coordination
@@ -81,6 +82,7 @@ class Daemon:
 
         await self.db.write(self._ensure_self)
         self._remove_listener = self.log.add_listener(self._on_stored)
+        self.log.react_with(self._react)
         self.coordination.start()
         for group in await self.read(projections.list_groups):
             if group["enabled"]:
@@ -218,38 +220,34 @@ class Daemon:
     # -- the one fan-out point -------------------------------------------------------------------
 
     def _on_stored(self, stored: list[tuple[int, Event]]) -> None:
+        self._wake_followers()  # first: a reader waits on the loop for exactly this
         for peer in self.peers.values():
             peer.notify()
-        deliver: list[tuple[str, list[str]]] = []
         for _, event in stored:
-            if event.type == "message_posted" and event.origin != self.device_id:
-                mine = self._local_recipients(event)
-                if mine:
-                    deliver.append((f"{event.origin}/{event.seq}", mine))
-            elif event.type in ("message_delivered", "message_read"):
+            if event.type in ("message_delivered", "message_read"):
                 ref = event.data.get("message")
                 for waiter in self._receipt_waiters.get(str(ref), ()):
                     waiter.set()
-        if deliver:
-            task = asyncio.get_running_loop().create_task(self._deliver(deliver))
-            task.add_done_callback(_log_task_failure)
         self.coordination.on_stored(stored)
-        self._wake_followers()
 
-    def _local_recipients(self, event: Event) -> list[str]:
-        body = _safe_body(event)
-        if not isinstance(body, MessagePosted):
-            return []
+    def _react(self, conn: sqlite3.Connection, stored: list[tuple[int, Event]]) -> list[Any]:
+        """A message that reached this device for its agents is delivered here: the receipt
+        goes into the transaction that stored the message (in the writer thread)."""
         suffix = ":" + self.device_id
-        return [
-            r
-            for r in body.recipients
-            if r.endswith(suffix) and self.coordination.accepts(r, event)  # ghosts refuse
-        ]
-
-    async def _deliver(self, deliveries: list[tuple[str, list[str]]]) -> None:
-        items = [("", MessageDelivered(message=ref, recipients=rs)) for ref, rs in deliveries]
-        await self.log.append_many(items)
+        receipts: list[Any] = []
+        for _, event in stored:
+            body = _safe_body(event) if event.type == "message_posted" else None
+            if not isinstance(body, MessagePosted):
+                continue
+            mine = [
+                r
+                for r in body.recipients
+                if r.endswith(suffix) and self.coordination.accepts(conn, r, event)  # ghosts refuse
+            ]
+            if mine:
+                ref = f"{event.origin}/{event.seq}"
+                receipts.append(("", MessageDelivered(message=ref, recipients=mine)))
+        return receipts
 
     def _wake_followers(self) -> None:
         self.changes += 1
@@ -269,7 +267,8 @@ class Daemon:
             return True
         event = self._advanced
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+                await event.wait()
         except TimeoutError:
             return False
         return True
@@ -305,11 +304,6 @@ def _safe_body(event: Event) -> Any:
         return None
 
 
-def _log_task_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("! background task failed", exc_info=task.exception())
-
-
 def run(settings: Settings) -> None:
     """Run the daemon in the foreground until SIGTERM or SIGINT (``switchboard daemon run``)."""
     from switchboard.daemon.process import hold_pid_lock  # noqa: PLC0415
@@ -317,7 +311,7 @@ def run(settings: Settings) -> None:
 
     setup_logging(settings.log_level)
     with hold_pid_lock(settings):
-        asyncio.run(_main(settings))
+        runloop.run(_main(settings))
 
 
 async def _main(settings: Settings) -> None:

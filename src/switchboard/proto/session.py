@@ -458,9 +458,21 @@ class SyncSession:
         self._send(Presence(device=device, online=online))
 
     def offer(self, envelopes: Iterable[Envelope]) -> int:
-        """Send the envelopes the peer is not known to hold; return how many were queued."""
+        """Send the envelopes that come next for the peer; return how many were queued.
+
+        An envelope is sent only if the peer holds (or was sent) every earlier seq of its
+        origin: one it holds is a duplicate, and one past a hole could not be stored there.
+        ``envelopes`` come in per-origin order. Whoever offers compares ``peer_vector`` with
+        what it offered to see whether the peer still lacks some (then it catches up).
+        """
         self._require("open")
-        fresh = [env for env in envelopes if env.seq > self.peer_vector.get(env.origin, 0)]
+        next_seq: dict[str, int] = {}
+        fresh: list[Envelope] = []
+        for env in envelopes:
+            expected = next_seq.get(env.origin, self.peer_vector.get(env.origin, 0) + 1)
+            if env.seq == expected:
+                fresh.append(env)
+                next_seq[env.origin] = expected + 1
         self.send_batch(fresh)
         return len(fresh)
 

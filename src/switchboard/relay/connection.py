@@ -114,6 +114,9 @@ class Connection:
             return
         if self.phase is Phase.LIVE and self.outbox_bytes <= self.max_pending_bytes:
             self.forwarded += self.session.offer(envelopes)
+            held = self.session.peer_vector
+            if any(env.seq > held.get(env.origin, 0) for env in envelopes):
+                self.move_to(Phase.CATCHING_UP)  # it lacks an earlier one: serve it in order
         else:
             self.move_to(Phase.CATCHING_UP)
         self.flush()
@@ -145,6 +148,7 @@ class Connection:
                     self.outbox_bytes -= len(frame)
                     logger.debug("> %s %d bytes", self.label, len(frame))
                     await self.transport.send(frame)
+
                 if self.session.close_expected():
                     break
                 if self.phase is Phase.CATCHING_UP:

@@ -15,6 +15,13 @@ only writer. Decisions the contract leaves open:
 - A second connection of one device replaces the first (``relay.registry``).
 - A peer is sent nothing until its ``Have``; then it is served from the mailbox round by
   round, and offered new envelopes live only once caught up (``relay.connection``).
+- A batch is offered to the group's live peers as soon as it is read, while it is being
+  stored, and offered again once stored (the session sends nothing a peer is known to hold, so
+  nobody gets it twice). The second offer serves a peer that was catching up meanwhile. Live
+  forwarding waits for no disk; what makes forwarding early safe is the ack: the sender hears
+  that the relay holds a batch only once it is committed, and a relay that dies before that
+  gets it again from the sender on reconnect. Receivers store idempotently, so an envelope
+  forwarded but never stored costs nothing.
 - All mailbox calls run in order on one thread: the relay's single SQLite writer.
 """
 
@@ -277,6 +284,7 @@ class Relay:
                 elif isinstance(event, HaveReceived):
                     conn.move_to(Phase.CATCHING_UP)
                 elif isinstance(event, BatchReceived):
+                    self._registry.forward(conn, list(event.envelopes))
                     await conn.received.put(event.envelopes)
                 # AckReceived: the session tracks it; Closed: handled by _forget.
             conn.flush()

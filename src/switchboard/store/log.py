@@ -15,11 +15,17 @@
 # in the same transaction. The in-memory vector is advanced by an ``on_commit`` hook in the
 # writer thread, so it never runs ahead of the database and never lags behind a returned call.
 # Listeners run after commit in the caller's context.
+#
+# A *reaction* (``react_with``) lets the device answer what it receives in the same transaction:
+# the daemon appends the delivered receipt of a message to a local agent there, so receiving a
+# message costs one commit, not two, and the receipt can never be lost between them.
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +42,11 @@ from switchboard.store.db import Database
 T = TypeVar("T")
 Stored = tuple[int, Event]
 Listener = Callable[[list[Stored]], None]
+# Given the writer connection and the remote events just stored (in their transaction), return
+# this device's own events to append in that same transaction.
+Reaction = Callable[[sqlite3.Connection, list[Stored]], Sequence[tuple[str, Body]]]
+
+logger = logging.getLogger(__name__)
 
 _decode: Final = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -54,6 +65,13 @@ class Received:
     """Events already held, dropped (at-least-once delivery makes these normal)."""
     gaps: int
     """Events dropped because an earlier seq of their origin is missing."""
+    reactions: list[Stored] = dataclasses.field(default_factory=list)
+    """This device's own events appended in the same transaction (``react_with``)."""
+
+    @property
+    def stored(self) -> list[Stored]:
+        """Everything the transaction stored: the accepted events, then the reactions."""
+        return self.accepted + self.reactions
 
 
 class EventLog:
@@ -71,6 +89,7 @@ class EventLog:
         self._vector = _load_vector(db.reader())
         self._vector_lock = threading.Lock()
         self._listeners: list[Listener] = []
+        self._reaction: Reaction | None = None
 
     # -- local events ----------------------------------------------------------------------------
 
@@ -135,13 +154,13 @@ class EventLog:
             What was stored and how many events were dropped as duplicates or gaps.
         """
         received = self.db.write_sync(lambda conn: self._receive_in(conn, events))
-        self._notify(received.accepted)
+        self._notify(received.stored)
         return received
 
     async def receive(self, events: list[Event]) -> Received:
         """Store remote events not yet held; awaitable ``receive_sync``."""
         return await self._write(
-            lambda conn: self._receive_in(conn, events), lambda received: received.accepted
+            lambda conn: self._receive_in(conn, events), lambda received: received.stored
         )
 
     def _receive_in(self, conn: sqlite3.Connection, events: list[Event]) -> Received:
@@ -159,7 +178,18 @@ class EventLog:
                 duplicates += 1
             else:
                 gaps += 1
-        return Received(self._store(conn, accepted), duplicates, gaps)
+        stored = self._store(conn, accepted)
+        answers = self._react(conn, stored) if self._reaction is not None and stored else ()
+        reactions = self._appender(answers)(conn) if answers else []
+        return Received(stored, duplicates, gaps, reactions)
+
+    def _react(self, conn: sqlite3.Connection, stored: list[Stored]) -> Sequence[tuple[str, Body]]:
+        assert self._reaction is not None
+        try:
+            return self._reaction(conn, stored)
+        except Exception:  # a bug in a reaction must not stop replication (STYLE.md rule 5)
+            logger.exception("! reaction to %d received events failed", len(stored))
+            return ()
 
     # -- storing (in the writer thread) ---------------------------------------------------------
 
@@ -215,6 +245,14 @@ class EventLog:
         return events
 
     # -- listeners -------------------------------------------------------------------------------
+
+    def react_with(self, fn: Reaction | None) -> None:
+        """Answer received events in their own transaction (see the module notes).
+
+        ``fn`` runs in the writer thread inside each ``receive`` transaction that stored
+        something. If it raises, the error is logged and the events are stored unanswered.
+        """
+        self._reaction = fn
 
     def add_listener(self, fn: Listener) -> Callable[[], None]:
         """Call ``fn(stored)`` after each commit that stored events (local or remote).

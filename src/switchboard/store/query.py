@@ -142,21 +142,103 @@ def run_query(
         QueryRejected: the query was refused, is invalid, or hit a limit.
         StoreError: the database could not be opened.
     """
-    sql, params = _build(where, type=type, agent=agent, last=last, after=after, cap=max_rows + 1)
-    started = time.monotonic()
-    conn = open_guarded(db_path, visible_rooms=visible_rooms, max_seconds=max_seconds)
+    guarded = GuardedQuery(db_path, visible_rooms=visible_rooms, max_seconds=max_seconds)
     try:
-        rows = conn.execute(sql, params).fetchall()
-    except (sqlite3.Error, sqlite3.Warning, ValueError) as exc:
-        timed_out = time.monotonic() - started >= max_seconds
-        raise _rejection(exc, timed_out=timed_out, max_seconds=max_seconds) from exc
+        return guarded.run(where, type=type, agent=agent, last=last, after=after, max_rows=max_rows)
     finally:
-        conn.close()
-    if len(rows) > max_rows:
-        raise QueryRejected(
-            f"query matched more than {max_rows} rows: narrow it with --type, --agent or --last"
+        guarded.close()
+
+
+class GuardedQuery:
+    """A guarded connection (``open_guarded``) kept open for a series of queries.
+
+    A follower (``events --follow``) asks the same question again at every change of the log;
+    opening a connection and building its view each time cost more than the query. Each query
+    gets its own ``max_seconds``. Used by one thread at a time.
+    """
+
+    def __init__(
+        self,
+        db_path: Path | str,
+        *,
+        visible_rooms: Collection[str] | None = (),
+        max_seconds: float = DEFAULT_MAX_SECONDS,
+    ) -> None:
+        """Open the connection and its view for ``visible_rooms`` (see ``run_query``).
+
+        Raises:
+            StoreError: the database could not be opened.
+            QueryRejected: a name in ``visible_rooms`` is not a room name.
+        """
+        self.db_path = db_path
+        self.max_seconds = max_seconds
+        self._rooms = _room_key(visible_rooms)
+        self._deadline = [time.monotonic() + max_seconds]
+        self._conn = open_guarded(
+            db_path, visible_rooms=visible_rooms, max_seconds=max_seconds, deadline=self._deadline
         )
-    return [_event_json(row) for row in rows]
+
+    def show(self, visible_rooms: Collection[str] | None) -> None:
+        """Let the next queries see ``visible_rooms`` (a reader's rooms change as it joins).
+
+        Raises:
+            StoreError: the view could not be rebuilt.
+            QueryRejected: a name in ``visible_rooms`` is not a room name.
+        """
+        key = _room_key(visible_rooms)
+        if key == self._rooms:
+            return
+        view = _view_sql(visible_rooms)
+        self._conn.set_authorizer(None)
+        try:
+            _create_view(self._conn, view, replace=True)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot prepare a query on {self.db_path}: {exc}") from exc
+        finally:
+            self._conn.set_authorizer(_authorizer(whole_log=visible_rooms is None))
+        self._rooms = key
+
+    def run(
+        self,
+        where: str | None = None,
+        *,
+        type: str | None = None,
+        agent: str | None = None,
+        last: int | None = None,
+        after: int | None = None,
+        max_rows: int = DEFAULT_MAX_ROWS,
+        page: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run one query (the arguments are ``run_query``'s).
+
+        ``page``: return at most this many rows, oldest first, instead of refusing a result of
+        more than ``max_rows`` (a follower reads a burst in pages).
+
+        Raises:
+            QueryRejected: the query was refused, is invalid, or hit a limit.
+        """
+        cap = max_rows + 1 if page is None else min(page, max_rows)
+        sql, params = _build(where, type=type, agent=agent, last=last, after=after, cap=cap)
+        started = time.monotonic()
+        self._deadline[0] = started + self.max_seconds
+        try:
+            rows = self._conn.execute(sql, params).fetchall()
+        except (sqlite3.Error, sqlite3.Warning, ValueError) as exc:
+            timed_out = time.monotonic() - started >= self.max_seconds
+            raise _rejection(exc, timed_out=timed_out, max_seconds=self.max_seconds) from exc
+        if page is None and len(rows) > max_rows:
+            raise QueryRejected(
+                f"query matched more than {max_rows} rows: narrow it with --type, --agent or --last"
+            )
+        return [_event_json(row) for row in rows]
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+def _room_key(visible_rooms: Collection[str] | None) -> frozenset[str] | None:
+    return None if visible_rooms is None else frozenset(visible_rooms)
 
 
 def open_guarded(
@@ -164,20 +246,22 @@ def open_guarded(
     *,
     visible_rooms: Collection[str] | None = (),
     max_seconds: float = DEFAULT_MAX_SECONDS,
+    deadline: list[float] | None = None,
 ) -> sqlite3.Connection:
     """Open a fresh read-only connection that may only read ``visible_events``, for
     ``max_seconds``.
 
     ``visible_events`` is ``events_view`` less the events about rooms not in ``visible_rooms``
     (``None``: none are left out). Every statement on the connection is checked by the
-    authorizer; any statement still running ``max_seconds`` after opening is interrupted.
+    authorizer; any statement still running ``max_seconds`` after opening is interrupted, or
+    after ``deadline[0]`` when a ``deadline`` cell is given (its owner moves it per query).
 
     Raises:
         StoreError: the database could not be opened.
         QueryRejected: a name in ``visible_rooms`` is not a room name.
     """
     view = _view_sql(visible_rooms)
-    deadline = time.monotonic() + max_seconds
+    cell = deadline if deadline is not None else [time.monotonic() + max_seconds]
     try:
         conn = connect_readonly(Path(db_path))
     except sqlite3.Error as exc:
@@ -189,7 +273,7 @@ def open_guarded(
         raise StoreError(f"cannot prepare a query on {db_path}: {exc}") from exc
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_LENGTH)
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-    conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
+    conn.set_progress_handler(lambda: time.monotonic() > cell[0], _PROGRESS_STEPS)
     conn.set_authorizer(_authorizer(whole_log=visible_rooms is None))
     return conn
 
@@ -207,11 +291,13 @@ def _view_sql(visible_rooms: Collection[str] | None) -> str:
     return _VIEW_SQL + _HIDDEN_SQL.replace(":rooms", rooms)
 
 
-def _create_view(conn: sqlite3.Connection, view: str) -> None:
+def _create_view(conn: sqlite3.Connection, view: str, *, replace: bool = False) -> None:
     # The file is open read-only (mode=ro), so lifting query_only lets this connection write
     # its own temp schema and nothing else; it is back on before any user text runs.
     conn.execute("PRAGMA query_only = 0")
     try:
+        if replace:
+            conn.execute(f"DROP VIEW IF EXISTS temp.{VIEW}")
         conn.execute(view)
     finally:
         conn.execute("PRAGMA query_only = 1")
