@@ -78,10 +78,11 @@ def test_history_replies_form_a_thread_on_both_devices(pair: tuple[Device, Devic
         b.call("inbox", agent=name)  # start from an empty inbox
     a.call("inbox", agent="luna")
     first = a.call("send", agent="luna", to=[f"@nova:{b.short}"], text="can you review?")
-    [received] = b.call("inbox", agent="nova")
-    reply = b.call("send", agent="nova", reply_to=received["id"], text="on it")
+    [received] = b.call("inbox", agent="nova", wait=timeout(30))  # once it has replicated
+    # Delivered once luna's device holds nova's receipt (up to 30 s, not the 2 s default).
+    reply = b.call("send", agent="nova", reply_to=received["id"], text="on it", wait=30)
     assert reply["recipients"] == [{"address": f"luna:{a.short}", "state": "delivered"}]
-    [answer] = a.call("inbox", agent="luna", wait=10)
+    [answer] = a.call("inbox", agent="luna", wait=timeout(30))
     [event] = a.call("events", where=f"id = {first['id']}")
     assert answer["thread"] == f"{event['origin']}/{event['seq']}"
     a.call("send", agent="luna", reply_to=answer["id"], text="thanks")

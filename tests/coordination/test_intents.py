@@ -52,6 +52,7 @@ def test_intents_reply_cancels_the_watch(pair: tuple[Device, Device]) -> None:
     """A reply to a request cancels its watch: going idle afterwards tells nobody."""
     a, b = pair
     a.call("send", agent="luna", to=[f"@nova:{b.short}"], text="which branch?", intent="request")
+    b.wait_events(1, type="message_posted", where="data LIKE '%which branch?%'")
     [asked] = [m for m in b.call("inbox", agent="nova") if m["text"] == "which branch?"]
     b.call("send", agent="nova", reply_to=asked["id"], text="main", intent="ack")
     b.call("presence.set", agent="nova", status="idle")

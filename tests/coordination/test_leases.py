@@ -75,8 +75,9 @@ def test_leases_shared_overlap_is_granted_with_a_warning(pair: tuple[Device, Dev
 def test_leases_expire(pair: tuple[Device, Device]) -> None:
     """A lease expires at its time on every device; then others may take the path."""
     a, b = pair
-    held = a.call("lease.acquire", agent="luna", paths=["Makefile"], repo="r4", ttl=2,
-                  exclusive=True)  # fmt: skip
+    # Long enough to outlast its replication to B and B's refused acquire on a busy machine.
+    held = a.call("lease.acquire", agent="luna", paths=["Makefile"], repo="r4",
+                  ttl=timeout(5), exclusive=True)  # fmt: skip
     _acquired(b, held["leases"][0]["ref"])
     with pytest.raises(Forbidden):
         b.call("lease.acquire", agent="nova", paths=["Makefile"], repo="r4")

@@ -25,6 +25,11 @@ def test_mcp_two_devices_exchange_messages_and_receipts(pair: tuple[Device, Devi
             assert (
                 seen["luna"]["device"] == alpha.short and seen["luna"]["summary"] == "writing docs"
             )
+            # ... and alpha knows nova before luna sends to her.
+            nova_address = f"nova:{beta.short}"
+            await anyio.to_thread.run_sync(
+                lambda: alpha.wait_events(1, type="agent_registered", agent=nova_address)
+            )
 
             sent = await call(luna, "send", to=f"nova:{beta.short}", text="is CI green yet?")
             assert not sent.is_error, sent.text

@@ -95,6 +95,8 @@ def test_session_e2e_identity_survives_restart_and_resume(pair: tuple[Device, De
     beta.stop()
     _send(alpha, "nova", f"@{name}", "sent while your device was down")
     beta.start()
+    # The resumed session reads the mail beta holds: wait until it has replicated there.
+    beta.wait_events(1, type="message_posted", where="data LIKE '%while your device was down%'")
     resumed = Session(beta, "claude", "e2e-4")  # a new harness process resuming the session
     run = resumed.hook("SessionStart", source="resume")
     text = run.out["hookSpecificOutput"]["additionalContext"]

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cluster import Device, Relay, group_of
+from cluster import Device, Relay, group_of, timeout
 
 from switchboard.errors import NotFound
+
+# The longest a send waits for receipts (daemon/handlers.py): a result asserted ``delivered``
+# waits for the recipient device's receipt to replicate back, not for the 2 s default.
+RECEIPTS = 30.0
 
 
 def test_cluster_messages_both_ways(tmp_path: Path) -> None:
@@ -15,14 +19,17 @@ def test_cluster_messages_both_ways(tmp_path: Path) -> None:
     with group_of(tmp_path, "laptop", "server") as (_, (a, b)):
         b.call("register", agent="nova")
         a.call("register", agent="luna")
-        result = a.call("send", agent="luna", to=[f"@nova:{b.short}"], text="hello nova")
+        a.wait_events(1, type="agent_registered", agent=f"nova:{b.short}")
+        result = a.call(
+            "send", agent="luna", to=[f"@nova:{b.short}"], text="hello nova", wait=RECEIPTS
+        )
         assert result["result"] == "delivered"
         assert result["recipients"] == [{"address": f"nova:{b.short}", "state": "delivered"}]
         inbox = b.call("inbox", agent="nova")
         assert [(m["from"], m["text"]) for m in inbox] == [(f"luna:{a.short}", "hello nova")]
         assert inbox[0]["ts"].endswith("Z")
 
-        back = b.call("send", agent="nova", to=["@luna"], text="hello luna")
+        back = b.call("send", agent="nova", to=["@luna"], text="hello luna", wait=RECEIPTS)
         assert back["result"] == "delivered"
         assert [m["text"] for m in a.call("inbox", agent="luna")] == ["hello luna"]
         # Read receipts flow back to the sender.
@@ -38,13 +45,14 @@ def test_cluster_three_devices_broadcast_and_names(tmp_path: Path) -> None:
         c.call("register", agent="kai")
         a.wait_events(3, type="agent_registered", where="device != '" + a.short + "'")
 
-        named = a.call("send", agent="luna", to=["@sam"], text="to every sam")
+        named = a.call("send", agent="luna", to=["@sam"], text="to every sam", wait=RECEIPTS)
         assert sorted(r["address"] for r in named["recipients"]) == sorted(
             [f"sam:{b.short}", f"sam:{c.short}"]
         )
         assert named["result"] == "delivered"
-        everyone = a.call("send", agent="luna", to=["@all"], text="to all")
+        everyone = a.call("send", agent="luna", to=["@all"], text="to all", wait=RECEIPTS)
         assert len(everyone["recipients"]) == 3
+        assert everyone["result"] == "delivered"  # so every inbox below holds it
         assert [m["text"] for m in b.call("inbox", agent="sam")] == ["to every sam", "to all"]
         assert [m["text"] for m in c.call("inbox", agent="sam")] == ["to every sam", "to all"]
         assert [m["text"] for m in c.call("inbox", agent="kai")] == ["to all"]
@@ -74,7 +82,7 @@ def test_cluster_queued_then_delivered_when_device_returns(tmp_path: Path) -> No
         result = a.call("send", agent="luna", to=[f"@nova:{short_b}"], text="while you were out")
         assert result["result"] == "queued"
         b.start()
-        inbox = b.call("inbox", agent="nova", wait=10)
+        inbox = b.call("inbox", agent="nova", wait=timeout(30))
         assert [m["text"] for m in inbox] == ["while you were out"]
         delivered = a.wait_events(1, type="message_delivered")
         assert delivered[0]["device"] == short_b
@@ -120,4 +128,5 @@ def test_cluster_relay_restart_keeps_group(tmp_path: Path) -> None:
         relay.kill()
         relay.start()
         b.start()
-        assert [m["text"] for m in b.call("inbox", agent="nova", wait=20)] == ["kept by the relay"]
+        inbox = b.call("inbox", agent="nova", wait=timeout(30))
+        assert [m["text"] for m in inbox] == ["kept by the relay"]

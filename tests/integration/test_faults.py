@@ -24,16 +24,23 @@ def _log_keys(device: Device) -> list[tuple[str, int]]:
 
 
 def _converged(*devices: Device) -> list[tuple[str, int]]:
-    """Wait until every device holds as many events as the largest log; return its keys."""
+    """Wait until every device holds the same events; return their keys.
+
+    A device may still add events while we look (receipts for messages that are still
+    arriving), so each round waits until every device holds as many events as all of them
+    held together; a round that ends unequal found newer events, and the next one waits for
+    those.
+    """
     for device in devices:
         device.call("link.sync", timeout=30)
-    most = max(len(_log_keys(device)) for device in devices)
-    for device in devices:
-        device.wait_events(most, 60, where="1=1")
-    keys = sorted(_log_keys(devices[0]))
-    for device in devices[1:]:
-        assert sorted(_log_keys(device)) == keys
-    return keys
+    for _ in range(10):
+        union = set().union(*(_log_keys(device) for device in devices))
+        for device in devices:
+            device.wait_events(len(union), 60, where="1=1")
+        logs = [sorted(_log_keys(device)) for device in devices]
+        if all(log == logs[0] for log in logs[1:]):
+            return logs[0]
+    raise AssertionError(f"logs still differ: {[len(log) for log in logs]} events")
 
 
 def test_faults_relay_sigkill_mid_stream_exactly_once(tmp_path: Path) -> None:

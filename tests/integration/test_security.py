@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from cluster import Device, Proxy, Relay, group_of
+from cluster import Device, Proxy, Relay, group_of, timeout
 
 from switchboard import invites
 from switchboard.errors import AuthError
@@ -33,7 +33,7 @@ def test_security_relay_and_wire_see_no_plaintext(tmp_path: Path) -> None:
         b.call("register", agent=AGENT)
         a.wait_events(1, type="agent_registered", agent=AGENT)
         a.call("send", agent="luna", to=[f"@{AGENT}"], text=MARKER)
-        assert [m["text"] for m in b.call("inbox", agent=AGENT)] == [MARKER]
+        assert [m["text"] for m in b.call("inbox", agent=AGENT, wait=timeout(30))] == [MARKER]
         a.call("link.sync", timeout=20)
         b.call("link.sync", timeout=20)
     finally:
