@@ -8,7 +8,8 @@
    from B's daemon being ready (it reconnects, then catches up) to holding every event.
 4. ``switchboard send`` wall time to a running daemon, p50 over 30 runs.
 
-The relay and B run as their own processes; A runs in this process so that bulk appends can go
+The relay and B run as their own processes, and so does A for the latency run; for throughput
+and catch-up A's daemon then runs in this process on the same home, so that bulk appends can go
 straight into its log (the sync path under test is the same). Figures are printed, never
 asserted. ``--quick`` shrinks the counts for a smoke run.
 """
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 
 from cluster import Device, Relay
 
+from switchboard import runloop
 from switchboard.config import load_settings
 from switchboard.daemon.client import Client
 from switchboard.daemon.service import Daemon
@@ -122,15 +124,23 @@ async def forwarder_rate(count: int) -> float:
 
 
 def latency(a: Device, b: Device, count: int) -> list[float]:
-    """Send call on A to arrival in B's log, measured in this process for both ends."""
+    """Send call on A to arrival in B's log, measured in this process for both ends.
+
+    One message at a time: the next is sent once the last arrived (a thread follows B's log
+    and signals; nothing polls, so the measuring costs the machine's two cores no time).
+    """
     arrived: dict[str, float] = {}
     ready = threading.Event()
+    landed = threading.Condition()
 
     def follow() -> None:
         with Client.open(b.settings.socket_path) as client:
             ready.set()
             for item in client.stream("events.follow", {"type": "message_posted"}, duration=120):
-                arrived[item["data"]["text"].rstrip(".")] = time.perf_counter()
+                now = time.perf_counter()
+                with landed:
+                    arrived[item["data"]["text"].rstrip(".")] = now
+                    landed.notify()
                 if len(arrived) >= count:
                     return
 
@@ -147,8 +157,8 @@ def latency(a: Device, b: Device, count: int) -> list[float]:
                 "send",
                 {"agent": "luna", "to": ["@nova"], "text": key.ljust(PAYLOAD, "."), "wait": 0},
             )
-            while key not in arrived and time.perf_counter() - sent[key] < 5:
-                time.sleep(0.0002)
+            with landed:
+                landed.wait_for(lambda key=key: key in arrived, timeout=5)
     thread.join(10)
     return [arrived[k] - sent[k] for k in sent if k in arrived]
 
@@ -172,7 +182,7 @@ class InProcessA:
 
     def __init__(self, home: Path) -> None:
         self.settings = load_settings({"SWITCHBOARD_HOME": str(home)})
-        self.loop = asyncio.new_event_loop()
+        self.loop = runloop.new_loop()  # the loop a daemon process runs on
         self.ready = threading.Event()
         self.daemon: Daemon | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -239,9 +249,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         root = Path(tmp)
         relay = Relay(root / "relay").start()
-        a = InProcessA(root / "a")
+        # Latency runs with A as its own process too, as a user runs it: the measuring threads
+        # here must not share A's interpreter. Bulk appends need A in this process: it is
+        # started on the same home after.
+        a_dev = Device(root / "a", "a").start()
         b = Device(root / "b", "b").start()
-        a_dev = Device(root / "a", "a")  # client view of the in-process daemon
+        a: InProcessA | None = None
         try:
             invite = a_dev.call("group.create", name="bench", relay=relay.url)["invite"]
             b.call("join", invite=invite)
@@ -258,6 +271,8 @@ def main() -> int:
                 "p99_ms": pct(lat, 0.99) * 1e3,
                 "n": len(lat),
             }
+            a_dev.stop()
+            a = InProcessA(root / "a")
 
             stage("throughput")
             base = a.daemon.log.vector()[origin] if a.daemon else 0
@@ -284,7 +299,10 @@ def main() -> int:
         finally:
             with contextlib.suppress(Exception):
                 b.stop()
-            a.stop()
+            with contextlib.suppress(Exception):
+                a_dev.stop()  # if latency failed while A was still a process
+            if a is not None:
+                a.stop()
             relay.kill()
 
     results["floor_tcp_rtt"] = {"p50_ms": pct(rtt, 0.5) * 1e3, "p99_ms": pct(rtt, 0.99) * 1e3}

@@ -27,11 +27,16 @@ def loop_kind() -> str:
     return "uvloop"
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` to completion on a new loop (see the module notes), like ``asyncio.run``."""
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind ``run`` uses."""
     if loop_kind() == "uvloop":
         import uvloop  # noqa: PLC0415
 
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(main)
-    return asyncio.run(main)
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion on a new loop (see the module notes), like ``asyncio.run``."""
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        return runner.run(main)
