@@ -1,5 +1,7 @@
 """Real brokers on loopback for tests and benchmarks: Mosquitto and nats-server (JetStream).
 
+nats-server also serves MQTT (``NatsMqtt``), so the MQTT link runs on two brokers.
+
 Each broker runs as its own process on a free 127.0.0.1 port with its own config and data
 directory, waits for its "ready" log line, and can be stopped and started again on the same
 port and data (a broker restart). A missing binary is an error, never a skip.
@@ -72,6 +74,10 @@ class _Broker:
         self.stop()
         self.start()
 
+    def forget(self) -> None:
+        """Drop what the stopped broker persisted (sessions, queues, retained messages)."""
+        raise NotImplementedError
+
 
 class Mosquitto(_Broker):
     """Mosquitto with persistence and its log on stderr; anonymous unless given users."""
@@ -109,11 +115,15 @@ class Mosquitto(_Broker):
         )
         return [find_mosquitto(), "-c", str(conf)]
 
+    def forget(self) -> None:
+        (self.data / "mosquitto.db").unlink(missing_ok=True)
+
 
 class NatsServer(_Broker):
     """nats-server with JetStream on, its store in the data directory."""
 
     ready_line = r"Server is ready"
+    max_payload = "8MB"
 
     def __init__(self, data: Path, port: int | None = None, extra: str = "") -> None:
         super().__init__(data, port)
@@ -127,10 +137,33 @@ class NatsServer(_Broker):
         conf = self.data / "nats.conf"
         conf.write_text(
             f"listen: 127.0.0.1:{self.port}\n"
-            "max_payload: 8MB\n"
+            f"max_payload: {self.max_payload}\n"
             f'jetstream {{ store_dir: "{self.data / "js"}" }}\n' + self.extra
         )
         return [find_nats_server(), "-c", str(conf)]
+
+    def forget(self) -> None:
+        shutil.rmtree(self.data / "js", ignore_errors=True)
+
+
+class NatsMqtt(NatsServer):
+    """nats-server's MQTT listener: the MQTT link on a second, quite different broker.
+
+    The listener keeps sessions, retained messages and QoS 1 queues in JetStream, which needs
+    a ``server_name``; its NATS client port is free too but nothing uses it. ``max_payload`` is
+    8 MB as for ``NatsServer``: at nats-server's default (1 MB) a pipe's largest frame (1 MiB
+    plus a kind byte) does not fit (docs/links.md).
+    """
+
+    def __init__(self, data: Path, port: int | None = None) -> None:
+        nats_port, mqtt_port = free_ports(2)
+        super().__init__(data, nats_port)
+        self.mqtt_port = port or mqtt_port
+        self.extra = f"server_name: sb-mqtt\nmqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}\n"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.mqtt_port}"
 
 
 class NatsCluster:
@@ -176,11 +209,17 @@ class NatsCluster:
 
 
 @contextlib.contextmanager
-def group_on(tmp: Path, url: str, *names: str, **options: str) -> Iterator[list[Device]]:
-    """Devices that all joined one group linked through ``url``; stopped afterwards."""
+def group_on(
+    tmp: Path, url: str, *names: str, env: dict[str, str] | None = None, **options: str
+) -> Iterator[list[Device]]:
+    """Devices that all joined one group linked through ``url``; stopped afterwards.
+
+    ``env`` is added to every device's environment; ``options`` are the group's link options.
+    """
     devices = [Device(tmp / name, name) for name in names]
     try:
         for device in devices:
+            device.env.update(env or {})
             device.start()
             device.call("init", name=device.name)
         created = devices[0].call("group.create", name="test", relay=url, options=options or None)

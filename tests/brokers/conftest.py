@@ -1,4 +1,4 @@
-"""Broker fixtures: a real Mosquitto and a real nats-server (JetStream) per test session.
+"""Broker fixtures: a real Mosquitto, nats-server (JetStream) and nats-server MQTT per session.
 
 Both start on free loopback ports with their own config and data under a session temp dir,
 and stop at the end. A missing broker binary fails the run: nothing here is ever skipped.
@@ -21,7 +21,7 @@ for folder in (HERE.parent / "integration", HERE.parent / "transports"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from brokerlab import Mosquitto, NatsServer  # noqa: E402 - needs the paths above
+from brokerlab import Mosquitto, NatsMqtt, NatsServer  # noqa: E402 - needs the paths above
 
 T = TypeVar("T")
 FACTOR = float(os.environ.get("SWITCHBOARD_TEST_TIMEOUT_FACTOR", "1"))
@@ -42,6 +42,17 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """A nats-server with JetStream for the whole session."""
     server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_mqtt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsMqtt]:
+    """nats-server's MQTT listener (a second MQTT broker) for the whole session."""
+    server = NatsMqtt(tmp_path_factory.mktemp("nats-mqtt"))
     server.start()
     try:
         yield server

@@ -1,4 +1,5 @@
-"""The transport conformance suite on real brokers: MQTT pipes (Mosquitto) and NATS pipes."""
+"""The transport conformance suite on real brokers: MQTT pipes (Mosquitto and nats-server's
+MQTT listener) and NATS pipes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from brokerlab import Mosquitto, NatsServer
+from brokerlab import Mosquitto, NatsMqtt, NatsServer
 from cluster import free_port
 from conformance import CHECKS, Check, Pair, flipped
 
@@ -17,7 +18,9 @@ from switchboard.links.base import LinkOptions
 from switchboard.transports import mqtt, nats
 
 
-def _mqtt_pairs(broker: Mosquitto) -> Callable[[], contextlib.AbstractAsyncContextManager[Pair]]:
+def _mqtt_pairs(
+    broker: Mosquitto | NatsMqtt,
+) -> Callable[[], contextlib.AbstractAsyncContextManager[Pair]]:
     @contextlib.asynccontextmanager
     async def make() -> AsyncIterator[Pair]:
         prefix = f"test/{uuid.uuid4().hex}"  # a per-test topic prefix (aiomqtt unique_topic)
@@ -47,10 +50,13 @@ def _nats_pairs(server: NatsServer) -> Callable[[], contextlib.AbstractAsyncCont
     return make
 
 
+@pytest.mark.parametrize("broker", ["mosquitto", "nats_mqtt"])
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
-def test_mqtt_pipe_conforms(run: Callable[..., Any], mosquitto: Mosquitto, check: Check) -> None:
-    """An MQTT pipe through Mosquitto passes each conformance check from both sides."""
-    make = _mqtt_pairs(mosquitto)
+def test_mqtt_pipe_conforms(
+    run: Callable[..., Any], request: pytest.FixtureRequest, broker: str, check: Check
+) -> None:
+    """An MQTT pipe through Mosquitto or nats-server passes each check from both sides."""
+    make = _mqtt_pairs(request.getfixturevalue(broker))
     run(check(make))
     run(check(flipped(make)))
 

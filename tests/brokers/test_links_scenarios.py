@@ -1,8 +1,9 @@
 """The foundation's convergence and fault scenarios, on real daemons, over every kind of link.
 
 Each scenario runs over the embedded relay (websocket), a real Mosquitto and a real
-nats-server with JetStream, and asserts no loss and no duplicates. Brokers that a scenario
-restarts are its own (function scope); the others are shared by the session.
+nats-server with JetStream, and over nats-server's MQTT listener (``nats-mqtt``: the MQTT link
+on a second broker), and asserts no loss and no duplicates. Each scenario has its own relay or
+broker (function scope), so it may restart it.
 """
 
 from __future__ import annotations
@@ -13,24 +14,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from brokerlab import Mosquitto, NatsServer, converged, group_on
+from brokerlab import Mosquitto, NatsMqtt, NatsServer, converged, group_on
 from cluster import Device, Relay
 
 from switchboard.daemon.client import Client
 
-LINKS = ("relay", "mqtt", "nats")
+LINKS = ("relay", "mqtt", "nats", "nats-mqtt")
+SERVERS = {"mqtt": Mosquitto, "nats": NatsServer, "nats-mqtt": NatsMqtt}
 
 
 class Backbone:
-    """One link's far end, restartable: a relay, a Mosquitto or a nats-server."""
+    """One link's far end, restartable: a relay, a Mosquitto or a nats-server (NATS or MQTT)."""
 
     def __init__(self, kind: str, data: Path) -> None:
         self.kind = kind
         self.server: Relay | Mosquitto | NatsServer
-        if kind == "relay":
-            self.server = Relay(data)
-        else:
-            self.server = Mosquitto(data) if kind == "mqtt" else NatsServer(data)
+        self.server = Relay(data) if kind == "relay" else SERVERS[kind](data)
 
     @property
     def url(self) -> str:

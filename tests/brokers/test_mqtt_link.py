@@ -1,19 +1,49 @@
-"""What only the MQTT link does: catch-up served by devices, mqtt-public, broker logins."""
+"""What only the MQTT link does: catch-up served by devices, presence, mqtt-public, logins.
+
+Catch-up and presence run on two brokers: Mosquitto and nats-server's MQTT listener.
+"""
 
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from pathlib import Path
 
-from brokerlab import Mosquitto, converged, group_on
-from cluster import Device, free_port
+import pytest
+from brokerlab import Mosquitto, NatsMqtt, converged, group_on
+from cluster import Device, free_port, timeout
 
 from switchboard.links.mqtt import PUBLIC_ENV
 
+BROKERS = {"mosquitto": Mosquitto, "nats-mqtt": NatsMqtt}
 
-def test_mqtt_catch_up_served_by_another_device(tmp_path: Path) -> None:
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Mosquitto | NatsMqtt:
+    """A fresh MQTT broker of each kind (not started: some tests restart it)."""
+    made: Mosquitto | NatsMqtt = BROKERS[request.param](tmp_path / "broker")
+    return made
+
+
+def _status(device: Device, address: str) -> str | None:
+    shown = {x["address"]: x["status"] for x in device.call("agents")}
+    return shown.get(address)
+
+
+def _wait_status(device: Device, address: str, status: str, seconds: float = 30) -> None:
+    """Look at ``address``'s shown status until it is ``status`` (fail after ``seconds``)."""
+    deadline = time.monotonic() + timeout(seconds)
+    idle = threading.Event()
+    while _status(device, address) != status:
+        assert time.monotonic() < deadline, f"{address} not {status} within {seconds} s"
+        idle.wait(0.2)
+
+
+def test_mqtt_catch_up_served_by_another_device(
+    tmp_path: Path, broker: Mosquitto | NatsMqtt
+) -> None:
     """With the origin offline and the broker's queue gone, an online device serves catch-up."""
-    broker = Mosquitto(tmp_path / "broker")
     broker.start()
     try:
         with group_on(tmp_path, broker.url, "origin", "holder", "late") as (a, b, c):
@@ -25,13 +55,36 @@ def test_mqtt_catch_up_served_by_another_device(tmp_path: Path) -> None:
                 a.call("send", agent="luna", to=["@vega"], text=f"c{n}", wait=0)
             b.wait_events(30, type="message_posted", agent=origin)
             a.stop()
-            broker.stop(signal.SIGKILL)  # the broker forgets every queued message
+            broker.stop(signal.SIGKILL)
+            broker.forget()  # every queued message is gone: only devices can serve catch-up
             broker.start()
             c.start()
             events = c.wait_events(30, 60, type="message_posted", agent=origin)
             assert [e["data"]["text"] for e in events] == [f"c{n}" for n in range(30)]
             a.start()
             converged(a, b, c)
+    finally:
+        broker.stop()
+
+
+def test_mqtt_last_will_marks_a_killed_device_offline(
+    tmp_path: Path, broker: Mosquitto | NatsMqtt
+) -> None:
+    """A device killed with SIGKILL is shown offline through its last will; back when restarted."""
+    broker.start()
+    try:
+        with group_on(
+            tmp_path, broker.url, "watcher", "victim", env={"SWITCHBOARD_OFFLINE_TIMEOUT": "0"}
+        ) as (a, b):
+            b.call("register", agent="nova")
+            a.wait_events(1, type="agent_registered", agent=f"nova:{b.short}")
+            nova = f"nova:{b.short}"
+            _wait_status(a, nova, "active")
+            b.kill(signal.SIGKILL)
+            _wait_status(a, nova, "offline", seconds=60)  # the will fires after 1.5 keepalives
+            b.start()
+            _wait_status(a, nova, "active")
+            assert a.call("send", agent="luna", to=["@nova"], text="back?")["result"] == "delivered"
     finally:
         broker.stop()
 
