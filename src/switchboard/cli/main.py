@@ -80,7 +80,16 @@ def _finish_send(args: argparse.Namespace, text: list[str] | None) -> None:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
+    import argparse  # noqa: PLC0415
+    import functools  # noqa: PLC0415
+    import gettext  # noqa: PLC0415
+
     from switchboard.cli.parser import build_parser  # noqa: PLC0415 - only once we parse
+
+    # argparse looks up a translation for each message it prepares, probing the locale files
+    # every time: about 150 lookups to build our parser, half its cost. Each text's answer is
+    # the same for the life of the process, so it is looked up once.
+    argparse._ = functools.cache(gettext.gettext)  # type: ignore[attr-defined]
 
     argv, text = split_send_text(argv)
     args = build_parser().parse_args(argv)
