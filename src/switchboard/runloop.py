@@ -1,9 +1,9 @@
-"""``run``: the event loop of a long-running process (daemon, relay): uvloop where installed.
+"""``run``: the event loop of a long-running process (daemon, relay).
 
-uvloop (libuv) runs the same asyncio code with cheaper socket reads, writes and wake-ups; every
-hop of a message (API socket, relay link, relay fan-out) pays those. It is a dependency on the
-platforms it supports; ``SWITCHBOARD_LOOP=asyncio`` forces the standard loop (to compare, or to
-rule uvloop out when chasing a bug).
+The standard asyncio loop by default. ``SWITCHBOARD_LOOP=uvloop`` runs the same code on uvloop
+(libuv) where it is installed: cheaper socket reads, writes and wake-ups on every hop of a
+message. It is opt-in because a daemon was twice seen vanishing without a Python traceback
+while it was the default, and the cause is not found (see docs/internals.md).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ T = TypeVar("T")
 
 def loop_kind() -> str:
     """``"uvloop"`` if ``run`` uses it here, else ``"asyncio"``."""
-    if os.environ.get("SWITCHBOARD_LOOP", "").lower() == "asyncio":
+    if os.environ.get("SWITCHBOARD_LOOP", "").lower() != "uvloop":
         return "asyncio"
     try:
-        import uvloop  # noqa: F401, PLC0415 - optional, and only long-running processes need it
+        import uvloop  # noqa: F401, PLC0415 - optional (not a dependency)
     except ImportError:
         return "asyncio"
     return "uvloop"
@@ -32,7 +32,8 @@ def new_loop() -> asyncio.AbstractEventLoop:
     if loop_kind() == "uvloop":
         import uvloop  # noqa: PLC0415
 
-        return uvloop.new_event_loop()
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
     return asyncio.new_event_loop()
 
 

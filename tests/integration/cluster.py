@@ -22,6 +22,7 @@ from typing import Any
 
 from switchboard.config import load_settings
 from switchboard.daemon.client import Client
+from switchboard.errors import DaemonUnavailable
 
 PY = sys.executable
 FACTOR = float(os.environ.get("SWITCHBOARD_TEST_TIMEOUT_FACTOR", "1"))
@@ -160,8 +161,19 @@ class Device:
     # -- talking to it -----------------------------------------------------------------------
 
     def call(self, method: str, **params: Any) -> Any:
-        with Client.open(self.settings.socket_path) as client:
+        try:
+            client = Client.open(self.settings.socket_path)
+        except DaemonUnavailable as exc:
+            raise AssertionError(f"{self.name}'s daemon is gone: {self.last_words()}") from exc
+        with client:
             return client.call(method, params, timeout=timeout(60))
+
+    def last_words(self) -> str:
+        """How the daemon process ended, and the last lines it wrote (for a failed test)."""
+        if self.proc is None:
+            return "never started, or stopped by the test"
+        tail = "".join(self._log.lines[-15:])
+        return f"exit status {self.proc.poll()}; its last lines:\n{tail}"
 
     def cli(
         self, *args: str, check: bool = True, agent: str | None = None

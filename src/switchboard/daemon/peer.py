@@ -207,6 +207,9 @@ class Peer:
 
     async def _run_once(self) -> bool:
         self.status.state = "connecting"
+        # Only a session established by this attempt resets the backoff: a relay that stays
+        # down is retried ever more slowly, not every 100 ms.
+        self._session_ok = False
         loop = asyncio.get_running_loop()
         transport = await connect(self.url, timeout=CONNECT_TIMEOUT)
         session = SyncSession(
@@ -222,7 +225,6 @@ class Peer:
         )
         self._session, self._transport = session, transport
         self._received = asyncio.Queue(MAX_QUEUED_BATCHES)
-        self._session_ok = False
         self._relay_have = None
         session.start()
         established = False
