@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from switchboard.events import AgentRegistered, CommandRun, FileEdited
 from switchboard.ids import short_id
 from switchboard.store import projections
 from switchboard.store.log import EventLog
-from switchboard.store.query import check_where, open_guarded, run_query
+from switchboard.store.query import GuardedQuery, check_where, open_guarded, run_query
 
 
 @pytest.fixture
@@ -209,3 +210,34 @@ def test_query_check_where_accepts_quoted_symbols() -> None:
     check_where("""a = 'it''s -- ; ( ?' AND "we""ird;" = [x)--] AND `b(` = x'00'""")
     with pytest.raises(QueryRejected, match="exceeds"):
         check_where("1" * 5000)
+
+
+def test_query_guarded_close_while_a_query_runs_waits_for_it(
+    fresh_store: EventLog, store_path: Path
+) -> None:
+    """Closing a GuardedQuery from another thread mid-query closes it once the query ends.
+
+    (Closing under a running statement crashed the daemon: a follower's client left while
+    its query ran in a worker thread.)
+    """
+    fresh_store.append_sync([("luna", FileEdited(path=f"f{n}.py")) for n in range(200)])
+    guarded = GuardedQuery(store_path, visible_rooms=None, max_seconds=0.5)
+    heavy = "(SELECT count(*) FROM visible_events AS x, visible_events AS y, visible_events) > 0"
+    outcome: list[object] = []
+
+    def query() -> None:
+        try:
+            outcome.append(len(guarded.run(heavy)))
+        except QueryRejected as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=query)
+    worker.start()
+    while not guarded.busy and worker.is_alive():
+        pass  # the query holds the connection within microseconds
+    guarded.close()
+    worker.join(10)
+    assert outcome, "the query ended neither with rows nor with a refusal"
+    assert guarded.closed
+    with pytest.raises(QueryRejected, match="closed"):
+        guarded.run()

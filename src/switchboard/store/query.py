@@ -31,6 +31,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -154,7 +155,9 @@ class GuardedQuery:
 
     A follower (``events --follow``) asks the same question again at every change of the log;
     opening a connection and building its view each time cost more than the query. Each query
-    gets its own ``max_seconds``. Used by one thread at a time.
+    gets its own ``max_seconds``. Queries run one at a time, in any thread. ``close`` may come
+    from another thread while a query runs (a follower whose client left while its query ran
+    in a worker): the connection is then closed by that query when it ends, never under it.
     """
 
     def __init__(
@@ -177,6 +180,9 @@ class GuardedQuery:
         self._conn = open_guarded(
             db_path, visible_rooms=visible_rooms, max_seconds=max_seconds, deadline=self._deadline
         )
+        self._busy = threading.Lock()  # held while the connection is in use
+        self._close_requested = False
+        self._closed = False
 
     def show(self, visible_rooms: Collection[str] | None) -> None:
         """Let the next queries see ``visible_rooms`` (a reader's rooms change as it joins).
@@ -188,6 +194,10 @@ class GuardedQuery:
         key = _room_key(visible_rooms)
         if key == self._rooms:
             return
+        with self._busy:
+            self._show(visible_rooms, key)
+
+    def _show(self, visible_rooms: Collection[str] | None, key: frozenset[str] | None) -> None:
         view = _view_sql(visible_rooms)
         self._conn.set_authorizer(None)
         try:
@@ -220,21 +230,49 @@ class GuardedQuery:
         cap = max_rows + 1 if page is None else min(page, max_rows)
         sql, params = _build(where, type=type, agent=agent, last=last, after=after, cap=cap)
         started = time.monotonic()
-        self._deadline[0] = started + self.max_seconds
-        try:
-            rows = self._conn.execute(sql, params).fetchall()
-        except (sqlite3.Error, sqlite3.Warning, ValueError) as exc:
-            timed_out = time.monotonic() - started >= self.max_seconds
-            raise _rejection(exc, timed_out=timed_out, max_seconds=self.max_seconds) from exc
+        with self._busy:
+            if self._closed:
+                raise QueryRejected("the query's connection is closed")
+            self._deadline[0] = started + self.max_seconds
+            try:
+                rows = self._conn.execute(sql, params).fetchall()
+            except (sqlite3.Error, sqlite3.Warning, ValueError) as exc:
+                timed_out = time.monotonic() - started >= self.max_seconds
+                raise _rejection(exc, timed_out=timed_out, max_seconds=self.max_seconds) from exc
+            finally:
+                if self._close_requested:
+                    self._close_now()
+        if self._close_requested:  # asked while we held the lock, after we looked
+            self.close()
         if page is None and len(rows) > max_rows:
             raise QueryRejected(
                 f"query matched more than {max_rows} rows: narrow it with --type, --agent or --last"
             )
         return [_event_json(row) for row in rows]
 
+    @property
+    def busy(self) -> bool:
+        """Whether a query is running."""
+        return self._busy.locked()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed."""
+        return self._closed
+
     def close(self) -> None:
-        """Close the connection."""
-        self._conn.close()
+        """Close the connection now, or as soon as the query running in another thread ends."""
+        self._close_requested = True
+        if self._busy.acquire(blocking=False):
+            try:
+                self._close_now()
+            finally:
+                self._busy.release()
+
+    def _close_now(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
 
 
 def _room_key(visible_rooms: Collection[str] | None) -> frozenset[str] | None:
