@@ -2,8 +2,9 @@
 
 The standard asyncio loop by default. ``SWITCHBOARD_LOOP=uvloop`` runs the same code on uvloop
 (libuv) where it is installed: cheaper socket reads, writes and wake-ups on every hop of a
-message. It is opt-in because a daemon was twice seen vanishing without a Python traceback
-while it was the default, and the cause is not found (see docs/internals.md).
+message. It is opt-in: it was the default until a daemon crash under the test suite, which
+turned out to be a SQLite connection closed under a running query (``query.GuardedQuery``), not
+uvloop; making it the default again waits for a clean full run with it.
 """
 
 from __future__ import annotations
