@@ -17,14 +17,16 @@ header ``(group, origin, seq)``, so a relay cannot move an envelope to another g
 or position without the open failing.
 
 Why a nonce never repeats under one key: keys are per origin, and the 96-bit nonce is
-``seq`` (64 bits, big-endian) followed by 32 random bits. Two different events of one origin
-have different ``seq`` (the origin's single writer assigns each ``seq`` once, in the same
-transaction that stores the event), so their nonces differ whatever the random bits are.
-The same event sealed twice (re-sent after a reconnect, or re-served by another member)
-reuses a nonce only if the random bits also match, and then seals the *same* plaintext under
-the same header, which yields the same ciphertext and reveals nothing. The random bits guard
-the one case left: a home restored from an old backup that re-issues a ``seq`` for a new event
-collides with probability 2^-32 per pair, instead of certainly.
+``seq`` (64 bits, big-endian) followed by 32 random bits, drawn once per ``GroupKeys`` (each
+time a process loads a group; drawing them per envelope cost a syscall and bought nothing).
+Two different events of one origin have different ``seq`` (the origin's single writer assigns
+each ``seq`` once, in the same transaction that stores the event), so their nonces differ
+whatever the random bits are. The same event sealed twice (re-sent after a reconnect, or
+re-served by another member) reuses a nonce only if the random bits also match, and then seals
+the *same* plaintext under the same header, which yields the same ciphertext and reveals
+nothing. The random bits guard the one case left: a home restored from an old backup
+re-issues a ``seq`` for a new event, but only in a later process, whose random bits match the
+first's with probability 2^-32 instead of certainly.
 
 Nothing in this module logs or formats key material.
 """
@@ -93,7 +95,8 @@ class GroupKeys:
     group: str
     auth: Ed25519PrivateKey
     seal_key: bytes = field(repr=False)
-    _origin_ciphers: dict[str, ChaCha20Poly1305] = field(default_factory=dict, repr=False)
+    _origins: dict[str, tuple[ChaCha20Poly1305, bytes]] = field(default_factory=dict, repr=False)
+    _salt: bytes = field(default_factory=lambda: os.urandom(4), repr=False)
 
     @classmethod
     def derive(cls, group: str, secret: bytes) -> GroupKeys:
@@ -112,17 +115,20 @@ class GroupKeys:
         """The public half of the group auth key, which relays keep."""
         return public_bytes(self.auth)
 
-    def _cipher(self, origin: str) -> ChaCha20Poly1305:
-        cipher = self._origin_ciphers.get(origin)
-        if cipher is None:
+    def _cipher(self, origin: str, seq: int) -> tuple[ChaCha20Poly1305, bytes]:
+        # An origin's cipher and the associated data of its envelope ``seq``; the cipher and
+        # the header's prefix are made once per origin.
+        known = self._origins.get(origin)
+        if known is None:
             cipher = ChaCha20Poly1305(_hkdf(self.seal_key, b"origin" + origin.encode()))
-            self._origin_ciphers[origin] = cipher
-        return cipher
+            known = self._origins[origin] = (cipher, header(self.group, origin, 0)[:-1])
+        return known[0], known[1] + b"%d" % seq
 
     def seal(self, origin: str, seq: int, plaintext: bytes) -> Envelope:
         """Seal one encoded event into an envelope."""
-        nonce = seq.to_bytes(8, "big") + os.urandom(4)
-        box = self._cipher(origin).encrypt(nonce, plaintext, header(self.group, origin, seq))
+        nonce = seq.to_bytes(8, "big") + self._salt
+        cipher, aad = self._cipher(origin, seq)
+        box = cipher.encrypt(nonce, plaintext, aad)
         return Envelope(origin=origin, seq=seq, nonce=nonce, box=box)
 
     def open(self, envelope: Envelope) -> bytes:
@@ -135,9 +141,9 @@ class GroupKeys:
             8, "big", signed=False
         ):
             raise TamperedEnvelope(envelope.origin, envelope.seq)
-        aad = header(self.group, envelope.origin, envelope.seq)
+        cipher, aad = self._cipher(envelope.origin, envelope.seq)
         try:
-            return self._cipher(envelope.origin).decrypt(envelope.nonce, envelope.box, aad)
+            return cipher.decrypt(envelope.nonce, envelope.box, aad)
         except InvalidTag as exc:
             raise TamperedEnvelope(envelope.origin, envelope.seq) from exc
 

@@ -11,13 +11,14 @@ from switchboard.events import (
     CommandRun,
     DeviceJoined,
     Event,
+    FileEdited,
     MessageDelivered,
     MessagePosted,
     MessageRead,
     StatusChanged,
 )
 from switchboard.ids import device_id_from_public_key, short_id, short_ids
-from switchboard.store import projections
+from switchboard.store import leases, projections
 from switchboard.store.log import EventLog
 
 T1, T2, T3 = "2026-01-01T10:00:00.000Z", "2026-01-01T11:00:00.000Z", "2026-01-01T12:00:00.000Z"
@@ -256,3 +257,17 @@ def test_projections_meta_get_and_set(fresh_store: EventLog) -> None:
     write(lambda c: projections.set_meta(c, "device_name", "a"))
     write(lambda c: projections.set_meta(c, "device_name", "b"))
     assert projections.get_meta(conn, "device_name") == "b"
+
+
+def test_last_edit_ts_is_the_latest_edit_of_that_device_only(fresh_store: EventLog) -> None:
+    """``leases.last_edit_ts`` finds a device's latest edit among its other events, or ``""``."""
+    assert leases.last_edit_ts(_reader(fresh_store), ME) == ""
+    fresh_store.append_sync(
+        [("luna", FileEdited(path="a.py")), ("luna", StatusChanged(status="busy"))]
+    )
+    late = "2099-01-01T00:00:00.000Z"
+    fresh_store.receive_sync([remote(PEER, 1, FileEdited(path="b.py"), ts=late)])
+    mine = leases.last_edit_ts(_reader(fresh_store), ME)
+    assert mine and mine < "2099"
+    assert leases.last_edit_ts(_reader(fresh_store), PEER) == late
+    assert leases.last_edit_ts(_reader(fresh_store), OTHER) == ""

@@ -94,6 +94,7 @@ class Coordination:
         self.d = daemon
         self._wake: asyncio.Event | None = None
         self._edits: list[int] = []
+        self._local_edit: str | None = None  # ts of the latest edit here; None: not read yet
         self._statuses: dict[Key, str] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -122,6 +123,8 @@ class Coordination:
         for local_id, event in stored:
             if event.type == "file_edited" and event.ts >= cutoff:
                 self._edits.append(local_id)
+                if event.origin == self.d.device_id:
+                    self._local_edit = max(self._local_edit or "", event.ts)
             if event.type in _WAKING and self._wake is not None:
                 self._wake.set()
 
@@ -222,17 +225,26 @@ class Coordination:
 
     async def _check_edits(self) -> None:
         edits, self._edits = self._edits, []
-        if not edits:
-            return
         window = self.d.settings.edit_window
+        if not edits or not await self._edited_here_since(2 * window):
+            return
 
-        for row in await self.d.read(leases.edits_near, edits, window):
+        for row in await self.d.read(leases.edits_near, edits, window, self.d.device_id):
             mine = (row["my_device"], row["my_name"])
             other = (row["device_id"], row["name"])
             if mine[0] == self.d.device_id:
                 await self._tell(mine, other, row["short"], row["path"], window)
             if other[0] == self.d.device_id:
                 await self._tell(other, mine, await self._short(mine[0]), row["path"], window)
+
+    async def _edited_here_since(self, seconds: float) -> bool:
+        # Every edit checked was made at most ``window`` ago (``on_stored``); it can pair with an
+        # edit here only if this device edited within ``window`` of it, so within 2 x window of
+        # now. Remote edits alone (a catch-up, a device with no agents editing) skip the query.
+        if self._local_edit is None:
+            self._local_edit = await self.d.read(leases.last_edit_ts, self.d.device_id)
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+        return self._local_edit >= format_ts(since)
 
     async def _tell(self, recipient: Key, other: Key, short: str, path: str, window: float) -> None:
         address, other_address = f"{recipient[1]}:{recipient[0]}", f"{other[1]}:{other[0]}"

@@ -207,9 +207,14 @@ def edit_key(path: str, cwd: str, repo: object = None) -> tuple[str, str]:
     return name, os.path.normpath(path)
 
 
-def edits_near(conn: sqlite3.Connection, local_ids: Sequence[int], window: float) -> list[Row]:
+def edits_near(
+    conn: sqlite3.Connection, local_ids: Sequence[int], window: float, device: str
+) -> list[Row]:
     """Return edits of the same path by other agents within ``window`` seconds of each edit in
-    ``local_ids``, with that edit's own fields as ``my_*`` (one query for a whole batch)."""
+    ``local_ids``, with that edit's own fields as ``my_*`` (one query for a whole batch).
+
+    Only pairs with an agent of ``device`` on one side: nobody here is told of the others, and a
+    batch of remote edits (a catch-up) is then matched against this device's edits only."""
     return rows_of(
         conn.execute(
             """SELECT o.device_id, o.name, o.ts, coalesce(d.short, '') AS short, me.path,
@@ -218,11 +223,21 @@ def edits_near(conn: sqlite3.Connection, local_ids: Sequence[int], window: float
                 AND NOT (o.device_id = me.device_id AND o.name = me.name)
             LEFT JOIN devices AS d ON d.device_id = o.device_id
             WHERE me.event_id IN (SELECT value FROM json_each(?1))
+                AND (me.device_id = ?3 OR o.device_id = ?3)
                 AND abs(julianday(o.ts) - julianday(me.ts)) * 86400.0 <= ?2
             ORDER BY me.event_id, o.ts""",
-            (json.dumps(list(local_ids)), window),
+            (json.dumps(list(local_ids)), window, device),
         )
     )
+
+
+def last_edit_ts(conn: sqlite3.Connection, device: str) -> str:
+    """Return the time of ``device``'s latest file edit, or ``""`` if it has made none."""
+    row = conn.execute(
+        "SELECT ts FROM events WHERE origin = ? AND type = 'file_edited' ORDER BY seq DESC LIMIT 1",
+        (device,),
+    ).fetchone()
+    return str(row[0]) if row else ""
 
 
 def recently_told(  # noqa: PLR0917 - the pair, the path and the window
