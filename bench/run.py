@@ -80,7 +80,7 @@ async def tcp_round_trip(count: int) -> list[float]:
 
 async def forwarder_rate(count: int) -> float:
     """Messages/s from a sender through a minimal asyncio forwarder to a receiver."""
-    done = asyncio.Event()
+    done, ended = asyncio.Event(), asyncio.Event()
     received = 0
 
     async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -90,6 +90,7 @@ async def forwarder_rate(count: int) -> float:
             if received == count:
                 done.set()
         writer.close()
+        ended.set()
 
     sink_server = await asyncio.start_server(sink, "127.0.0.1", 0)
     sink_port = sink_server.sockets[0].getsockname()[1]
@@ -114,6 +115,7 @@ async def forwarder_rate(count: int) -> float:
     elapsed = time.perf_counter() - start
     writer.close()
     await writer.wait_closed()
+    await ended.wait()  # the forwarder passed the end on: no handler is cut off mid-read
     for server in (fwd_server, sink_server):
         server.close()
         await server.wait_closed()

@@ -193,3 +193,69 @@ def test_database_not_a_database_is_a_store_error(store_path: Path) -> None:
     store_path.write_bytes(b"not a database at all, just text" * 100)
     with pytest.raises(StoreError, match="cannot open database"):
         Database(store_path)
+
+
+def test_database_run_now_runs_in_the_calling_thread_when_idle(store_path: Path) -> None:
+    """With nothing queued, ``run_now`` commits here and returns the finished future."""
+    with Database(store_path) as db:
+        ran_in: list[threading.Thread] = []
+        committed: list[str] = []
+
+        def write(conn: sqlite3.Connection) -> int:
+            ran_in.append(threading.current_thread())
+            _set(conn, "now")
+            db.on_commit(lambda: committed.append("yes"))
+            return 7
+
+        done = db.run_now(write)
+        assert done is not None and done.result() == 7
+        assert ran_in == [threading.current_thread()] and committed == ["yes"]
+        assert count(db.reader(), "meta") == 1
+
+
+def test_database_run_now_rolls_back_and_hands_over_the_error(store_path: Path) -> None:
+    """An inline write that raises leaves nothing and reports the exception in the future."""
+    with Database(store_path) as db:
+
+        def write(conn: sqlite3.Connection) -> None:
+            _set(conn, "half")
+            raise ValueError("no")
+
+        done = db.run_now(write)
+        assert done is not None
+        with pytest.raises(ValueError, match="no"):
+            done.result()
+        assert count(db.reader(), "meta") == 0
+        db.write_sync(lambda conn: _set(conn, "after"))  # the writer is still usable
+        assert count(db.reader(), "meta") == 1
+
+
+def test_database_run_now_declines_while_the_writer_has_work(store_path: Path) -> None:
+    """While a write is queued or running, ``run_now`` declines, so writes keep their order."""
+    with Database(store_path) as db:
+        started, release = threading.Event(), threading.Event()
+
+        def slow(conn: sqlite3.Connection) -> None:
+            started.set()
+            release.wait(30)
+            _set(conn, "first")
+
+        pending = db.submit(slow)
+        started.wait(30)
+        assert db.run_now(lambda conn: _set(conn, "second")) is None
+        release.set()
+        pending.result(30)
+        db.write_sync(lambda conn: None)  # the writer thread is idle again after this
+        done = db.run_now(lambda conn: _set(conn, "third"))
+        assert done is not None and done.result() is None
+        keys = [row[0] for row in db.reader().execute("SELECT key FROM meta ORDER BY rowid")]
+        assert keys == ["first", "third"]
+
+
+def test_database_run_now_on_a_closed_database_declines(store_path: Path) -> None:
+    """After ``close`` there is nothing to run on: ``run_now`` declines and ``submit`` raises."""
+    db = Database(store_path)
+    db.close()
+    assert db.run_now(lambda conn: _set(conn, "late")) is None
+    with pytest.raises(StoreError, match="closed"):
+        db.submit(lambda conn: None)

@@ -1,4 +1,4 @@
-"""Open the SQLite store: WAL, one writer thread with a queue, read-only reader connections."""
+"""Open the SQLite store: WAL, one writer (a thread with a queue), read-only reader connections."""
 
 # Theory of operation
 #
@@ -9,6 +9,11 @@
 # block on a ``concurrent.futures.Future`` (``write_sync``); asyncio callers await the same
 # future wrapped for their loop (``write``). Because writes are serialised, a write function may
 # read, decide and write without races (the next seq, contiguity checks).
+#
+# ``run_now`` runs a small write in the calling thread instead, when the writer thread has
+# nothing queued or running: on the latency path the two thread hand-offs (and waits for the
+# GIL on each side) cost more than the transaction itself. One lock (``_job_lock``) is held by
+# whichever thread runs a transaction, so there is still one writer at a time.
 #
 # Guarantee 1 (durable before the call returns) needs ``synchronous=FULL`` on the writer: in WAL
 # mode ``NORMAL`` may lose the last transactions on power loss.
@@ -49,6 +54,15 @@ DEFAULT_BUSY_TIMEOUT_MS: Final = 5_000
 FILE_MODE: Final = 0o600
 
 _Job = tuple[Callable[[sqlite3.Connection], Any], "concurrent.futures.Future[Any]"]
+_Future = concurrent.futures.Future[Any]
+
+
+def _settle(future: _Future, outcome: _Future) -> None:
+    exc = outcome.exception()
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(outcome.result())
 
 
 def _create_private(path: Path) -> None:
@@ -111,6 +125,9 @@ class Database:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
+        self._queued = 0  # jobs submitted to the writer thread and not finished (under _lock)
+        self._job_lock = threading.Lock()  # held while a transaction runs, in whichever thread
+        self._job_thread: threading.Thread | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._after_commit: list[Callable[[], None]] = []
@@ -150,7 +167,30 @@ class Database:
         with self._lock:
             if self._closed:
                 raise StoreError(f"database {self.path.name} is closed")
+            self._queued += 1
             self._queue.put((fn, future))
+        return future
+
+    def run_now(self, fn: Callable[[sqlite3.Connection], T]) -> concurrent.futures.Future[T] | None:
+        """Run ``fn`` as a transaction in this thread if the writer thread is idle.
+
+        For small writes on a latency path: the hand-off to the writer thread and back costs
+        more than a short transaction. Nothing is queued or running then, so the order of
+        writes stays the order of their submission. Blocks this thread for the commit.
+
+        Returns:
+            The finished future (its result or exception), or ``None`` if the writer thread
+            has work: ``submit`` then, to queue behind it.
+        """
+        with self._lock:
+            if self._closed or self._queued or not self._job_lock.acquire(blocking=False):
+                return None
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
+        try:
+            self._run_job(fn, future)
+        finally:
+            self._job_lock.release()
         return future
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -168,7 +208,7 @@ class Database:
             StoreError: the database is closed or the transaction could not begin or commit.
             Exception: whatever ``fn`` raised, after rolling back.
         """
-        if threading.current_thread() is self._thread:
+        if threading.current_thread() is self._job_thread:
             raise StoreError("write_sync called from inside a write function")
         return self.submit(fn).result()
 
@@ -185,7 +225,7 @@ class Database:
 
         Nothing runs if the transaction rolls back.
         """
-        assert threading.current_thread() is self._thread, "on_commit outside a write function"
+        assert threading.current_thread() is self._job_thread, "on_commit outside a write function"
         self._after_commit.append(fn)
 
     def _writer_loop(self) -> None:
@@ -194,13 +234,32 @@ class Database:
             if job is None:
                 return
             fn, future = job
-            if future.set_running_or_notify_cancel():
-                self._run_job(fn, future)
+            # The caller hears of the outcome only once the job no longer counts as queued,
+            # so its next small write can run at once (``run_now``).
+            outcome: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            with self._job_lock:
+                if future.set_running_or_notify_cancel():
+                    outcome.set_running_or_notify_cancel()
+                    self._run_job(fn, outcome)
+                with self._lock:
+                    self._queued -= 1
+            if outcome.done():
+                _settle(future, outcome)
 
     def _run_job(
         self, fn: Callable[[sqlite3.Connection], Any], future: concurrent.futures.Future[Any]
     ) -> None:
         # Nothing raised here may escape: a dead writer thread would hang every later write.
+        # The caller holds _job_lock: one transaction at a time, whichever thread runs it.
+        self._job_thread = threading.current_thread()
+        try:
+            self._run_locked(fn, future)
+        finally:
+            self._job_thread = None
+
+    def _run_locked(
+        self, fn: Callable[[sqlite3.Connection], Any], future: concurrent.futures.Future[Any]
+    ) -> None:
         conn = self._writer
         self._after_commit = []
         try:
@@ -267,7 +326,11 @@ class Database:
         for conn in self._readers:
             conn.close()
         self._readers.clear()
-        self._writer.close()
+        if self._job_thread is threading.current_thread():  # closed from inside a write
+            self._writer.close()
+            return
+        with self._job_lock:  # not under a transaction that ``run_now`` runs in another thread
+            self._writer.close()
 
     def __enter__(self) -> Database:
         return self

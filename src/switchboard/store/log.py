@@ -14,7 +14,8 @@
 # Events are inserted with ``executemany`` and explicit ids, then folded into the projections,
 # in the same transaction. The in-memory vector is advanced by an ``on_commit`` hook in the
 # writer thread, so it never runs ahead of the database and never lags behind a returned call.
-# Listeners run after commit in the caller's context.
+# Listeners run after commit: on the caller's thread for ``*_sync``, and for the awaitable
+# calls on the caller's loop, queued by the writer before the caller's own wake-up.
 #
 # A *reaction* (``react_with``) lets the device answer what it receives in the same transaction:
 # the daemon appends the delivered receipt of a message to a local agent there, so receiving a
@@ -50,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 _decode: Final = msgspec.json.Decoder(dict[str, Any]).decode
 
+# At most this many events make a write small enough to run on the caller's loop when the
+# writer thread is idle (``_write``): one message and its receipt, not a catch-up batch, whose
+# commit would stall reading the next frames.
+INLINE_MAX: Final = 16
 _INSERT_SQL: Final = (
     "INSERT INTO events (id, origin, seq, ts, type, agent, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
@@ -117,7 +122,9 @@ class EventLog:
         """Store new events of this device in one transaction; awaitable ``append_sync``."""
         if not items:
             return []
-        return await self._write(self._appender(items), lambda stored: stored)
+        return await self._write(
+            self._appender(items), lambda stored: stored, small=len(items) <= INLINE_MAX
+        )
 
     def _appender(
         self, items: Sequence[tuple[str, Body]]
@@ -160,7 +167,9 @@ class EventLog:
     async def receive(self, events: list[Event]) -> Received:
         """Store remote events not yet held; awaitable ``receive_sync``."""
         return await self._write(
-            lambda conn: self._receive_in(conn, events), lambda received: received.stored
+            lambda conn: self._receive_in(conn, events),
+            lambda received: received.stored,
+            small=len(events) <= INLINE_MAX,
         )
 
     def _receive_in(self, conn: sqlite3.Connection, events: list[Event]) -> Received:
@@ -277,25 +286,44 @@ class EventLog:
                 fn(stored)
 
     async def _write(
-        self, fn: Callable[[sqlite3.Connection], T], stored_of: Callable[[T], list[Stored]]
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        stored_of: Callable[[T], list[Stored]],
+        *,
+        small: bool,
     ) -> T:
-        # Once queued, a write runs to completion even if the caller is cancelled; listeners
-        # still hear about it then, so followers and peers never miss a stored event.
-        future = asyncio.wrap_future(self.db.submit(fn))
-        try:
-            result = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            future.add_done_callback(lambda done: self._notify_done(done, stored_of))
-            raise
-        self._notify(stored_of(result))
-        return result
+        # A small write runs right here when the writer thread is idle (``Database.run_now``);
+        # it blocks the loop for one commit, and the listeners are told before returning.
+        done = self.db.run_now(fn) if small else None
+        if done is not None:
+            result = done.result()
+            self._notify(stored_of(result))
+            return result
+        # Listeners hear of the commit from the writer thread through ``call_soon_threadsafe``,
+        # queued before the caller's future is resolved: peers, followers and receipt waiters
+        # run one loop turn after the commit, before the caller resumes (the wake-ups of a
+        # resolved future cost three turns). Once queued, a write runs to completion even if
+        # the caller is cancelled, and its listeners still hear of it.
+        loop = asyncio.get_running_loop()
 
-    def _notify_done(self, done: asyncio.Future[T], stored_of: Callable[[T], list[Stored]]) -> None:
-        if not done.cancelled() and done.exception() is None:
-            self._notify(stored_of(done.result()))
+        def run(conn: sqlite3.Connection) -> T:
+            result = fn(conn)
+            stored = stored_of(result)
+            if stored:
+                self.db.on_commit(lambda: _call_soon(loop, self._notify, stored))
+            return result
+
+        return await asyncio.shield(asyncio.wrap_future(self.db.submit(run)))
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop closed under a write it started: nobody is left to tell
+        logger.debug("loop closed before listeners heard of a commit")
 
 
 def _max_seq(conn: sqlite3.Connection, origin: str) -> int:

@@ -267,10 +267,11 @@ class MqttPipe:
             return
         self._closed = True
         self._inbox.put_nowait(TransportClosed(f"pipe to {self.peer} is closed"))
-        if not self._peer_closed:
+        if not self._peer_closed:  # one deadline for the publish and the acknowledgement
             with contextlib.suppress(SwitchboardError, TimeoutError):
-                await self._publish(_CLOSE)
-                await asyncio.wait_for(self._acked.wait(), CLOSE_WAIT)
+                async with asyncio.timeout(CLOSE_WAIT):
+                    await self._publish(_CLOSE)
+                    await self._acked.wait()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, SwitchboardError):
