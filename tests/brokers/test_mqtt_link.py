@@ -67,6 +67,21 @@ def test_mqtt_catch_up_served_by_another_device(
         broker.stop()
 
 
+def test_mqtt_speaks_5_where_the_broker_does(tmp_path: Path, broker: Mosquitto | NatsMqtt) -> None:
+    """MQTT 5 on Mosquitto; 3.1.1 after nats-server's listener refuses 5; messages flow on both."""
+    broker.start()
+    try:
+        with group_on(tmp_path, broker.url, "a", "b") as (a, b):
+            expected = "MQTT 3.1.1" if isinstance(broker, NatsMqtt) else "MQTT 5"
+            assert [link["protocol"] for link in a.call("link.status")] == [expected]
+            assert f"mqtt ({expected}) link" in a.cli("status").stdout
+            b.call("register", agent="nova")
+            a.wait_events(1, type="agent_registered", agent=f"nova:{b.short}")
+            assert a.call("send", agent="luna", to=["@nova"], text="hi")["result"] == "delivered"
+    finally:
+        broker.stop()
+
+
 def test_mqtt_last_will_marks_a_killed_device_offline(
     tmp_path: Path, broker: Mosquitto | NatsMqtt
 ) -> None:
@@ -125,7 +140,7 @@ def test_mqtt_login_from_password_file_and_invite(tmp_path: Path) -> None:
         a.wait_events(1, type="agent_registered", agent=f"nova:{b.short}")
         assert a.call("send", agent="luna", to=["@nova"], text="hi")["result"] == "delivered"
         status = a.cli("status").stdout
-        assert "mqtt link" in status and "s3cret-pass" not in status
+        assert "mqtt (MQTT 5) link" in status and "s3cret-pass" not in status
     finally:
         a.stop()
         b.stop()

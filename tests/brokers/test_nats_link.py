@@ -1,16 +1,19 @@
-"""What only the NATS link does: a 3-node JetStream cluster, and a stream that lost our events."""
+"""What only the NATS link does: a 3-node cluster, a stream that lost our events, the cursor."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import uuid
 from pathlib import Path
 
 import nats
 from brokerlab import NatsCluster, NatsServer, converged, group_on
 from cluster import Device
+from nats.aio.msg import Msg
 
 from switchboard.links.mqtt_topics import group_hash
+from switchboard.links.nats import _stream_seq
 
 
 def _stream_messages(url: str, group_id: str) -> int:
@@ -83,3 +86,27 @@ def test_nats_stream_recreated_gets_our_events_again(tmp_path: Path) -> None:
                 late.stop()
     finally:
         server.stop()
+
+
+def test_stream_seq_reads_the_reply_subject_as_nats_py_does(nats_server: NatsServer) -> None:
+    """The cursor's stream sequence matches nats-py's parse, in both ack subject forms."""
+
+    async def delivered() -> list[Msg]:
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            name = f"SEQ{uuid.uuid4().hex[:8]}"
+            await js.add_stream(name=name, subjects=[f"{name}.*"])
+            for n in range(5):
+                await js.publish(f"{name}.{n % 2}", b"x")
+            sub = await js.subscribe(f"{name}.*", ordered_consumer=True)
+            return [await sub.next_msg(5) for _ in range(5)]
+        finally:
+            await nc.close()
+
+    msgs = asyncio.run(delivered())
+    assert [_stream_seq(m) for m in msgs] == [m.metadata.sequence.stream for m in msgs]
+    assert [_stream_seq(m) for m in msgs] == [1, 2, 3, 4, 5]
+    # With a JetStream domain and account hash (12 tokens), nats-py's own parse is used.
+    domain = Msg(_client=None, reply="$JS.ACK.hub.ACCHASH.S.C.1.42.7.1732200000000000000.0.r")  # type: ignore[arg-type]
+    assert _stream_seq(domain) == 42

@@ -122,6 +122,26 @@ def test_eventlog_receive_awaitable(fresh_store: EventLog) -> None:
     assert fresh_store.vector() == {PEER: 3}
 
 
+def test_eventlog_receive_writes_also_in_the_same_transaction(fresh_store: EventLog) -> None:
+    """``also`` commits with the received events; when it fails, neither is kept."""
+    from switchboard.store import local  # noqa: PLC0415 - the meta table a link's cursor uses
+
+    def cursor(value: str) -> Any:
+        return lambda conn: local.set_meta(conn, "cursor", value)
+
+    def broken(conn: Any) -> None:
+        local.set_meta(conn, "cursor", "9")
+        raise RuntimeError("disk full")
+
+    asyncio.run(fresh_store.receive(_peer_events(PEER, range(1, 3)), cursor("2")))
+    assert local.get_meta(fresh_store.db.reader(), "cursor") == "2"
+    with pytest.raises(RuntimeError, match="disk full"):
+        asyncio.run(fresh_store.receive(_peer_events(PEER, range(3, 5)), broken))
+    assert local.get_meta(fresh_store.db.reader(), "cursor") == "2"
+    assert fresh_store.vector() == {PEER: 2}
+    assert count(fresh_store.db.reader(), "events") == 2
+
+
 def test_eventlog_vector_survives_reopen(store_path: Path) -> None:
     """Reopening the database restores the vector from the stored events."""
     with Database(store_path) as db:

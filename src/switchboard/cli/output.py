@@ -119,7 +119,8 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         lag = "-" if link.get("lag") is None else link["lag"]
         detail = f"lag {lag}, last push {when(link.get('last_push'))}"
         if link.get("kind"):
-            detail = f"{link['kind']} link, {detail}"
+            kind = link["kind"] + (f" ({link['protocol']})" if link.get("protocol") else "")
+            detail = f"{kind} link, {detail}"
         lines.append(
             f"group   {group.get('name')}  {link.get('url')}  {link.get('state')}  {detail}"
         )

@@ -62,6 +62,7 @@ class GroupHandlers:
                 last_push=peer.status.last_push,
                 last_error=peer.status.last_error,
                 tampered=peer.status.tampered,
+                protocol=peer.status.protocol or None,
             )
         return {"id": group["group_id"], "name": group["name"], "link": link}
 

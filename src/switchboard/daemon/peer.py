@@ -78,6 +78,7 @@ class LinkStatus:
     connected_since: str | None = None
     relay: str = ""
     tampered: int = 0
+    protocol: str = ""  # a broker link's protocol ("MQTT 5", "MQTT 3.1.1", "JetStream")
 
 
 @dataclass

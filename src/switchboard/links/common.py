@@ -36,6 +36,7 @@ from switchboard.proto.frames import Batch, Envelope, decode_frame, encode_frame
 from switchboard.store.log import Received
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable, Iterable
 
     from switchboard.crypto import GroupKeys
@@ -49,6 +50,10 @@ log = logging.getLogger("switchboard.link")
 CHUNK_EVENTS: Final = 200
 # Bytes of sealed envelopes per Batch; a single larger envelope travels alone.
 CHUNK_BYTES: Final = 256 * 1024
+# A link's bookkeeping that only saves work after a restart (MQTT's ``published``, NATS's
+# cursor past our own messages) is saved at most this often, not once per message: after a
+# crash at most the last second is sent or read again, and the log drops the duplicates.
+SAVE_EVERY: Final = 1.0
 
 
 @dataclass(eq=False)
@@ -241,11 +246,16 @@ class BrokerLink:
                 self._tampered(str(exc))
         return events
 
-    async def store(self, events: list[Event]) -> Received:
-        """Store received events (duplicates and gaps are dropped by the log)."""
+    async def store(
+        self, events: list[Event], also: Callable[[sqlite3.Connection], None] | None = None
+    ) -> Received:
+        """Store received events (duplicates and gaps are dropped by the log).
+
+        ``also`` writes more in the same transaction (``EventLog.receive``).
+        """
         if not events:
             return Received(accepted=[], duplicates=0, gaps=0)
-        return await self.log.receive(events)
+        return await self.log.receive(events, also)
 
     def _tampered(self, reason: str) -> None:
         self.status.tampered += 1

@@ -8,8 +8,12 @@ id, ``clean_session=False``, every subscription at QoS 1), the broker also queue
 published while a device is briefly away, up to its own limit.
 
 - **Live**: each device publishes its own new events, sealed, as ``Batch`` frames on
-  ``ev/<self>``; the highest seq the broker acknowledged (PUBACK) is ``published``, kept in the
-  store's meta, so events appended offline or before a crash go out on the next connection.
+  ``ev/<self>``; the highest seq the broker acknowledged (PUBACK) is ``published``, saved in
+  the store's meta (at most once a second, and on a clean stop), so events appended offline or
+  before a crash go out on the next connection.
+- **MQTT 5 where the broker speaks it** (3.1.1 from its first refusal on): subscriptions with
+  *No Local*, so the broker does not send our own batches back to us; a persistent session
+  that the broker keeps for ``transports.mqtt.SESSION_EXPIRY``.
 - **Catch-up**: a device announces what it holds (``Have`` on ``have/<self>``) on connecting,
   after each answer it receives, on a gap, and every ``HAVE_PERIOD``. A device that holds more
   of an origin *O* answers on ``to/<asker>`` when *O* is itself (at once) or *O* is offline
@@ -48,12 +52,18 @@ from typing import TYPE_CHECKING, Final
 from switchboard.errors import ConnectError, RemoteProtocolError, SwitchboardError
 from switchboard.events import now_ts
 from switchboard.links.base import run_until_first_ends
-from switchboard.links.common import CHUNK_EVENTS, BrokerLink, load_meta, save_meta
+from switchboard.links.common import (
+    CHUNK_EVENTS,
+    SAVE_EVERY,
+    BrokerLink,
+    load_meta,
+    save_meta,
+)
 from switchboard.links.mqtt_topics import OFFLINE, ONLINE, Kind, Topics
 from switchboard.proto import cursors
 from switchboard.proto.frames import Have, decode_frame, encode_frame
 from switchboard.transports import mqtt as mqtt_transport
-from switchboard.transports.mqtt import map_mqtt_errors
+from switchboard.transports.mqtt import V5, V311, VersionRefused, map_mqtt_errors
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -110,6 +120,7 @@ class MqttLink(BrokerLink):
 
     kind = "mqtt"
 
+    version: int = V5  # MQTT 5 until the broker refuses it (then 3.1.1 for good)
     _topics: Topics = field(init=False)
     _mqtt: aiomqtt.Client | None = field(init=False, default=None)
     _haves: dict[str, dict[str, int]] = field(init=False, default_factory=dict)
@@ -130,20 +141,18 @@ class MqttLink(BrokerLink):
         self.status.state = "connecting"
         endpoint = mqtt_transport.parse_url(self.url).url
         self.published = max(self.published, int(await load_meta(self.log, self._meta_key) or 0))
-        me = self._topics.of("presence", self.device_id)
-        client = mqtt_transport.client(
-            self.url, self.options, identifier=self._topics.client_id(),
-            will=(me, OFFLINE, True), clean_session=False,
-        )  # fmt: skip
-        with map_mqtt_errors(endpoint, connecting=True):
-            await client.__aenter__()
+        client = await self._connect(endpoint)
         try:
+            me = self._topics.of("presence", self.device_id)
             with map_mqtt_errors(endpoint):
-                await client.subscribe([(t, 1) for t in self._topics.subscriptions])
+                await client.subscribe(
+                    mqtt_transport.subscriptions(self._topics.subscriptions, self.version)
+                )
                 await client.publish(me, ONLINE, qos=1, retain=True)
             self._mqtt = client
             self._asked_at, self._caught = None, False
             await self._connected(endpoint)
+            self.status.protocol = "MQTT 5" if self.version == V5 else "MQTT 3.1.1"
             self._have_due.set()
             await self._run_tasks(client, endpoint)
         finally:
@@ -153,6 +162,28 @@ class MqttLink(BrokerLink):
             self._pending.clear()
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
+
+    async def _connect(self, endpoint: str) -> aiomqtt.Client:
+        """Connect with MQTT 5, or 3.1.1 from the first broker refusal of version 5 on.
+
+        MQTT 5 lets us subscribe without our own messages (No Local): the broker does not
+        send every batch back to its publisher.
+        """
+        me = self._topics.of("presence", self.device_id)
+        while True:
+            client = mqtt_transport.client(
+                self.url, self.options, identifier=self._topics.client_id(),
+                will=(me, OFFLINE, True), clean_session=False, version=self.version,
+            )  # fmt: skip
+            try:
+                with map_mqtt_errors(endpoint, connecting=True):
+                    await client.__aenter__()
+            except VersionRefused:
+                if self.version == V311:
+                    raise
+                self.version = V311
+                continue
+            return client
 
     async def _run_tasks(self, client: aiomqtt.Client, endpoint: str) -> None:
         await run_until_first_ends(
@@ -168,6 +199,7 @@ class MqttLink(BrokerLink):
             me = self._topics.of("presence", self.device_id)
             with map_mqtt_errors(self.url):
                 await self._mqtt.publish(me, OFFLINE, qos=1, retain=True)
+        await save_meta(self.log, self._meta_key, str(self.published))
 
     # -- loops -----------------------------------------------------------------------------------
 
@@ -185,8 +217,13 @@ class MqttLink(BrokerLink):
 
     async def _publish_loop(self, client: aiomqtt.Client, endpoint: str) -> None:
         topic = self._topics.of("ev", self.device_id)
+        loop = asyncio.get_running_loop()
+        saved, saved_at = self.published, 0.0
         while True:
-            await self._wake.wait()
+            # Whatever is left unsaved is saved within SAVE_EVERY, even if nothing new comes.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SAVE_EVERY if saved != self.published else None):
+                    await self._wake.wait()
             self._wake.clear()
             while pending := self.own_pending(self.published, MAX_ANSWER):
                 for chunk, frame in self.batches(pending):
@@ -194,7 +231,9 @@ class MqttLink(BrokerLink):
                         await client.publish(topic, frame, qos=1)
                     self.published = chunk[-1].seq
                     self.status.last_push = now_ts()
-                await save_meta(self.log, self._meta_key, str(self.published))
+            if saved != self.published and loop.time() - saved_at >= SAVE_EVERY:
+                saved, saved_at = self.published, loop.time()
+                await save_meta(self.log, self._meta_key, str(saved))
 
     async def _have_loop(self, client: aiomqtt.Client, endpoint: str) -> None:
         topic = self._topics.of("have", self.device_id)

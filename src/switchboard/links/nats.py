@@ -19,8 +19,9 @@ JetStream keeps history, so it plays the relay's mailbox and the devices only ta
   side, an ephemeral in-memory consumer: nothing per device to replicate in a cluster) from
   the last stream sequence it stored, kept in the store's meta (``cursor``), together with
   the stream's creation time so a recreated stream is replayed from its start. Messages are
-  stored in chunks, one ``log.receive`` transaction each, then the cursor advances: a crash
-  in between replays a little, which the log de-duplicates.
+  stored in chunks, one ``log.receive`` transaction each, which also saves the cursor: it
+  never runs ahead of what is stored. Past our own messages (which we skip) it is saved at
+  most once a second: after a crash we read a few of them again.
 - **Presence** lives in a KV bucket ``SB_<g>_presence`` with a TTL: every device puts its key
   every ``HEARTBEAT`` seconds and deletes it on a clean stop; a watcher turns puts into
   "online" and deletes into "offline", and a device not heard of for ``PRESENCE_TTL`` is
@@ -45,9 +46,16 @@ from nats.js import api
 from switchboard.errors import SwitchboardError
 from switchboard.events import now_ts
 from switchboard.links.base import run_until_first_ends
-from switchboard.links.common import CHUNK_EVENTS, BrokerLink, load_meta, save_meta
+from switchboard.links.common import (
+    CHUNK_EVENTS,
+    SAVE_EVERY,
+    BrokerLink,
+    load_meta,
+    save_meta,
+)
 from switchboard.links.mqtt_topics import group_hash
 from switchboard.proto.frames import MAX_VECTOR_ORIGINS, Batch, decode_frame
+from switchboard.store import local
 from switchboard.transports import nats as nats_transport
 from switchboard.transports.nats import map_nats_errors
 
@@ -63,7 +71,7 @@ DUPLICATE_WINDOW: Final = 120.0  # seconds the stream remembers Nats-Msg-Id valu
 PRESENCE_TTL: Final = 15.0  # a device not heard of for this long is offline
 HEARTBEAT: Final = 5.0  # presence puts; three fit in one TTL
 RECEIVE_CHUNK: Final = 256  # stream messages stored per transaction
-QUEUE_LIMIT: Final = 4096  # messages buffered between the consumer and the store
+ACK_TOKENS: Final = 9  # tokens of a consumer's reply subject without domain and account
 WRONG_LAST_SEQUENCE: Final = 10071  # JetStream's err_code for a failed expected-last check
 # Every device reads the stream with its own consumer. nats-server 2.15 caps a stream at 1,000
 # consumers unless the stream names its own limit: ours is the protocol's largest group.
@@ -83,6 +91,7 @@ class NatsLink(BrokerLink):
     _target: int | None = field(init=False, default=None)
     _heard: dict[str, float] = field(init=False, default_factory=dict)
     _replayed_all: bool = field(init=False, default=False)
+    _saved_at: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         gh = group_hash(self.keys.group)
@@ -113,24 +122,25 @@ class NatsLink(BrokerLink):
                 self._kv = await self._ensure_bucket(js)
                 await self._resync_own(js)
             start = await self._load_cursor(created)
-            queue: asyncio.Queue[Msg] = asyncio.Queue(QUEUE_LIMIT)
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             with map_nats_errors(endpoint):
-                await self._subscribe(js, start, queue)
+                await self._subscribe(js, start, created, failed)
                 await self._kv.put(self.device_id, b"1")
             await self._connected(nc.connected_url.netloc if nc.connected_url else endpoint)
-            await self._run_tasks(js, queue, lost, endpoint, created)
+            self.status.protocol = "JetStream"
+            await self._run_tasks(js, failed, lost, endpoint)
         finally:
             self._nc, self._kv = None, None
             with contextlib.suppress(Exception):
                 await nc.close()
 
     async def _run_tasks(
-        self, js: JetStreamContext, queue: asyncio.Queue[Msg], lost: asyncio.Event,
-        endpoint: str, created: str,
+        self, js: JetStreamContext, failed: asyncio.Future[None], lost: asyncio.Event,
+        endpoint: str,
     ) -> None:  # fmt: skip
         await run_until_first_ends(
             {
-                "nats.consume": self._consume_loop(queue, created),
+                "nats.consume": _raised(failed),
                 "nats.publish": self._publish_loop(js, endpoint),
                 "nats.presence": self._presence_loop(endpoint),
                 "nats.watch": self._watch_loop(endpoint),
@@ -179,9 +189,27 @@ class NatsLink(BrokerLink):
         self._cursor = int(cursor)
         return self._cursor if self._target is None or self._cursor <= self._target else 0
 
-    async def _subscribe(self, js: JetStreamContext, start: int, queue: asyncio.Queue[Msg]) -> None:
+    async def _subscribe(
+        self, js: JetStreamContext, start: int, created: str, failed: asyncio.Future[None]
+    ) -> None:
+        """Read the stream from ``start`` on; a failure to store ends the connection."""
+        batch: list[Msg] = []
+        sub: list[JetStreamContext.PushSubscription] = []
+
         async def deliver(msg: Msg) -> None:
-            await queue.put(msg)
+            # nats-py calls this for one message at a time, in order, and buffers the rest:
+            # while more are buffered (a replay), gather them to store in one transaction.
+            if failed.done():
+                return  # the connection is ending; what was not stored is read again
+            batch.append(msg)
+            if len(batch) < RECEIVE_CHUNK and sub and sub[0].pending_msgs:
+                return
+            msgs = batch[:]
+            batch.clear()
+            try:
+                await self._consume(msgs, created)
+            except Exception as exc:  # noqa: BLE001 - raised again in the link's task
+                failed.set_exception(exc)
 
         if start:
             config = api.ConsumerConfig(
@@ -189,11 +217,11 @@ class NatsLink(BrokerLink):
             )
         else:
             config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
-        self._cursor = start
-        await js.subscribe(
+        self._cursor, self._saved_at = start, 0.0
+        sub.append(await js.subscribe(
             f"{self.prefix}.*", stream=self.stream, cb=deliver, ordered_consumer=True,
             config=config, idle_heartbeat=2.0,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     async def _goodbye(self) -> None:
         if self._kv is not None:
@@ -229,12 +257,14 @@ class NatsLink(BrokerLink):
                 "Nats-Expected-Last-Subject-Sequence": str(self._last_subject_seq),
             }
             try:
-                ack = await js.publish(self.subject, frame, stream=self.stream, headers=headers)
+                ack = await js.publish(self.subject, frame, headers=headers)
             except nats.js.errors.BadRequestError as exc:
                 if exc.err_code != WRONG_LAST_SEQUENCE:
                     raise
                 await self._resync_own(js)  # someone (an earlier us) published first
                 return
+            if ack.stream != self.stream:  # cheaper than an expected-stream header on each
+                raise SwitchboardError(f"stream {ack.stream} holds our subject, not {self.stream}")
             if ack.duplicate:
                 before = self.published
                 await self._resync_own(js)
@@ -247,24 +277,30 @@ class NatsLink(BrokerLink):
 
     # -- replay and live delivery ----------------------------------------------------------------
 
-    async def _consume_loop(self, queue: asyncio.Queue[Msg], created: str) -> None:
-        while True:
-            msgs = [await queue.get()]
-            while len(msgs) < RECEIVE_CHUNK and not queue.empty():
-                msgs.append(queue.get_nowait())
-            events = []
-            for msg in msgs:
-                if msg.subject != self.subject:
-                    events.extend(self.open_batch(msg.data))
-            received = await self.store(events)
+    async def _consume(self, msgs: list[Msg], created: str) -> None:
+        """Store the events of stream messages (skipping our own) and advance the cursor."""
+        events = []
+        for msg in msgs:
+            if msg.subject != self.subject:
+                events.extend(self.open_batch(msg.data))
+        cursor = max(self._cursor, _stream_seq(msgs[-1]))
+        value = f"{created}@{cursor}"
+        now = asyncio.get_running_loop().time()
+        if events:  # the cursor commits with the events it passed
+            received = await self.store(
+                events, lambda conn: local.set_meta(conn, self._meta_key, value)
+            )
+            self._saved_at = now
             if received.gaps and not self._replayed_all:
                 # Our cursor skipped something (a stream replaced under the same creation
                 # time?): replay the whole stream once; the log drops what it holds.
                 self._replayed_all = True
                 await save_meta(self.log, self._meta_key, f"{created}@0")
                 raise SwitchboardError("gap in the stream replay; replaying from the start")
-            self._cursor = max(self._cursor, msgs[-1].metadata.sequence.stream)
-            await save_meta(self.log, self._meta_key, f"{created}@{self._cursor}")
+        elif now - self._saved_at >= SAVE_EVERY:  # only our own messages: no hurry
+            await save_meta(self.log, self._meta_key, value)
+            self._saved_at = now
+        self._cursor = cursor
 
     def _caught_up(self) -> bool:
         return self._target is not None and self._cursor >= self._target
@@ -298,3 +334,21 @@ class NatsLink(BrokerLink):
                 else:
                     self._heard.pop(entry.key, None)
                 await self._set_presence(entry.key, online)
+
+
+async def _raised(failed: asyncio.Future[None]) -> None:
+    """Wait for the consumer to fail (it never ends otherwise) and raise its failure."""
+    await failed
+
+
+def _stream_seq(msg: Msg) -> int:
+    """The stream sequence of a message a consumer delivered.
+
+    It is the sixth token of the reply (ack) subject, ``$JS.ACK.<stream>.<consumer>.<delivered>.
+    <stream seq>.<consumer seq>.<time>.<pending>``; ``msg.metadata`` parses the same and more
+    (a timestamp) at several times the cost, and still reads any other form of that subject.
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == ACK_TOKENS and tokens[5].isdigit():
+        return int(tokens[5])
+    return msg.metadata.sequence.stream

@@ -164,12 +164,25 @@ class EventLog:
         self._notify(received.stored)
         return received
 
-    async def receive(self, events: list[Event]) -> Received:
-        """Store remote events not yet held; awaitable ``receive_sync``."""
+    async def receive(
+        self, events: list[Event], also: Callable[[sqlite3.Connection], None] | None = None
+    ) -> Received:
+        """Store remote events not yet held; awaitable ``receive_sync``.
+
+        Args:
+            events: as for ``receive_sync``.
+            also: more to write in the same transaction (a link's replay cursor), so that it
+                commits with the events or not at all.
+        """
+
+        def receive(conn: sqlite3.Connection) -> Received:
+            received = self._receive_in(conn, events)
+            if also is not None:
+                also(conn)
+            return received
+
         return await self._write(
-            lambda conn: self._receive_in(conn, events),
-            lambda received: received.stored,
-            small=len(events) <= INLINE_MAX,
+            receive, lambda received: received.stored, small=len(events) <= INLINE_MAX
         )
 
     def _receive_in(self, conn: sqlite3.Connection, events: list[Event]) -> Received:

@@ -33,6 +33,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import aiomqtt
+from paho.mqtt import client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from switchboard.errors import (
     AuthError,
@@ -56,6 +60,18 @@ CLOSE_WAIT: Final = 1.0
 _DATA, _CLOSE, _ACK = b"D", b"C", b"A"
 # paho CONNACK codes (3.1.1) and reason codes (5) that mean "your login was refused".
 _AUTH_CODES: Final = frozenset({4, 5, 134, 135})
+# ... and "I do not speak this protocol version" (3.1.1's 1, MQTT 5's 132).
+_VERSION_CODES: Final = frozenset({1, 132})
+# Protocol levels: MQTT 5 and 3.1.1.
+V5: Final = 5
+V311: Final = 4
+# Seconds an MQTT 5 broker keeps a persistent session (and queues QoS 1 messages for it)
+# while the client is away; 3.1.1 sessions have no expiry. Brokers may cap it lower.
+SESSION_EXPIRY: Final = 7 * 24 * 3600
+
+
+class VersionRefused(ConnectError):
+    """The broker does not speak the MQTT version we asked for (try 3.1.1)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,15 @@ def parse_url(url: str) -> BrokerAddress:
     except ValueError:
         raise ConnectError(url, f"bad port {port!r}") from None
     return BrokerAddress(host=host.strip("[]"), port=number, tls=scheme == "mqtts")
+
+
+def subscriptions(
+    topics: list[str], version: int
+) -> list[tuple[str, SubscribeOptions]] | list[tuple[str, int]]:
+    """QoS 1 subscriptions to ``topics``; in MQTT 5 without our own messages (No Local)."""
+    if version == V5:
+        return [(topic, SubscribeOptions(qos=1, noLocal=True)) for topic in topics]
+    return [(topic, 1) for topic in topics]
 
 
 def tls_context(options: LinkOptions, tls: bool) -> ssl.SSLContext | None:
@@ -131,6 +156,8 @@ def map_mqtt_errors(endpoint: str, *, connecting: bool = False) -> Iterator[None
         code = getattr(exc.rc, "value", exc.rc)
         if connecting and code in _AUTH_CODES:
             raise AuthError(f"broker {endpoint} refused the login ({exc})") from exc
+        if connecting and code in _VERSION_CODES:
+            raise VersionRefused(endpoint, str(exc).lower()) from exc
         if connecting:
             raise ConnectError(endpoint, str(exc).lower()) from exc
         raise ConnectionLost(f"connection to {endpoint} broke: {exc}") from exc
@@ -158,6 +185,7 @@ def client(
     will: tuple[str, bytes, bool] | None = None,
     clean_session: bool = True,
     timeout: float = 10.0,
+    version: int = V311,
 ) -> aiomqtt.Client:
     """Return an aiomqtt client for a broker URL (enter it with ``async with`` to connect).
 
@@ -169,17 +197,24 @@ def client(
         will: ``(topic, payload, retain)`` the broker publishes if we vanish.
         clean_session: whether the broker forgets our session when we disconnect.
         timeout: seconds for connecting and for each acknowledged call.
+        version: ``V311`` or ``V5``; an MQTT 5 persistent session lasts ``SESSION_EXPIRY``.
     """
     address = parse_url(url)
+    properties = None
+    if version == V5 and not clean_session:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_EXPIRY
     return aiomqtt.Client(
         address.host,
         address.port,
         username=options.username,
         password=options.password,
         identifier=identifier,
-        protocol=aiomqtt.ProtocolVersion.V311,
+        protocol=aiomqtt.ProtocolVersion.V5 if version == V5 else aiomqtt.ProtocolVersion.V311,
         will=None if will is None else aiomqtt.Will(will[0], will[1], qos=1, retain=will[2]),
-        clean_session=clean_session,
+        clean_session=None if version == V5 else clean_session,
+        clean_start=clean_session if version == V5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+        properties=properties,
         keepalive=KEEPALIVE,
         timeout=timeout,
         tls_context=tls_context(options, address.tls),
