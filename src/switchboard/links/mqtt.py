@@ -141,7 +141,8 @@ class MqttLink(BrokerLink):
         self.status.state = "connecting"
         endpoint = mqtt_transport.parse_url(self.url).url
         self.published = max(self.published, int(await load_meta(self.log, self._meta_key) or 0))
-        client = await self._connect(endpoint)
+        inbox: asyncio.Queue[tuple[Kind, str, bytes]] = asyncio.Queue()
+        client = await self._connect(endpoint, inbox)
         try:
             me = self._topics.of("presence", self.device_id)
             with map_mqtt_errors(endpoint):
@@ -154,7 +155,7 @@ class MqttLink(BrokerLink):
             await self._connected(endpoint)
             self.status.protocol = "MQTT 5" if self.version == V5 else "MQTT 3.1.1"
             self._have_due.set()
-            await self._run_tasks(client, endpoint)
+            await self._run_tasks(client, endpoint, inbox)
         finally:
             self._mqtt = None
             for task in self._pending.values():
@@ -163,17 +164,29 @@ class MqttLink(BrokerLink):
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
 
-    async def _connect(self, endpoint: str) -> aiomqtt.Client:
+    async def _connect(
+        self, endpoint: str, inbox: asyncio.Queue[tuple[Kind, str, bytes]]
+    ) -> aiomqtt.Client:
         """Connect with MQTT 5, or 3.1.1 from the first broker refusal of version 5 on.
 
         MQTT 5 lets us subscribe without our own messages (No Local): the broker does not
         send every batch back to its publisher.
         """
         me = self._topics.of("presence", self.device_id)
+
+        def deliver(message: aiomqtt.Message) -> None:  # as paho reads it: filter, hand over
+            parsed = self._topics.parse(str(message.topic))
+            payload = message.payload
+            if parsed is not None and isinstance(payload, bytes | bytearray):
+                kind, device = parsed
+                if device != self.device_id or kind == "to":
+                    inbox.put_nowait((kind, device, bytes(payload)))
+
         while True:
             client = mqtt_transport.client(
                 self.url, self.options, identifier=self._topics.client_id(),
                 will=(me, OFFLINE, True), clean_session=False, version=self.version,
+                deliver=deliver,
             )  # fmt: skip
             try:
                 with map_mqtt_errors(endpoint, connecting=True):
@@ -185,10 +198,13 @@ class MqttLink(BrokerLink):
                 continue
             return client
 
-    async def _run_tasks(self, client: aiomqtt.Client, endpoint: str) -> None:
+    async def _run_tasks(
+        self, client: aiomqtt.Client, endpoint: str, inbox: asyncio.Queue[tuple[Kind, str, bytes]]
+    ) -> None:
         await run_until_first_ends(
             {
-                "mqtt.receive": self._receive_loop(client, endpoint),
+                "mqtt.receive": self._receive_loop(inbox),
+                "mqtt.lost": self._lost(client, endpoint),
                 "mqtt.publish": self._publish_loop(client, endpoint),
                 "mqtt.have": self._have_loop(client, endpoint),
             }
@@ -203,16 +219,15 @@ class MqttLink(BrokerLink):
 
     # -- loops -----------------------------------------------------------------------------------
 
-    async def _receive_loop(self, client: aiomqtt.Client, endpoint: str) -> None:
+    async def _receive_loop(self, inbox: asyncio.Queue[tuple[Kind, str, bytes]]) -> None:
+        while True:
+            await self._on_message(*await inbox.get())
+
+    async def _lost(self, client: aiomqtt.Client, endpoint: str) -> None:
+        """Return when the connection ends (messages go to the inbox; see ``_connect``)."""
         with map_mqtt_errors(endpoint):
-            async for message in client.messages:
-                parsed = self._topics.parse(str(message.topic))
-                payload = message.payload
-                if parsed is None or not isinstance(payload, bytes | bytearray):
-                    continue
-                kind, device = parsed
-                if device != self.device_id or kind == "to":
-                    await self._on_message(kind, device, bytes(payload))
+            async for _ in client.messages:
+                pass
         raise SwitchboardError("broker connection ended")
 
     async def _publish_loop(self, client: aiomqtt.Client, endpoint: str) -> None:

@@ -19,6 +19,7 @@ A device subscribes to ``ev/+``, ``have/+``, ``presence/+`` and its own ``to/<de
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -42,9 +43,9 @@ class Topics:
     group_id: str
     device_id: str
 
-    @property
+    @functools.cached_property
     def prefix(self) -> str:
-        """``sb/<g>``: every topic of the group starts with it."""
+        """``sb/<g>``: every topic of the group starts with it (hashed once, not per message)."""
         return f"{ROOT}/{group_hash(self.group_id)}"
 
     def of(self, kind: Kind, device: str) -> str:

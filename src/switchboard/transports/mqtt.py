@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import ssl
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -186,6 +186,7 @@ def client(
     clean_session: bool = True,
     timeout: float = 10.0,
     version: int = V311,
+    deliver: Callable[[aiomqtt.Message], None] | None = None,
 ) -> aiomqtt.Client:
     """Return an aiomqtt client for a broker URL (enter it with ``async with`` to connect).
 
@@ -198,8 +199,21 @@ def client(
         clean_session: whether the broker forgets our session when we disconnect.
         timeout: seconds for connecting and for each acknowledged call.
         version: ``V311`` or ``V5``; an MQTT 5 persistent session lasts ``SESSION_EXPIRY``.
+        deliver: called with each incoming message as paho reads it, on the loop; it must not
+            raise or block. ``client.messages`` then yields nothing: iterate it only to learn
+            that the connection ended. This spares each message aiomqtt's iterator, which
+            starts a task and an ``asyncio.wait`` per message.
     """
     address = parse_url(url)
+    queue_type = None
+    if deliver is not None:
+        handler = deliver
+
+        class Handoff(asyncio.Queue[aiomqtt.Message]):
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                handler(item)
+
+        queue_type = Handoff
     properties = None
     if version == V5 and not clean_session:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -218,6 +232,7 @@ def client(
         keepalive=KEEPALIVE,
         timeout=timeout,
         tls_context=tls_context(options, address.tls),
+        queue_type=queue_type,
     )
 
 
