@@ -20,10 +20,17 @@ compile: $(STAMP)
 demo: $(STAMP) compile
 	$(BIN)/python example/demo.py
 
-# Broker tests need a real Mosquitto (Debian's); nats-server comes with the dev extras.
-brokers:
+# Broker tests need a real Mosquitto (Debian's) and Aedes (npm, locked in tests/brokers/node);
+# nats-server comes with the dev extras.
+AEDES := tests/brokers/node/node_modules/.installed
+
+brokers: $(AEDES)
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
 		(apt-get update && apt-get install -y mosquitto)
+
+$(AEDES): tests/brokers/node/package-lock.json
+	npm ci --prefix tests/brokers/node --no-audit --no-fund --silent
+	touch $(AEDES)
 
 test: $(STAMP) brokers compile
 	$(BIN)/python -m pytest -q

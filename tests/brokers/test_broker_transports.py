@@ -1,5 +1,5 @@
-"""The transport conformance suite on real brokers: MQTT pipes (Mosquitto and nats-server's
-MQTT listener) and NATS pipes."""
+"""The transport conformance suite on real brokers: MQTT pipes (Mosquitto, Aedes and
+nats-server's MQTT listener) and NATS pipes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from brokerlab import Mosquitto, NatsMqtt, NatsServer
+from brokerlab import Aedes, Mosquitto, NatsMqtt, NatsServer
 from cluster import free_port
 from conformance import CHECKS, Check, Pair, flipped
 
@@ -19,7 +19,7 @@ from switchboard.transports import mqtt, nats
 
 
 def _mqtt_pairs(
-    broker: Mosquitto | NatsMqtt,
+    broker: Mosquitto | Aedes | NatsMqtt,
 ) -> Callable[[], contextlib.AbstractAsyncContextManager[Pair]]:
     @contextlib.asynccontextmanager
     async def make() -> AsyncIterator[Pair]:
@@ -50,12 +50,12 @@ def _nats_pairs(server: NatsServer) -> Callable[[], contextlib.AbstractAsyncCont
     return make
 
 
-@pytest.mark.parametrize("broker", ["mosquitto", "nats_mqtt"])
+@pytest.mark.parametrize("broker", ["mosquitto", "aedes", "nats_mqtt"])
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
 def test_mqtt_pipe_conforms(
     run: Callable[..., Any], request: pytest.FixtureRequest, broker: str, check: Check
 ) -> None:
-    """An MQTT pipe through Mosquitto or nats-server passes each check from both sides."""
+    """An MQTT pipe through Mosquitto, Aedes or nats-server passes each check from both sides."""
     make = _mqtt_pairs(request.getfixturevalue(broker))
     run(check(make))
     run(check(flipped(make)))

@@ -14,21 +14,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from brokerlab import Mosquitto, NatsMqtt, NatsServer, converged, group_on
+from brokerlab import Aedes, Mosquitto, NatsMqtt, NatsServer, converged, group_on
 from cluster import Device, Relay
 
 from switchboard.daemon.client import Client
 
-LINKS = ("relay", "mqtt", "nats", "nats-mqtt")
-SERVERS = {"mqtt": Mosquitto, "nats": NatsServer, "nats-mqtt": NatsMqtt}
+LINKS = ("relay", "mqtt", "aedes", "nats", "nats-mqtt")
+SERVERS = {"mqtt": Mosquitto, "aedes": Aedes, "nats": NatsServer, "nats-mqtt": NatsMqtt}
 
 
 class Backbone:
-    """One link's far end, restartable: a relay, a Mosquitto or a nats-server (NATS or MQTT)."""
+    """One link's far end, restartable: a relay, a Mosquitto, an Aedes or a nats-server."""
 
     def __init__(self, kind: str, data: Path) -> None:
         self.kind = kind
-        self.server: Relay | Mosquitto | NatsServer
+        self.server: Relay | Mosquitto | Aedes | NatsServer
         self.server = Relay(data) if kind == "relay" else SERVERS[kind](data)
 
     @property

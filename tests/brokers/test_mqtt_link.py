@@ -1,6 +1,6 @@
 """What only the MQTT link does: catch-up served by devices, presence, mqtt-public, logins.
 
-Catch-up and presence run on two brokers: Mosquitto and nats-server's MQTT listener.
+Catch-up and presence run on three brokers: Mosquitto, Aedes and nats-server's MQTT listener.
 """
 
 from __future__ import annotations
@@ -11,18 +11,19 @@ import time
 from pathlib import Path
 
 import pytest
-from brokerlab import Mosquitto, NatsMqtt, converged, group_on
+from brokerlab import Aedes, Mosquitto, NatsMqtt, converged, group_on
 from cluster import Device, free_port, timeout
 
 from switchboard.links.mqtt import PUBLIC_ENV
 
-BROKERS = {"mosquitto": Mosquitto, "nats-mqtt": NatsMqtt}
+BROKERS = {"mosquitto": Mosquitto, "aedes": Aedes, "nats-mqtt": NatsMqtt}
+MqttBroker = Mosquitto | Aedes | NatsMqtt
 
 
 @pytest.fixture(params=BROKERS)
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Mosquitto | NatsMqtt:
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> MqttBroker:
     """A fresh MQTT broker of each kind (not started: some tests restart it)."""
-    made: Mosquitto | NatsMqtt = BROKERS[request.param](tmp_path / "broker")
+    made: MqttBroker = BROKERS[request.param](tmp_path / "broker")
     return made
 
 
@@ -40,9 +41,7 @@ def _wait_status(device: Device, address: str, status: str, seconds: float = 30)
         idle.wait(0.2)
 
 
-def test_mqtt_catch_up_served_by_another_device(
-    tmp_path: Path, broker: Mosquitto | NatsMqtt
-) -> None:
+def test_mqtt_catch_up_served_by_another_device(tmp_path: Path, broker: MqttBroker) -> None:
     """With the origin offline and the broker's queue gone, an online device serves catch-up."""
     broker.start()
     try:
@@ -67,12 +66,12 @@ def test_mqtt_catch_up_served_by_another_device(
         broker.stop()
 
 
-def test_mqtt_speaks_5_where_the_broker_does(tmp_path: Path, broker: Mosquitto | NatsMqtt) -> None:
+def test_mqtt_speaks_5_where_the_broker_does(tmp_path: Path, broker: MqttBroker) -> None:
     """MQTT 5 on Mosquitto; 3.1.1 after nats-server's listener refuses 5; messages flow on both."""
     broker.start()
     try:
         with group_on(tmp_path, broker.url, "a", "b") as (a, b):
-            expected = "MQTT 3.1.1" if isinstance(broker, NatsMqtt) else "MQTT 5"
+            expected = "MQTT 5" if isinstance(broker, Mosquitto) else "MQTT 3.1.1"
             assert [link["protocol"] for link in a.call("link.status")] == [expected]
             assert f"mqtt ({expected}) link" in a.cli("status").stdout
             b.call("register", agent="nova")
@@ -82,9 +81,7 @@ def test_mqtt_speaks_5_where_the_broker_does(tmp_path: Path, broker: Mosquitto |
         broker.stop()
 
 
-def test_mqtt_last_will_marks_a_killed_device_offline(
-    tmp_path: Path, broker: Mosquitto | NatsMqtt
-) -> None:
+def test_mqtt_last_will_marks_a_killed_device_offline(tmp_path: Path, broker: MqttBroker) -> None:
     """A device killed with SIGKILL is shown offline through its last will; back when restarted."""
     broker.start()
     try:

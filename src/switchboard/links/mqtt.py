@@ -49,7 +49,12 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from switchboard.errors import ConnectError, RemoteProtocolError, SwitchboardError
+from switchboard.errors import (
+    ConnectError,
+    RemoteProtocolError,
+    SwitchboardError,
+    TransportTimeout,
+)
 from switchboard.events import now_ts
 from switchboard.links.base import run_until_first_ends
 from switchboard.links.common import (
@@ -80,6 +85,9 @@ PUBLIC_BROKERS: Final = (
     "mqtt://broker.hivemq.com:1883",
 )
 PUBLIC_ENV: Final = "SWITCHBOARD_MQTT_PUBLIC"  # comma-separated list that replaces the above
+# Seconds for connecting and for each acknowledged call; under ``group create``'s wait for
+# the link (10 s), so that what a refused TLS session says (``tls_refusal``) reaches the user.
+TIMEOUT: Final = 5.0
 HAVE_PERIOD: Final = 30.0  # every device announces what it holds this often (convergence)
 ANSWER_SPREAD: Final = 1.0  # longest random delay before answering for an offline origin
 HAVE_DEBOUNCE: Final = 0.05  # announcements asked for within this window go out as one
@@ -186,7 +194,7 @@ class MqttLink(BrokerLink):
             client = mqtt_transport.client(
                 self.url, self.options, identifier=self._topics.client_id(),
                 will=(me, OFFLINE, True), clean_session=False, version=self.version,
-                deliver=deliver,
+                deliver=deliver, timeout=TIMEOUT,
             )  # fmt: skip
             try:
                 with map_mqtt_errors(endpoint, connecting=True):
@@ -196,6 +204,11 @@ class MqttLink(BrokerLink):
                     raise
                 self.version = V311
                 continue
+            except TransportTimeout:
+                refusal = await mqtt_transport.tls_refusal(self.url, self.options)
+                if refusal is not None:
+                    raise refusal from None
+                raise
             return client
 
     async def _run_tasks(

@@ -47,6 +47,7 @@ from switchboard.errors import (
     TransportTimeout,
 )
 from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE
+from switchboard.transports import tls
 from switchboard.transports.base import Guarantees
 
 if TYPE_CHECKING:
@@ -118,24 +119,34 @@ def subscriptions(
     return [(topic, 1) for topic in topics]
 
 
-def tls_context(options: LinkOptions, tls: bool) -> ssl.SSLContext | None:
-    """Return the TLS settings for a broker connection, or ``None`` for plain TCP."""
-    if not (tls or options.wants_tls):
-        return None
-    context = ssl.create_default_context(cafile=options.tls_ca)
-    if options.tls_cert:
-        context.load_cert_chain(options.tls_cert, options.tls_key)
-    return context
+async def tls_refusal(url: str, options: LinkOptions, timeout: float = 3.0) -> AuthError | None:
+    """Why a TLS broker that did not answer our CONNECT refused us, if its TLS layer says so.
 
-
-def untrusted_certificate(endpoint: str, exc: ssl.SSLCertVerificationError) -> AuthError:
-    """The error for a broker certificate that failed verification.
-
-    It is an ``AuthError`` because retrying soon cannot help: it ends ``group create`` and
-    ``join`` at once, as a refused login does, instead of after their connection timeout.
+    With TLS 1.3 the client's handshake completes before the server checks the client's
+    certificate, so a broker that requires one we did not give answers with an alert that
+    paho only logs: the connection then looks like a broker that never answers. Called after
+    such a timeout, this opens a bare TLS connection, sends nothing and reads: a broker speaks
+    only after CONNECT, so whatever arrives is that alert.
     """
-    reason = exc.verify_message or "certificate verify failed"
-    return AuthError(f"{endpoint}: untrusted certificate ({reason}); check --tls-ca")
+    address = parse_url(url)
+    context = tls.context(options, address.tls)
+    if context is None:
+        return None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(address.host, address.port, ssl=context)
+    except (OSError, TimeoutError):  # ssl.SSLError is an OSError: not the case we explain
+        return None
+    try:
+        async with asyncio.timeout(timeout):
+            await reader.read(1)
+    except ssl.SSLError as exc:
+        return tls.refused(address.url, exc)
+    except (OSError, TimeoutError):
+        return None
+    finally:
+        writer.close()
+    return None
 
 
 @contextlib.contextmanager
@@ -163,14 +174,14 @@ def map_mqtt_errors(endpoint: str, *, connecting: bool = False) -> Iterator[None
         raise ConnectionLost(f"connection to {endpoint} broke: {exc}") from exc
     except aiomqtt.MqttError as exc:
         if isinstance(exc.__context__, ssl.SSLCertVerificationError):  # raised `from None`
-            raise untrusted_certificate(endpoint, exc.__context__) from exc
+            raise tls.untrusted_certificate(endpoint, exc.__context__) from exc
         if "timed out" in str(exc):
             raise TransportTimeout(f"broker {endpoint} did not answer in time") from exc
         if connecting:
             raise ConnectError(endpoint, str(exc).lower()) from exc
         raise ConnectionLost(f"connection to {endpoint} broke: {exc}") from exc
     except ssl.SSLCertVerificationError as exc:
-        raise untrusted_certificate(endpoint, exc) from exc
+        raise tls.untrusted_certificate(endpoint, exc) from exc
     except (OSError, ssl.SSLError) as exc:
         if connecting:
             raise ConnectError(endpoint, (exc.strerror or str(exc)).lower()) from exc
@@ -231,7 +242,7 @@ def client(
         properties=properties,
         keepalive=KEEPALIVE,
         timeout=timeout,
-        tls_context=tls_context(options, address.tls),
+        tls_context=tls.context(options, address.tls),
         queue_type=queue_type,
     )
 

@@ -38,6 +38,7 @@ from switchboard.errors import (
     TransportTimeout,
 )
 from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE
+from switchboard.transports import tls
 from switchboard.transports.base import Guarantees
 
 if TYPE_CHECKING:
@@ -74,16 +75,6 @@ def servers_of(url: str) -> list[str]:
     return out
 
 
-def tls_context(options: LinkOptions, scheme_tls: bool) -> ssl.SSLContext | None:
-    """Return TLS settings for a NATS connection, or ``None`` for plain TCP."""
-    if not (scheme_tls or options.wants_tls):
-        return None
-    context = ssl.create_default_context(cafile=options.tls_ca)
-    if options.tls_cert:
-        context.load_cert_chain(options.tls_cert, options.tls_key)
-    return context
-
-
 @contextlib.contextmanager
 def map_nats_errors(endpoint: str, *, connecting: bool = False) -> Iterator[None]:
     """Translate nats-py exceptions raised inside the block into our tree.
@@ -107,10 +98,11 @@ def map_nats_errors(endpoint: str, *, connecting: bool = False) -> Iterator[None
     except nats.js.errors.APIError as exc:
         raise ConnectionLost(f"jetstream at {endpoint} failed: {exc.description}") from exc
     except ssl.SSLCertVerificationError as exc:
-        # As transports.mqtt.untrusted_certificate: retrying soon cannot help, so it is fatal.
-        reason = exc.verify_message or "certificate verify failed"
-        raise AuthError(f"{endpoint}: untrusted certificate ({reason}); check --tls-ca") from exc
+        raise tls.untrusted_certificate(endpoint, exc) from exc
     except (nats.errors.Error, OSError, ssl.SSLError) as exc:
+        refused = tls.refused(endpoint, exc) if isinstance(exc, ssl.SSLError) else None
+        if refused is not None:
+            raise refused from exc
         # While connecting, nats-py reports a refused login as a plain Error carrying the
         # server's "-ERR 'Authorization Violation'", not as AuthorizationError.
         if AUTHORIZATION_VIOLATION in str(exc).lower():
@@ -158,7 +150,7 @@ async def connect(
             user=options.username,
             password=options.password,
             user_credentials=options.creds,
-            tls=tls_context(options, servers[0].startswith("tls://")),
+            tls=tls.context(options, servers[0].startswith("tls://")),
             allow_reconnect=False,
             # nats-py tries each server of the list until it failed this many times more
             # (0 would mean "forever"); our link's own backoff takes over after that.

@@ -1,0 +1,44 @@
+"""TLS for broker connections (MQTT and NATS): the client context, and what a refusal means.
+
+Both broker adapters build their ``ssl.SSLContext`` here and turn the TLS failures that retrying
+cannot fix into an ``AuthError``, which ends ``group create`` and ``join`` at once with one line
+(as a refused login does) instead of after their wait for the link.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING
+
+from switchboard.errors import AuthError
+
+if TYPE_CHECKING:
+    from switchboard.links.base import LinkOptions
+
+
+def context(options: LinkOptions, tls: bool) -> ssl.SSLContext | None:
+    """Return the TLS settings for a broker connection, or ``None`` for plain TCP.
+
+    Args:
+        options: the CA to trust instead of the system's, and the client certificate.
+        tls: the URL's scheme asks for TLS (any TLS file in ``options`` asks for it too).
+    """
+    if not (tls or options.wants_tls):
+        return None
+    made = ssl.create_default_context(cafile=options.tls_ca)
+    if options.tls_cert:
+        made.load_cert_chain(options.tls_cert, options.tls_key)
+    return made
+
+
+def untrusted_certificate(endpoint: str, exc: ssl.SSLCertVerificationError) -> AuthError:
+    """The error for a broker certificate that failed verification."""
+    reason = exc.verify_message or "certificate verify failed"
+    return AuthError(f"{endpoint}: untrusted certificate ({reason}); check --tls-ca")
+
+
+def refused(endpoint: str, exc: ssl.SSLError) -> AuthError | None:
+    """The error for a TLS alert that means "not without a client certificate", else ``None``."""
+    if "CERTIFICATE_REQUIRED" in (exc.reason or str(exc)).upper():
+        return AuthError(f"{endpoint} requires a client certificate: pass --tls-cert and --tls-key")
+    return None
