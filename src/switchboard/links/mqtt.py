@@ -217,7 +217,7 @@ class MqttLink(BrokerLink):
         await run_until_first_ends(
             {
                 "mqtt.receive": self._receive_loop(inbox),
-                "mqtt.lost": self._lost(client, endpoint),
+                "mqtt.lost": self._lost(client, endpoint, inbox),
                 "mqtt.publish": self._publish_loop(client, endpoint),
                 "mqtt.have": self._have_loop(client, endpoint),
             }
@@ -235,13 +235,25 @@ class MqttLink(BrokerLink):
     async def _receive_loop(self, inbox: asyncio.Queue[tuple[Kind, str, bytes]]) -> None:
         while True:
             await self._on_message(*await inbox.get())
+            inbox.task_done()
 
-    async def _lost(self, client: aiomqtt.Client, endpoint: str) -> None:
-        """Return when the connection ends (messages go to the inbox; see ``_connect``)."""
-        with map_mqtt_errors(endpoint):
-            async for _ in client.messages:
-                pass
-        raise SwitchboardError("broker connection ended")
+    async def _lost(
+        self, client: aiomqtt.Client, endpoint: str, inbox: asyncio.Queue[tuple[Kind, str, bytes]]
+    ) -> None:
+        """Raise once the connection ended and what it delivered is handled (see ``_connect``).
+
+        paho acknowledged those messages to the broker already: dropped, they would wait for
+        a Have round to come again.
+        """
+        lost = SwitchboardError("broker connection ended")
+        try:
+            with map_mqtt_errors(endpoint):
+                async for _ in client.messages:
+                    pass
+        except SwitchboardError as exc:
+            lost = exc
+        await inbox.join()  # not when cancelled: then the receive loop is cancelled too
+        raise lost
 
     async def _publish_loop(self, client: aiomqtt.Client, endpoint: str) -> None:
         topic = self._topics.of("ev", self.device_id)
