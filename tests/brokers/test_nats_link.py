@@ -6,14 +6,23 @@ import asyncio
 import signal
 import uuid
 from pathlib import Path
+from typing import Any
 
 import nats
 from brokerlab import NatsCluster, NatsServer, converged, group_on
-from cluster import Device
+from cluster import Device, timeout
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.msg import Msg
 
+from switchboard.crypto import new_group_secret, public_bytes
+from switchboard.events import MessagePosted
+from switchboard.ids import device_id_from_public_key
+from switchboard.links.base import make_link
 from switchboard.links.mqtt_topics import group_hash
 from switchboard.links.nats import _stream_seq
+from switchboard.store import local
+from switchboard.store.db import Database
+from switchboard.store.log import EventLog
 
 
 def _stream_messages(url: str, group_id: str) -> int:
@@ -110,3 +119,69 @@ def test_stream_seq_reads_the_reply_subject_as_nats_py_does(nats_server: NatsSer
     # With a JetStream domain and account hash (12 tokens), nats-py's own parse is used.
     domain = Msg(_client=None, reply="$JS.ACK.hub.ACCHASH.S.C.1.42.7.1732200000000000000.0.r")  # type: ignore[arg-type]
     assert _stream_seq(domain) == 42
+
+
+class _Device:
+    """A device in this process: a store, its log and a real NATS link."""
+
+    def __init__(self, home: Path, group: dict[str, Any], create: bool) -> None:
+        identity = Ed25519PrivateKey.generate()
+        self.id = device_id_from_public_key(public_bytes(identity))
+        home.mkdir(parents=True)
+        self.db = Database(home / "switchboard.db")
+        self.log = EventLog(self.db, self.id)
+        self.link = make_link(group, log=self.log, device_id=self.id, identity=identity,
+                              create=create)  # fmt: skip
+        self.log.add_listener(lambda _: self.link.notify())
+
+    async def close(self) -> None:
+        await self.link.stop()
+        self.db.close()
+
+
+def test_nats_cursor_past_a_gap_replays_the_stream(tmp_path: Path, nats_server: NatsServer) -> None:
+    """A cursor ahead of what the store holds: the gap makes the link read the stream again.
+
+    The cursor is written in the transaction that met the gap, as 0, so neither a crash nor a
+    connection lost right then can leave it past the events the log dropped.
+    """
+    group_id = uuid.uuid4().hex
+    group = {"group_id": group_id, "secret": new_group_secret(), "relay_key": None,
+             "relay_url": nats_server.url}  # fmt: skip
+    key = f"link.nats.cursor.{group_id}"
+
+    async def main() -> None:
+        a = _Device(tmp_path / "a", group, create=True)
+        a.link.start()
+        assert await a.link.wait_established(20) is None
+        for n in range(1, 11):  # ten stream messages, one event each
+            await a.log.append("luna", MessagePosted(to=["@all"], recipients=[], text=f"m{n}"))
+            assert await a.link.wait_synced(timeout(20))
+        nc = await nats.connect(nats_server.url)
+        created = str((await nc.jetstream().stream_info(f"SB_{group_hash(group_id)}")).created)
+        await nc.close()
+        b = _Device(tmp_path / "b", group, create=False)
+        b.db.write_sync(lambda conn: local.set_meta(conn, key, f"{created}@5"))  # holds none
+        holds_all = asyncio.Event()
+        b.log.add_listener(lambda _: holds_all.set() if b.log.vector().get(a.id) == 10 else None)
+        after_gap: list[str | None] = []
+        store = b.link.store
+
+        async def store_and_look(events: Any, also: Any = None) -> Any:
+            received = await store(events, also)
+            if received.gaps:  # what a crash right after this transaction would leave
+                after_gap.append(local.get_meta(b.db.reader(), key))
+            return received
+
+        b.link.store = store_and_look  # type: ignore[method-assign]
+        b.link.start()
+        await asyncio.wait_for(holds_all.wait(), timeout(30))
+        assert after_gap == [f"{created}@0"]
+        # The transaction that stored the last event moved the cursor with it.
+        assert local.get_meta(b.db.reader(), key) == f"{created}@10"
+        texts = [e.data["text"] for e in b.log.since({}, 100) if e.origin == a.id]
+        assert texts == [f"m{n}" for n in range(1, 11)]
+        await b.close()
+        await a.close()
+
+    asyncio.run(main())

@@ -13,7 +13,7 @@ from store_helpers import ME, OTHER, PEER, count, remote
 from switchboard.events import AgentRegistered, Event, FileEdited, MessagePosted
 from switchboard.store import projections
 from switchboard.store.db import Database
-from switchboard.store.log import EventLog
+from switchboard.store.log import EventLog, Received
 
 
 def _edit(path: str = "a.py") -> FileEdited:
@@ -126,15 +126,22 @@ def test_eventlog_receive_writes_also_in_the_same_transaction(fresh_store: Event
     """``also`` commits with the received events; when it fails, neither is kept."""
     from switchboard.store import local  # noqa: PLC0415 - the meta table a link's cursor uses
 
-    def cursor(value: str) -> Any:
-        return lambda conn: local.set_meta(conn, "cursor", value)
+    seen: list[Received] = []
 
-    def broken(conn: Any) -> None:
+    def cursor(value: str) -> Any:
+        def save(conn: Any, received: Received) -> None:
+            seen.append(received)
+            local.set_meta(conn, "cursor", value)
+
+        return save
+
+    def broken(conn: Any, received: Received) -> None:
         local.set_meta(conn, "cursor", "9")
         raise RuntimeError("disk full")
 
     asyncio.run(fresh_store.receive(_peer_events(PEER, range(1, 3)), cursor("2")))
     assert local.get_meta(fresh_store.db.reader(), "cursor") == "2"
+    assert [len(r.accepted) for r in seen] == [2], "also sees what the log did"
     with pytest.raises(RuntimeError, match="disk full"):
         asyncio.run(fresh_store.receive(_peer_events(PEER, range(3, 5)), broken))
     assert local.get_meta(fresh_store.db.reader(), "cursor") == "2"

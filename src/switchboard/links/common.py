@@ -247,7 +247,9 @@ class BrokerLink:
         return events
 
     async def store(
-        self, events: list[Event], also: Callable[[sqlite3.Connection], None] | None = None
+        self,
+        events: list[Event],
+        also: Callable[[sqlite3.Connection, Received], None] | None = None,
     ) -> Received:
         """Store received events (duplicates and gaps are dropped by the log).
 

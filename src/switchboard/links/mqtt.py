@@ -11,9 +11,14 @@ published while a device is briefly away, up to its own limit.
   ``ev/<self>``; the highest seq the broker acknowledged (PUBACK) is ``published``, saved in
   the store's meta (at most once a second, and on a clean stop), so events appended offline or
   before a crash go out on the next connection.
-- **MQTT 5 where the broker speaks it** (3.1.1 from its first refusal on): subscriptions with
+- **MQTT 5 where the broker speaks it** (3.1.1 from its first refusal on, or when it closes
+  the connection on our MQTT 5 CONNECT before 5 ever worked there): subscriptions with
   *No Local*, so the broker does not send our own batches back to us; a persistent session
   that the broker keeps for ``transports.mqtt.SESSION_EXPIRY``.
+- **Receiving**: paho's read callback hands each message to the connection's inbox (aiomqtt's
+  ``queue_type``), and one task handles the inbox in order. paho has acknowledged a message
+  once it is there, so when a connection breaks its inbox is stored before the link
+  reconnects.
 - **Catch-up**: a device announces what it holds (``Have`` on ``have/<self>``) on connecting,
   after each answer it receives, on a gap, and every ``HAVE_PERIOD``. A device that holds more
   of an origin *O* answers on ``to/<asker>`` when *O* is itself (at once) or *O* is offline
@@ -62,6 +67,7 @@ from switchboard.links.common import (
     SAVE_EVERY,
     BrokerLink,
     load_meta,
+    log,
     save_meta,
 )
 from switchboard.links.mqtt_topics import OFFLINE, ONLINE, Kind, Topics
@@ -129,6 +135,7 @@ class MqttLink(BrokerLink):
     kind = "mqtt"
 
     version: int = V5  # MQTT 5 until the broker refuses it (then 3.1.1 for good)
+    _spoke_5: bool = field(init=False, default=False)
     _topics: Topics = field(init=False)
     _mqtt: aiomqtt.Client | None = field(init=False, default=None)
     _haves: dict[str, dict[str, int]] = field(init=False, default_factory=dict)
@@ -163,7 +170,13 @@ class MqttLink(BrokerLink):
             await self._connected(endpoint)
             self.status.protocol = "MQTT 5" if self.version == V5 else "MQTT 3.1.1"
             self._have_due.set()
-            await self._run_tasks(client, endpoint, inbox)
+            try:
+                await self._run_tasks(client, endpoint, inbox)
+            except Exception:
+                # paho acknowledged these to the broker: store them now, or they would wait
+                # for a Have round (not when cancelled: stop() wants us gone).
+                await self._drain(inbox)
+                raise
         finally:
             self._mqtt = None
             for task in self._pending.values():
@@ -190,26 +203,45 @@ class MqttLink(BrokerLink):
                 if device != self.device_id or kind == "to":
                     inbox.put_nowait((kind, device, bytes(payload)))
 
+        version = self.version
         while True:
             client = mqtt_transport.client(
                 self.url, self.options, identifier=self._topics.client_id(),
-                will=(me, OFFLINE, True), clean_session=False, version=self.version,
+                will=(me, OFFLINE, True), clean_session=False, version=version,
                 deliver=deliver, timeout=TIMEOUT,
             )  # fmt: skip
             try:
                 with map_mqtt_errors(endpoint, connecting=True):
                     await client.__aenter__()
-            except VersionRefused:
-                if self.version == V311:
-                    raise
-                self.version = V311
-                continue
-            except TransportTimeout:
-                refusal = await mqtt_transport.tls_refusal(self.url, self.options)
-                if refusal is not None:
-                    raise refusal from None
+            except (ConnectError, TransportTimeout) as exc:
+                await _abandon(client)  # aiomqtt leaves paho's socket open after a failure
+                if isinstance(exc, TransportTimeout):
+                    refusal = await mqtt_transport.tls_refusal(self.url, self.options)
+                    if refusal is not None:
+                        raise refusal from None
+                # Some brokers close the connection on an MQTT 5 CONNECT instead of refusing
+                # it: until 5 has worked once, try 3.1.1 before giving up.
+                refused = isinstance(exc, VersionRefused)
+                if (
+                    version == V5
+                    and isinstance(exc, ConnectError)
+                    and (refused or not self._spoke_5)
+                ):
+                    version = V311
+                    continue
                 raise
+            if version == V311 and self.version == V5:
+                log.info("= mqtt broker %s speaks 3.1.1, not 5", endpoint)
+            self.version = version
+            self._spoke_5 = self._spoke_5 or version == V5
             return client
+
+    async def _drain(self, inbox: asyncio.Queue[tuple[Kind, str, bytes]]) -> None:
+        """Store the batches left in the inbox of a connection that ended."""
+        while not inbox.empty():
+            kind, _, payload = inbox.get_nowait()
+            if kind in ("ev", "to"):
+                await self.store(self.open_batch(payload))
 
     async def _run_tasks(
         self, client: aiomqtt.Client, endpoint: str, inbox: asyncio.Queue[tuple[Kind, str, bytes]]
@@ -217,7 +249,7 @@ class MqttLink(BrokerLink):
         await run_until_first_ends(
             {
                 "mqtt.receive": self._receive_loop(inbox),
-                "mqtt.lost": self._lost(client, endpoint, inbox),
+                "mqtt.lost": self._lost(client, endpoint),
                 "mqtt.publish": self._publish_loop(client, endpoint),
                 "mqtt.have": self._have_loop(client, endpoint),
             }
@@ -235,25 +267,13 @@ class MqttLink(BrokerLink):
     async def _receive_loop(self, inbox: asyncio.Queue[tuple[Kind, str, bytes]]) -> None:
         while True:
             await self._on_message(*await inbox.get())
-            inbox.task_done()
 
-    async def _lost(
-        self, client: aiomqtt.Client, endpoint: str, inbox: asyncio.Queue[tuple[Kind, str, bytes]]
-    ) -> None:
-        """Raise once the connection ended and what it delivered is handled (see ``_connect``).
-
-        paho acknowledged those messages to the broker already: dropped, they would wait for
-        a Have round to come again.
-        """
-        lost = SwitchboardError("broker connection ended")
-        try:
-            with map_mqtt_errors(endpoint):
-                async for _ in client.messages:
-                    pass
-        except SwitchboardError as exc:
-            lost = exc
-        await inbox.join()  # not when cancelled: then the receive loop is cancelled too
-        raise lost
+    async def _lost(self, client: aiomqtt.Client, endpoint: str) -> None:
+        """Raise when the connection ends (messages go to the inbox; see ``_connect``)."""
+        with map_mqtt_errors(endpoint):
+            async for _ in client.messages:
+                pass
+        raise SwitchboardError("broker connection ended")
 
     async def _publish_loop(self, client: aiomqtt.Client, endpoint: str) -> None:
         topic = self._topics.of("ev", self.device_id)
@@ -383,3 +403,10 @@ class MqttLink(BrokerLink):
 
 def _ahead(theirs: dict[str, int], mine: dict[str, int]) -> bool:
     return any(seq > mine.get(origin, 0) for origin, seq in theirs.items())
+
+
+async def _abandon(client: aiomqtt.Client) -> None:
+    """Close what a failed connect left open (a late CONNACK would revive our session)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await client.__aexit__(None, None, None)

@@ -20,8 +20,9 @@ JetStream keeps history, so it plays the relay's mailbox and the devices only ta
   the last stream sequence it stored, kept in the store's meta (``cursor``), together with
   the stream's creation time so a recreated stream is replayed from its start. Messages are
   stored in chunks, one ``log.receive`` transaction each, which also saves the cursor: it
-  never runs ahead of what is stored. Past our own messages (which we skip) it is saved at
-  most once a second: after a crash we read a few of them again.
+  never runs ahead of what is stored, and a chunk that meets a gap saves it as 0 (the stream
+  is read again, once per run). Past our own messages (which we skip) it is saved at most
+  once a second: after a crash we read a few of them again.
 - **Presence** lives in a KV bucket ``SB_<g>_presence`` with a TTL: every device puts its key
   every ``HEARTBEAT`` seconds and deletes it on a clean stop; a watcher turns puts into
   "online" and deletes into "offline", and a device not heard of for ``PRESENCE_TTL`` is
@@ -60,10 +61,14 @@ from switchboard.transports import nats as nats_transport
 from switchboard.transports.nats import map_nats_errors
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from nats.aio.client import Client as NatsClient
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
     from nats.js.kv import KeyValue
+
+    from switchboard.store.log import Received
 
 log = logging.getLogger("switchboard.link")
 
@@ -209,7 +214,8 @@ class NatsLink(BrokerLink):
             try:
                 await self._consume(msgs, created)
             except Exception as exc:  # noqa: BLE001 - raised again in the link's task
-                failed.set_exception(exc)
+                if not failed.done():
+                    failed.set_exception(exc)
 
         if start:
             config = api.ConsumerConfig(
@@ -286,16 +292,20 @@ class NatsLink(BrokerLink):
         cursor = max(self._cursor, _stream_seq(msgs[-1]))
         value = f"{created}@{cursor}"
         now = asyncio.get_running_loop().time()
-        if events:  # the cursor commits with the events it passed
-            received = await self.store(
-                events, lambda conn: local.set_meta(conn, self._meta_key, value)
-            )
+        if events:
+            replay = not self._replayed_all
+
+            def save_cursor(conn: sqlite3.Connection, received: Received) -> None:
+                # The cursor commits with the events it passed. A gap means it skipped
+                # something (a stream replaced under the same creation time?): then the
+                # whole stream is read again, once, and the log drops what it holds.
+                at = 0 if received.gaps and replay else cursor
+                local.set_meta(conn, self._meta_key, f"{created}@{at}")
+
+            received = await self.store(events, save_cursor)
             self._saved_at = now
-            if received.gaps and not self._replayed_all:
-                # Our cursor skipped something (a stream replaced under the same creation
-                # time?): replay the whole stream once; the log drops what it holds.
+            if received.gaps and replay:
                 self._replayed_all = True
-                await save_meta(self.log, self._meta_key, f"{created}@0")
                 raise SwitchboardError("gap in the stream replay; replaying from the start")
         elif now - self._saved_at >= SAVE_EVERY:  # only our own messages: no hurry
             await save_meta(self.log, self._meta_key, value)

@@ -165,20 +165,23 @@ class EventLog:
         return received
 
     async def receive(
-        self, events: list[Event], also: Callable[[sqlite3.Connection], None] | None = None
+        self,
+        events: list[Event],
+        also: Callable[[sqlite3.Connection, Received], None] | None = None,
     ) -> Received:
         """Store remote events not yet held; awaitable ``receive_sync``.
 
         Args:
             events: as for ``receive_sync``.
-            also: more to write in the same transaction (a link's replay cursor), so that it
-                commits with the events or not at all.
+            also: more to write in the same transaction, given what the log did with the
+                events (a link's replay cursor, which must not pass a gap): it commits with
+                the events or not at all.
         """
 
         def receive(conn: sqlite3.Connection) -> Received:
             received = self._receive_in(conn, events)
             if also is not None:
-                also(conn)
+                also(conn, received)
             return received
 
         return await self._write(

@@ -146,6 +146,9 @@ async def tls_refusal(url: str, options: LinkOptions, timeout: float = 3.0) -> A
         return None
     finally:
         writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(timeout):
+                await writer.wait_closed()
     return None
 
 
@@ -173,8 +176,11 @@ def map_mqtt_errors(endpoint: str, *, connecting: bool = False) -> Iterator[None
             raise ConnectError(endpoint, str(exc).lower()) from exc
         raise ConnectionLost(f"connection to {endpoint} broke: {exc}") from exc
     except aiomqtt.MqttError as exc:
-        if isinstance(exc.__context__, ssl.SSLCertVerificationError):  # raised `from None`
-            raise tls.untrusted_certificate(endpoint, exc.__context__) from exc
+        cause = exc.__context__  # aiomqtt raises `from None` over paho's socket errors
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise tls.untrusted_certificate(endpoint, cause) from exc
+        if isinstance(cause, ssl.SSLError) and (refused := tls.refused(endpoint, cause)):
+            raise refused from exc
         if "timed out" in str(exc):
             raise TransportTimeout(f"broker {endpoint} did not answer in time") from exc
         if connecting:
@@ -183,6 +189,8 @@ def map_mqtt_errors(endpoint: str, *, connecting: bool = False) -> Iterator[None
     except ssl.SSLCertVerificationError as exc:
         raise tls.untrusted_certificate(endpoint, exc) from exc
     except (OSError, ssl.SSLError) as exc:
+        if isinstance(exc, ssl.SSLError) and (refused := tls.refused(endpoint, exc)):
+            raise refused from exc
         if connecting:
             raise ConnectError(endpoint, (exc.strerror or str(exc)).lower()) from exc
         raise ConnectionLost(f"connection to {endpoint} broke: {exc}") from exc

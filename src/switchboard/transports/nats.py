@@ -100,8 +100,7 @@ def map_nats_errors(endpoint: str, *, connecting: bool = False) -> Iterator[None
     except ssl.SSLCertVerificationError as exc:
         raise tls.untrusted_certificate(endpoint, exc) from exc
     except (nats.errors.Error, OSError, ssl.SSLError) as exc:
-        refused = tls.refused(endpoint, exc) if isinstance(exc, ssl.SSLError) else None
-        if refused is not None:
+        if isinstance(exc, ssl.SSLError) and (refused := tls.refused(endpoint, exc)):
             raise refused from exc
         # While connecting, nats-py reports a refused login as a plain Error carrying the
         # server's "-ERR 'Authorization Violation'", not as AuthorizationError.

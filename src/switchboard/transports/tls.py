@@ -38,7 +38,30 @@ def untrusted_certificate(endpoint: str, exc: ssl.SSLCertVerificationError) -> A
 
 
 def refused(endpoint: str, exc: ssl.SSLError) -> AuthError | None:
-    """The error for a TLS alert that means "not without a client certificate", else ``None``."""
-    if "CERTIFICATE_REQUIRED" in (exc.reason or str(exc)).upper():
+    """The error for a TLS alert from the broker about our certificate, else ``None``.
+
+    Such an alert (the broker requires a certificate and got none, or does not accept the one
+    it got) will be the same on every retry.
+    """
+    text = (getattr(exc, "reason", None) or str(exc)).upper()
+    if "CERTIFICATE_REQUIRED" in text:
         return AuthError(f"{endpoint} requires a client certificate: pass --tls-cert and --tls-key")
-    return None
+    alert = next((a for a in _CERTIFICATE_ALERTS if f"ALERT_{a}" in text), None)
+    if alert is None:
+        return None
+    why = alert.replace("_", " ").lower()
+    return AuthError(
+        f"{endpoint} refused our client certificate ({why}); check --tls-cert/--tls-key"
+    )
+
+
+# TLS alerts (OpenSSL's names) by which a server turns down the client's certificate.
+_CERTIFICATE_ALERTS = (
+    "BAD_CERTIFICATE",
+    "UNKNOWN_CA",
+    "CERTIFICATE_UNKNOWN",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+    "UNSUPPORTED_CERTIFICATE",
+    "ACCESS_DENIED",
+)
