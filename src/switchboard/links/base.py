@@ -49,6 +49,7 @@ RELAY_SCHEMES: Final = ("ws", "wss", "memory")
 MQTT_SCHEMES: Final = ("mqtt", "mqtts")
 NATS_SCHEMES: Final = ("nats", "tls")
 PUBLIC_MQTT: Final = "mqtt-public"
+CANCEL_AGAIN: Final = 0.1  # seconds before a connection's loop that did not end is cancelled again
 
 
 class Link(Protocol):
@@ -154,9 +155,17 @@ async def run_until_first_ends(coros: dict[str, Coroutine[Any, Any, Any]]) -> No
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Cancel until each has ended: one cancellation can be lost (Python 3.11's wait_for,
+        # which nats-py uses, swallows it when its future completes at the same moment), and a
+        # loop that goes on waiting would hold the link on a dead connection for good.
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN)
+        for task in tasks:  # mark their failures seen: they are the first one's fallout
+            if not task.cancelled():
+                task.exception()
     for task in done:
         exc = task.exception()
         if exc is not None:
