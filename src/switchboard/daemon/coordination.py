@@ -7,8 +7,10 @@ and at once when the log stores something it cares about, and then in turn:
 
 1. looks at each new ``file_edited`` for edits of the same path by another agent within
    ``edit_window`` seconds, and tells the local one of the two (``edit_conflict``);
-2. checks the processes of local agents registered with a pid; a dead one gets a
-   ``status_changed`` to ``offline`` (reason ``process exited``), written by its own device;
+2. checks the processes of local agents: the pid an agent registered with, else the harness
+   processes (anchors: pid and start time) its hooks and MCP server run under; an agent whose
+   processes all ended gets a ``status_changed`` to ``offline`` (reason ``process exited``),
+   written by its own device, and its dead anchors are forgotten;
 3. computes every agent's shown status (``presence.effective_status``: the last
    ``status_changed``, or offline once its device has been silent for ``offline_timeout``) and
    compares it with the previous round's;
@@ -42,7 +44,7 @@ from typing import TYPE_CHECKING
 from switchboard import ids
 from switchboard.daemon.presence import effective_status, ghost_since
 from switchboard.events import Body, Event, NoticePosted, StatusChanged, format_ts
-from switchboard.store import leases, projections, rooms
+from switchboard.store import delivery, leases, projections, rooms
 
 if TYPE_CHECKING:
     from switchboard.daemon.service import Daemon
@@ -72,6 +74,29 @@ def process_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state != "Z"
+
+
+def anchor_alive(anchor: str) -> bool:
+    """Whether the harness process of an anchor (``pid:start time``, or ``pid``) still runs.
+
+    The start time (field 22 of ``/proc/PID/stat``) tells a recycled pid from the old process.
+    """
+    pid_text, _, started = anchor.partition(":")
+    if not pid_text.isdigit():
+        return True  # not an anchor we can follow
+    if not started:
+        # Where /proc exists, a pid without a start time is one the hook could not read
+        # (``SWITCHBOARD_HARNESS_PID`` naming no process): nothing to follow. Elsewhere the
+        # pid is all an anchor has.
+        return os.path.isdir("/proc") or process_alive(int(pid_text))
+    if not process_alive(int(pid_text)):
+        return False
+    try:
+        with open(f"/proc/{pid_text}/stat", encoding="ascii", errors="replace") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True  # no /proc: the pid check above is all there is
+    return len(fields) > 19 and fields[19] == started
 
 
 def room_mates(
@@ -156,19 +181,28 @@ class Coordination:
     # -- 1. processes ----------------------------------------------------------------------------
 
     async def _check_processes(self) -> None:
+        # An agent follows its process: the pid it registered with, else the harness processes
+        # (anchors) its hooks and MCP server run under; it lives while any of them does. An
+        # agent with neither (``--as`` from a shell) has no process to follow.
         rows = await self.d.read(projections.list_agents)
-        dead = [
-            row["name"]
-            for row in rows
-            if row["device_id"] == self.d.device_id
-            and row["pid"]
-            and row["status"] != "offline"
-            and not process_alive(int(row["pid"]))
-        ]
+        anchors = await self.d.read(delivery.anchors_by_agent)
+        dead: list[str] = []
+        gone: list[str] = []
+        for row in rows:
+            if row["device_id"] != self.d.device_id or row["status"] == "offline":
+                continue
+            if row["pid"]:
+                if not process_alive(int(row["pid"])):
+                    dead.append(row["name"])
+            elif row["name"] in anchors and not any(map(anchor_alive, anchors[row["name"]])):
+                dead.append(row["name"])
+                gone.extend(anchors[row["name"]])
         if dead:
             log.info("= agents offline, process exited: %s", ", ".join(dead))
             body = StatusChanged(status="offline", reason="process exited")
             await self.d.log.append_many([(name, body) for name in dead])
+        if gone:
+            await self.d.db.write(lambda conn: delivery.forget_anchors(conn, gone))
 
     # -- 2-4. statuses and watches ---------------------------------------------------------------
 
@@ -180,9 +214,16 @@ class Coordination:
             for r in rows
         }
         shorts = {(r["device_id"], r["name"]): r["short"] for r in rows}
-        previous, self._statuses = self._statuses, {k: v[0] for k, v in current.items()}
+        # A device that is away for a moment (a link blip, a daemon restart) is not news for
+        # room mates: ``unreachable`` is announced as the status it hides; ``offline`` is.
+        told = {(r["device_id"], r["name"]): r["status"] or "active" for r in rows}
+        previous, self._statuses = (
+            self._statuses,
+            {k: told[k] if v[0] == "unreachable" else v[0] for k, v in current.items()},
+        )
+        assert self._statuses is not None
         if previous is not None:
-            for key, (status, _) in current.items():
+            for key, status in self._statuses.items():
                 if key in previous and previous[key] != status:
                     await self._announce(key, status, shorts[key])
         await self._fire_watches(current, shorts)

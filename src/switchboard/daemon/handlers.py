@@ -7,7 +7,6 @@ typed input and bad input gets one clear ``UserError``. Results follow DESIGN.md
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,7 +18,13 @@ from switchboard.daemon.delivery import DeliveryHandlers
 from switchboard.daemon.groups import LINK_WAIT, GroupHandlers
 from switchboard.daemon.leases import LeaseHandlers
 from switchboard.daemon.params import MAX_WAIT, AgentParams, params_of
-from switchboard.daemon.presence import PresenceHandlers, held_back, reachable
+from switchboard.daemon.presence import (
+    PresenceHandlers,
+    effective_status,
+    held_back,
+    reachable,
+)
+from switchboard.daemon.presence import gone as agent_gone
 from switchboard.daemon.rooms import RoomHandlers, room_recipients
 from switchboard.daemon.threads import ThreadHandlers
 from switchboard.errors import NotFound, UserError
@@ -92,13 +97,6 @@ class EventsParams(msgspec.Struct):
 
 class InitParams(msgspec.Struct):
     name: str | None = None
-
-
-def _ts_age(ts: str | None) -> float:
-    if not ts:
-        return float("inf")
-    moment = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    return (dt.datetime.now(dt.UTC) - moment).total_seconds()
 
 
 class Handlers(
@@ -187,13 +185,7 @@ class Handlers(
 
     def _agent_json(self, row: dict[str, Any]) -> dict[str, Any]:
         local = row["device_id"] == self.d.device_id
-        status = row["status"] or "active"
-        if (
-            not local
-            and not row.get("online")
-            and _ts_age(row.get("device_last_seen")) > (self.d.settings.offline_timeout)
-        ):
-            status = "offline"
+        status, _ = effective_status(row, self.d.device_id, self.d.settings, time.time())
         return {
             "address": ids.format_address(row["name"], row["short"]),
             "name": row["name"],
@@ -234,7 +226,8 @@ class Handlers(
             intent=p.intent,
             reply_to=None if p.reply_to is None else str(p.reply_to),
         )
-        local = [r for r in recipients if r.endswith(":" + self.d.device_id)]
+        gone = set(await self.d.read(self._gone, recipients))
+        local = [r for r in recipients if r.endswith(":" + self.d.device_id) and r not in gone]
         items: list[tuple[str, Any]] = [(sender, body)]
         (msg_id, event), *_ = await self.d.log.append_many(items)
         ref = f"{event.origin}/{event.seq}"
@@ -242,7 +235,13 @@ class Handlers(
             await self.d.log.append("", MessageDelivered(message=ref, recipients=local))
         await self._wait_remote(msg_id, ref, recipients, min(max(p.wait, 0.0), 30.0))
         states = await self.d.read(projections.receipts_for, msg_id)
-        return self._send_result(msg_id, recipients, states)
+        return self._send_result(msg_id, recipients, states, gone)
+
+    @staticmethod
+    def _gone(conn: Any, recipients: list[str]) -> list[str]:
+        """Recipients that went offline (not merely on a device that is away): a message to
+        them is held by their device, not delivered, until they are back."""
+        return [address for address in recipients if agent_gone(conn, address)]
 
     def _resolve(self, conn: Any, targets: list[ids.Target], sender: str) -> list[str]:
         found: dict[str, None] = {}
@@ -301,7 +300,11 @@ class Handlers(
         await self.d.wait_receipt(ref, done, wait)
 
     def _send_result(
-        self, msg_id: int, recipients: list[str], states: dict[str, dict[str, Any]]
+        self,
+        msg_id: int,
+        recipients: list[str],
+        states: dict[str, dict[str, Any]],
+        gone: set[str],
     ) -> dict[str, Any]:
         shorts = {d["device_id"]: d["short"] for d in projections.list_devices(self.d.db.reader())}
         out = []
@@ -313,12 +316,17 @@ class Handlers(
                 if state.get("read_ts")
                 else "delivered"
                 if state.get("delivered_ts")
+                else "offline"
+                if r in gone
                 else "queued"
             )
             out.append(
                 {"address": ids.format_address(name, shorts.get(device, "?")), "state": label}
             )
-        overall = "delivered" if all(o["state"] != "queued" for o in out) else "queued"
+        labels = {o["state"] for o in out}
+        overall = (
+            "queued" if "queued" in labels else "offline" if "offline" in labels else ("delivered")
+        )
         return {"id": msg_id, "result": overall, "recipients": out}
 
     async def inbox(self, params: Any) -> list[dict[str, Any]]:

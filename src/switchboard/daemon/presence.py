@@ -6,9 +6,12 @@ by its exact address ``name:DEV`` and a ghost not at all, and the device of a gh
 direct messages that reach it anyway (sent before the sender's device learned of the change):
 no ``delivered`` receipt, and its inbox shows them only once it is visible again.
 
-A remote agent's shown status is its last ``status_changed``, or ``offline`` once its device
-has been silent longer than ``offline_timeout``; it leaves listings once it has been offline
-for ``expire_after`` seconds (its history stays).
+A remote agent's shown status is its last ``status_changed`` while its device is connected;
+``unreachable`` as soon as the link says the device went away (the relay's presence notice,
+a broker's last will), with the time the device was last seen; and ``offline`` once the
+device has been silent longer than ``offline_timeout``. It leaves listings once it has been
+offline for ``expire_after`` seconds (its history stays). A local agent whose harness process
+(its anchor) died is ``offline`` by its own device's ``status_changed`` (daemon/coordination.py).
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ def effective_status(
         seen = _epoch(row.get("device_last_seen"))
         if seen is None or now - seen > settings.offline_timeout:
             return "offline", row.get("device_last_seen") or since
+        if status != "offline":
+            return "unreachable", row.get("device_last_seen") or since
     return status, since
 
 
@@ -77,6 +82,13 @@ def is_expired(row: dict[str, Any], local_device: str, settings: Settings, now: 
     if since == row.get("device_last_seen") and row["status"] != "offline":
         start += settings.offline_timeout  # derived: offline from the end of the timeout
     return now - start > settings.expire_after
+
+
+def gone(conn: sqlite3.Connection, address: str) -> bool:
+    """Whether the agent at internal address ``name:<device_id>`` is offline (as last told)."""
+    name, _, device = address.rpartition(":")
+    rows = projections.find_agents(conn, name, device)
+    return bool(rows) and rows[0]["status"] == "offline"
 
 
 def reachable(conn: sqlite3.Connection, rows: list[dict[str, Any]], *, exact: bool) -> list[Any]:
@@ -168,6 +180,8 @@ class PresenceHandlers:
         out = self._agent_json(row)
         now = dt.datetime.now(dt.UTC).timestamp()
         out["status"] = effective_status(row, self.d.device_id, self.d.settings, now)[0]
+        if out["status"] == "unreachable":
+            out["device_last_seen"] = row.get("device_last_seen")
         if visibility is None:
             shown = await self.d.read(rooms.visibility_of)
             visibility = shown.get((row["device_id"], row["name"]), "visible")

@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 from switchboard import __version__, runloop
 from switchboard.config import Settings, ensure_home
 from switchboard.crypto import create_identity, public_bytes
+from switchboard.daemon import presence
 from switchboard.daemon.coordination import Coordination
 from switchboard.events import Event, MessageDelivered, MessagePosted, body_of, now_ts
 from switchboard.ids import device_id_from_public_key
 from switchboard.links.base import Link, make_link
 from switchboard.proto.session import Established
-from switchboard.store import projections
+from switchboard.store import delivery, projections
 from switchboard.store.db import Database
 from switchboard.store.log import EventLog
 
@@ -236,18 +237,32 @@ class Daemon:
         suffix = ":" + self.device_id
         receipts: list[Any] = []
         for _, event in stored:
+            if event.type == "status_changed" and event.origin == self.device_id:
+                receipts.extend(self._back_online(conn, event))
+                continue
             body = _safe_body(event) if event.type == "message_posted" else None
             if not isinstance(body, MessagePosted):
                 continue
+            # A ghost refuses it; an agent that is gone holds it, undelivered, until it is back.
             mine = [
                 r
                 for r in body.recipients
-                if r.endswith(suffix) and self.coordination.accepts(conn, r, event)  # ghosts refuse
+                if r.endswith(suffix)
+                and self.coordination.accepts(conn, r, event)
+                and not presence.gone(conn, r)
             ]
             if mine:
                 ref = f"{event.origin}/{event.seq}"
                 receipts.append(("", MessageDelivered(message=ref, recipients=mine)))
         return receipts
+
+    def _back_online(self, conn: sqlite3.Connection, event: Event) -> list[Any]:
+        """A local agent that comes back gets what it was sent meanwhile: delivered now."""
+        if event.data.get("status") == "offline" or not event.agent:
+            return []
+        refs = delivery.undelivered_refs(conn, self.device_id, event.agent)
+        me = [f"{event.agent}:{self.device_id}"]
+        return [("", MessageDelivered(message=ref, recipients=me)) for ref in refs]
 
     def _wake_followers(self) -> None:
         self.changes += 1

@@ -166,6 +166,30 @@ def find_anchor(conn: sqlite3.Connection, anchor: str) -> Row | None:
     return rows[0] if rows else None
 
 
+def undelivered_refs(conn: sqlite3.Connection, device_id: str, name: str) -> list[str]:
+    """Refs (``origin/seq``) of messages this agent holds unread with no delivered receipt."""
+    cursor = conn.execute(
+        """SELECT e.origin || '/' || e.seq FROM inbox AS i JOIN events AS e ON e.id = i.event_id
+        WHERE i.device_id = ? AND i.name = ? AND i.delivered_ts IS NULL AND i.read_ts IS NULL
+        ORDER BY i.event_id LIMIT 1000""",
+        (device_id, name),
+    )
+    return [str(row[0]) for row in cursor]
+
+
+def anchors_by_agent(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    """Every bound harness process, by the agent it acts as."""
+    found: dict[str, list[str]] = {}
+    for anchor, name in conn.execute("SELECT anchor, name FROM harness_anchors"):
+        found.setdefault(str(name), []).append(str(anchor))
+    return found
+
+
+def forget_anchors(conn: sqlite3.Connection, anchors: list[str]) -> None:
+    """Drop bindings of harness processes that have ended."""
+    conn.executemany("DELETE FROM harness_anchors WHERE anchor = ?", [(a,) for a in anchors])
+
+
 # -- subscriptions (local) -------------------------------------------------------------------------
 
 
