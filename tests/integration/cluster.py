@@ -276,6 +276,10 @@ class Proxy:
                 conn.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
                 )
+                # A thread blocked in recv holds the socket open past close(): wake it first,
+                # so the reset goes out now, not when the next byte arrives.
+                conn.shutdown(socket.SHUT_RD)
+            with contextlib.suppress(OSError):
                 conn.close()
 
     def close(self) -> None:

@@ -42,8 +42,16 @@ import time
 from typing import TYPE_CHECKING
 
 from switchboard import ids
+from switchboard.daemon import presence
 from switchboard.daemon.presence import effective_status, ghost_since
-from switchboard.events import Body, Event, NoticePosted, StatusChanged, format_ts
+from switchboard.events import (
+    Body,
+    Event,
+    MessageDelivered,
+    NoticePosted,
+    StatusChanged,
+    format_ts,
+)
 from switchboard.store import delivery, leases, projections, rooms
 
 if TYPE_CHECKING:
@@ -55,6 +63,8 @@ log = logging.getLogger("switchboard.daemon.coordination")
 # within a few seconds" without measurable cost (one small read per round).
 LIVENESS_INTERVAL = 2.0
 _WAKING = frozenset({"status_changed", "agent_registered", "message_posted", "file_edited"})
+# Events by which a local agent is back: what it was sent while gone is delivered then.
+_COMES_BACK = frozenset({"status_changed", "agent_registered"})
 Key = tuple[str, str]
 
 
@@ -121,6 +131,7 @@ class Coordination:
         self._edits: list[int] = []
         self._local_edit: str | None = None  # ts of the latest edit here; None: not read yet
         self._statuses: dict[Key, str] | None = None
+        self._back: set[str] = set()  # local agents that came back since the last round
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -150,6 +161,13 @@ class Coordination:
                 self._edits.append(local_id)
                 if event.origin == self.d.device_id:
                     self._local_edit = max(self._local_edit or "", event.ts)
+            if (
+                event.type in _COMES_BACK
+                and event.origin == self.d.device_id
+                and event.agent
+                and event.data.get("status") != "offline"
+            ):
+                self._back.add(event.agent)
             if event.type in _WAKING and self._wake is not None:
                 self._wake.set()
 
@@ -175,8 +193,24 @@ class Coordination:
     async def tick(self) -> None:
         """One round: edits, processes, statuses and watches."""
         await self._check_edits()
+        await self._deliver_held()
         await self._check_processes()
         await self._check_statuses()
+
+    # -- 1b. agents back -------------------------------------------------------------------------
+
+    async def _deliver_held(self) -> None:
+        # A local agent that comes back (registers again, or any status but offline) holds what
+        # it was sent while gone, undelivered: it is delivered now.
+        back, self._back = self._back, set()
+        device = self.d.device_id
+        for name in sorted(back):
+            refs = await self.d.read(delivery.undelivered_refs, device, name)
+            if refs and not await self.d.read(presence.gone, f"{name}:{device}"):
+                me = [f"{name}:{device}"]
+                await self.d.log.append_many(
+                    [("", MessageDelivered(message=ref, recipients=me)) for ref in refs]
+                )
 
     # -- 1. processes ----------------------------------------------------------------------------
 

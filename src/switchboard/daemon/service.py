@@ -35,7 +35,7 @@ from switchboard.events import Event, MessageDelivered, MessagePosted, body_of, 
 from switchboard.ids import device_id_from_public_key
 from switchboard.links.base import Link, make_link
 from switchboard.proto.session import Established
-from switchboard.store import delivery, projections
+from switchboard.store import projections
 from switchboard.store.db import Database
 from switchboard.store.log import EventLog
 
@@ -237,9 +237,6 @@ class Daemon:
         suffix = ":" + self.device_id
         receipts: list[Any] = []
         for _, event in stored:
-            if event.type == "status_changed" and event.origin == self.device_id:
-                receipts.extend(self._back_online(conn, event))
-                continue
             body = _safe_body(event) if event.type == "message_posted" else None
             if not isinstance(body, MessagePosted):
                 continue
@@ -255,14 +252,6 @@ class Daemon:
                 ref = f"{event.origin}/{event.seq}"
                 receipts.append(("", MessageDelivered(message=ref, recipients=mine)))
         return receipts
-
-    def _back_online(self, conn: sqlite3.Connection, event: Event) -> list[Any]:
-        """A local agent that comes back gets what it was sent meanwhile: delivered now."""
-        if event.data.get("status") == "offline" or not event.agent:
-            return []
-        refs = delivery.undelivered_refs(conn, self.device_id, event.agent)
-        me = [f"{event.agent}:{self.device_id}"]
-        return [("", MessageDelivered(message=ref, recipients=me)) for ref in refs]
 
     def _wake_followers(self) -> None:
         self.changes += 1
