@@ -106,10 +106,13 @@ class MessageRead(Body, frozen=True, tag="message_read"):
 
 
 class FileEdited(Body, frozen=True, tag="file_edited"):
-    """``file_edited``: an agent edited a file."""
+    """``file_edited``: an agent edited a file: ``path`` as the agent named it; ``repo`` and
+    ``repo_path`` (``switchboard.repos``) where the editing device found its repository."""
 
     path: str
     tool: str = ""
+    repo: str = ""
+    repo_path: str = ""
 
 
 class CommandRun(Body, frozen=True, tag="command_run"):

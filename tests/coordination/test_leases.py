@@ -148,7 +148,8 @@ def test_leases_git_hook_blocks_a_commit_and_the_override_passes(
     assert "leased src/app.py  exclusive" in done.stdout
     b.wait_events(1, type="lease_acquired", where="data LIKE '%src/app.py%'")
     listed = _sb(b, theirs, "lease", "list", "--json", agent="nova")
-    assert '"repo": "' + ORIGIN + '"' in listed.stdout
+    # The repository is named by its origin, spelled one way (switchboard.repos).
+    assert '"repo": "git.example/team/proj"' in listed.stdout
 
     assert _sb(b, theirs, "lease", "git-hook", "install", agent="nova").returncode == 0
     env = {**os.environ, **b.env, "SWITCHBOARD_AGENT": "nova"}

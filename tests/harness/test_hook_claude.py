@@ -75,7 +75,10 @@ def test_claude_hooks_record_activity_without_prompt_text(device: Device) -> Non
     luna.hook("PostToolUse:Bash")
     luna.hook("Stop")
     edited = events_of(device, "file_edited")[-1]
-    assert edited["data"] == {"path": "/r/src/parser.py", "tool": "Edit"}
+    # /r is no repository: the edit is keyed by the folder's name, the path inside it.
+    assert edited["data"] == {
+        "path": "/r/src/parser.py", "tool": "Edit", "repo": "r", "repo_path": "src/parser.py"
+    }  # fmt: skip
     assert (
         events_of(device, "command_run")[-1]["data"]["command"] == "pytest -q tests/test_parser.py"
     )

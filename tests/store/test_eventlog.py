@@ -34,7 +34,7 @@ def test_eventlog_append_numbers_from_next_seq(fresh_store: EventLog) -> None:
     assert {event.origin for _, event in stored} == {ME}
     assert [event.agent for _, event in stored] == ["luna", "", "luna"]
     assert all(event.ts.endswith("Z") and event.type == "file_edited" for _, event in stored)
-    assert stored[0][1].data == {"path": "a", "tool": "Edit"}
+    assert stored[0][1].data == {"path": "a", "tool": "Edit", "repo": "", "repo_path": ""}
 
 
 def test_eventlog_append_empty_stores_nothing(fresh_store: EventLog) -> None:

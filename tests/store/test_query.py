@@ -53,7 +53,7 @@ def test_query_rows_are_event_json(populated: Path) -> None:
         "device": short_id(ME),
         "origin": ME,
         "seq": 2,
-        "data": {"path": "a.py", "tool": ""},
+        "data": {"path": "a.py", "tool": "", "repo": "", "repo_path": ""},
     }
     assert (rows[3]["agent"], rows[3]["device"]) == ("", short_id(ME))
     assert rows[6]["agent"] == f"nova:{short_id(PEER)}"

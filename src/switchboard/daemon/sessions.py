@@ -25,7 +25,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from switchboard import ids
+from switchboard import ids, repos
 from switchboard.errors import UserError
 from switchboard.events import (
     AgentRegistered,
@@ -50,6 +50,13 @@ if TYPE_CHECKING:
 MAX_FIELD: Final = 512
 MAX_COMMAND: Final = 2_000
 MAX_FILES: Final = 50
+
+
+def located(path: str, tool: str, cwd: str) -> FileEdited:
+    """A ``file_edited`` with the repository it belongs to (``switchboard.repos``), found here,
+    where the file is: other devices key the edit by it."""
+    repo, inside = repos.locate(path, cwd)
+    return FileEdited(path=path, tool=tool, repo=repo, repo_path=inside)
 
 
 @dataclass(frozen=True)
@@ -228,7 +235,7 @@ class Sessions:
         items: list[Body] = []
         tool = _field(p.tool, 64)
         for path in p.files[:MAX_FILES]:
-            items.append(FileEdited(path=_field(path), tool=tool))
+            items.append(located(_field(path), tool, p.cwd))
             if path not in files:
                 files.append(path)
         if p.command:

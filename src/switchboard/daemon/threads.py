@@ -16,8 +16,9 @@ import msgspec
 
 from switchboard import ids
 from switchboard.daemon.params import params_of
+from switchboard.daemon.sessions import located
 from switchboard.errors import NotFound, UserError
-from switchboard.events import BODY_TYPES, INTENTS
+from switchboard.events import BODY_TYPES, INTENTS, FileEdited
 from switchboard.store import projections, search
 
 if TYPE_CHECKING:
@@ -193,5 +194,8 @@ class ThreadHandlers:
             body = msgspec.convert(p.data, BODY_TYPES[p.type])
         except msgspec.ValidationError as exc:
             raise UserError(f"invalid {p.type} data: {exc}") from exc
+        if isinstance(body, FileEdited) and not body.repo:
+            rows = await self.d.read(projections.find_agents, name, self.d.device_id)
+            body = located(body.path, body.tool, rows[0]["cwd"] if rows else "")
         local_id, event = await self.d.log.append(name, body)
         return {"id": local_id, "ref": f"{event.origin}/{event.seq}", "type": p.type}

@@ -40,7 +40,7 @@ def _with_repo(args: dict[str, Any]) -> dict[str, Any]:
     """Arguments with ``repo`` defaulting to the working directory's repository."""
     if "repo" in args:
         return dict(args)
-    from switchboard.cli.commands.leases import repository  # noqa: PLC0415 - light, lazy
+    from switchboard.repos import repository  # noqa: PLC0415 - light, lazy
 
     return {**args, "repo": repository()[1]}
 

@@ -102,8 +102,8 @@ def _identity_tools(registry: ToolRegistry) -> None:
     @registry.tool(
         "list_agents",
         "List every agent on every device of your group: address, status (active, busy, idle, "
-        "offline), harness, working directory and a one-line summary of what it is doing. Use "
-        "it to find who to message.",
+        "unreachable: its device is away, messages wait for it; offline), harness, working "
+        "directory and a one-line summary of what it is doing. Use it to find who to message.",
         schema({}),
         read_only=True,
     )
@@ -115,7 +115,8 @@ def _message_tools(registry: ToolRegistry) -> None:
     @registry.tool(
         "send",
         "Send a message to other agents. Returns per recipient whether it was delivered to "
-        "its device or queued (device offline). Keep messages short and specific; say what "
+        "its device, queued (its device is away) or offline (the agent is gone; it gets the "
+        "message when it is back). Keep messages short and specific; say what "
         "you need and by when.",
         schema(
             {"to": _TO, "text": _TEXT, "thread": {"type": "string"}, "priority": _PRIORITY},

@@ -188,7 +188,10 @@ def file_edited(conn: sqlite3.Connection, local_id: int, event: Event, body: Any
     row = conn.execute(
         "SELECT cwd FROM agents WHERE device_id = ? AND name = ?", (event.origin, event.agent)
     ).fetchone()
-    repo, path = edit_key(body.path, row[0] if row else "", event.data.get("repo"))
+    if body.repo and body.repo_path:
+        repo, path = body.repo, os.path.normpath(body.repo_path)
+    else:  # an edit recorded before repositories were recognised
+        repo, path = edit_key(body.path, row[0] if row else "")
     conn.execute(
         "INSERT OR IGNORE INTO file_edits (event_id, device_id, name, repo, path, ts)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -196,10 +199,10 @@ def file_edited(conn: sqlite3.Connection, local_id: int, event: Event, body: Any
     )
 
 
-def edit_key(path: str, cwd: str, repo: object = None) -> tuple[str, str]:
-    """Return ``(repository, path)`` for an edit: the path relative to the agent's directory
-    when under it, the repository named by the event or else by the directory's last part."""
-    name = str(repo) if isinstance(repo, str) and repo else os.path.basename(cwd.rstrip("/"))
+def edit_key(path: str, cwd: str) -> tuple[str, str]:
+    """Return ``(repository, path)`` for an edit that names no repository: the path relative
+    to the agent's directory when under it, keyed by the directory's last part."""
+    name = os.path.basename(cwd.rstrip("/"))
     if cwd and os.path.isabs(path):
         relative = os.path.relpath(path, cwd)
         if not relative.startswith(".."):

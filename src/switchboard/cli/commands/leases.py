@@ -1,13 +1,13 @@
 """``lease acquire|release|list|check`` and ``lease git-hook install``.
 
 Lease paths are relative to the repository's top directory and name the repository by its
-``origin`` URL (else the top directory's name), so agents of one repository on several
-machines see each other's leases. Outside a git repository, paths are taken as given.
+identity (``switchboard.repos``: origin URL, else root commit), so agents of one repository on
+several machines, in folders of any name, see each other's leases. Outside a git repository,
+paths are taken as given.
 """
 
 from __future__ import annotations
 
-import configparser
 import os
 import sys
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from switchboard.cli import output
 from switchboard.cli.calls import call
 from switchboard.errors import Forbidden, UserError
+from switchboard.repos import repository
 
 if TYPE_CHECKING:
     import argparse
@@ -25,25 +26,6 @@ if TYPE_CHECKING:
 #: Set (to anything but empty) to commit paths others lease exclusively.
 OVERRIDE_ENV = "SWITCHBOARD_LEASE_OVERRIDE"
 HOOK_MARKER = "# switchboard lease hook"
-
-
-def repository(start: Path | None = None) -> tuple[Path | None, str]:
-    """Return the git top directory above ``start`` (default: here) and the repository key."""
-    here = (start or Path.cwd()).resolve()
-    for top in (here, *here.parents):
-        git = top / ".git"
-        if git.exists():
-            return top, _origin_url(git) or top.name
-    return None, ""
-
-
-def _origin_url(git: Path) -> str:
-    config = configparser.ConfigParser(strict=False, interpolation=None)
-    try:
-        config.read(git / "config" if git.is_dir() else git.with_name(".git") / "config")
-        return config.get('remote "origin"', "url", fallback="").strip()
-    except configparser.Error:
-        return ""
 
 
 def _relative(paths: list[str], top: Path | None) -> list[str]:
