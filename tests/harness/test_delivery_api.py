@@ -54,7 +54,7 @@ def test_delivery_take_all_and_ack_marks_read(device: Device) -> None:
     [
         ("agent.hook", {"harness": "claude", "kind": "explode"}, "unknown hook kind"),
         ("agent.hook", {"kind": "tool"}, "needs its harness"),
-        ("agent.hook", {"harness": "claude", "kind": "tool", "files": "x"}, "invalid parameters"),
+        ("agent.hook", {"harness": "claude", "kind": "tool", "files": "x"}, "parameter files"),
         (
             "agent.hook",
             {"harness": "claude", "kind": "tool", "agent": "Bad Name!"},
@@ -73,4 +73,41 @@ def test_delivery_bad_parameters_are_clear_errors(
     device.call("register", agent="luna")
     with pytest.raises(SwitchboardError, match=error):
         device.call(method, **params)
+    assert device.call("ping")["running"]
+
+
+# Numbers out of their range, method by method: each names the parameter (daemon/params.py).
+_OUT_OF_RANGE = [
+    ("inbox", {"limit": -1}, "limit"),
+    ("inbox", {"limit": 10**12}, "limit"),
+    ("inbox", {"limit": 2**70}, "limit"),
+    ("inbox", {"wait": -5}, "wait"),
+    ("sent", {"last": 0}, "last"),
+    ("search", {"query": "x", "limit": 1_000_001}, "limit"),
+    ("thread.show", {"thread": "t", "limit": 0}, "limit"),
+    ("events", {"last": 2**63}, "last"),
+    ("events", {"after": -1}, "after"),
+    ("room.read", {"name": "r", "last": 10**9}, "last"),
+    ("room.read", {"name": "r", "since": 2**64}, "since"),
+    ("message.wait", {"id": 2**64, "state": "read"}, "id"),
+    ("message.wait", {"id": 1, "state": "read", "timeout": -1}, "timeout"),
+    ("send", {"to": ["@luna"], "text": "x", "wait": 10**9}, "wait"),
+    ("register", {"pid": 2**40}, "pid"),
+    ("agent.hook", {"harness": "claude", "kind": "tool", "max_chars": 1}, "max_chars"),
+    ("agent.hook", {"harness": "claude", "kind": "tool", "exit": 2**40}, "exit"),
+    ("inbox.take", {"wait": -1}, "wait"),
+    ("link.sync", {"timeout": -1}, "timeout"),
+]
+
+
+@pytest.mark.parametrize(("method", "params", "field"), _OUT_OF_RANGE)
+def test_delivery_numbers_out_of_range_are_bad_requests_naming_them(
+    device: Device, method: str, params: dict, field: str
+) -> None:
+    """Out of range is ``bad_request`` naming the parameter, never ``internal error``."""
+    device.call("register", agent="luna")
+    with pytest.raises(SwitchboardError) as raised:
+        device.call(method, **{"agent": "luna", **params})
+    assert raised.value.code == "bad_request", raised.value
+    assert f"parameter {field}:" in str(raised.value)
     assert device.call("ping")["running"]

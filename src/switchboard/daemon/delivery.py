@@ -36,7 +36,15 @@ import msgspec
 
 from switchboard import ids
 from switchboard.daemon.inject import DEFAULT_REOFFER_AFTER, Injector
-from switchboard.daemon.params import MAX_WAIT, params_of
+from switchboard.daemon.params import (
+    MAX_WAIT,
+    Chars,
+    ExitStatus,
+    LocalId,
+    Pid,
+    Seconds,
+    params_of,
+)
 from switchboard.daemon.receipts import ReceiptHandlers
 from switchboard.daemon.sessions import Identity, Sessions, check_kind
 from switchboard.errors import NotFound, UserError
@@ -67,18 +75,18 @@ class HookParams(msgspec.Struct, forbid_unknown_fields=False):
     agent: str = ""
     anchor: str = ""
     cwd: str = ""
-    pid: int | None = None
+    pid: Pid | None = None
     source: str = ""
     tool: str = ""
     files: list[str] = []
     command: str | None = None
-    exit: int | None = None
+    exit: ExitStatus | None = None
     prompt: str | None = None
     deliver: bool = True
-    wait: float = 0.0
+    wait: Seconds = 0.0
     mcp: bool = True
-    reoffer: float = DEFAULT_REOFFER_AFTER
-    max_chars: int = wrapping.DEFAULT_MAX_CHARS
+    reoffer: Seconds = DEFAULT_REOFFER_AFTER
+    max_chars: Chars = wrapping.DEFAULT_MAX_CHARS
 
 
 class IdentifyParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -90,7 +98,7 @@ class IdentifyParams(msgspec.Struct, forbid_unknown_fields=False):
     create: bool = True
     rename: str | None = None
     cwd: str = ""
-    pid: int | None = None
+    pid: Pid | None = None
 
 
 class TakeParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -102,10 +110,10 @@ class TakeParams(msgspec.Struct, forbid_unknown_fields=False):
     all: bool = False
     ack: bool = False
     events: bool = True
-    wait: float = 0.0
-    reoffer: float = DEFAULT_REOFFER_AFTER
+    wait: Seconds = 0.0
+    reoffer: Seconds = DEFAULT_REOFFER_AFTER
     mcp: bool = True
-    max_chars: int = wrapping.DEFAULT_MAX_CHARS
+    max_chars: Chars = wrapping.DEFAULT_MAX_CHARS
 
 
 class SubscribeParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -113,7 +121,7 @@ class SubscribeParams(msgspec.Struct, forbid_unknown_fields=False):
     type: str | None = None
     of: str | None = None  # the acting agent glob ("agent" names the subscriber)
     file: str | None = None
-    id: int | None = None
+    id: LocalId | None = None
 
 
 class _State:

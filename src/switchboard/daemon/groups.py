@@ -13,7 +13,7 @@ import msgspec
 
 from switchboard import ids, invites
 from switchboard.crypto import new_group_secret
-from switchboard.daemon.params import MAX_WAIT, AgentParams, params_of
+from switchboard.daemon.params import MAX_WAIT, AgentParams, Seconds, params_of
 from switchboard.errors import AuthError, NotFound, Rejected, UserError
 from switchboard.events import DeviceJoined, now_ts
 from switchboard.links import base as links
@@ -37,7 +37,7 @@ class GroupParams(AgentParams):
 
 class SyncParams(msgspec.Struct):
     group: str | None = None
-    timeout: float = LINK_WAIT
+    timeout: Seconds = LINK_WAIT
 
 
 class GroupHandlers:

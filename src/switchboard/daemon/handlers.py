@@ -17,7 +17,16 @@ from switchboard import ids
 from switchboard.daemon.delivery import DeliveryHandlers
 from switchboard.daemon.groups import LINK_WAIT, GroupHandlers
 from switchboard.daemon.leases import LeaseHandlers
-from switchboard.daemon.params import MAX_WAIT, AgentParams, params_of
+from switchboard.daemon.params import (
+    MAX_WAIT,
+    AgentParams,
+    Count,
+    EventCount,
+    LocalId,
+    Pid,
+    Seconds,
+    params_of,
+)
 from switchboard.daemon.presence import (
     PresenceHandlers,
     effective_status,
@@ -59,7 +68,7 @@ FOLLOW_PAGE = 500
 class RegisterParams(AgentParams):
     harness: str = "shell"
     cwd: str = ""
-    pid: int | None = None
+    pid: Pid | None = None
     summary: str = ""
     tags: list[str] = msgspec.field(default_factory=list)
 
@@ -68,7 +77,7 @@ class SendParams(AgentParams):
     to: list[str] = msgspec.field(default_factory=list)
     text: str = ""
     thread: str | None = None
-    wait: float = DEFAULT_SEND_WAIT
+    wait: Seconds = DEFAULT_SEND_WAIT
     priority: str = "normal"  # or "urgent" (daemon/delivery.py)
     intent: str | None = None  # request, inform or ack (daemon/threads.py)
     reply_to: str | int | None = None  # a message's local id or origin/seq
@@ -76,8 +85,8 @@ class SendParams(AgentParams):
 
 class InboxParams(AgentParams):
     peek: bool = False
-    wait: float = 0.0
-    limit: int = 100
+    wait: Seconds = 0.0
+    limit: Count = 100
 
 
 class EventsParams(msgspec.Struct):
@@ -85,9 +94,9 @@ class EventsParams(msgspec.Struct):
     type: str | None = None
     agent: str | None = None
     where: str | None = None
-    last: int | None = None
-    after: int | None = None
-    wait: float | None = None
+    last: EventCount | None = None
+    after: LocalId | None = None
+    wait: Seconds | None = None
     # Who reads (an agent of this device): events about rooms it may not read are left out
     # (issue #4); no reader reads as an outsider. ``all_rooms``: the device's whole log, for
     # the device's own tools and tests; agents' tools (CLI, MCP) name their reader.

@@ -1,8 +1,10 @@
-"""The one way API methods turn a request's params into a typed Struct."""
+"""The one way API methods turn a request's params into a typed Struct, and the ranges a
+number may take: a value out of its range is a ``bad_request`` naming the parameter."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import re
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
@@ -11,7 +13,28 @@ from switchboard.errors import UserError
 P = TypeVar("P", bound=msgspec.Struct)
 
 # Longest wait a client may ask of any waiting method, so a forgotten call cannot pin a task.
-MAX_WAIT = 24 * 3600.0
+MAX_WAIT: Final = 24 * 3600.0
+# Most rows one listing (inbox, thread, search, sent, room read) returns.
+MAX_LISTING: Final = 1000
+# Most rows an events query returns (store/query.py refuses larger results).
+MAX_EVENT_ROWS: Final = 10_000
+
+#: How many rows of a listing: 1 to ``MAX_LISTING``.
+Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_LISTING)]
+#: How many events: 1 to ``MAX_EVENT_ROWS``.
+EventCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_EVENT_ROWS)]
+#: A local id (of an event or message); 0 where it means "none".
+LocalId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+#: A wait or a timeout in seconds: 0 to ``MAX_WAIT``.
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT)]
+#: A process id.
+Pid = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+#: A process's exit status as a harness reports it (negative: killed by a signal).
+ExitStatus = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+#: The size of a block placed in a model's context, in characters.
+Chars = Annotated[int, msgspec.Meta(ge=500, le=1_000_000)]
+
+_AT = re.compile(r"^(?P<what>.*?) - at `\$\.(?P<field>[\w.\[\]]+)`$")
 
 
 class AgentParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -29,4 +52,8 @@ def params_of(cls: type[P], params: Any) -> P:
     try:
         return msgspec.convert(params or {}, cls)
     except msgspec.ValidationError as exc:
+        found = _AT.match(str(exc))
+        if found:  # "Expected `int` <= 1000 - at `$.limit`" -> "parameter limit: expected ..."
+            what = found["what"].replace("`", "")
+            raise UserError(f"parameter {found['field']}: {what[:1].lower()}{what[1:]}") from exc
         raise UserError(f"invalid parameters: {exc}") from exc

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from switchboard.daemon.params import MAX_WAIT, params_of
+from switchboard.daemon.params import MAX_WAIT, LocalId, Seconds, params_of
 from switchboard.errors import NotFound, UserError
 from switchboard.events import MessageRead
 from switchboard.store import delivery, projections
@@ -25,10 +25,10 @@ RECEIPT_STATES: Final = ("delivered", "injected", "read")
 
 class MessageParams(msgspec.Struct, forbid_unknown_fields=False):
     agent: str = ""
-    id: int = 0
-    ids: list[int] = []
+    id: LocalId = 0
+    ids: list[LocalId] = []
     state: str = "delivered"
-    timeout: float = 30.0
+    timeout: Seconds = 30.0
 
 
 class ReceiptHandlers:

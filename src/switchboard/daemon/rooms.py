@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from switchboard import ids
-from switchboard.daemon.params import params_of
+from switchboard.daemon.params import Count, LocalId, Seconds, params_of
 from switchboard.daemon.threads import message_json
 from switchboard.errors import Forbidden, NotFound, UserError
 from switchboard.events import (
@@ -49,9 +49,6 @@ from switchboard.store import projections, rooms, search
 if TYPE_CHECKING:
     from switchboard.daemon.service import Daemon
 
-# Messages one ``room read`` returns at most; read again for more.
-MAX_READ = 1000
-
 
 class RoomParams(msgspec.Struct, forbid_unknown_fields=False):
     agent: str = ""
@@ -59,9 +56,9 @@ class RoomParams(msgspec.Struct, forbid_unknown_fields=False):
     kind: str = "public"
     description: str = ""
     member: str = ""
-    last: int | None = None
-    since: int | None = None
-    wait: float | None = None
+    last: Count | None = None
+    since: LocalId | None = None
+    wait: Seconds | None = None
 
 
 def _room(text: str) -> str:
@@ -225,8 +222,7 @@ class RoomHandlers:
             after = 0
         else:
             after = await self.d.read(rooms.cursor_of, room, self.d.device_id, name)
-        last = None if p.last is None else min(max(p.last, 1), MAX_READ)
-        rows = await self.d.read(search.room_history, room, self.d.device_id, name, after, last)
+        rows = await self.d.read(search.room_history, room, self.d.device_id, name, after, p.last)
         await self._advance(room, name, rows)
         return [message_json(row) for row in rows]
 

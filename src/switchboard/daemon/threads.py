@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from switchboard import ids
-from switchboard.daemon.params import params_of
+from switchboard.daemon.params import Count, params_of
 from switchboard.daemon.sessions import located
 from switchboard.errors import NotFound, UserError
 from switchboard.events import BODY_TYPES, INTENTS, FileEdited
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 P = Any
 
 # A listing longer than this is not read by a person or an agent: ask for fewer.
-MAX_LISTING = 1000
 #: Event types ``event.record`` accepts: facts a harness reports about its agent.
 RECORDABLE = ("file_edited", "command_run")
 
@@ -35,7 +34,7 @@ RECORDABLE = ("file_edited", "command_run")
 class ThreadParams(msgspec.Struct, forbid_unknown_fields=False):
     agent: str = ""
     id: str = ""
-    limit: int = 200
+    limit: Count = 200
 
 
 class SearchParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -43,12 +42,12 @@ class SearchParams(msgspec.Struct, forbid_unknown_fields=False):
     query: str = ""
     room: str | None = None
     sender: str | None = None
-    limit: int = 50
+    limit: Count = 50
 
 
 class SentParams(msgspec.Struct, forbid_unknown_fields=False):
     agent: str = ""
-    last: int = 20
+    last: Count = 20
 
 
 class RecordParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -75,10 +74,6 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
 def _local_id(text: str) -> int | None:
     body = text.strip().removeprefix("#")
     return int(body) if body.isascii() and body.isdigit() and len(body) < 19 else None
-
-
-def _limit(value: int) -> int:
-    return min(max(value, 1), MAX_LISTING)
 
 
 class ThreadHandlers:
@@ -132,7 +127,7 @@ class ThreadHandlers:
         if _local_id(thread_id) is not None:
             parent = await self._message(name, thread_id)
             thread_id = parent["thread"] or parent["ref"]
-        rows = await self.d.read(search.thread, self.d.device_id, name, thread_id, _limit(p.limit))
+        rows = await self.d.read(search.thread, self.d.device_id, name, thread_id, p.limit)
         if not rows:
             raise NotFound(f"unknown thread {thread_id[:60]}")
         return [message_json(row) for row in rows]
@@ -144,7 +139,7 @@ class ThreadHandlers:
         room = ids.parse_room(p.room.removeprefix("#")) if p.room else None
         sender = await self._sender(p.sender) if p.sender else None
         rows = await self.d.read_in_thread(
-            search.search, self.d.device_id, name, p.query, room, sender, _limit(p.limit)
+            search.search, self.d.device_id, name, p.query, room, sender, p.limit
         )
         return [message_json(row) for row in rows]
 
@@ -164,7 +159,7 @@ class ThreadHandlers:
         """The acting agent's last sent messages, each with its recipients' receipt states."""
         p = params_of(SentParams, params)
         name = await self.ensure_agent(p.agent)
-        rows = await self.d.read(search.sent_by, self.d.device_id, name, _limit(p.last))
+        rows = await self.d.read(search.sent_by, self.d.device_id, name, p.last)
         out = []
         for row in rows:
             states = await self.d.read(projections.receipts_for, row["id"])
