@@ -72,8 +72,8 @@ class Connection:
     group: str = ""
     device: str = ""
     phase: Phase = Phase.HANDSHAKE
-    create_key: bytes | None = None  # the Hello asked to register the group with this key
-    admitted: bool = True  # False: too many handshakes were in progress when it connected
+    offered_key: bytes = b""  # the group key the Hello offered (checked after its proof)
+    group_key: bytes | None = None  # the group's registered key (None: the Hello creates it)
     forwarded: int = 0  # envelopes queued for this peer
 
     outbox: deque[bytes] = field(default_factory=deque, repr=False)
