@@ -8,6 +8,7 @@ import resource
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from relay_client import WAIT, Device, FakeClock, connect_from, running_relay
@@ -185,9 +186,13 @@ def raise_fd_limit(needed: int) -> None:
 def test_relay_serves_reconnects_through_a_thousand_stalled_handshakes(
     run: Callable[..., Any], tmp_path: Path, group: tuple[str, bytes]
 ) -> None:
-    """1,000 handshakes that never send a Hello, from one address, keep no reconnect out."""
-    stalls, reconnects, openers = 1_000, 10, 20
-    raise_fd_limit(3 * stalls + 256)  # both ends of each stall live in this process
+    """1,000 handshakes that never send a Hello, from one address, keep no reconnect out.
+
+    Beside them, connections that never even finish the WebSocket upgrade: those the WebSocket
+    server times out on its own, and they hold no handshake slot.
+    """
+    stalls, reconnects, openers, raw = 1_000, 10, 20, 100
+    raise_fd_limit(2 * (stalls + raw) + 256)  # both ends of each stall live in this process
 
     async def main() -> None:
         # A deadline longer than the test: only the per-source cap clears the stalls.
@@ -196,6 +201,12 @@ def test_relay_serves_reconnects_through_a_thousand_stalled_handshakes(
             await a.close()
             held: list[ClientConnection] = []
             opened = asyncio.Condition()
+            silent = [
+                await asyncio.open_connection(
+                    *urlsplit(url).netloc.split(":"), local_addr=(ELSEWHERE, 0)
+                )
+                for _ in range(raw)
+            ]
 
             async def opener(count: int) -> None:
                 for _ in range(count):
@@ -221,6 +232,8 @@ def test_relay_serves_reconnects_through_a_thousand_stalled_handshakes(
                 for task in flood:
                     task.cancel()
                 await close_all(held)
+                for _, writer in silent:
+                    writer.transport.abort()
 
     run(main(), timeout=25)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -85,9 +86,9 @@ class Connection:
         default_factory=lambda: asyncio.Queue(DEFAULT_MAX_QUEUED_BATCHES), repr=False
     )
 
-    @property
+    @functools.cached_property
     def source(self) -> str:
-        """The peer's address, the unit of rate limiting."""
+        """The peer's address, the unit of rate limiting and of handshake caps."""
         return source_of(self.transport.peer)
 
     @property

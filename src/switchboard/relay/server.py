@@ -357,6 +357,8 @@ class Relay:
             if expected == conn.offered_key:
                 logger.info("= group %s registered", conn.group[:12])
             # else another creator won the race, with another key
+        if conn.session.close_expected():
+            return
         if expected != conn.offered_key:
             # Proven device, wrong group secret: the one failure charged to the device too.
             refused = self._limiter.record_failure(conn.source, self._clock(), conn.device)
