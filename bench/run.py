@@ -7,6 +7,9 @@
 3. Catch-up: B offline while 100,000 events are written, then rejoins: events/s into B's store,
    from B's daemon being ready (it reconnects, then catches up) to holding every event.
 4. ``switchboard send`` wall time to a running daemon, p50 over 30 runs.
+5. Relay restart to first delivery (``bench/restart.py``): the relay is killed, a message
+   sent A -> B while it is down for a second, the relay restarted on the same port; median and
+   max over 5 cycles from "listening" to arrival in B, beside a fresh connect + handshake.
 
 The relay and B run as their own processes, and so does A for the latency run; for throughput
 and catch-up A's daemon then runs in this process on the same home, so that bulk appends can go
@@ -33,6 +36,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from cluster import Device, Relay
+from restart import measure as measure_restart
+from restart import report as report_restart
 
 from switchboard import runloop
 from switchboard.config import load_settings
@@ -273,6 +278,9 @@ def main() -> int:
                 "p99_ms": pct(lat, 0.99) * 1e3,
                 "n": len(lat),
             }
+
+            stage("relay restart")
+            results["relay_restart"] = measure_restart(relay, a_dev, b, cycles=5, down=1.0)
             a_dev.stop()
             a = InProcessA(root / "a")
 
@@ -325,6 +333,7 @@ def main() -> int:
     )
     print(f"catch-up               {results['catch_up_eps']:,.0f} events/s into B's store")
     print(f"switchboard send       p50 {results['send_wall_p50_ms']:.1f} ms wall (30 runs)")
+    print(report_restart(results["relay_restart"]))
     out = Path(os.environ.get("SWITCHBOARD_BENCH_OUT", "bench/results.json"))
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"(written to {out})")

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -39,6 +41,7 @@ from switchboard.relay.connection import Connection
 from switchboard.relay.server import Relay
 from switchboard.transports.base import Transport
 from switchboard.transports.memory import memory_pair
+from switchboard.transports.websocket import WebSocketTransport
 
 # Slow machines set SWITCHBOARD_TEST_TIMEOUT_FACTOR to stretch every timeout in the suite.
 TIMEOUT_FACTOR = float(os.environ.get("SWITCHBOARD_TEST_TIMEOUT_FACTOR", "1"))
@@ -126,6 +129,28 @@ async def running_relay(data_dir: Path, **options: Any) -> AsyncIterator[tuple[R
             task.result()  # serving failed: raise why
 
 
+async def connect_from(url: str, source: str) -> Transport:
+    """Open a WebSocket to ``url`` from the local address ``source`` (another 127.0.0.x).
+
+    The whole 127.0.0.0/8 is loopback on Linux, so each address stands in for another machine
+    (or another NAT) as far as the relay's per-source bookkeeping is concerned.
+    """
+    from websockets.asyncio.client import connect  # noqa: PLC0415 - only tests bind sources
+
+    parts = urlsplit(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((source, 0))
+        async with asyncio.timeout(WAIT):
+            await asyncio.get_running_loop().sock_connect(sock, (parts.hostname, parts.port))
+        connection = await connect(url, sock=sock, open_timeout=WAIT, compression=None)
+    except BaseException:
+        sock.close()
+        raise
+    return WebSocketTransport(connection, url)
+
+
 class Device:
     """A test device: one client ``SyncSession`` over a real transport, and a log in memory.
 
@@ -135,6 +160,7 @@ class Device:
         secret: the group secret (32 bytes).
         create: ask the relay to register the group.
         identity: reuse a device key (to connect the same device twice); default: a fresh one.
+        source: connect from this local address (``connect_from``); default: the system's.
     """
 
     def __init__(
@@ -145,8 +171,10 @@ class Device:
         *,
         create: bool = False,
         identity: Ed25519PrivateKey | None = None,
+        source: str | None = None,
     ) -> None:
         self.url = url
+        self.source = source
         self.keys = GroupKeys.derive(group, secret)
         self.create = create
         self.identity = identity or Ed25519PrivateKey.generate()
@@ -197,7 +225,10 @@ class Device:
     async def connect(self) -> Device:
         """Connect and start the handshake; ``wait_established`` waits for its end."""
         self.closed, self.established = None, False
-        self._transport = await transports.connect(self.url, timeout=WAIT)
+        if self.source is None:
+            self._transport = await transports.connect(self.url, timeout=WAIT)
+        else:
+            self._transport = await connect_from(self.url, self.source)
         self.session = SyncSession(
             Role.CLIENT,
             local_id=self.device_id,

@@ -28,6 +28,7 @@ from switchboard.proto.frames import (
     decode_frame,
     encode_frame,
 )
+from switchboard.relay.limits import AuthLimiter
 
 
 def hello(
@@ -232,12 +233,15 @@ def test_relay_refuses_device_impersonation(
 def test_relay_rate_limits_failed_authentications(
     run: Callable[..., Any], tmp_path: Path, group: tuple[str, bytes]
 ) -> None:
-    """After five failures an address is refused, even with the right secret, for 60 s."""
+    """After max_source_failures an address is refused for 60 s, even a new device with the
+    right secret; a device that connected before is still admitted."""
     clock = FakeClock()
 
     async def main() -> None:
-        async with running_relay(tmp_path, clock=clock) as (relay, url):
+        limiter = AuthLimiter(max_source_failures=5)
+        async with running_relay(tmp_path, clock=clock, limiter=limiter) as (relay, url):
             a = await (await Device(url, *group, create=True).connect()).wait_established()
+            await a.close()
             for _ in range(5):
                 closed = await (await Device(url, group[0], bytes(32)).connect()).wait_closed()
                 assert isinstance(closed.error, AuthError)
@@ -245,34 +249,33 @@ def test_relay_rate_limits_failed_authentications(
             assert isinstance(closed.error, Rejected)
             assert closed.error.reason_code == ByeCode.RATE_LIMITED
             assert relay.statistics().refused == 1
+            again = await Device(url, *group, identity=a.identity).connect()
+            await (await again.wait_established()).close()
             clock.now += 59
             closed = await (await Device(url, *group).connect()).wait_closed()
             assert isinstance(closed.error, Rejected)
             clock.now += 2
             b = await (await Device(url, *group).connect()).wait_established()
             await b.close()
-            await a.close()
 
     run(main())
 
 
-def test_relay_caps_concurrent_handshakes(
+def test_relay_displaces_stalled_handshake_at_the_cap(
     run: Callable[..., Any], tmp_path: Path, group: tuple[str, bytes]
 ) -> None:
-    """Beyond max_handshakes unauthenticated connections, newcomers get OVERLOADED."""
+    """Beyond max_handshakes, the stalled handshake gets OVERLOADED and the newcomer is served."""
 
     async def main() -> None:
-        async with running_relay(tmp_path, max_handshakes=1) as (_, url):
+        async with running_relay(tmp_path, max_handshakes=1) as (relay, url):
             silent = await transports.connect(url)  # holds the only handshake slot
-            closed = await (await Device(url, *group, create=True).connect()).wait_closed()
-            assert isinstance(closed.error, Rejected)
-            assert closed.error.reason_code == ByeCode.OVERLOADED
-            # The relay frees the slot before it answers the garbage with Bye.
-            await silent.send(b"garbage")
+            a = await (await Device(url, *group, create=True).connect()).wait_established()
+            bye = decode_frame(await silent.receive())
+            assert isinstance(bye, Bye) and bye.code == ByeCode.OVERLOADED
             with contextlib.suppress(ConnectionLost):
                 while True:
                     await silent.receive()
-            a = await (await Device(url, *group, create=True).connect()).wait_established()
+            assert relay.statistics().displaced == 1
             await a.close()
 
     run(main())

@@ -11,9 +11,11 @@ A ``Peer`` keeps one client session to the group's relay alive. Three tasks shar
   out. Catch-up and live forwarding are the same loop, so there is one way to send;
 - ``timer_loop``: calls ``tick()`` at the session's deadline (heartbeats, silent-peer timeout).
 
-Any of them ending ends the session; ``run_loop`` reconnects with jittered exponential backoff
-(first retry within 100 ms, at most 30 s apart), and resets the backoff once a session was
-established. Authentication failures stop retrying fast: they back off to the cap at once.
+Any of them ending ends the session; ``run_loop`` reconnects on the schedule of ``Backoff``:
+quick, jittered retries while a relay restarts (the first within 50-100 ms of a drop, then at
+most 200 ms apart for about ten seconds), then exponential up to 30 s for a relay that stays
+away. Once a session is established the schedule starts again from its first step.
+Authentication failures and rate limiting stop retrying fast: they back off to the cap at once.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from switchboard.crypto import GroupKeys
-from switchboard.errors import AuthError, Rejected, SwitchboardError, TamperedEnvelope
+from switchboard.errors import AuthError, ByeCode, Rejected, SwitchboardError, TamperedEnvelope
 from switchboard.events import Event, decode_event, encode_event, now_ts
 from switchboard.links.base import run_until_first_ends, wait_first_connection
 from switchboard.proto import cursors
@@ -55,7 +57,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.peer")
 
+# The first retry after a drop waits between half this and this: quick, since most drops are a
+# relay restarting or a network blip, and jittered, so a team does not reconnect in lockstep.
 FIRST_RETRY: Final = 0.1
+# Retries right after a drop are at most this far apart: a relay back up is found within it
+# (a restart takes a second or two), and a refused connect costs the relay's host next to
+# nothing, so even a team retrying this often is cheap.
+FAST_RETRY_CAP: Final = 0.2
+# Quick retries before the delays grow: about ten seconds of them, the length of a restart.
+FAST_RETRY_ATTEMPTS: Final = 64
+# Retries of a relay that stays away end up this far apart.
 MAX_RETRY: Final = 30.0
 CONNECT_TIMEOUT: Final = 10.0
 # Events read and sealed per batch when catching a peer up: large enough to amortise one read
@@ -66,6 +77,55 @@ SEND_CHUNK: Final = 500
 MAX_QUEUED_BATCHES: Final = 16
 # Events stored in one transaction at most when batches queued up.
 MAX_EVENTS_PER_COMMIT: Final = 20_000
+
+
+@dataclass
+class Backoff:
+    """When to retry a relay: quick while it restarts, then ever slower. Pure: no clock.
+
+    The base delay of the attempt ``k`` since ``reset`` is ``first * 2**k`` capped at
+    ``fast_cap`` for the first ``fast_attempts`` attempts, then doubles from ``fast_cap`` up
+    to ``cap``. Each delay is drawn between half its base and its base ("equal jitter"), so
+    retries never bunch at zero and devices spread out.
+
+    Args:
+        first: base delay of the first retry.
+        fast_cap: longest base delay of the quick retries.
+        fast_attempts: how many retries are quick.
+        cap: longest base delay.
+    """
+
+    first: float = FIRST_RETRY
+    fast_cap: float = FAST_RETRY_CAP
+    fast_attempts: int = FAST_RETRY_ATTEMPTS
+    cap: float = MAX_RETRY
+    attempts: int = 0  # retries since the last reset
+
+    def reset(self) -> None:
+        """A session was established: the next drop starts from the first step."""
+        self.attempts = 0
+
+    def slow_down(self) -> None:
+        """Retrying soon is pointless (a wrong secret, rate limited): go to the cap at once."""
+        self.attempts = max(self.attempts, self.fast_attempts + 64)
+
+    def base(self) -> float:
+        """The base delay of the next retry."""
+        k = self.attempts
+        if k < self.fast_attempts:
+            return min(self.first * 2.0 ** min(k, 32), self.fast_cap)
+        return min(self.fast_cap * 2.0 ** min(k - self.fast_attempts + 1, 32), self.cap)
+
+    def next_delay(self, uniform: Callable[[float, float], float] = random.uniform) -> float:
+        """Return the seconds to wait before the next retry, and count the retry.
+
+        Args:
+            uniform: draws a number between its two arguments (``random.uniform``; tests pass
+                their own).
+        """
+        base = self.base()
+        self.attempts += 1
+        return uniform(base / 2, base)
 
 
 @dataclass
@@ -180,26 +240,30 @@ class Peer:
     # -- the reconnect loop ----------------------------------------------------------------------
 
     async def run_loop(self) -> None:
-        """Keep a session up until stopped."""
-        delay = FIRST_RETRY
+        """Keep a session up until stopped, retrying on the schedule of ``Backoff``."""
+        backoff = Backoff()
         while not self._stopping:
             established = False
+            failure: SwitchboardError | None = None
             try:
                 established = await self._run_once()
             except SwitchboardError as exc:
-                self._record_failure(exc)
+                failure = exc
             except Exception as exc:  # the one supervisor per peer (STYLE.md error rule 5)
                 log.error("! link to %s failed", self.url, exc_info=True)
-                self._record_failure(SwitchboardError(f"internal error: {type(exc).__name__}"))
+                failure = SwitchboardError(f"internal error: {type(exc).__name__}")
+            if failure is not None:
+                self._record_failure(failure)
             if self._stopping:
                 break
             if established or self._session_ok:
-                delay = FIRST_RETRY
-            elif isinstance(self._last_failure, AuthError):
-                delay = MAX_RETRY
+                backoff.reset()
+            if isinstance(failure, AuthError) or (
+                isinstance(failure, Rejected) and failure.reason_code == ByeCode.RATE_LIMITED
+            ):
+                backoff.slow_down()
             self.status.state = "disconnected"
-            await asyncio.sleep(random.uniform(0, delay))
-            delay = min(delay * 2, MAX_RETRY)
+            await asyncio.sleep(backoff.next_delay())
 
     def _record_failure(self, exc: SwitchboardError) -> None:
         self._last_failure = exc

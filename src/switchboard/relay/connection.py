@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -72,8 +73,8 @@ class Connection:
     group: str = ""
     device: str = ""
     phase: Phase = Phase.HANDSHAKE
-    create_key: bytes | None = None  # the Hello asked to register the group with this key
-    admitted: bool = True  # False: too many handshakes were in progress when it connected
+    offered_key: bytes = b""  # the group key the Hello offered (checked after its proof)
+    group_key: bytes | None = None  # the group's registered key (None: the Hello creates it)
     forwarded: int = 0  # envelopes queued for this peer
 
     outbox: deque[bytes] = field(default_factory=deque, repr=False)
@@ -85,9 +86,9 @@ class Connection:
         default_factory=lambda: asyncio.Queue(DEFAULT_MAX_QUEUED_BATCHES), repr=False
     )
 
-    @property
+    @functools.cached_property
     def source(self) -> str:
-        """The peer's address, the unit of rate limiting."""
+        """The peer's address, the unit of rate limiting and of handshake caps."""
         return source_of(self.transport.peer)
 
     @property

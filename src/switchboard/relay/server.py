@@ -8,10 +8,28 @@ The relay follows ``docs/internals.md`` ("Relay"). Each connection runs a server
 on what the session reports, and the connection's ``send_loop`` (``relay.connection``), the
 only writer. Decisions the contract leaves open:
 
+- A Hello is answered with a Challenge for the group key *it offers*, and that key is compared
+  with the group's registered one only once the client proved it holds both it and its device
+  key. So the relay says "wrong group secret" only to a client that proved its device key, and
+  failures can be charged to that device (``relay.limits``): nobody learns anything about the
+  secret while claiming a device whose key they lack, and nobody can lock out another's device.
+  The cost is one signature and one check for a wrong-secret client, bounded by the handshake
+  caps below.
 - A Hello asking to create an unknown group is accepted with the key it offers, and the group
   is registered (trust on first use) only once the client *proved* it holds that key, so
   nobody can squat a group id with a Hello alone.
-- Refusals (rate limited, overloaded) answer the Hello, so a client always gets a reason code.
+- Rate-limit refusals answer the Hello, so a client always gets a reason code.
+- Handshakes are bounded three ways, so stalled ones cannot keep honest devices out: a short
+  deadline (``handshake_timeout``), a cap per source address and a global cap. A newcomer is
+  never refused for others' handshakes; at a cap the relay *displaces* one in progress instead
+  (``Bye(OVERLOADED)``): at the per-source cap, that source's own; at the global cap, one of
+  the source with the most in progress. Within a source, handshakes that have not sent a Hello
+  go first (an honest client sends it right after the upgrade, so it spends one round trip in
+  that state), then the oldest. A flood from one address thus churns its own connections and
+  leaves other addresses alone; displacing rather than refusing means a device that gets its
+  Hello in is never turned away because stalled connections filled the slots first, and the
+  caps still bound the sockets and memory a flood holds (the deadline then only has to catch
+  the few that fit under the caps).
 - A second connection of one device replaces the first (``relay.registry``).
 - A peer is sent nothing until its ``Have``; then it is served from the mailbox round by
   round, and offered new envelopes live only once caught up (``relay.connection``).
@@ -52,6 +70,7 @@ from switchboard.proto.session import (
     HaveReceived,
     HelloReceived,
     Role,
+    State,
     SyncSession,
 )
 from switchboard.relay.connection import DEFAULT_MAX_PENDING_BYTES, Connection, Phase
@@ -63,8 +82,16 @@ from switchboard.transports.base import Listener, Transport
 logger = logging.getLogger("switchboard.relay")
 
 # Connections that have not finished authenticating, at once: each costs a signature check
-# and a slot; 64 covers a team reconnecting after a relay restart and stops a flood.
+# and a slot; 64 covers a team reconnecting after a relay restart and bounds a flood. At the
+# cap a handshake in progress is displaced, never the newcomer refused (module docstring).
 DEFAULT_MAX_HANDSHAKES: Final = 64
+# The same, per source address: a team behind one NAT reconnecting at once fits (handshakes
+# take a round trip or two each); a flood from one address only displaces its own.
+DEFAULT_MAX_HANDSHAKES_PER_SOURCE: Final = 16
+# Seconds a connection may take from its WebSocket upgrade to the end of the handshake: an
+# honest client needs two round trips and a mailbox lookup; a stalled one is dropped after
+# this (the session's own default, 10 s, is for links between devices).
+DEFAULT_RELAY_HANDSHAKE_TIMEOUT: Final = 5.0
 # How often retention runs. Envelopes outlive max_age by at most this much.
 DEFAULT_PRUNE_INTERVAL: Final = 600.0
 # How long a closing connection may take to write its last frames before it is cut.
@@ -84,7 +111,9 @@ class RelayStatistics:
     bytes_held: int
     envelopes_stored: int  # accepted since start
     envelopes_forwarded: int  # queued to peers since start
-    refused: int  # connections refused (rate limited or overloaded) since start
+    refused: int  # connections refused (rate limited) since start
+    displaced: int  # handshakes in progress closed to make room for newer ones, since start
+    handshakes: int  # connections authenticating now
 
 
 class Relay:
@@ -96,9 +125,11 @@ class Relay:
         max_age: seconds an envelope is kept.
         max_bytes: bytes of envelopes kept per group (oldest dropped first).
         max_handshakes: connections allowed to be authenticating at once.
+        max_handshakes_per_source: the same, per source address.
+        handshake_timeout: seconds a connection may take to authenticate.
         max_frame_size: security limit for incoming frames.
         prune_interval: seconds between retention runs.
-        limiter: failed-authentication bookkeeping (default: 5 failures, 60 s refusal).
+        limiter: failed-authentication bookkeeping (default: ``AuthLimiter()``).
         max_pending_bytes: bytes queued for one peer before it is served from the mailbox
             instead of live (see ``relay.connection``).
         clock: wall clock for storage times, retention and rate limiting (tests inject one).
@@ -112,6 +143,8 @@ class Relay:
         max_age: float = DEFAULT_RELAY_MAX_AGE,
         max_bytes: int = DEFAULT_RELAY_MAX_BYTES,
         max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
+        max_handshakes_per_source: int = DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+        handshake_timeout: float = DEFAULT_RELAY_HANDSHAKE_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         prune_interval: float = DEFAULT_PRUNE_INTERVAL,
         limiter: AuthLimiter | None = None,
@@ -123,7 +156,10 @@ class Relay:
         self.relay_id = device_id_from_public_key(public_bytes(identity))
         self.max_age = max_age
         self.max_bytes = max_bytes
+        assert max_handshakes >= 1 and max_handshakes_per_source >= 1 and handshake_timeout > 0
         self.max_handshakes = max_handshakes
+        self.max_handshakes_per_source = max_handshakes_per_source
+        self.handshake_timeout = handshake_timeout
         self.max_frame_size = max_frame_size
         self.prune_interval = prune_interval
         self.max_pending_bytes = max_pending_bytes
@@ -133,7 +169,9 @@ class Relay:
         self._connections: set[Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._registry = Registry()
-        self._stored = self._forwarded = self._refused = 0
+        # Connections authenticating, oldest first (a dict keeps insertion order).
+        self._handshakes: dict[Connection, None] = {}
+        self._stored = self._forwarded = self._refused = self._displaced = 0
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -220,6 +258,8 @@ class Relay:
             envelopes_stored=self._stored,
             envelopes_forwarded=self._forwarded + sum(c.forwarded for c in self._connections),
             refused=self._refused,
+            displaced=self._displaced,
+            handshakes=len(self._handshakes),
         )
 
     # -- one connection ----------------------------------------------------------------------
@@ -234,12 +274,11 @@ class Relay:
             now=loop.time(),
             identity=self.identity,
             max_frame_size=self.max_frame_size,
+            handshake_timeout=self.handshake_timeout,
         )
         conn = Connection(transport, session, self.max_pending_bytes)
-        # Handshakes in progress are the connections not past it; refused ones count too
-        # until they go, so a flood cannot outrun the cap.
-        handshakes = sum(1 for other in self._connections if other.phase is Phase.HANDSHAKE)
-        conn.admitted = handshakes < self.max_handshakes
+        self._make_room(conn.source)
+        self._handshakes[conn] = None
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
@@ -292,44 +331,77 @@ class Relay:
     async def _on_hello(self, conn: Connection, event: HelloReceived) -> None:
         # Refusals answer the Hello (the session's reject() is made for that state), so a
         # client always sees its Hello sent and a Bye with a reason code back.
-        refusal: tuple[ByeCode, str] | None = None
-        if self._limiter.is_refused(conn.source, self._clock()):
-            refusal = ByeCode.RATE_LIMITED, "too many failed authentications, try again later"
-        elif not conn.admitted:  # too many handshakes were in progress when it connected
-            refusal = ByeCode.OVERLOADED, "relay overloaded, try again later"
-        if refusal is not None:
+        if self._limiter.is_refused(conn.source, event.device, self._clock()):
             self._refused += 1
-            logger.info("x refused %s: %s", conn.source, refusal[1])
-            conn.session.reject(*refusal)
+            reason = "too many failed authentications, try again later"
+            logger.info("x refused %s: %s", conn.source, reason)
+            conn.session.reject(ByeCode.RATE_LIMITED, reason)
             return
-        conn.group, conn.device = event.group, event.device
-        key = await self._box.call(Mailbox.lookup_group, event.group)
-        if key is None and event.create:
-            key = conn.create_key = event.group_key  # registered once the proof checks out
+        conn.group, conn.device, conn.offered_key = event.group, event.device, event.group_key
+        conn.group_key = await self._box.call(Mailbox.lookup_group, event.group)
         if conn.session.close_expected():
             return
-        if key is None:
+        if conn.group_key is None and not event.create:
             conn.session.reject(ByeCode.UNKNOWN_GROUP, "unknown group")
         else:
-            conn.session.accept_hello(key)
+            # Challenge for the key the client offers; it is compared with the group's once
+            # the client proved its device key (module docstring).
+            conn.session.accept_hello(event.group_key)
 
     async def _on_established(self, conn: Connection) -> None:
-        if conn.create_key is not None:
-            stored = await self._box.call(
-                Mailbox.register_group, conn.group, conn.create_key, self._clock()
+        expected = conn.group_key
+        if expected is None:  # the Hello asked to create the group
+            expected = await self._box.call(
+                Mailbox.register_group, conn.group, conn.offered_key, self._clock()
             )
-            if stored != conn.create_key:  # another creator won the race
-                conn.session.reject(ByeCode.AUTH_FAILED, "wrong group secret")
-                return
-            logger.info("= group %s registered", conn.group[:12])
+            if expected == conn.offered_key:
+                logger.info("= group %s registered", conn.group[:12])
+            # else another creator won the race, with another key
+        if conn.session.close_expected():
+            return
+        if expected != conn.offered_key:
+            # Proven device, wrong group secret: the one failure charged to the device too.
+            refused = self._limiter.record_failure(conn.source, self._clock(), conn.device)
+            conn.session.reject(ByeCode.AUTH_FAILED, "authentication failed: wrong group secret")
+            logger.info(
+                "connection from %s (device %s) failed: wrong group secret%s",
+                conn.source,
+                conn.label,
+                " (address now refused)" if refused else "",
+            )
+            return
         vector = await self._box.call(Mailbox.vector, conn.group)
         if conn.session.close_expected():
             return
+        self._limiter.record_success(conn.device, self._clock())
+        self._handshakes.pop(conn, None)
         conn.move_to(Phase.WAITING_HAVE)
         conn.session.send_welcome(other.device for other in self._registry.others(conn))
         conn.session.send_have(vector)
         self._registry.join(conn)
         logger.info("device %s joined group %s from %s", conn.label, conn.group[:12], conn.source)
+
+    # -- handshake slots ---------------------------------------------------------------------
+
+    def _make_room(self, source: str) -> None:
+        # At a cap, displace a handshake in progress rather than refuse the newcomer (module
+        # docstring): first the source's own, else one of the busiest source's.
+        mine = [conn for conn in self._handshakes if conn.source == source]
+        if len(mine) >= self.max_handshakes_per_source:
+            self._displace(_stalest(mine))
+        elif len(self._handshakes) >= self.max_handshakes:
+            by_source: dict[str, list[Connection]] = {}
+            for conn in self._handshakes:
+                by_source.setdefault(conn.source, []).append(conn)
+            busiest = max(by_source.values(), key=len)  # ties: the one seen first (oldest)
+            self._displace(_stalest(busiest))
+
+    def _displace(self, conn: Connection) -> None:
+        del self._handshakes[conn]
+        self._displaced += 1
+        logger.debug("x displacing handshake from %s", conn.source)
+        conn.session.reject(ByeCode.OVERLOADED, "relay busy, handshake displaced, try again")
+        conn.flush()
 
     async def _store_loop(self, conn: Connection) -> None:
         # Storing runs beside receiving: batches that arrive while the mailbox commits are
@@ -365,12 +437,13 @@ class Relay:
 
     def _forget(self, conn: Connection) -> None:
         self._connections.discard(conn)
+        self._handshakes.pop(conn, None)
         self._forwarded += conn.forwarded
         conn.forwarded = 0
         cause = conn.session.cause
         reason = str(cause) if cause is not None else "closed normally"
         if conn.phase is Phase.HANDSHAKE:
-            if isinstance(cause, AuthError):
+            if isinstance(cause, AuthError):  # a proof failed: nothing proven, charge the source
                 refused = self._limiter.record_failure(conn.source, self._clock())
                 reason += " (address now refused)" if refused else ""
             logger.info("connection from %s closed before joining: %s", conn.source, reason)
@@ -378,6 +451,14 @@ class Relay:
         if not self._registry.leave(conn):
             reason = "replaced by a newer connection"
         logger.info("device %s left group %s: %s", conn.label, conn.group[:12], reason)
+
+
+def _stalest(handshakes: list[Connection]) -> Connection:
+    """Return the handshake to displace first: one still awaiting its Hello, else the oldest."""
+    for conn in handshakes:  # oldest first
+        if conn.session.state is State.AWAIT_HELLO:
+            return conn
+    return handshakes[0]
 
 
 async def run_relay(settings_home: Path, host: str, port: int, data_dir: Path | None) -> None:
