@@ -31,6 +31,10 @@ _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,31}")
 _SHORT_RE: Final = re.compile(r"[A-Z]{4,26}")
 _DEVICE_RE: Final = re.compile(r"[a-z2-7]{26}")
 _ROOM_RE: Final = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,63}")
+# A tag starts with a letter, so "+1" in a message is never taken for a tag target.
+_TAG_RE: Final = re.compile(r"[a-z][a-z0-9_.\-]{0,31}")
+#: Most tags one agent may carry.
+MAX_TAGS: Final = 20
 _RESERVED_NAMES: Final = frozenset({"all", "everyone", "here"})
 
 
@@ -110,6 +114,17 @@ def parse_room(text: str) -> str:
     return room
 
 
+def parse_tag(text: str) -> str:
+    """Validate and normalise a tag (without its ``+``): a letter, then letters, digits,
+    ``_``, ``.`` or ``-``, at most 32 in all; upper case is folded to lower."""
+    tag = text.strip().lower()
+    if not tag.isascii() or not _TAG_RE.fullmatch(tag):
+        raise InvalidAddress(
+            f"invalid tag {text[:40]!r}: a letter, then letters, digits, '_', '.' or '-'"
+        )
+    return tag
+
+
 def format_address(name: str, short: str) -> str:
     """Return ``name:SHORT``."""
     return f"{name}:{short}"
@@ -157,6 +172,16 @@ class RoomTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class TagTarget:
+    """Every listed agent of the group carrying a tag (``+backend``)."""
+
+    tag: str
+
+    def __str__(self) -> str:
+        return f"+{self.tag}"
+
+
+@dataclass(frozen=True, slots=True)
 class AllTarget:
     """Every agent of the group."""
 
@@ -164,16 +189,19 @@ class AllTarget:
         return "@all"
 
 
-Target = AgentTarget | RoomTarget | AllTarget
+Target = AgentTarget | RoomTarget | TagTarget | AllTarget
 
 
 def parse_target(text: str) -> Target:
-    """Parse a ``send`` target: ``@name``, ``@name:DEV``, ``name:DEV``, ``#room`` or ``@all``."""
+    """Parse a ``send`` target: ``@name``, ``@name:DEV``, ``name:DEV``, ``#room``, ``+tag`` or
+    ``@all``."""
     text = text.strip()
     if not text:
         raise InvalidAddress("empty target")
     if text.startswith("#"):
         return RoomTarget(parse_room(text[1:]))
+    if text.startswith("+"):
+        return TagTarget(parse_tag(text[1:]))
     body = text[1:] if text.startswith("@") else text
     if body.lower() == "all":
         return AllTarget()

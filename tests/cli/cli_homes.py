@@ -82,11 +82,17 @@ class Home:
         agent: str | None = None,
         stdin: str | None = None,
         code: int | None = 0,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run one command to its end; check its exit status unless ``code`` is ``None``."""
+        """Run one command to its end; check its exit status unless ``code`` is ``None``.
+
+        ``stdin`` is piped in (else stdin is /dev/null); ``env`` adds variables.
+        """
         result = subprocess.run(
             [PY, "-m", "switchboard", *args],
-            env=self._env(agent),
+            env={**self._env(agent), **(env or {})},
+            cwd=cwd,
             input=stdin,
             stdin=None if stdin is not None else subprocess.DEVNULL,
             capture_output=True,

@@ -132,11 +132,14 @@ def test_cli_listings_print_one_json_array(fake_daemon: FakeDaemon, capsys: Caps
 
 
 def test_cli_agents_prints_a_table(fake_daemon: FakeDaemon, capsys: Capsys) -> None:
-    """``agents`` prints aligned columns: address, status, harness, last seen, directory."""
+    """``agents`` prints aligned columns: address, status, harness, last seen, summary, tags,
+    directory."""
     code, out, _ = run(capsys, "agents")
     assert code == 0
     header, row = out.splitlines()
-    assert header.split() == ["ADDRESS", "STATUS", "HARNESS", "LAST", "SEEN", "DIRECTORY"]
+    assert header.split() == [
+        "ADDRESS", "STATUS", "HARNESS", "LAST", "SEEN", "SUMMARY", "TAGS", "DIRECTORY"
+    ]  # fmt: skip
     assert row.split()[:3] == ["nova:ABCD", "active", "claude"]
     assert row.endswith("/src/app")
 

@@ -30,7 +30,7 @@ EXIT_USAGE = 2
 
 # Global options that take a value, so we can find the command name before parsing.
 _OPTIONS_WITH_VALUE = frozenset({"--as", "--home"})
-_TARGET_PREFIXES = ("@", "#")
+_TARGET_PREFIXES = ("@", "#", "+")
 
 
 def _command_name(argv: list[str]) -> int | None:
@@ -62,21 +62,53 @@ def split_send_text(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv[:dash], argv[dash + 1 :]
 
 
+def _is_target(word: str) -> bool:
+    # ``+tag`` starts with a letter, so a text such as "+1 agreed" is not taken for a target.
+    return word.startswith(_TARGET_PREFIXES) and not (
+        word.startswith("+") and not word[1:2].isalpha()
+    )
+
+
+def _stdin_has_data() -> bool:
+    """Whether stdin is a pipe or a file (not a terminal, not /dev/null): text may come there."""
+    import stat  # noqa: PLC0415
+
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
 def _finish_send(args: argparse.Namespace, text: list[str] | None) -> None:
-    """Set ``args.text`` (and trim ``args.targets``), or fail with a usage error."""
+    """Set ``args.text`` (and trim ``args.targets``), or fail with a usage error.
+
+    The text comes from the words after ``--`` (or after the targets), else from
+    ``--file PATH``, else from stdin (the text ``-``, or none while stdin is a pipe or file):
+    then ``args.text`` is ``None`` and ``args.text_source`` names where to read it.
+    """
     targets: list[str] = args.targets
     if text is None:
-        # No '--': the leading @/# words are the targets and the rest is the text.
+        # No '--': the leading @/#/+ words are the targets and the rest is the text.
         count = 0
-        while count < len(targets) and targets[count].startswith(_TARGET_PREFIXES):
+        while count < len(targets) and _is_target(targets[count]):
             count += 1
         targets, text = targets[:count], targets[count:]
         if not targets:
-            args.command_parser.error("no target: send TARGET... -- TEXT (TARGET is @name, #room)")
-    if not " ".join(text).strip():
-        args.command_parser.error("no message text: send TARGET... -- TEXT")
+            args.command_parser.error(
+                "no target: send TARGET... -- TEXT (TARGET is @name, #room, +tag)"
+            )
     args.targets = targets
-    args.text = " ".join(text)
+    args.text, args.text_source = " ".join(text), None
+    given = bool(args.text.strip())
+    if args.file is not None:
+        if given:
+            args.command_parser.error("give the text or --file PATH, not both")
+        args.text, args.text_source = None, args.file
+    elif text == ["-"] or (not given and _stdin_has_data()):
+        args.text, args.text_source = None, "-"
+    elif not given:
+        args.command_parser.error("no message text: send TARGET... -- TEXT (or pipe it in)")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -71,19 +71,41 @@ def device_lines(device: dict[str, Any]) -> list[str]:
     return [f"device {device.get('short', '?')}{name}", f"id     {device.get('id', '?')}"]
 
 
+# The SUMMARY column is cut to this many characters (with "..."), so a row stays one line.
+MAX_SUMMARY_WIDTH = 40
+
+
+def clip(text: Any, width: int) -> str:
+    """One line of at most ``width`` characters: whitespace folded, ``...`` where it was cut."""
+    line = " ".join(str(text or "").split())
+    return line if len(line) <= width else line[: width - 3].rstrip() + "..."
+
+
+def agent_status(agent: dict[str, Any]) -> str:
+    """An agent's status for a table: ``unreachable (since 10:12:11)`` names when its device
+    was last seen."""
+    status = str(agent.get("status") or "-")
+    if status == "unreachable" and agent.get("device_last_seen"):
+        return f"unreachable (since {when(agent['device_last_seen'])})"
+    return status
+
+
 def agent_rows(agents: Iterable[dict[str, Any]]) -> list[str]:
-    """``agents``: one aligned row per agent."""
+    """``agents``: one aligned row per agent (tags as ``+tag``)."""
     rows = (
         (
             a.get("address"),
-            a.get("status"),
+            agent_status(a),
             a.get("harness"),
             when(a.get("last_seen")),
+            clip(a.get("summary"), MAX_SUMMARY_WIDTH),
+            " ".join(f"+{t}" for t in a.get("tags") or []),
             a.get("cwd"),
         )
         for a in agents
     )
-    return table(("ADDRESS", "STATUS", "HARNESS", "LAST SEEN", "DIRECTORY"), rows)
+    headers = ("ADDRESS", "STATUS", "HARNESS", "LAST SEEN", "SUMMARY", "TAGS", "DIRECTORY")
+    return table(headers, rows)
 
 
 def link_rows(links: Iterable[dict[str, Any]]) -> list[str]:
@@ -141,11 +163,26 @@ def send_lines(result: dict[str, Any]) -> list[str]:
     return [f"{r.get('state', '?'):<10} {r.get('address', '?')}" for r in recipients]
 
 
+def _notice_head(message: dict[str, Any], notice: dict[str, Any]) -> str:
+    """``notice member_joined about nova:ABCD (from LGTG)``, ``event file_edited by nova:ABCD``."""
+    if notice.get("kind") == "event":
+        return f"event {notice.get('type')} by {notice.get('subject') or message.get('from')}"
+    about = f" about {notice['subject']}" if notice.get("subject") else ""
+    room = f" in #{notice['room']}" if notice.get("room") else ""
+    return f"notice {notice.get('kind')}{about}{room} (from {message.get('from')})"
+
+
 def message_lines(message: dict[str, Any]) -> list[str]:
-    """``inbox``: a header line, then the text indented by two spaces."""
-    to = ", ".join(message.get("to") or [])
+    """``inbox``: a header line, then the text indented by two spaces.
+
+    A notice (``notice`` set: a device's notice, or an event a subscription matched) says
+    what it is and whom it concerns in place of the sender.
+    """
+    to = ", ".join(message.get("to") or []) or "-"
     thread = f"  [thread {message['thread']}]" if message.get("thread") else ""
-    header = f"#{message.get('id')} {when(message.get('ts'))} {message.get('from')} -> {to}{thread}"
+    notice = message.get("notice")
+    who = _notice_head(message, notice) if isinstance(notice, dict) else message.get("from")
+    header = f"#{message.get('id')} {when(message.get('ts'))} {who} -> {to}{thread}"
     text = str(message.get("text", ""))
     return [header, *("  " + line for line in text.splitlines() or [""])]
 

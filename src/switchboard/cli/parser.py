@@ -143,12 +143,13 @@ def _add_device(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
     _json_flag(p, "one JSON object")
 
     daemon = b.group(sub, "daemon", "run, start, stop or inspect this device's daemon")
-    b.command(
+    p = b.command(
         daemon,
         "run",
         "daemon:run",
         "run the daemon in the foreground (until Ctrl-C or SIGTERM)",
     )
+    _json_flag(p, 'one JSON object, {"stopped": true, "pid": ...}, when it stops')
     b.command(daemon, "start", "daemon:start", "start the daemon in the background")
     p = b.command(daemon, "stop", "daemon:stop", "stop the background daemon")
     p.add_argument(
@@ -178,6 +179,7 @@ def _add_device(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         help=f"port to listen on (default: {DEFAULT_RELAY_PORT})",
     )
     p.add_argument("--data", metavar="DIR", help="the relay's store (default: HOME/relay)")
+    _json_flag(p, 'the listening line as one JSON object, {"url": ..., "id": ...}')
 
 
 def _add_groups(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -235,14 +237,24 @@ def _add_messages(b: _Builder, sub: argparse._SubParsersAction[argparse.Argument
         sub,
         "send",
         "messages:send",
-        "send a message: send TARGET... -- TEXT",
+        "send a message: send TARGET... -- TEXT (or the text on stdin, or --file PATH)",
         "Send a message and print, per recipient, whether it was delivered or queued (the "
-        "recipient's device is offline). TARGET is @name, @name:DEV, #room or @all. Put the "
-        "text after '--'; without '--', the words after the @/# targets are the text.",
+        "recipient's device is offline). TARGET is @name, @name:DEV, #room, +tag (every agent "
+        "with that tag) or @all. Put the text after '--'; without '--', the words after the "
+        "targets are the text. The text '-', or no text while stdin is a pipe or a file, reads "
+        "it from stdin; --file PATH reads it from a file (multi-line code and logs need no "
+        "quoting).",
         usage="%(prog)s [-h] [--as NAME] [--home DIR] [--thread ID] [--reply-to ID] "
-        "[--intent {request,inform,ack}] [--json] TARGET... -- TEXT",
+        "[--intent {request,inform,ack}] [--priority {normal,urgent}] "
+        "[--wait {delivered,injected,read}] [--timeout S] [--file PATH] [--json] "
+        "TARGET... [-- TEXT | -]",
     )
-    p.add_argument("targets", nargs="+", metavar="TARGET", help="@name, @name:DEV, #room or @all")
+    p.add_argument(
+        "targets", nargs="+", metavar="TARGET", help="@name, @name:DEV, #room, +tag or @all"
+    )
+    p.add_argument(
+        "--file", metavar="PATH", help="send the contents of this file as the text ('-': stdin)"
+    )
     p.add_argument("--thread", metavar="ID", help="reply in this thread")
     p.add_argument("--reply-to", metavar="ID", help="answer message ID (joins its thread)")
     p.add_argument(
@@ -275,7 +287,9 @@ def _add_events(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         "query or follow the event log",
         "Query the event log, or follow it as events are stored (--follow, --wait). --where "
         "is read-only SQL over the view events_view(id, ts, type, agent, device, origin, seq, "
-        "data).",
+        "data, display_data). data names agents by internal address (name:<full device id>); "
+        "display_data is data with display addresses (name:DEV), and display(TEXT) does the "
+        "same to any text: --where \"display_data LIKE '%nova:ABCD%'\".",
     )
     p.add_argument("--type", metavar="T", help="only events of this type, e.g. message_posted")
     p.add_argument("--agent", metavar="A", help="only events by this agent (name or name:DEV)")
@@ -286,6 +300,26 @@ def _add_events(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         "--wait", type=_seconds, metavar="SECS", help="follow for SECS seconds, then exit 0"
     )
     _json_flag(p, "JSON Lines: one event object a line")
+
+
+def _leaves(
+    parser: argparse.ArgumentParser,
+) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_leaves(sub) or [sub])
+    return found
+
+
+def _json_everywhere(parser: argparse.ArgumentParser) -> None:
+    # Every command takes --json and then prints exactly one JSON value (listings an array,
+    # actions an object; the followers print JSON Lines). Commands whose result is more than
+    # "done" add their own flag with a better help text; the rest get this one.
+    for leaf in _leaves(parser):
+        if "--json" not in leaf._option_string_actions:
+            _json_flag(leaf, "the result as one JSON object")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,4 +342,5 @@ def build_parser() -> argparse.ArgumentParser:
     _add_events(builder, sub)
     add_coordination(builder, sub)
     add_harness(builder, sub)
+    _json_everywhere(parser)
     return parser

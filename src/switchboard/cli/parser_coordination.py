@@ -97,7 +97,7 @@ def _add_rooms(b: Any, sub: Any) -> None:
 
 
 def _add_presence(b: Any, sub: Any) -> None:
-    group = b.group(sub, "set", "set your status, summary or visibility")
+    group = b.group(sub, "set", "set your status, summary, tags or visibility")
     p = b.command(
         group, "status", "presence:status", "set your status: active, idle, busy or offline"
     )
@@ -105,6 +105,15 @@ def _add_presence(b: Any, sub: Any) -> None:
     _json(p, "the agent as JSON")
     p = b.command(group, "summary", "presence:summary", "set the one line on what you work on")
     p.add_argument("value", metavar="TEXT", nargs="+", help="the summary")
+    _json(p, "the agent as JSON")
+    p = b.command(
+        group,
+        "tags",
+        "presence:tags",
+        "set your tags (replacing them): set tags backend,db; send +backend reaches you",
+    )
+    p.add_argument("value", metavar="TAG", nargs="*", help="tags, space- or comma-separated")
+    p.add_argument("--clear", action="store_true", help="remove all your tags")
     _json(p, "the agent as JSON")
     p = b.command(
         group,

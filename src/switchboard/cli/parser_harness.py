@@ -42,6 +42,9 @@ def _add_mcp(b: Any, sub: Any) -> None:
     p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     p.add_argument("--host", default="127.0.0.1", help="HTTP address (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="HTTP port (default: 8765)")
+    p.add_argument(
+        "--json", action="store_true", help="accepted for uniformity: MCP speaks JSON-RPC anyway"
+    )
     p = b.command(
         sub,
         "hook",
@@ -55,6 +58,9 @@ def _add_mcp(b: Any, sub: Any) -> None:
     p.add_argument("harness", metavar="HARNESS", help=f"one of {', '.join(HARNESS_NAMES)}")
     p.add_argument("event", metavar="EVENT", help="the harness's event name, e.g. PostToolUse")
     p.add_argument("--wait", type=_seconds, metavar="SECS", help="idle hooks: wait this long")
+    p.add_argument(
+        "--json", action="store_true", help="accepted for uniformity: a hook prints one JSON object"
+    )
 
 
 def _add_install(b: Any, sub: Any) -> None:

@@ -83,6 +83,7 @@ METHODS: Final = frozenset(
         "room.read",
         "room.follow",
         "presence.set",
+        "tags.set",
         "thread.show",
         "search",
         "sent",

@@ -6,6 +6,7 @@ partition yet, so a second group is refused rather than leaking one group's even
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,11 @@ if TYPE_CHECKING:
 
 # How long group create and join wait for the link's first connection.
 LINK_WAIT = 10.0
+
+
+# Meta key (plus the group id) of a link's lag and this device's newest seq when the link went
+# off: ``link status`` then counts the events waiting to be pushed.
+_HELD_KEY = "relay_held:"
 
 
 class GroupParams(AgentParams):
@@ -54,7 +60,8 @@ class GroupHandlers:
         link: dict[str, Any] = {"url": group["relay_url"], "enabled": bool(group["enabled"])}
         link["kind"] = links.kind_of(group["relay_url"])
         if peer is None:
-            link.update(state="off", lag=None, last_push=None, last_error=None)
+            link.update(state="off", lag=await self._lag_while_off(group["group_id"]))
+            link.update(last_push=None, last_error=None)
         else:
             link.update(
                 state=peer.status.state,
@@ -188,8 +195,29 @@ class GroupHandlers:
             if p.on and group["group_id"] not in self.d.peers:
                 self.d._start_peer(group)
             elif not p.on:
-                await self.d.stop_peer(group["group_id"])
+                await self._remember_held(group_id)
+                await self.d.stop_peer(group_id)
         return await self.link_status(params)
+
+    async def _remember_held(self, group_id: str) -> None:
+        """Keep a link's lag and this device's newest seq as it goes off, so that its lag can
+        still be told while it is off (``_lag_while_off``)."""
+        peer = self.d.peers.get(group_id)
+        if peer is None:
+            return
+        seq = self.d.log.vector().get(self.d.device_id, 0)
+        held = json.dumps({"lag": peer.lag(), "seq": seq})
+        await self.d.db.write(lambda conn: projections.set_meta(conn, _HELD_KEY + group_id, held))
+
+    async def _lag_while_off(self, group_id: str) -> int | None:
+        """Events waiting to be pushed on a link that is off: its lag when it went off plus
+        this device's events since (``None`` when it was never on in this home)."""
+        held = await self.d.read(projections.get_meta, _HELD_KEY + group_id)
+        if held is None:
+            return None
+        then = json.loads(held)
+        since = self.d.log.vector().get(self.d.device_id, 0) - int(then["seq"])
+        return int(then["lag"]) + max(since, 0)
 
     async def link_sync(self, params: Any) -> list[dict[str, Any]]:
         """Wait (up to ``timeout`` s) until every link is connected and its relay holds our log."""

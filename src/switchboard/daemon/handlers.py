@@ -44,6 +44,7 @@ from switchboard.events import (
     MessageRead,
     now_ts,
 )
+from switchboard.harnesses import wrapping
 from switchboard.store import projections, query, rooms
 
 if TYPE_CHECKING:
@@ -70,6 +71,10 @@ class RegisterParams(AgentParams):
     cwd: str = ""
     pid: Pid | None = None
     summary: str = ""
+    tags: list[str] | None = None  # None: keep the agent's tags
+
+
+class TagsParams(AgentParams):
     tags: list[str] = msgspec.field(default_factory=list)
 
 
@@ -165,11 +170,32 @@ class Handlers(
         """Register (or update) a local agent; return it."""
         p = params_of(RegisterParams, params)
         name = self._agent_name(p.agent)
+        if p.tags is None:
+            found = await self.d.read(projections.find_agents, name, self.d.device_id)
+            tags = list(found[0]["tags"]) if found else []
+        else:
+            tags = _tags(p.tags)
         body = AgentRegistered(
-            name=name, harness=p.harness, cwd=p.cwd, pid=p.pid, summary=p.summary, tags=p.tags
+            name=name, harness=p.harness, cwd=p.cwd, pid=p.pid, summary=p.summary, tags=tags
         )
         await self.d.log.append(name, body)
         return await self._agent(name)
+
+    async def tags_set(self, params: Any) -> dict[str, Any]:
+        """Set the acting agent's tags (replacing them; none clears them); return the agent.
+
+        Tags are carried by ``agent_registered``, so the agent is registered again with what
+        it had (harness, directory, summary) and the new tags; ``send +tag`` reaches it.
+        """
+        p = params_of(TagsParams, params)
+        name = await self.ensure_agent(p.agent)
+        [row] = await self.d.read(projections.find_agents, name, self.d.device_id)
+        body = AgentRegistered(
+            name=name, harness=row["harness"] or "shell", cwd=row["cwd"] or "", pid=row["pid"],
+            summary=row["summary"] or "", tags=_tags(p.tags),
+        )  # fmt: skip
+        await self.d.log.append(name, body)
+        return await self.agent_view(await self._own_row(name), name)
 
     async def ensure_agent(self, agent: str) -> str:
         """Return the acting agent's name, registering it on first use."""
@@ -214,7 +240,7 @@ class Handlers(
         """Post a message; say per recipient whether it was delivered or queued."""
         p = await self.with_reply(params_of(SendParams, params))
         if not p.to:
-            raise UserError("no recipient: give @name, @name:DEVICE, #room or @all")
+            raise UserError("no recipient: give @name, @name:DEVICE, #room, +tag or @all")
         if not p.text.strip():
             raise UserError("message text is empty")
         if len(p.text) > MAX_TEXT_LENGTH:
@@ -266,6 +292,16 @@ class Handlers(
                     raise NotFound("no other agent in the group to send to")
             elif isinstance(target, ids.RoomTarget):
                 rows = room_recipients(conn, target.room, self.d.device_id, sender)
+            elif isinstance(target, ids.TagTarget):
+                rows = [
+                    r
+                    for r in projections.list_agents(conn)
+                    if target.tag in r["tags"]
+                    and not (r["name"] == sender and r["device_id"] == self.d.device_id)
+                ]
+                rows = reachable(conn, rows, exact=False)
+                if not rows:
+                    raise NotFound(f"no other agent tagged +{target.tag}")
             else:
                 rows = projections.find_agents(conn, target.name, None)
                 if target.device is not None:
@@ -339,25 +375,34 @@ class Handlers(
         return {"id": msg_id, "result": overall, "recipients": out}
 
     async def inbox(self, params: Any) -> list[dict[str, Any]]:
-        """Unread messages of the acting agent; marks them read unless ``peek``."""
+        """Unread messages and notices of the acting agent, and the events its subscriptions
+        matched (``events sub``) as notices, oldest first; marks them read (moves the
+        subscriptions on) unless ``peek``."""
         p = params_of(InboxParams, params)
         name = await self.ensure_agent(p.agent)
         await self._settle()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(p.wait, 0.0), MAX_WAIT)
+        limit = min(max(p.limit, 1), 1000)
+        injector = self._dl.injector
         while True:
             mark = self.d.changes
-            rows = await self.d.read(projections.inbox_unread, self.d.device_id, name, p.limit)
+            rows = await self.d.read(projections.inbox_unread, self.d.device_id, name, limit)
             rows = await self.d.read(held_back, self.d.device_id, name, rows)
+            matched = await injector.take_events(name, limit=limit, advance=not p.peek)
             remaining = deadline - loop.time()
-            if rows or remaining <= 0:
+            if rows or matched or remaining <= 0:
                 break
             await self.d.wait_advanced(remaining, since=mark)
         if rows and not p.peek:
             reader = f"{name}:{self.d.device_id}"
             items = [(name, MessageRead(message=row["ref"], reader=reader)) for row in rows]
             await self.d.log.append_many(items)
-        return [self._message_json(row) for row in rows]
+        shorts = await self.d.read(_device_shorts)
+        me = ids.format_address(name, self.d.short)
+        out = [self._message_json(row, shorts, me) for row in rows]
+        out += [_event_notice(event, me) for event in matched]
+        return sorted(out, key=lambda item: int(item["id"]))
 
     async def _settle(self) -> None:
         """On a daemon that has just started, let its links catch up before answering a read."""
@@ -365,14 +410,27 @@ class Handlers(
             for peer in list(self.d.peers.values()):
                 await peer.wait_caught_up(SETTLE_WAIT)
 
-    def _message_json(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _message_json(self, row: dict[str, Any], shorts: dict[str, str], me: str) -> dict[str, Any]:
+        """The inbox message shape (DESIGN §5) plus ``intent``, ``reply_to`` and ``notice``.
+
+        A notice (posted by a device, not an agent) comes ``from`` the device's short id, is
+        addressed ``to`` its rooms or else to the reader, and says in ``notice`` what it is
+        (``kind``) and whom it concerns (``subject``, a display address).
+        """
+        notice = row.get("notice")
+        if notice is not None:
+            notice = {**notice, "subject": _display(notice.get("subject") or "", shorts)}
+        sender = row["sender"]
         return {
             "id": row["id"],
             "ts": row["ts"],
-            "from": ids.format_address(row["sender"], row["sender_short"]),
-            "to": row["to"],
+            "from": ids.format_address(sender, row["sender_short"]) if sender else row["from"],
+            "to": row["to"] or ([me] if notice is not None else []),
             "text": row["text"],
             "thread": row["thread"],
+            "intent": row.get("intent"),
+            "reply_to": row.get("reply_to"),
+            "notice": notice,
         }
 
     # -- events ----------------------------------------------------------------------------------
@@ -449,3 +507,47 @@ class Handlers(
             return run()
         rows: list[dict[str, Any]] = await asyncio.to_thread(run)
         return rows
+
+
+def _device_shorts(conn: Any) -> dict[str, str]:
+    return {d["device_id"]: d["short"] for d in projections.list_devices(conn)}
+
+
+def _display(address: str, shorts: dict[str, str]) -> str:
+    """``name:<device id>`` as ``name:SHORT`` (an unknown device keeps its id)."""
+    name, sep, device = address.rpartition(":")
+    if not sep:
+        return address
+    return ids.format_address(name, shorts.get(device, device))
+
+
+def _event_notice(event: dict[str, Any], me: str) -> dict[str, Any]:
+    """An event a subscription of ``me`` matched, in the inbox message shape, as a notice."""
+    return {
+        "id": event["id"],
+        "ts": event["ts"],
+        "from": event["agent"] or event["device"],
+        "to": [me],
+        "text": wrapping.event_summary(event),
+        "thread": None,
+        "intent": None,
+        "reply_to": None,
+        "notice": {
+            "kind": "event",
+            "type": event["type"],
+            "subject": event["agent"] or event["device"],
+            "event": event,
+        },
+    }
+
+
+def _tags(given: list[str]) -> list[str]:
+    """Validated, de-duplicated tags in the order given (``a,b`` items split at commas)."""
+    found: dict[str, None] = {}
+    for item in given:
+        for part in str(item).split(","):
+            if part.strip():
+                found[ids.parse_tag(part.lstrip().removeprefix("+"))] = None
+    if len(found) > ids.MAX_TAGS:
+        raise UserError(f"{len(found)} tags exceed the limit of {ids.MAX_TAGS}")
+    return list(found)

@@ -181,6 +181,20 @@ class Injector:
         if items:
             await self.d.log.append_many(items)
 
+    async def take_events(self, name: str, *, limit: int, advance: bool) -> list[dict[str, Any]]:
+        """Events matching agent ``name``'s subscriptions since their cursors (at most
+        ``limit``), for ``inbox``; with ``advance``, the cursors move past what is returned,
+        so neither ``inbox`` nor a harness context is told of them again."""
+        async with self.lock(name):
+            scanned, matched = await self._subscribed(name)
+            shown = matched[:limit]
+            if advance and scanned:
+                cursor = scanned if len(shown) == len(matched) else shown[-1]["id"]
+                await self.d.db.write(
+                    lambda conn: delivery.advance_subscriptions(conn, name, cursor)
+                )
+        return shown
+
     async def _subscribed(self, name: str) -> tuple[int, list[dict[str, Any]]]:
         """Return (newest id scanned, matching events) for agent ``name``'s subscriptions."""
         subs = await self.d.read(delivery.list_subscriptions, name)

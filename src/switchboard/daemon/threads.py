@@ -19,7 +19,7 @@ from switchboard.daemon.params import Count, params_of
 from switchboard.daemon.sessions import located
 from switchboard.errors import NotFound, UserError
 from switchboard.events import BODY_TYPES, INTENTS, FileEdited
-from switchboard.store import projections, search
+from switchboard.store import delivery, projections, search
 
 if TYPE_CHECKING:
     from switchboard.daemon.service import Daemon
@@ -74,6 +74,15 @@ def message_json(row: dict[str, Any]) -> dict[str, Any]:
 def _local_id(text: str) -> int | None:
     body = text.strip().removeprefix("#")
     return int(body) if body.isascii() and body.isdigit() and len(body) < 19 else None
+
+
+def _receipt_state(row: dict[str, Any], injected_ts: str | None) -> str:
+    """queued < delivered < injected < read (daemon/delivery.py); each implies those before."""
+    if row["read_ts"]:
+        return "read"
+    if injected_ts:
+        return "injected"
+    return "delivered" if row["delivered_ts"] else "queued"
 
 
 class ThreadHandlers:
@@ -163,18 +172,16 @@ class ThreadHandlers:
         out = []
         for row in rows:
             states = await self.d.read(projections.receipts_for, row["id"])
+            injected = await self.d.read(delivery.injections_of, row["ref"])
             recipients = [
                 {
                     "address": ids.format_address(s["name"], s["short"]),
-                    "state": "read"
-                    if s["read_ts"]
-                    else "delivered"
-                    if s["delivered_ts"]
-                    else "queued",
+                    "state": _receipt_state(s, injected.get(address)),
                     "delivered": s["delivered_ts"],
+                    "injected": injected.get(address),
                     "read": s["read_ts"],
                 }
-                for s in states.values()
+                for address, s in states.items()
             ]
             out.append({**message_json(row), "recipients": recipients})
         return out

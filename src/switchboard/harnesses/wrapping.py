@@ -107,8 +107,8 @@ def message_block(message: dict[str, Any], max_chars: int = DEFAULT_MAX_MESSAGE_
     return f"<message {' '.join(attrs)}>\n{body}\n</message>"
 
 
-def event_line(event: dict[str, Any]) -> str:
-    """One ``<event>`` element: a one-line summary of a subscribed event."""
+def event_summary(event: dict[str, Any]) -> str:
+    """A one-line summary of an event (DESIGN §5 shape): ``luna:BOXE edited src/a.py (Edit)``."""
     data = event.get("data") or {}
     agent = str(event.get("agent") or event.get("device") or "?")
     kind = str(event.get("type", ""))
@@ -118,7 +118,13 @@ def event_line(event: dict[str, Any]) -> str:
         summary = f"{agent} ran: {str(data.get('command', ''))[:200]}"
     else:
         summary = f"{agent}: {kind} {str(data)[:200]}"
-    text = _TAGS.sub("&lt;", clean(summary)).replace("\n", " ")
+    return clean(summary).replace("\n", " ")
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """One ``<event>`` element: a one-line summary of a subscribed event."""
+    kind = str(event.get("type", ""))
+    text = _TAGS.sub("&lt;", event_summary(event))
     return (
         f'<event id="{attr(event.get("id"))}" type="{attr(kind)}" '
         f'sent="{attr(event.get("ts"))}">{text}</event>'

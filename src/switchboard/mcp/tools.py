@@ -19,7 +19,7 @@ MAX_QUERY_ROWS: Final = 500
 
 _TO = {
     "description": "Recipients: '@name' (every agent of that name), '@name:DEV' (one device), "
-    "'#room' or '@all'. A bare name is taken as '@name'.",
+    "'#room', '+tag' (every agent with that tag) or '@all'. A bare name is taken as '@name'.",
     "anyOf": [
         {"type": "string", "minLength": 1},
         {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
@@ -39,7 +39,9 @@ _PRIORITY = {
 
 def _targets(to: Any) -> list[str]:
     items = [to] if isinstance(to, str) else list(to)
-    return [t if t.startswith(("@", "#")) else f"@{t}" for t in (str(i).strip() for i in items)]
+    return [
+        t if t.startswith(("@", "#", "+")) else f"@{t}" for t in (str(i).strip() for i in items)
+    ]
 
 
 def _take_result(taken: dict[str, Any], read: bool) -> str:

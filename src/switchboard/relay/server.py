@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -461,11 +462,14 @@ def _stalest(handshakes: list[Connection]) -> Connection:
     return handshakes[0]
 
 
-async def run_relay(settings_home: Path, host: str, port: int, data_dir: Path | None) -> None:
+async def run_relay(
+    settings_home: Path, host: str, port: int, data_dir: Path | None, *, as_json: bool = False
+) -> None:
     """Run a standalone relay until cancelled or SIGTERM.
 
     Prints one line, ``relay listening on ws://HOST:PORT (id XXXX)``, to stdout once it
-    accepts connections (with the real port when ``port`` is 0).
+    accepts connections (with the real port when ``port`` is 0); with ``as_json``, that line
+    is one JSON object, ``{"url": "ws://HOST:PORT", "id": "XXXX"}``.
 
     Args:
         settings_home: the Switchboard home, for ``config.toml`` retention settings and the
@@ -491,7 +495,11 @@ async def run_relay(settings_home: Path, host: str, port: int, data_dir: Path | 
     shown, relay_short = (f"[{host}]" if ":" in host else host), short_id(relay.relay_id)
 
     def announce(bound: int) -> None:
-        print(f"relay listening on ws://{shown}:{bound} (id {relay_short})", flush=True)
+        url = f"ws://{shown}:{bound}"
+        if as_json:
+            print(json.dumps({"url": url, "id": relay_short}), flush=True)
+        else:
+            print(f"relay listening on {url} (id {relay_short})", flush=True)
 
     loop = asyncio.get_running_loop()
     serving = asyncio.create_task(

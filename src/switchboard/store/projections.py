@@ -363,12 +363,16 @@ def list_devices(conn: sqlite3.Connection) -> list[Row]:
 def inbox_unread(conn: sqlite3.Connection, device_id: str, name: str, limit: int) -> list[Row]:
     """Return up to ``limit`` unread messages of agent ``name`` on ``device_id``, oldest first.
 
-    Each row has ``id`` (local), ``ref`` (``origin/seq``), ``ts``, ``origin``, ``sender``
-    (agent name), ``sender_short``, ``from`` (display address), ``to``, ``text``, ``thread``.
+    Each row has ``id`` (local), ``ref`` (``origin/seq``), ``ts``, ``type``
+    (``message_posted`` or ``notice_posted``), ``origin``, ``sender`` (agent name; empty for a
+    notice, which its device posts), ``sender_short``, ``from`` (display address, or the
+    device's short id for a notice), ``to``, ``text``, ``thread``, ``intent``, ``reply_to``,
+    and for a notice ``notice``: its ``kind``, ``subject`` (internal address), ``room``,
+    ``path`` and ``ref`` (``None`` for a message).
     """
     cursor = conn.execute(
-        """SELECT e.id, e.origin || '/' || e.seq AS ref, e.ts, e.origin, e.agent AS sender,
-            coalesce(d.short, '') AS sender_short, e.data
+        """SELECT e.id, e.origin || '/' || e.seq AS ref, e.ts, e.type, e.origin,
+            e.agent AS sender, coalesce(d.short, '') AS sender_short, e.data
         FROM inbox AS i JOIN events AS e ON e.id = i.event_id
             LEFT JOIN devices AS d ON d.device_id = e.origin
         WHERE i.device_id = ? AND i.name = ? AND i.read_ts IS NULL
@@ -381,6 +385,10 @@ def inbox_unread(conn: sqlite3.Connection, device_id: str, name: str, limit: int
         sender, short = row["sender"], row["sender_short"]
         row["from"] = f"{sender}:{short}" if sender else short
         row.update(to=data.get("to", []), text=data.get("text", ""), thread=data.get("thread"))
+        row.update(intent=data.get("intent"), reply_to=data.get("reply_to"), notice=None)
+        if row["type"] == "notice_posted":
+            keys = ("kind", "subject", "room", "path", "ref")
+            row["notice"] = {key: data.get(key) for key in keys}
     return rows
 
 

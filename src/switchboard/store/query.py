@@ -27,9 +27,16 @@
 #    reader may not see.
 # 5. A progress handler stops the query after ``max_seconds``; rows past ``max_rows`` and values
 #    longer than ``MAX_VALUE_LENGTH`` are refused.
+#
+# Event data names agents by internal address (``nova:<26-letter device id>``: recipients,
+# readers, subjects). For people, ``visible_events`` also has ``display_data``, the data with
+# every internal address shown as a display address (``nova:ABCD``), and queries may call
+# ``display(text)``, which does the same to any text. Both use the device short ids as they
+# stand when the query runs.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -69,18 +76,21 @@ _FUNCTIONS: Final = frozenset(
         "json_valid", "julianday", "length", "like", "likelihood", "likely", "lower", "ltrim",
         "max", "min", "nullif", "octet_length", "printf", "quote", "replace", "round", "rtrim",
         "sign", "strftime", "string_agg", "substr", "substring", "sum", "time", "total", "trim",
-        "typeof", "unicode", "unixepoch", "unlikely", "upper", "->", "->>",
+        "typeof", "unicode", "unixepoch", "unlikely", "upper", "->", "->>", "display",
     }
 )  # fmt: skip
+# An internal address's device part: ``:`` then a full device id (ids._DEVICE_RE).
+_INTERNAL = re.compile(r":([a-z2-7]{26})(?![a-z2-7])")
 
 _COLUMNS: Final = "id, ts, type, agent, device, origin, seq, data"
 
 # events_view's definition (migration m001), read from the tables so that every read it makes
 # is VIEW's own; tests/store/test_query_rooms.py checks that the two agree row for row.
+# ``display_data`` comes last, beyond the columns of events_view.
 _VIEW_SQL: Final = """CREATE TEMP VIEW visible_events (id, ts, type, agent, device, origin, seq,
-    data) AS SELECT e.id, e.ts, e.type,
+    data, display_data) AS SELECT e.id, e.ts, e.type,
         CASE WHEN e.agent = '' THEN '' ELSE e.agent || ':' || coalesce(d.short, '') END,
-        coalesce(d.short, ''), e.origin, e.seq, e.data
+        coalesce(d.short, ''), e.origin, e.seq, e.data, display(e.data)
     FROM main.events AS e LEFT JOIN main.devices AS d ON d.device_id = e.origin"""
 
 # What the room code writes (store/rooms.py, daemon/rooms.py): room events and notices name
@@ -235,6 +245,7 @@ class GuardedQuery:
                 raise QueryRejected("the query's connection is closed")
             self._deadline[0] = started + self.max_seconds
             try:
+                self._refresh_display()
                 rows = self._conn.execute(sql, params).fetchall()
             except (sqlite3.Error, sqlite3.Warning, ValueError) as exc:
                 timed_out = time.monotonic() - started >= self.max_seconds
@@ -249,6 +260,14 @@ class GuardedQuery:
                 f"query matched more than {max_rows} rows: narrow it with --type, --agent or --last"
             )
         return [_event_json(row) for row in rows]
+
+    def _refresh_display(self) -> None:
+        # Devices join (and short ids lengthen) while a follower's connection stays open.
+        self._conn.set_authorizer(None)
+        try:
+            _add_display(self._conn)
+        finally:
+            self._conn.set_authorizer(_authorizer(whole_log=self._rooms is None))
 
     @property
     def busy(self) -> bool:
@@ -305,6 +324,7 @@ def open_guarded(
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {db_path}: {exc}") from exc
     try:
+        _add_display(conn)
         _create_view(conn, view)
     except sqlite3.Error as exc:
         conn.close()
@@ -327,6 +347,22 @@ def _view_sql(visible_rooms: Collection[str] | None) -> str:
     rooms = ", ".join(f"'{name}'" for name in names)
     # A view cannot hold parameters: the list is spliced in where the SQL says :rooms.
     return _VIEW_SQL + _HIDDEN_SQL.replace(":rooms", rooms)
+
+
+def _add_display(conn: sqlite3.Connection) -> None:
+    """Give ``conn`` the SQL function ``display(text)``: internal addresses as display ones."""
+    shorts: dict[str, str] = dict(conn.execute("SELECT device_id, short FROM main.devices"))
+
+    def show(match: re.Match[str]) -> str:
+        short = shorts.get(match[1])
+        return f":{short}" if short else match[0]
+
+    def display(value: Any) -> Any:
+        if not isinstance(value, str) or ":" not in value:
+            return value
+        return _INTERNAL.sub(show, value)
+
+    conn.create_function("display", 1, display, deterministic=True)
 
 
 def _create_view(conn: sqlite3.Connection, view: str, *, replace: bool = False) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import TYPE_CHECKING
 
 from switchboard.cli import output
@@ -21,23 +22,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         service.run(settings)
+    if args.json:
+        output.print_json({"stopped": True, "pid": os.getpid()})
     return 0
 
 
 def start(args: argparse.Namespace, settings: Settings) -> int:
     """Start the daemon in the background unless it runs; wait until it answers."""
     before = process.read_status(settings)
-    if before["running"]:
+    if not before["running"]:
+        connect(settings).close()
+    after = process.read_status(settings)
+    if args.json:
+        output.print_json({**after, "started": not before["running"]})
+    elif before["running"]:
         print(f"daemon already running (pid {before['pid']})")
-        return 0
-    connect(settings).close()
-    print(f"daemon started (pid {process.read_status(settings)['pid']})")
+    else:
+        print(f"daemon started (pid {after['pid']})")
     return 0
 
 
 def stop(args: argparse.Namespace, settings: Settings) -> int:
     """Stop the daemon; say so, or that none was running (both exit 0)."""
-    if process.stop(settings, timeout=args.timeout):
+    stopped = process.stop(settings, timeout=args.timeout)
+    if args.json:
+        output.print_json({"stopped": stopped, "running": False})
+    elif stopped:
         print("daemon stopped")
     else:
         print("no daemon running")

@@ -14,9 +14,14 @@ if TYPE_CHECKING:
     from switchboard.config import Settings
 
 
-def wait_send(settings: Settings, result: dict[str, Any], state: str, timeout: float) -> Any:
+def wait_send(
+    settings: Settings, result: dict[str, Any], state: str, timeout: float, *, as_json: bool
+) -> Any:
     """Wait until every recipient of a sent message reached ``state``; return the send result
     with each recipient's state brought up to date (and ``complete``).
+
+    When the wait times out, the result so far is printed (as JSON with ``as_json``, else one
+    line per recipient) before the error.
 
     Raises:
         SwitchboardError: the wait timed out before every recipient got there.
@@ -31,7 +36,10 @@ def wait_send(settings: Settings, result: dict[str, Any], state: str, timeout: f
     result["complete"] = waited["complete"]
     if not waited["complete"]:
         behind = [a for a, s in states.items() if s != state and _behind(s, state)]
-        output.print_json(result)
+        if as_json:
+            output.print_json(result)
+        else:
+            output.print_lines(output.send_lines(result))
         raise SwitchboardError(
             f"not every recipient reached {state} within {timeout:g} s: {', '.join(behind)}"
         )
@@ -58,7 +66,10 @@ def subscriptions(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.action == "unsub":
         result = call(settings, "events.unsubscribe", params(agent=agent, id=args.id))
-        print(f"removed {result['removed']} subscription(s)")
+        if args.json:
+            output.print_json(result)
+        else:
+            print(f"removed {result['removed']} subscription(s)")
         return 0
     rows = call(settings, "events.subscriptions", {"agent": agent})
     if args.json:

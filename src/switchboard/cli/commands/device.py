@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 def init(args: argparse.Namespace, settings: Settings) -> int:
     """Create this device's identity (the daemon does, on first start) and print its ids."""
     device = call(settings, "init", params(name=args.name))
-    output.print_lines(output.device_lines(device))
+    if args.json:
+        output.print_json(device)
+    else:
+        output.print_lines(output.device_lines(device))
     return 0
 
 

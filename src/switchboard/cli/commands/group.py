@@ -33,14 +33,20 @@ def create(args: argparse.Namespace, settings: Settings) -> int:
         agent=settings.agent, name=args.name, relay=args.relay, options=options_from_args(args)
     )
     result = call(settings, "group.create", values)
-    output.print_lines([_group_line("created", result["group"]), result["invite"]])
+    if args.json:
+        output.print_json(result)
+    else:
+        output.print_lines([_group_line("created", result["group"]), result["invite"]])
     return 0
 
 
 def invite(args: argparse.Namespace, settings: Settings) -> int:
     """Print an invite for the group, alone on its line."""
     result = call(settings, "invite", params(group=args.group))
-    output.print_lines([result["invite"]])
+    if args.json:
+        output.print_json(result)
+    else:
+        output.print_lines([result["invite"]])
     return 0
 
 
@@ -51,7 +57,10 @@ def join(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("no invite given")
     values = params(invite=token, agent=settings.agent, options=options_from_args(args))
     result = call(settings, "join", values)
-    output.print_lines([_group_line("joined", result["group"])])
+    if args.json:
+        output.print_json(result)
+    else:
+        output.print_lines([_group_line("joined", result["group"])])
     return 0
 
 

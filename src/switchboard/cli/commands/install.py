@@ -33,9 +33,20 @@ def _run(args: argparse.Namespace, settings: Settings, *, remove: bool) -> int:
     setup = _setup(args, settings)
     chosen = installer.select(args.harnesses, setup, detect=not remove)
     if not chosen:
-        print("no harness found (name one: switchboard install claude codex ...)")
+        if args.json:
+            output.print_json({"harnesses": [], "dry_run": args.dry_run})
+        else:
+            print("no harness found (name one: switchboard install claude codex ...)")
         return 0
     reports = installer.run(chosen, setup, remove=remove, dry_run=args.dry_run)
+    if args.json:
+        output.print_json(
+            {"harnesses": [_report_json(r) for r in reports], "dry_run": args.dry_run}
+        )
+        for report in reports:
+            if report.error:
+                print(output.error_line(report.error), file=sys.stderr)
+        return 1 if any(report.error for report in reports) else 0
     failed = False
     for report in reports:
         print(f"{report.title}:")
@@ -51,6 +62,19 @@ def _run(args: argparse.Namespace, settings: Settings, *, remove: bool) -> int:
     if args.dry_run:
         print("dry run: nothing was written")
     return 1 if failed else 0
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    return {
+        "harness": report.harness,
+        "title": report.title,
+        "outcomes": [
+            {"action": o.action, "path": str(o.path), "diff": o.diff or None}
+            for o in report.outcomes
+        ],
+        "notes": report.notes,
+        "error": report.error or None,
+    }
 
 
 def install(args: argparse.Namespace, settings: Settings) -> int:

@@ -76,6 +76,9 @@ def release(args: argparse.Namespace, settings: Settings) -> int:
     top, repo = repository()
     values = {"agent": settings.acting_agent(), "paths": _relative(args.paths, top), "repo": repo}
     result = call(settings, "lease.release", values)
+    if args.json:
+        output.print_json(result)
+        return 0
     for lease in result["released"]:
         print("released " + _lease_line(lease))
     return 0
@@ -117,6 +120,8 @@ def check(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 1 if any path is leased exclusively by another agent."""
     if os.environ.get(OVERRIDE_ENV):
         print(f"switchboard: lease check skipped ({OVERRIDE_ENV} is set)", file=sys.stderr)
+        if args.json:
+            output.print_json({"ok": True, "conflicts": [], "skipped": True})
         return 0
     top, repo = repository()
     paths = _relative(args.paths, top)
@@ -125,9 +130,13 @@ def check(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError("not in a git repository")
         paths += _staged(top)
     if not paths:
+        if args.json:
+            output.print_json({"ok": True, "conflicts": []})
         return 0
     result = call(settings, "lease.check", {"agent": settings.acting_agent(), "paths": paths,
                                             "repo": repo})  # fmt: skip
+    if args.json:
+        output.print_json(result)  # and still exit 1 below when blocked
     if not result["ok"]:
         found = "; ".join(c["message"] for c in result["conflicts"])
         raise Forbidden(f"blocked: {found}. To commit anyway: {OVERRIDE_ENV}=1 git commit ...")
@@ -159,5 +168,8 @@ def hook_install(args: argparse.Namespace, settings: Settings) -> int:
         f'exec "{sys.executable}" -m switchboard lease check --staged\n'
     )
     hook.chmod(0o755)
-    print(f"installed {hook}")
+    if args.json:
+        output.print_json({"installed": str(hook)})
+    else:
+        print(f"installed {hook}")
     return 0

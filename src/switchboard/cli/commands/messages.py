@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from switchboard.cli import output
@@ -27,16 +29,37 @@ def agents(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _read_text(source: str) -> str:
+    """The message text from stdin (``-``) or a file; trailing newlines are dropped.
+
+    Raises:
+        UserError: the text is empty.
+        OSError: the file cannot be read.
+    """
+    from switchboard.errors import UserError  # noqa: PLC0415
+
+    if source == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(os.path.expanduser(source), "rb") as file:
+            data = file.read()
+    text = data.decode("utf-8", errors="replace").rstrip("\r\n")
+    if not text.strip():
+        raise UserError(f"no message text in {'stdin' if source == '-' else source}")
+    return text
+
+
 def send(args: argparse.Namespace, settings: Settings) -> int:
     """Send ``args.text`` to ``args.targets``; print each recipient's delivery state."""
-    values = params(
-        agent=settings.acting_agent(), to=args.targets, text=args.text, thread=args.thread
-    )
+    text = args.text if args.text_source is None else _read_text(args.text_source)
+    values = params(agent=settings.acting_agent(), to=args.targets, text=text, thread=args.thread)
     values.update(params(intent=args.intent, reply_to=args.reply_to))
     values.update(params(priority=getattr(args, "priority", None)))
     result = call(settings, "send", values)
     if getattr(args, "wait_for", None):  # send --wait delivered|injected|read
-        result = deliveries.wait_send(settings, result, args.wait_for, args.timeout)
+        result = deliveries.wait_send(
+            settings, result, args.wait_for, args.timeout, as_json=args.json
+        )
     if args.json:
         output.print_json(result)
     else:

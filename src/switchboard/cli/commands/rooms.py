@@ -54,22 +54,31 @@ def join(args: argparse.Namespace, settings: Settings) -> int:
 
 def leave(args: argparse.Namespace, settings: Settings) -> int:
     """Leave a room."""
-    _call(settings, "room.leave", args)
-    print(f"left #{args.name.removeprefix('#')}")
+    result = _call(settings, "room.leave", args)
+    if args.json:
+        output.print_json(result)
+    else:
+        print(f"left #{args.name.removeprefix('#')}")
     return 0
 
 
 def invite(args: argparse.Namespace, settings: Settings) -> int:
     """Invite an agent into a room."""
-    _call(settings, "room.invite", args, member=args.member)
-    print(f"invited {args.member} to #{args.name.removeprefix('#')}")
+    result = _call(settings, "room.invite", args, member=args.member)
+    if args.json:
+        output.print_json(result)
+    else:
+        print(f"invited {args.member} to #{args.name.removeprefix('#')}")
     return 0
 
 
 def kick(args: argparse.Namespace, settings: Settings) -> int:
     """Remove a member from a room."""
-    _call(settings, "room.kick", args, member=args.member)
-    print(f"removed {args.member} from #{args.name.removeprefix('#')}")
+    result = _call(settings, "room.kick", args, member=args.member)
+    if args.json:
+        output.print_json(result)
+    else:
+        print(f"removed {args.member} from #{args.name.removeprefix('#')}")
     return 0
 
 
