@@ -179,8 +179,7 @@ def test_liveness_killed_harness_takes_its_agent_offline_and_its_mcp_child_does_
             def delivered() -> bool:
                 rows = a.call("sent", agent="luna")
                 return any(
-                    r["text"] == "are you there?"
-                    and any(x["state"] in {"delivered", "read"} for x in r["recipients"])
+                    r["text"] == "are you there?" and any(x["delivered"] for x in r["recipients"])
                     for r in rows
                 )
 

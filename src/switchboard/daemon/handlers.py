@@ -20,10 +20,9 @@ from switchboard.daemon.leases import LeaseHandlers
 from switchboard.daemon.params import (
     MAX_WAIT,
     AgentParams,
-    Count,
-    EventCount,
     LocalId,
     Pid,
+    Rows,
     Seconds,
     params_of,
 )
@@ -91,7 +90,7 @@ class SendParams(AgentParams):
 class InboxParams(AgentParams):
     peek: bool = False
     wait: Seconds = 0.0
-    limit: Count = 100
+    limit: Rows = 100
 
 
 class EventsParams(msgspec.Struct):
@@ -99,7 +98,7 @@ class EventsParams(msgspec.Struct):
     type: str | None = None
     agent: str | None = None
     where: str | None = None
-    last: EventCount | None = None
+    last: Rows | None = None
     after: LocalId | None = None
     wait: Seconds | None = None
     # Who reads (an agent of this device): events about rooms it may not read are left out

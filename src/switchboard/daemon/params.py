@@ -16,13 +16,13 @@ P = TypeVar("P", bound=msgspec.Struct)
 MAX_WAIT: Final = 24 * 3600.0
 # Most rows one listing (inbox, thread, search, sent, room read) returns.
 MAX_LISTING: Final = 1000
-# Most rows an events query returns (store/query.py refuses larger results).
+# Most rows a bulk read returns (store/query.py refuses larger event results).
 MAX_EVENT_ROWS: Final = 10_000
 
 #: How many rows of a listing: 1 to ``MAX_LISTING``.
 Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_LISTING)]
-#: How many events: 1 to ``MAX_EVENT_ROWS``.
-EventCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_EVENT_ROWS)]
+#: How many rows of a bulk read (events, an inbox emptied at once): 1 to ``MAX_EVENT_ROWS``.
+Rows = Annotated[int, msgspec.Meta(ge=1, le=MAX_EVENT_ROWS)]
 #: A local id (of an event or message); 0 where it means "none".
 LocalId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 #: A wait or a timeout in seconds: 0 to ``MAX_WAIT``.
