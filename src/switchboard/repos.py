@@ -93,6 +93,12 @@ def locate(path: str, cwd: str) -> tuple[str, str]:
         top = find_top(Path(full))
         if top is not None:
             return identity(top), os.path.relpath(full, top)
+    return folder_key(path, cwd)
+
+
+def folder_key(path: str, cwd: str) -> tuple[str, str]:
+    """Return ``(folder name, path)`` where no repository is known: keyed by ``cwd``'s last
+    part, the path relative to ``cwd`` when under it."""
     name = os.path.basename(cwd.rstrip("/"))
     if cwd and os.path.isabs(path):
         relative = os.path.relpath(path, cwd)

@@ -78,12 +78,18 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    fields = _stat(pid)
+    return fields is None or fields[0] != "Z"
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or ``None``."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:
-            state = file.read().rsplit(")", 1)[1].split()[0]
+            fields = file.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return True
-    return state != "Z"
+        return None
+    return fields or None
 
 
 def anchor_alive(anchor: str) -> bool:
@@ -99,14 +105,10 @@ def anchor_alive(anchor: str) -> bool:
         # (``SWITCHBOARD_HARNESS_PID`` naming no process): nothing to follow. Elsewhere the
         # pid is all an anchor has.
         return os.path.isdir("/proc") or process_alive(int(pid_text))
-    if not process_alive(int(pid_text)):
-        return False
-    try:
-        with open(f"/proc/{pid_text}/stat", encoding="ascii", errors="replace") as file:
-            fields = file.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return True  # no /proc: the pid check above is all there is
-    return len(fields) > 19 and fields[19] == started
+    fields = _stat(int(pid_text))
+    if fields is None:  # gone, or no /proc: then the pid is all there is to check
+        return process_alive(int(pid_text))
+    return fields[0] != "Z" and len(fields) > 19 and fields[19] == started
 
 
 def room_mates(

@@ -27,6 +27,7 @@ from switchboard.events import (
     MessagePosted,
     NoticePosted,
 )
+from switchboard.repos import folder_key
 from switchboard.store.local import Row, rows_of
 from switchboard.store.rooms import split_address
 
@@ -191,23 +192,12 @@ def file_edited(conn: sqlite3.Connection, local_id: int, event: Event, body: Any
     if body.repo and body.repo_path:
         repo, path = body.repo, os.path.normpath(body.repo_path)
     else:  # an edit recorded before repositories were recognised
-        repo, path = edit_key(body.path, row[0] if row else "")
+        repo, path = folder_key(body.path, row[0] if row else "")
     conn.execute(
         "INSERT OR IGNORE INTO file_edits (event_id, device_id, name, repo, path, ts)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (local_id, event.origin, event.agent, repo, path, event.ts),
     )
-
-
-def edit_key(path: str, cwd: str) -> tuple[str, str]:
-    """Return ``(repository, path)`` for an edit that names no repository: the path relative
-    to the agent's directory when under it, keyed by the directory's last part."""
-    name = os.path.basename(cwd.rstrip("/"))
-    if cwd and os.path.isabs(path):
-        relative = os.path.relpath(path, cwd)
-        if not relative.startswith(".."):
-            return name, relative
-    return name, os.path.normpath(path)
 
 
 def edits_near(
