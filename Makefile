@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench clean brokers compile
+.PHONY: demo test check bench clean brokers compile harnesses
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,7 +32,18 @@ $(AEDES): tests/brokers/node/package-lock.json
 	npm ci --prefix tests/brokers/node --no-audit --no-fund --silent
 	touch $(AEDES)
 
-test: $(STAMP) brokers compile
+# The real harness CLIs (Claude Code, Codex, Gemini CLI, OpenCode, Pi) the live-turn tests
+# drive, pinned in tests/live/harnesses/package-lock.json; installed once, reused while the lock
+# is unchanged. No install scripts run: every pinned CLI starts without them.
+HARNESSES := tests/live/harnesses/node_modules/.installed
+
+harnesses: $(HARNESSES)
+
+$(HARNESSES): tests/live/harnesses/package-lock.json
+	npm ci --prefix tests/live/harnesses --ignore-scripts --no-audit --no-fund --silent
+	touch $(HARNESSES)
+
+test: $(STAMP) brokers harnesses compile
 	$(BIN)/python -m pytest -q
 
 check: $(STAMP)
