@@ -34,13 +34,17 @@ $(AEDES): tests/brokers/node/package-lock.json
 
 # The real harness CLIs (Claude Code, Codex, Gemini CLI, OpenCode, Pi) the live-turn tests
 # drive, pinned in tests/live/harnesses/package-lock.json; installed once, reused while the lock
-# is unchanged. No install scripts run: every pinned CLI starts without them.
+# is unchanged. No install scripts run but Claude Code's and OpenCode's, which put their native
+# binaries (optional dependencies) in place of their launchers. npm install, not npm ci: npm ci
+# refuses a lock that lacks the other platforms' optional binaries.
 HARNESSES := tests/live/harnesses/node_modules/.installed
 
 harnesses: $(HARNESSES)
 
 $(HARNESSES): tests/live/harnesses/package-lock.json
-	npm ci --prefix tests/live/harnesses --ignore-scripts --no-audit --no-fund --silent
+	npm install --prefix tests/live/harnesses --ignore-scripts --no-audit --no-fund --silent --loglevel=error
+	cd tests/live/harnesses && node node_modules/@anthropic-ai/claude-code/install.cjs >/dev/null && \
+		node node_modules/opencode-ai/postinstall.mjs >/dev/null
 	touch $(HARNESSES)
 
 test: $(STAMP) brokers harnesses compile
