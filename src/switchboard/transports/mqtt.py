@@ -1,25 +1,10 @@
-"""MQTT adapter (aiomqtt): broker connections with mapped errors, and a frame pipe ``Transport``.
+"""MQTT adapter (aiomqtt): broker connections with mapped errors.
 
 Theory of operation
 -------------------
 Everything that touches aiomqtt/paho for Switchboard goes through this module, so their
 exceptions stop here (``map_mqtt_errors``) and the links above see only our ``TransportError``
 tree (and ``AuthError`` for a refused login).
-
-``MqttPipe`` carries whole frames between two ends through a broker: each end subscribes to
-its own topic and publishes to the other's, at QoS 1 (the broker acknowledges every publish;
-one publisher's messages on one topic stay in order). MQTT has no connection between the two
-ends, so the pipe adds the little a ``Transport`` promises beyond that, with a one-byte kind
-before each payload:
-
-- ``D`` + frame: data;
-- ``C``: close. ``aclose()`` sends it and waits (briefly) for the peer's ``A``, like a WebSocket
-  closing handshake, so that once ``aclose()`` returns the peer knows; the broker publishes a
-  ``C`` for us as our *last will* if our connection dies without one;
-- ``A``: close acknowledged.
-
-A frame over the receiver's ``max_frame_size`` breaks the pipe on both ends (the receiver
-answers it with ``C``). The pipe passes the transport conformance suite on a real Mosquitto.
 """
 
 from __future__ import annotations
@@ -27,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -43,12 +27,9 @@ from switchboard.errors import (
     ConnectError,
     ConnectionLost,
     SwitchboardError,
-    TransportClosed,
     TransportTimeout,
 )
-from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE
 from switchboard.transports import tls
-from switchboard.transports.base import Guarantees
 
 if TYPE_CHECKING:
     from switchboard.links.base import LinkOptions
@@ -56,9 +37,6 @@ if TYPE_CHECKING:
 DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 # Seconds between MQTT PINGREQs; the broker fires our last will after 1.5x this of silence.
 KEEPALIVE: Final = 15
-# How long aclose() waits for the peer to acknowledge a close.
-CLOSE_WAIT: Final = 1.0
-_DATA, _CLOSE, _ACK = b"D", b"C", b"A"
 # paho CONNACK codes (3.1.1) and reason codes (5) that mean "your login was refused".
 _AUTH_CODES: Final = frozenset({4, 5, 134, 135})
 # ... and "I do not speak this protocol version" (3.1.1's 1, MQTT 5's 132).
@@ -253,121 +231,3 @@ def client(
         tls_context=tls.context(options, address.tls),
         queue_type=queue_type,
     )
-
-
-class MqttPipe:
-    """A frame ``Transport`` between two topics of one broker (see the module docstring)."""
-
-    guarantees = Guarantees(ordered=True, reliable=True)
-
-    def __init__(
-        self, mqtt: aiomqtt.Client, url: str, local: str, remote: str, max_frame_size: int
-    ) -> None:
-        self.peer = f"{url}/{remote}"
-        self._mqtt, self._url, self._local, self._remote = mqtt, url, local, remote
-        self._max = max_frame_size
-        self._inbox: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
-        self._acked = asyncio.Event()
-        self._peer_closed = False
-        self._closed = False
-        self._reader: asyncio.Task[None] | None = None
-
-    async def _start(self) -> None:
-        with map_mqtt_errors(self._url, connecting=True):
-            await self._mqtt.__aenter__()
-            await self._mqtt.subscribe(self._local, qos=1)
-        self._reader = asyncio.create_task(self._read(), name=f"mqtt-pipe[{self._local}]")
-
-    async def _read(self) -> None:
-        try:
-            with map_mqtt_errors(self._url):
-                async for message in self._mqtt.messages:
-                    payload = message.payload
-                    assert isinstance(payload, bytes | bytearray)
-                    await self._dispatch(bytes(payload))
-        except ConnectionLost as exc:
-            self._lost(exc)
-
-    async def _dispatch(self, payload: bytes) -> None:
-        kind, body = payload[:1], payload[1:]
-        if kind == _DATA and len(body) > self._max:
-            self._lost(ConnectionLost(f"frame of {len(body)} bytes from {self.peer}"))
-            with contextlib.suppress(SwitchboardError):
-                await self._publish(_CLOSE)
-        elif kind == _DATA and not self._peer_closed:
-            self._inbox.put_nowait(body)
-        elif kind == _CLOSE and not self._peer_closed:
-            self._lost(ConnectionLost(f"{self.peer} closed"))
-            with contextlib.suppress(SwitchboardError):
-                await self._publish(_ACK)
-        elif kind == _ACK:
-            self._acked.set()
-
-    def _lost(self, exc: ConnectionLost) -> None:
-        if not self._peer_closed:
-            self._peer_closed = True
-            self._inbox.put_nowait(exc)
-
-    async def _publish(self, payload: bytes) -> None:
-        with map_mqtt_errors(self._url):
-            await self._mqtt.publish(self._remote, payload, qos=1)
-
-    async def send(self, frame: bytes) -> None:
-        """Send one frame (QoS 1: returns once the broker acknowledged it)."""
-        if self._closed:
-            raise TransportClosed(f"pipe to {self.peer} is closed")
-        if self._peer_closed:
-            raise ConnectionLost(f"{self.peer} closed")
-        await self._publish(_DATA + frame)
-
-    async def receive(self) -> bytes:
-        """Return the next frame."""
-        if self._closed:
-            raise TransportClosed(f"pipe to {self.peer} is closed")
-        item = await self._inbox.get()
-        if isinstance(item, BaseException):
-            self._inbox.put_nowait(item)  # every later receive sees it too
-            raise item
-        return item
-
-    async def aclose(self) -> None:
-        """Close: tell the peer (and wait briefly for its acknowledgement), then disconnect."""
-        if self._closed:
-            return
-        self._closed = True
-        self._inbox.put_nowait(TransportClosed(f"pipe to {self.peer} is closed"))
-        if not self._peer_closed:  # one deadline for the publish and the acknowledgement
-            with contextlib.suppress(SwitchboardError, TimeoutError):
-                async with asyncio.timeout(CLOSE_WAIT):
-                    await self._publish(_CLOSE)
-                    await self._acked.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, SwitchboardError):
-                await self._reader
-        with contextlib.suppress(aiomqtt.MqttError, OSError):
-            await self._mqtt.__aexit__(None, None, None)
-
-
-async def connect_pipe(
-    url: str,
-    local: str,
-    remote: str,
-    options: LinkOptions,
-    *,
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-) -> MqttPipe:
-    """Open a pipe end that receives on ``local`` and sends to ``remote``.
-
-    Returns once subscribed, so frames sent to ``local`` from then on are received.
-
-    Raises:
-        ConnectError: the broker could not be reached.
-        AuthError: the broker refused our login.
-    """
-    mqtt = client(
-        url, options, identifier=f"sbp-{uuid.uuid4().hex[:18]}", will=(remote, _CLOSE, False)
-    )
-    pipe = MqttPipe(mqtt, url, local, remote, max_frame_size)
-    await pipe._start()  # the constructor's second half, kept async
-    return pipe

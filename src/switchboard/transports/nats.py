@@ -1,4 +1,4 @@
-"""NATS adapter (nats-py): connections with mapped errors, and a frame pipe ``Transport``.
+"""NATS adapter (nats-py): connections with mapped errors.
 
 Theory of operation
 -------------------
@@ -6,19 +6,10 @@ Everything that touches nats-py for Switchboard goes through here, so its except
 ``map_nats_errors``. ``connect`` opens a client with reconnects *off*: a link that loses its
 server ends its session and reconnects through its own backoff loop, which rebuilds every
 subscription from the store's cursor. That is one recovery path to test instead of two.
-
-``NatsPipe`` carries whole frames between two subjects over core NATS, for the transport
-conformance suite and as a plain floor in benchmarks. It uses the MQTT pipe's one-byte kinds
-(``D`` data, ``C`` close, ``A`` close acknowledged). Core NATS delivers over one TCP
-connection per end, in order; it drops messages only for a *slow consumer*, which nats-py
-reports through ``error_cb``, and the pipe then breaks instead of going on with a hole, so
-"every frame sent while connected arrives" holds. NATS has no last will: a peer that dies
-without ``C`` is found by the sync session's own heartbeats (``Ping``/``Pong``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterator
@@ -34,22 +25,16 @@ from switchboard.errors import (
     ConnectError,
     ConnectionLost,
     SwitchboardError,
-    TransportClosed,
     TransportTimeout,
 )
-from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE
 from switchboard.transports import tls
-from switchboard.transports.base import Guarantees
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
-    from nats.aio.msg import Msg
 
     from switchboard.links.base import LinkOptions
 
 DEFAULT_PORT: Final = 4222
-_DATA, _CLOSE, _ACK = b"D", b"C", b"A"
-CLOSE_WAIT: Final = 1.0
 
 
 def servers_of(url: str) -> list[str]:
@@ -160,107 +145,3 @@ async def connect(
             disconnected_cb=closed,
             error_cb=error,
         )
-
-
-class NatsPipe:
-    """A frame ``Transport`` between two core NATS subjects (see the module docstring)."""
-
-    guarantees = Guarantees(ordered=True, reliable=True)
-
-    def __init__(self, url: str, local: str, remote: str, max_frame_size: int) -> None:
-        self.peer = f"{url}/{remote}"
-        self._url, self._local, self._remote, self._max = url, local, remote, max_frame_size
-        self._nc: NatsClient | None = None
-        self._inbox: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
-        self._acked = asyncio.Event()
-        self._peer_closed = False
-        self._closed = False
-
-    async def _start(self, options: LinkOptions) -> None:
-        self._nc = await connect(self._url, options, on_lost=self._on_lost)
-        with map_nats_errors(self._url):
-            await self._nc.subscribe(self._local, cb=self._dispatch, pending_msgs_limit=-1)
-            await self._nc.flush()
-
-    async def _on_lost(self) -> None:
-        if not self._closed:
-            self._lost(ConnectionLost(f"connection to {self._url} broke"))
-
-    async def _dispatch(self, msg: Msg) -> None:
-        kind, body = msg.data[:1], msg.data[1:]
-        if kind == _DATA and len(body) > self._max:
-            self._lost(ConnectionLost(f"frame of {len(body)} bytes from {self.peer}"))
-            with contextlib.suppress(SwitchboardError):
-                await self._publish(_CLOSE)
-        elif kind == _DATA and not self._peer_closed:
-            self._inbox.put_nowait(body)
-        elif kind == _CLOSE and not self._peer_closed:
-            self._lost(ConnectionLost(f"{self.peer} closed"))
-            with contextlib.suppress(SwitchboardError):
-                await self._publish(_ACK)
-        elif kind == _ACK:
-            self._acked.set()
-
-    def _lost(self, exc: ConnectionLost) -> None:
-        if not self._peer_closed:
-            self._peer_closed = True
-            self._inbox.put_nowait(exc)
-
-    async def _publish(self, payload: bytes) -> None:
-        assert self._nc is not None
-        with map_nats_errors(self._url):
-            await self._nc.publish(self._remote, payload)
-            await self._nc.flush()
-
-    async def send(self, frame: bytes) -> None:
-        """Send one frame (returns once the server has it: ``flush``)."""
-        if self._closed:
-            raise TransportClosed(f"pipe to {self.peer} is closed")
-        if self._peer_closed:
-            raise ConnectionLost(f"{self.peer} closed")
-        await self._publish(_DATA + frame)
-
-    async def receive(self) -> bytes:
-        """Return the next frame."""
-        if self._closed:
-            raise TransportClosed(f"pipe to {self.peer} is closed")
-        item = await self._inbox.get()
-        if isinstance(item, BaseException):
-            self._inbox.put_nowait(item)
-            raise item
-        return item
-
-    async def aclose(self) -> None:
-        """Close: tell the peer (and wait briefly for its acknowledgement), then disconnect."""
-        if self._closed:
-            return
-        self._closed = True
-        self._inbox.put_nowait(TransportClosed(f"pipe to {self.peer} is closed"))
-        if not self._peer_closed:
-            with contextlib.suppress(SwitchboardError, TimeoutError):
-                await self._publish(_CLOSE)
-                await asyncio.wait_for(self._acked.wait(), CLOSE_WAIT)
-        if self._nc is not None:
-            with contextlib.suppress(nats.errors.Error, OSError):
-                await self._nc.close()
-
-
-async def connect_pipe(
-    url: str,
-    local: str,
-    remote: str,
-    options: LinkOptions,
-    *,
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-) -> NatsPipe:
-    """Open a pipe end that receives on subject ``local`` and sends to ``remote``.
-
-    Returns once subscribed (the server has our subscription).
-
-    Raises:
-        ConnectError: the server could not be reached.
-        AuthError: the credentials were refused.
-    """
-    pipe = NatsPipe(url, local, remote, max_frame_size)
-    await pipe._start(options)  # the constructor's second half, kept async
-    return pipe
