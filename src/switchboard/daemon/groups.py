@@ -19,6 +19,7 @@ from switchboard.errors import AuthError, NotFound, Rejected, UserError
 from switchboard.events import DeviceJoined, now_ts
 from switchboard.links import base as links
 from switchboard.store import projections
+from switchboard.transports import options as link_options
 
 if TYPE_CHECKING:
     from switchboard.daemon.service import Daemon
@@ -38,7 +39,7 @@ class GroupParams(AgentParams):
     group: str | None = None
     invite: str = ""
     on: bool = True
-    options: dict[str, Any] | None = None  # broker login/TLS (links.base.LinkOptions)
+    options: dict[str, Any] | None = None  # broker login/TLS (transports.options.LinkOptions)
 
 
 class SyncParams(msgspec.Struct):
@@ -82,14 +83,14 @@ class GroupHandlers:
                 "device can reach it)"
             )
         await self._one_group_only()
-        options = links.options_from_params(p.options)
+        options = link_options.options_from_params(p.options)
         group = {
             "group_id": ids.device_id_from_public_key(secrets.token_bytes(32)),
             "name": p.name or "default",
             "secret": new_group_secret(),
             "relay_url": await links.resolve_url(p.relay, options),
             "relay_key": None,
-            "link_options": links.encode_options(options),
+            "link_options": link_options.encode_options(options),
         }
         stored = await self._open_group(group, create=True)
         if p.agent:
@@ -107,15 +108,15 @@ class GroupHandlers:
         if existing is not None:
             return {"group": await self._group_status(existing)}
         await self._one_group_only()
-        options = links.decode_options(invite.link_options)
-        options = options.merged(links.options_from_params(p.options))
+        options = link_options.decode_options(invite.link_options)
+        options = options.merged(link_options.options_from_params(p.options))
         group = {
             "group_id": invite.group,
             "name": invite.name,
             "secret": invite.secret,
             "relay_url": invite.relay,
             "relay_key": invite.relay_key,
-            "link_options": links.encode_options(options),
+            "link_options": link_options.encode_options(options),
         }
         stored = await self._open_group(group, create=False)
         if p.agent:
@@ -141,7 +142,7 @@ class GroupHandlers:
                 group["relay_key"],
                 now_ts(),
             )
-            links.store_options(conn, group["group_id"], group.get("link_options"))
+            projections.set_group_link_options(conn, group["group_id"], group.get("link_options"))
 
         await self.d.db.write(add)
         peer = self.d._start_peer({**group, "enabled": 1}, create=create)
@@ -175,7 +176,7 @@ class GroupHandlers:
         group = await self.d.read(projections.get_group, group_id)
         peer = self.d.peers.get(group_id)
         relay_key = group["relay_key"] or (peer.relay_key if peer else None)
-        options = links.invite_options(group.get("link_options"))
+        options = link_options.invite_options(group.get("link_options"))
         return invites.render(
             invites.Invite(
                 group_id, group["name"], group["secret"], group["relay_url"], relay_key, options

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from switchboard import ids
+from switchboard import ids, wrapping
 from switchboard.daemon.delivery import DeliveryHandlers
 from switchboard.daemon.groups import LINK_WAIT, GroupHandlers
 from switchboard.daemon.leases import LeaseHandlers
@@ -43,7 +43,6 @@ from switchboard.events import (
     MessageRead,
     now_ts,
 )
-from switchboard.harnesses import wrapping
 from switchboard.store import projections, query, rooms
 
 if TYPE_CHECKING:

@@ -4,14 +4,14 @@ Theory of operation
 -------------------
 The daemon does not care how a group's events travel; it starts a link, wakes it when the log
 advances (``notify``), asks it how far behind the group it is (``lag``, ``status``) and waits on
-it (``wait_established``, ``wait_synced``, ``wait_caught_up``). ``daemon.peer.Peer`` (a sync
+it (``wait_established``, ``wait_synced``, ``wait_caught_up``). ``links.relay.RelayLink`` (a sync
 session to the embedded relay) already had that surface; ``Link`` names it, so a group can be
 linked through the relay, any MQTT broker, or NATS JetStream, chosen by the URL's scheme:
 
 ============================  =====================================  ==========================
 scheme                        link                                   who keeps history
 ============================  =====================================  ==========================
-``ws``, ``wss``, ``memory``   ``daemon.peer.Peer`` (unchanged)       the relay's mailbox
+``ws``, ``wss``, ``memory``   ``links.relay.RelayLink``              the relay's mailbox
 ``mqtt``, ``mqtts``           ``links.mqtt.MqttLink``                the online devices
 ``mqtt-public``               resolved at ``group create`` to one    the online devices
                               ``mqtt://`` broker of a short list
@@ -29,16 +29,15 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import msgspec
-
 from switchboard.crypto import GroupKeys
 from switchboard.errors import SwitchboardError, UserError
+from switchboard.transports.options import LinkOptions, decode_options
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from switchboard.daemon.peer import LinkStatus
     from switchboard.errors import SwitchboardError
+    from switchboard.links.status import LinkStatus
     from switchboard.proto.session import Established
     from switchboard.store.log import EventLog
 
@@ -80,69 +79,6 @@ class Link(Protocol):
 
     async def wait_caught_up(self, timeout: float) -> bool:
         """Wait until this device holds what the group held when the link connected."""
-
-
-class LinkOptions(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
-    """How to authenticate to a broker. Secrets: never log or show these.
-
-    Attributes:
-        username: broker user name (MQTT ``username``, NATS ``user``).
-        password: broker password.
-        tls_ca: file of CA certificates to trust instead of the system's.
-        tls_cert: client certificate file (mutual TLS).
-        tls_key: the client certificate's key file.
-        creds: a NATS ``.creds`` file (JWT + nkey seed).
-    """
-
-    username: str | None = None
-    password: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    creds: str | None = None
-
-    def __repr__(self) -> str:
-        # Keep the password out of logs and tracebacks.
-        return f"LinkOptions(username={self.username!r}, tls={self.tls_ca or self.tls_cert!r})"
-
-    @property
-    def wants_tls(self) -> bool:
-        """Whether any TLS file was given (which turns TLS on)."""
-        return any((self.tls_ca, self.tls_cert, self.tls_key))
-
-    def for_invite(self) -> LinkOptions | None:
-        """What an invite carries: the shared login, not this device's own TLS files.
-
-        The group secret is in the invite anyway, so a shared broker login adds no new
-        exposure and lets a joiner connect with nothing else. File paths are this machine's:
-        a joiner passes its own ``--tls-*`` files on ``join``.
-        """
-        shared = LinkOptions(username=self.username, password=self.password)
-        return None if shared == LinkOptions() else shared
-
-    def merged(self, override: LinkOptions) -> LinkOptions:
-        """Return these options with every field that ``override`` sets replaced."""
-        fields = {k: v for k, v in msgspec.structs.asdict(override).items() if v is not None}
-        return msgspec.structs.replace(self, **fields)
-
-
-def decode_options(raw: str | bytes | None) -> LinkOptions:
-    """Decode ``groups.link_options`` (JSON or ``None``).
-
-    Raises:
-        UserError: the stored options are not valid.
-    """
-    if not raw:
-        return LinkOptions()
-    try:
-        return msgspec.json.decode(raw, type=LinkOptions)
-    except msgspec.DecodeError as exc:
-        raise UserError(f"bad link options: {exc}") from exc
-
-
-def encode_options(options: LinkOptions) -> str | None:
-    """Encode options for ``groups.link_options`` (``None`` when there are none)."""
-    return None if options == LinkOptions() else msgspec.json.encode(options).decode()
 
 
 async def run_until_first_ends(coros: dict[str, Coroutine[Any, Any, Any]]) -> None:
@@ -270,9 +206,9 @@ def make_link(
     url: str = group["relay_url"]
     kind = kind_of(url)
     if kind == "relay":
-        from switchboard.daemon.peer import Peer  # noqa: PLC0415 - avoid an import cycle
+        from switchboard.links.relay import RelayLink  # noqa: PLC0415 - avoid an import cycle
 
-        return Peer(
+        return RelayLink(
             log=log,
             keys=keys,
             url=url,
@@ -293,28 +229,3 @@ def make_link(
 
     return NatsLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
                     create=create, on_presence=on_presence)  # fmt: skip
-
-
-def options_from_params(raw: dict[str, Any] | None) -> LinkOptions:
-    """Validate link options given to the API (``group.create`` / ``join`` ``options``).
-
-    Raises:
-        UserError: unknown fields or wrong types.
-    """
-    if not raw:
-        return LinkOptions()
-    try:
-        return msgspec.convert(raw, LinkOptions)
-    except msgspec.ValidationError as exc:
-        raise UserError(f"bad link options: {exc}") from exc
-
-
-def store_options(conn: Any, group_id: str, raw: str | None) -> None:
-    """Write a group's link options (JSON or ``None``) beside its row in ``groups``."""
-    conn.execute("UPDATE groups SET link_options = ? WHERE group_id = ?", (raw, group_id))
-
-
-def invite_options(raw: str | None) -> str | None:
-    """What of a group's stored options an invite carries (see ``LinkOptions.for_invite``)."""
-    shared = decode_options(raw).for_invite()
-    return None if shared is None else encode_options(shared)

@@ -62,7 +62,7 @@ from switchboard.errors import (
 )
 from switchboard.events import now_ts
 from switchboard.links.base import run_until_first_ends
-from switchboard.links.common import (
+from switchboard.links.broker import (
     CHUNK_EVENTS,
     SAVE_EVERY,
     BrokerLink,
@@ -81,7 +81,7 @@ if TYPE_CHECKING:
 
     import aiomqtt
 
-    from switchboard.links.base import LinkOptions
+    from switchboard.transports.options import LinkOptions
 
 # Tried in order by `group create --relay mqtt-public`; the first that accepts us is kept.
 # Safe only because brokers see ciphertext (crypto.py); anyone may read these topics.

@@ -47,7 +47,7 @@ from nats.js import api
 from switchboard.errors import SwitchboardError
 from switchboard.events import now_ts
 from switchboard.links.base import run_until_first_ends
-from switchboard.links.common import (
+from switchboard.links.broker import (
     CHUNK_EVENTS,
     SAVE_EVERY,
     BrokerLink,

@@ -1,8 +1,8 @@
-"""``Peer``: one group's link, a ``SyncSession`` over a ``Transport``, with reconnects.
+"""``RelayLink``: one group's link, a ``SyncSession`` over a ``Transport``, with reconnects.
 
 Theory of operation
 -------------------
-A ``Peer`` keeps one client session to the group's relay alive. Three tasks share a session:
+A ``RelayLink`` keeps one client session to the group's relay alive. Three tasks share a session:
 
 - ``receive_loop``: frames in; ``BatchReceived`` envelopes are opened, checked and stored in one
   transaction, then acknowledged;
@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -34,7 +33,9 @@ import msgspec
 from switchboard.crypto import GroupKeys
 from switchboard.errors import AuthError, ByeCode, Rejected, SwitchboardError, TamperedEnvelope
 from switchboard.events import Event, decode_event, encode_event, now_ts
+from switchboard.links.backoff import Backoff
 from switchboard.links.base import run_until_first_ends, wait_first_connection
+from switchboard.links.status import LinkStatus
 from switchboard.proto import cursors
 from switchboard.proto.frames import Envelope
 from switchboard.proto.session import (
@@ -57,17 +58,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.peer")
 
-# The first retry after a drop waits between half this and this: quick, since most drops are a
-# relay restarting or a network blip, and jittered, so a team does not reconnect in lockstep.
-FIRST_RETRY: Final = 0.1
-# Retries right after a drop are at most this far apart: a relay back up is found within it
-# (a restart takes a second or two), and a refused connect costs the relay's host next to
-# nothing, so even a team retrying this often is cheap.
-FAST_RETRY_CAP: Final = 0.2
-# Quick retries before the delays grow: about ten seconds of them, the length of a restart.
-FAST_RETRY_ATTEMPTS: Final = 64
-# Retries of a relay that stays away end up this far apart.
-MAX_RETRY: Final = 30.0
 CONNECT_TIMEOUT: Final = 10.0
 # Events read and sealed per batch when catching a peer up: large enough to amortise one read
 # and one frame, small enough to keep a frame under the batch byte limit for typical events.
@@ -80,69 +70,7 @@ MAX_EVENTS_PER_COMMIT: Final = 20_000
 
 
 @dataclass
-class Backoff:
-    """When to retry a relay: quick while it restarts, then ever slower. Pure: no clock.
-
-    The base delay of the attempt ``k`` since ``reset`` is ``first * 2**k`` capped at
-    ``fast_cap`` for the first ``fast_attempts`` attempts, then doubles from ``fast_cap`` up
-    to ``cap``. Each delay is drawn between half its base and its base ("equal jitter"), so
-    retries never bunch at zero and devices spread out.
-
-    Args:
-        first: base delay of the first retry.
-        fast_cap: longest base delay of the quick retries.
-        fast_attempts: how many retries are quick.
-        cap: longest base delay.
-    """
-
-    first: float = FIRST_RETRY
-    fast_cap: float = FAST_RETRY_CAP
-    fast_attempts: int = FAST_RETRY_ATTEMPTS
-    cap: float = MAX_RETRY
-    attempts: int = 0  # retries since the last reset
-
-    def reset(self) -> None:
-        """A session was established: the next drop starts from the first step."""
-        self.attempts = 0
-
-    def slow_down(self) -> None:
-        """Retrying soon is pointless (a wrong secret, rate limited): go to the cap at once."""
-        self.attempts = max(self.attempts, self.fast_attempts + 64)
-
-    def base(self) -> float:
-        """The base delay of the next retry."""
-        k = self.attempts
-        if k < self.fast_attempts:
-            return min(self.first * 2.0 ** min(k, 32), self.fast_cap)
-        return min(self.fast_cap * 2.0 ** min(k - self.fast_attempts + 1, 32), self.cap)
-
-    def next_delay(self, uniform: Callable[[float, float], float] = random.uniform) -> float:
-        """Return the seconds to wait before the next retry, and count the retry.
-
-        Args:
-            uniform: draws a number between its two arguments (``random.uniform``; tests pass
-                their own).
-        """
-        base = self.base()
-        self.attempts += 1
-        return uniform(base / 2, base)
-
-
-@dataclass
-class LinkStatus:
-    """What ``switchboard status`` shows of a link."""
-
-    state: str = "disconnected"
-    last_push: str | None = None
-    last_error: str | None = None
-    connected_since: str | None = None
-    relay: str = ""
-    tampered: int = 0
-    protocol: str = ""  # a broker link's protocol ("MQTT 5", "MQTT 3.1.1", "JetStream")
-
-
-@dataclass
-class Peer:
+class RelayLink:
     """The link of one group to its relay."""
 
     log: EventLog
@@ -249,7 +177,7 @@ class Peer:
                 established = await self._run_once()
             except SwitchboardError as exc:
                 failure = exc
-            except Exception as exc:  # the one supervisor per peer (STYLE.md error rule 5)
+            except Exception as exc:  # the one supervisor per link (STYLE.md error rule 5)
                 log.error("! link to %s failed", self.url, exc_info=True)
                 failure = SwitchboardError(f"internal error: {type(exc).__name__}")
             if failure is not None:

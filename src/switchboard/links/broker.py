@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 import msgspec
 
-from switchboard.daemon.peer import FIRST_RETRY, MAX_RETRY, LinkStatus
 from switchboard.errors import AuthError, RemoteProtocolError, SwitchboardError, TamperedEnvelope
 from switchboard.events import Event, decode_event, encode_event, now_ts
+from switchboard.links.backoff import FIRST_RETRY, MAX_RETRY
 from switchboard.links.base import wait_first_connection
+from switchboard.links.status import LinkStatus
 from switchboard.proto.frames import Batch, Envelope, decode_frame, encode_frame
 from switchboard.store.log import Received
 
@@ -40,8 +41,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from switchboard.crypto import GroupKeys
-    from switchboard.links.base import LinkOptions, OnPresence
+    from switchboard.links.base import OnPresence
     from switchboard.store.log import EventLog
+    from switchboard.transports.options import LinkOptions
 
 log = logging.getLogger("switchboard.link")
 
