@@ -178,8 +178,9 @@ class Unreachable(TransportError):
     code = "unreachable"
 
     def __init__(self, device: str, reason: str) -> None:
-        super().__init__(f"device {device} is unreachable: {reason}")
+        super().__init__(f"device {device[:12]} is unreachable: {reason}")
         self.device = device
+        self.reason = reason
 
 
 class Rejected(SwitchboardError):
@@ -198,7 +199,7 @@ class RemoteError(SwitchboardError):
     code = "remote_error"
 
     def __init__(self, device: str, remote_code: str, message: str) -> None:
-        super().__init__(f"device {device} answered {remote_code}: {message}")
+        super().__init__(f"device {device[:12]} answered {remote_code}: {message}")
         self.device = device
         self.remote_code = remote_code
 

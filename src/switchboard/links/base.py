@@ -18,6 +18,9 @@ scheme                        link                                   who keeps h
 ``nats``, ``tls``             ``links.nats.NatsLink``                the JetStream stream
 ============================  =====================================  ==========================
 
+Every link also carries the group's **directed channel** (``channel``, ``links.channel``):
+sealed frames to one device of the group, never stored, for calls between two devices.
+
 Broker credentials (``LinkOptions``) live beside the group in ``groups.link_options`` (JSON,
 in the 0600 database), never in the URL, so ``status`` can show the URL as is.
 """
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from switchboard.errors import SwitchboardError
+    from switchboard.links.channel import DirectChannel, Handlers
     from switchboard.links.status import LinkStatus
     from switchboard.proto.session import Established
     from switchboard.store.log import EventLog
@@ -58,6 +62,8 @@ class Link(Protocol):
     status: LinkStatus
     # The embedded relay's pinned identity key; brokers have none, so broker links keep None.
     relay_key: bytes | None
+    # Calls to and from the other devices of the group (``links.channel``).
+    channel: DirectChannel
 
     def start(self) -> None:
         """Start keeping the link up, in the background."""
@@ -185,6 +191,7 @@ def make_link(
     create: bool = False,
     on_presence: OnPresence | None = None,
     on_established: OnEstablished | None = None,
+    handlers: Handlers | None = None,
 ) -> Link:
     """Build the link for a group row (``store.local`` ``groups``), chosen by its URL.
 
@@ -198,12 +205,17 @@ def make_link(
             its stream).
         on_presence: called with ``(device, online)``; ``("", False)`` when the link drops.
         on_established: called once per relay session (relay links only).
+        handlers: the directed calls this device serves (``links.channel.Handlers``; shared
+            by every link of the daemon).
 
     Returns:
         A link, not started yet.
     """
+    from switchboard.links.channel import Handlers  # noqa: PLC0415 - the links import it too
+
     keys = GroupKeys.derive(group["group_id"], group["secret"])
     url: str = group["relay_url"]
+    served = handlers if handlers is not None else Handlers()
     kind = kind_of(url)
     if kind == "relay":
         from switchboard.links.relay import RelayLink  # noqa: PLC0415 - avoid an import cycle
@@ -218,14 +230,17 @@ def make_link(
             create=create,
             on_presence=on_presence,
             on_established=on_established,
+            handlers=served,
         )
     options = decode_options(group.get("link_options"))
     if kind == "mqtt":
         from switchboard.links.mqtt import MqttLink  # noqa: PLC0415 - lazy: aiomqtt
 
         return MqttLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
-                        create=create, on_presence=on_presence)  # fmt: skip
+                        create=create, on_presence=on_presence, identity=identity,
+                        handlers=served)  # fmt: skip
     from switchboard.links.nats import NatsLink  # noqa: PLC0415 - lazy: nats-py
 
     return NatsLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
-                    create=create, on_presence=on_presence)  # fmt: skip
+                    create=create, on_presence=on_presence, identity=identity,
+                    handlers=served)  # fmt: skip

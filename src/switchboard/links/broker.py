@@ -15,6 +15,11 @@ rest in one ``log.receive`` transaction, which drops duplicates and gaps.
 
 ``published`` is the highest seq of this device's own origin that the broker acknowledged;
 ``lag()`` is what of our own origin the broker has not acknowledged yet.
+
+Each broker link also carries the group's directed channel (``links.channel``) on a topic or
+subject per device (subclasses: ``send_direct``); a device the link knows to be offline is
+unreachable at once, a device that goes offline ends its calls, and so does the link going
+down. Frames that arrive go to ``direct_received``.
 """
 
 from __future__ import annotations
@@ -28,17 +33,26 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 import msgspec
 
-from switchboard.errors import AuthError, RemoteProtocolError, SwitchboardError, TamperedEnvelope
+from switchboard.errors import (
+    AuthError,
+    RemoteProtocolError,
+    SwitchboardError,
+    TamperedEnvelope,
+    Unreachable,
+)
 from switchboard.events import Event, decode_event, encode_event, now_ts
 from switchboard.links.backoff import FIRST_RETRY, MAX_RETRY
 from switchboard.links.base import wait_first_connection
+from switchboard.links.channel import DirectChannel, Handlers
 from switchboard.links.status import LinkStatus
-from switchboard.proto.frames import Batch, Envelope, decode_frame, encode_frame
+from switchboard.proto.frames import Batch, Direct, Envelope, decode_frame, encode_frame
 from switchboard.store.log import Received
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Iterable
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from switchboard.crypto import GroupKeys
     from switchboard.links.base import OnPresence
@@ -73,6 +87,9 @@ class BrokerLink:
     on_presence: OnPresence | None = None
     status: LinkStatus = field(default_factory=LinkStatus)
     relay_key: bytes | None = None  # brokers have no identity key to pin
+    identity: Ed25519PrivateKey | None = None  # this device's key: signs directed frames
+    handlers: Handlers = field(default_factory=Handlers)
+    channel: DirectChannel = field(init=False)
 
     published: int = field(init=False, default=0)
     online: set[str] = field(init=False, default_factory=set)
@@ -82,6 +99,12 @@ class BrokerLink:
     _last_failure: SwitchboardError | None = field(init=False, default=None)
     _stopping: bool = field(init=False, default=False)
     _was_up: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        assert self.identity is not None, "a link needs the device key to sign directed frames"
+        self.channel = DirectChannel(
+            self.keys, self.identity, self.device_id, self, self.handlers, self.status
+        )
 
     # -- the Link surface ------------------------------------------------------------------------
 
@@ -101,7 +124,33 @@ class BrokerLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.channel.aclose()
         self.status.state = "off"
+
+    async def send_direct(self, frame: Direct) -> None:
+        """Send a directed frame to its device (``links.channel.Carrier``).
+
+        Raises:
+            Unreachable: the device is not online on the broker, or we are not connected.
+            TransportError: the connection broke while sending.
+        """
+        if self.status.state != "connected":
+            raise Unreachable(frame.recipient, f"link to {self.url} is not connected")
+        if frame.recipient not in self.online:
+            raise Unreachable(frame.recipient, f"not connected to {self.url}")
+        await self._send_direct(frame)
+
+    def direct_received(self, payload: bytes) -> None:
+        """A message arrived on our directed topic or subject: hand it to the channel."""
+        try:
+            frame = decode_frame(payload)
+        except RemoteProtocolError as exc:
+            self._tampered(f"directed message: {exc}")
+            return
+        if not isinstance(frame, Direct):
+            self._tampered(f"unexpected {type(frame).__name__} frame on a directed subject")
+            return
+        self.channel.frame_received(frame)
 
     def notify(self) -> None:
         """The log advanced: wake the publisher."""
@@ -153,6 +202,9 @@ class BrokerLink:
     async def _goodbye(self) -> None:
         """Tell the group we leave (presence), while still connected."""
 
+    async def _send_direct(self, frame: Direct) -> None:
+        raise NotImplementedError
+
     async def _connected(self, broker: str) -> None:
         log.info("= %s link to %s established", self.kind, broker)
         self.status.state = "connected"
@@ -172,6 +224,7 @@ class BrokerLink:
             self.online.add(device)
         else:
             self.online.discard(device)
+            self.channel.peer_gone(device, f"it left {self.url}")
         if self.on_presence is not None:
             await self.on_presence(device, online)
 
@@ -200,6 +253,7 @@ class BrokerLink:
             delay = min(delay * 2, MAX_RETRY)
 
     async def _down(self) -> None:
+        self.channel.link_down(f"link to {self.url} lost")
         if self.status.state != "off":
             self.status.state = "disconnected"
         if self.online:

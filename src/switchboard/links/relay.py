@@ -11,6 +11,11 @@ A ``RelayLink`` keeps one client session to the group's relay alive. Three tasks
   out. Catch-up and live forwarding are the same loop, so there is one way to send;
 - ``timer_loop``: calls ``tick()`` at the session's deadline (heartbeats, silent-peer timeout).
 
+The session also carries the link's directed channel (``links.channel``): ``Direct`` frames go
+out through ``send_direct`` and come in to ``channel.frame_received``; the relay's
+``Undelivered`` answers and its ``Presence(device, False)`` end the calls they concern, and a
+session that ends ends every call (a call does not wait out a reconnect).
+
 Any of them ending ends the session; ``run_loop`` reconnects on the schedule of ``Backoff``:
 quick, jittered retries while a relay restarts (the first within 50-100 ms of a drop, then at
 most 200 ms apart for about ten seconds), then exponential up to 30 s for a relay that stays
@@ -31,22 +36,32 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from switchboard.crypto import GroupKeys
-from switchboard.errors import AuthError, ByeCode, Rejected, SwitchboardError, TamperedEnvelope
+from switchboard.errors import (
+    AuthError,
+    ByeCode,
+    Rejected,
+    SwitchboardError,
+    TamperedEnvelope,
+    Unreachable,
+)
 from switchboard.events import Event, decode_event, encode_event, now_ts
 from switchboard.links.backoff import Backoff
 from switchboard.links.base import run_until_first_ends, wait_first_connection
+from switchboard.links.channel import DirectChannel, Handlers
 from switchboard.links.status import LinkStatus
 from switchboard.proto import cursors
-from switchboard.proto.frames import Envelope
+from switchboard.proto.frames import Direct, Envelope
 from switchboard.proto.session import (
     AckReceived,
     BatchReceived,
     Closed,
+    DirectReceived,
     Established,
     HaveReceived,
     PresenceReceived,
     Role,
     SyncSession,
+    UndeliveredReceived,
 )
 from switchboard.transports import connect
 
@@ -83,6 +98,8 @@ class RelayLink:
     on_presence: Callable[[str, bool], Awaitable[None]] | None = None
     on_established: Callable[[Established], Awaitable[None]] | None = None
     status: LinkStatus = field(default_factory=LinkStatus)
+    handlers: Handlers = field(default_factory=Handlers)
+    channel: DirectChannel = field(init=False)
 
     _session: SyncSession | None = field(init=False, default=None)
     _transport: Transport | None = field(init=False, default=None)
@@ -98,6 +115,11 @@ class RelayLink:
     _relay_holds: dict[str, int] = field(init=False, default_factory=dict)
     # The relay's first Have of the current session: what "caught up" means.
     _relay_have: dict[str, int] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.channel = DirectChannel(
+            self.keys, self.identity, self.device_id, self, self.handlers, self.status
+        )
 
     # -- control -------------------------------------------------------------------------------
 
@@ -121,7 +143,21 @@ class RelayLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.channel.aclose()
         self.status.state = "off"
+
+    async def send_direct(self, frame: Direct) -> None:
+        """Send a directed frame through the relay (``links.channel.Carrier``).
+
+        Raises:
+            Unreachable: the session to the relay is not open.
+            TransportError: the connection broke while sending.
+        """
+        session, transport = self._session, self._transport
+        if session is None or transport is None or not session.is_open:
+            raise Unreachable(frame.recipient, f"link to {self.url} is not connected")
+        session.send_direct(frame)
+        await self._flush(session, transport)
 
     def notify(self) -> None:
         """The log advanced: wake the sender."""
@@ -236,6 +272,7 @@ class RelayLink:
                 raise session.cause
         finally:
             self._session = self._transport = None
+            self.channel.link_down(f"link to {self.url} lost")
             with contextlib.suppress(SwitchboardError, OSError):
                 await transport.aclose()
             if self.on_presence is not None and self._session_ok:
@@ -293,8 +330,15 @@ class RelayLink:
                     self._relay_have = dict(event.vector)
                 self._relay_holds = cursors.merge(self._relay_holds, event.vector)
                 self._wake.set()
-            elif isinstance(event, PresenceReceived) and self.on_presence is not None:
-                await self.on_presence(event.device, event.online)
+            elif isinstance(event, DirectReceived):
+                self.channel.frame_received(event.frame)
+            elif isinstance(event, UndeliveredReceived):
+                self.channel.undelivered(event.recipient, event.ref, event.code, event.reason)
+            elif isinstance(event, PresenceReceived):
+                if not event.online:
+                    self.channel.peer_gone(event.device, "it left the relay")
+                if self.on_presence is not None:
+                    await self.on_presence(event.device, event.online)
             elif isinstance(event, Closed):
                 log.info("x link to %s closed: %s", self.url, event.reason)
         await self._flush(session, transport)

@@ -506,7 +506,7 @@ class Channel:
         out.heard_at, out.interval = now, self.retry_interval
         out.retry_at = now + out.interval
         if isinstance(message, Failure):
-            self._fail_out(out, RemoteError(peer[:12], message.code, message.message))
+            self._fail_out(out, RemoteError(peer, message.code, message.message))
         elif isinstance(message, Reply):
             if out.call.stream:
                 self._break(out, "a reply to a stream")
