@@ -1,12 +1,11 @@
-"""The ``Link`` interface the daemon holds per group, link options, and ``make_link``.
+"""The ``Link`` interface the daemon holds per group, and ``make_link``, which picks the kind.
 
 Theory of operation
 -------------------
 The daemon does not care how a group's events travel; it starts a link, wakes it when the log
 advances (``notify``), asks it how far behind the group it is (``lag``, ``status``) and waits on
-it (``wait_established``, ``wait_synced``, ``wait_caught_up``). ``links.relay.RelayLink`` (a sync
-session to the embedded relay) already had that surface; ``Link`` names it, so a group can be
-linked through the relay, any MQTT broker, or NATS JetStream, chosen by the URL's scheme:
+it (``wait_established``, ``wait_synced``, ``wait_caught_up``). A group can be linked through
+the relay, any MQTT broker, or NATS JetStream, chosen by the URL's scheme (``SCHEMES``):
 
 ============================  =====================================  ==========================
 scheme                        link                                   who keeps history
@@ -18,22 +17,22 @@ scheme                        link                                   who keeps h
 ``nats``, ``tls``             ``links.nats.NatsLink``                the JetStream stream
 ============================  =====================================  ==========================
 
-Every link also carries the group's **directed channel** (``channel``, ``links.channel``):
-sealed frames to one device of the group, never stored, for calls between two devices.
+Every kind is a ``links.supervisor.SupervisedLink``: one supervisor loop, one way to wait and
+to open envelopes, and one directed channel (``channel``, ``links.channel``): sealed frames to
+one device of the group, never stored, for calls between two devices.
 
-Broker credentials (``LinkOptions``) live beside the group in ``groups.link_options`` (JSON,
-in the 0600 database), never in the URL, so ``status`` can show the URL as is.
+Broker credentials (``transports.options.LinkOptions``) live beside the group in
+``groups.link_options`` (JSON, in the 0600 database), never in the URL, so ``status`` can show
+the URL as is.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from switchboard.crypto import GroupKeys
-from switchboard.errors import SwitchboardError, UserError
+from switchboard.errors import UserError
+from switchboard.links.relay import RelayLink
 from switchboard.transports.options import LinkOptions, decode_options
 
 if TYPE_CHECKING:
@@ -42,17 +41,22 @@ if TYPE_CHECKING:
     from switchboard.errors import SwitchboardError
     from switchboard.links.channel import DirectChannel, Handlers
     from switchboard.links.status import LinkStatus
-    from switchboard.proto.session import Established
+    from switchboard.links.supervisor import OnEstablished, OnPresence
     from switchboard.store.log import EventLog
 
-OnPresence = Callable[[str, bool], Awaitable[None]]
-OnEstablished = Callable[["Established"], Awaitable[None]]
-
-RELAY_SCHEMES: Final = ("ws", "wss", "memory")
-MQTT_SCHEMES: Final = ("mqtt", "mqtts")
-NATS_SCHEMES: Final = ("nats", "tls")
+Kind = Literal["relay", "mqtt", "nats"]
 PUBLIC_MQTT: Final = "mqtt-public"
-CANCEL_AGAIN: Final = 0.1  # seconds before a connection's loop that did not end is cancelled again
+# Which kind of link each URL scheme selects (``mqtt-public`` is resolved to ``mqtt://``).
+SCHEMES: Final[dict[str, Kind]] = {
+    "ws": "relay",
+    "wss": "relay",
+    "memory": "relay",
+    "mqtt": "mqtt",
+    "mqtts": "mqtt",
+    PUBLIC_MQTT: "mqtt",
+    "nats": "nats",
+    "tls": "nats",
+}
 
 
 class Link(Protocol):
@@ -87,63 +91,6 @@ class Link(Protocol):
         """Wait until this device holds what the group held when the link connected."""
 
 
-async def run_until_first_ends(coros: dict[str, Coroutine[Any, Any, Any]]) -> None:
-    """Run the named loops of one connection until the first ends; cancel the others.
-
-    Raises:
-        BaseException: the first failure among the loops that ended.
-    """
-    tasks = [asyncio.create_task(coro, name=name) for name, coro in coros.items()]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        # Cancel until each has ended: one cancellation can be lost (Python 3.11's wait_for,
-        # which nats-py uses, swallows it when its future completes at the same moment), and a
-        # loop that goes on waiting would hold the link on a dead connection for good.
-        pending = set(tasks)
-        while pending:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN)
-        for task in tasks:  # mark their failures seen: they are the first one's fallout
-            if not task.cancelled():
-                task.exception()
-    for task in done:
-        exc = task.exception()
-        if exc is not None:
-            raise exc
-
-
-async def wait_first_connection(
-    established: asyncio.Event,
-    failure: Callable[[], SwitchboardError | None],
-    fatal: tuple[type[SwitchboardError], ...],
-    what: str,
-    timeout: float,
-) -> SwitchboardError | None:
-    """Wait until ``established`` is set; return the failure that prevented it, if any.
-
-    Args:
-        established: set once the link first connected.
-        failure: returns the link's latest failure.
-        fatal: failures that end the wait at once (a refused login, a wrong secret).
-        what: names the far end in the timeout message ("relay ws://...").
-        timeout: seconds.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not established.is_set():
-        last = failure()
-        if isinstance(last, fatal):
-            return last
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return last or SwitchboardError(f"{what} did not answer within {timeout:g} s")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(established.wait(), min(remaining, 0.05))
-    return None
-
-
 def scheme_of(url: str) -> str:
     """Return a link URL's scheme, lower-cased (``mqtt-public`` has none: it is its own)."""
     if url.strip().lower() == PUBLIC_MQTT:
@@ -151,14 +98,9 @@ def scheme_of(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
-def kind_of(url: str) -> str:
+def kind_of(url: str) -> Kind:
     """Return the kind of link a URL selects: ``relay``, ``mqtt`` or ``nats``."""
-    scheme = scheme_of(url)
-    if scheme in MQTT_SCHEMES or scheme == PUBLIC_MQTT:
-        return "mqtt"
-    if scheme in NATS_SCHEMES:
-        return "nats"
-    return "relay"
+    return SCHEMES.get(scheme_of(url), "relay")
 
 
 async def resolve_url(url: str, options: LinkOptions, timeout: float = 5.0) -> str:
@@ -176,8 +118,8 @@ async def resolve_url(url: str, options: LinkOptions, timeout: float = 5.0) -> s
         from switchboard.links import mqtt  # noqa: PLC0415 - brokers' libraries load lazily
 
         return await mqtt.first_public_broker(options, timeout)
-    if scheme not in RELAY_SCHEMES + MQTT_SCHEMES + NATS_SCHEMES:
-        known = ", ".join(s + "://" for s in RELAY_SCHEMES + MQTT_SCHEMES + NATS_SCHEMES)
+    if scheme not in SCHEMES:
+        known = ", ".join(s + "://" for s in SCHEMES if s != PUBLIC_MQTT)
         raise UserError(f"unsupported link URL {url!r}: use {known} or {PUBLIC_MQTT}")
     return url
 
@@ -205,42 +147,34 @@ def make_link(
             its stream).
         on_presence: called with ``(device, online)``; ``("", False)`` when the link drops.
         on_established: called once per relay session (relay links only).
-        handlers: the directed calls this device serves (``links.channel.Handlers``; shared
-            by every link of the daemon).
+        handlers: the directed calls this device serves (``links.channel.Handlers``; one
+            table shared by every link of the daemon).
 
     Returns:
         A link, not started yet.
     """
-    from switchboard.links.channel import Handlers  # noqa: PLC0415 - the links import it too
-
     keys = GroupKeys.derive(group["group_id"], group["secret"])
     url: str = group["relay_url"]
-    served = handlers if handlers is not None else Handlers()
     kind = kind_of(url)
+    common: dict[str, Any] = {
+        "log": log,
+        "keys": keys,
+        "url": url,
+        "device_id": device_id,
+        "identity": identity,
+        "create": create,
+        "on_presence": on_presence,
+    }
+    if handlers is not None:
+        common["handlers"] = handlers
     if kind == "relay":
-        from switchboard.links.relay import RelayLink  # noqa: PLC0415 - avoid an import cycle
-
-        return RelayLink(
-            log=log,
-            keys=keys,
-            url=url,
-            device_id=device_id,
-            identity=identity,
-            relay_key=group.get("relay_key"),
-            create=create,
-            on_presence=on_presence,
-            on_established=on_established,
-            handlers=served,
-        )
+        return RelayLink(relay_key=group.get("relay_key"), on_established=on_established,
+                         **common)  # fmt: skip
     options = decode_options(group.get("link_options"))
     if kind == "mqtt":
         from switchboard.links.mqtt import MqttLink  # noqa: PLC0415 - lazy: aiomqtt
 
-        return MqttLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
-                        create=create, on_presence=on_presence, identity=identity,
-                        handlers=served)  # fmt: skip
+        return MqttLink(options=options, **common)
     from switchboard.links.nats import NatsLink  # noqa: PLC0415 - lazy: nats-py
 
-    return NatsLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
-                    create=create, on_presence=on_presence, identity=identity,
-                    handlers=served)  # fmt: skip
+    return NatsLink(options=options, **common)

@@ -66,16 +66,16 @@ from switchboard.errors import (
     Unreachable,
 )
 from switchboard.events import now_ts
-from switchboard.links.base import run_until_first_ends
 from switchboard.links.broker import (
     CHUNK_EVENTS,
     SAVE_EVERY,
     BrokerLink,
     load_meta,
-    log,
     save_meta,
 )
 from switchboard.links.mqtt_topics import OFFLINE, ONLINE, Kind, Topics
+from switchboard.links.status import LinkState
+from switchboard.links.supervisor import log, run_until_first_ends
 from switchboard.proto import cursors
 from switchboard.proto.frames import Direct, Have, decode_frame, encode_frame
 from switchboard.transports import mqtt as mqtt_transport
@@ -134,7 +134,7 @@ async def first_public_broker(options: LinkOptions, timeout: float) -> str:
     raise ConnectError("mqtt-public", "no public broker answered: " + "; ".join(tried))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class MqttLink(BrokerLink):
     """The link of one group through an MQTT broker."""
 
@@ -160,7 +160,7 @@ class MqttLink(BrokerLink):
     # -- one connection --------------------------------------------------------------------------
 
     async def _run_once(self) -> None:
-        self.status.state = "connecting"
+        self.status.state = LinkState.CONNECTING
         endpoint = mqtt_transport.parse_url(self.url).url
         self.published = max(self.published, int(await load_meta(self.log, self._meta_key) or 0))
         inbox: asyncio.Queue[tuple[Kind, str, bytes]] = asyncio.Queue()

@@ -51,7 +51,6 @@ from nats.js import api
 
 from switchboard.errors import SwitchboardError, Unreachable
 from switchboard.events import now_ts
-from switchboard.links.base import run_until_first_ends
 from switchboard.links.broker import (
     CHUNK_EVENTS,
     SAVE_EVERY,
@@ -60,6 +59,8 @@ from switchboard.links.broker import (
     save_meta,
 )
 from switchboard.links.mqtt_topics import group_hash
+from switchboard.links.status import LinkState
+from switchboard.links.supervisor import run_until_first_ends
 from switchboard.proto.frames import MAX_VECTOR_ORIGINS, Batch, Direct, decode_frame, encode_frame
 from switchboard.store import local
 from switchboard.transports import nats as nats_transport
@@ -94,7 +95,7 @@ DIRECT_ACK_TIMEOUT: Final = 0.25
 DIRECT_ATTEMPTS: Final = 4
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class NatsLink(BrokerLink):
     """The link of one group through NATS JetStream."""
 
@@ -124,7 +125,7 @@ class NatsLink(BrokerLink):
     # -- one connection --------------------------------------------------------------------------
 
     async def _run_once(self) -> None:
-        self.status.state = "connecting"
+        self.status.state = LinkState.CONNECTING
         lost = asyncio.Event()
 
         async def on_lost() -> None:
