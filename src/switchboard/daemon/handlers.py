@@ -17,6 +17,7 @@ from switchboard import ids
 from switchboard.daemon.delivery import DeliveryHandlers
 from switchboard.daemon.groups import LINK_WAIT, GroupHandlers
 from switchboard.daemon.leases import LeaseHandlers
+from switchboard.daemon.messages import ReceiptWaiters
 from switchboard.daemon.params import (
     MAX_WAIT,
     AgentParams,
@@ -324,7 +325,7 @@ class Handlers(
         if remote and wait > 0:
             # A daemon started by this very command is still connecting: give it a moment to
             # learn who is online before answering "queued".
-            for peer in self.d.peers.values():
+            for peer in self.d.links.values():
                 if peer.status.state == "connecting":
                     await peer.wait_established(min(wait, LINK_WAIT / 5))
         online = {
@@ -341,7 +342,7 @@ class Handlers(
             states = projections.receipts_for(conn_reader(), msg_id)
             return all(states.get(r, {}).get("delivered_ts") for r in waiting)
 
-        await self.d.wait_receipt(ref, done, wait)
+        await self.d.part(ReceiptWaiters).wait(ref, done, wait)
 
     def _send_result(
         self,
@@ -406,7 +407,7 @@ class Handlers(
     async def _settle(self) -> None:
         """On a daemon that has just started, let its links catch up before answering a read."""
         if time.time() - self.d.started < SETTLE_WINDOW:
-            for peer in list(self.d.peers.values()):
+            for peer in list(self.d.links.values()):
                 await peer.wait_caught_up(SETTLE_WAIT)
 
     def _message_json(self, row: dict[str, Any], shorts: dict[str, str], me: str) -> dict[str, Any]:
