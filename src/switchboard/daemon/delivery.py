@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from switchboard import ids
+from switchboard import ids, wrapping
 from switchboard.daemon.agents import local_agent
 from switchboard.daemon.inject import DEFAULT_REOFFER_AFTER, Injector
 from switchboard.daemon.params import (
@@ -48,7 +48,6 @@ from switchboard.daemon.registry import Feature
 from switchboard.daemon.sessions import Identity, Sessions, check_kind
 from switchboard.errors import NotFound, UserError
 from switchboard.events import StatusChanged, now_ts
-from switchboard.harnesses import wrapping
 from switchboard.store import delivery
 
 if TYPE_CHECKING:

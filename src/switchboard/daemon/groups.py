@@ -24,6 +24,7 @@ from switchboard.errors import AuthError, NotFound, Rejected, UserError
 from switchboard.events import DeviceJoined, now_ts
 from switchboard.links import base as links
 from switchboard.store import projections
+from switchboard.transports import options as link_options
 
 if TYPE_CHECKING:
     from switchboard.daemon.context import Context
@@ -47,7 +48,7 @@ class GroupParams(AgentParams):
     group: str | None = None
     invite: str = ""
     on: bool = True
-    options: dict[str, Any] | None = None  # broker login/TLS (links.base.LinkOptions)
+    options: dict[str, Any] | None = None  # broker login/TLS (transports.options.LinkOptions)
 
 
 class SyncParams(msgspec.Struct):
@@ -89,14 +90,14 @@ async def group_create(ctx: Context, p: GroupParams) -> dict[str, Any]:
             "device can reach it)"
         )
     await _one_group_only(ctx)
-    options = links.options_from_params(p.options)
+    options = link_options.options_from_params(p.options)
     group = {
         "group_id": ids.device_id_from_public_key(secrets.token_bytes(32)),
         "name": p.name or "default",
         "secret": new_group_secret(),
         "relay_url": await links.resolve_url(p.relay, options),
         "relay_key": None,
-        "link_options": links.encode_options(options),
+        "link_options": link_options.encode_options(options),
     }
     stored = await _open_group(ctx, group, create=True)
     if p.agent:
@@ -114,15 +115,15 @@ async def join(ctx: Context, p: GroupParams) -> dict[str, Any]:
     if existing is not None:
         return {"group": await group_status(ctx, existing)}
     await _one_group_only(ctx)
-    options = links.decode_options(invite.link_options)
-    options = options.merged(links.options_from_params(p.options))
+    options = link_options.decode_options(invite.link_options)
+    options = options.merged(link_options.options_from_params(p.options))
     group = {
         "group_id": invite.group,
         "name": invite.name,
         "secret": invite.secret,
         "relay_url": invite.relay,
         "relay_key": invite.relay_key,
-        "link_options": links.encode_options(options),
+        "link_options": link_options.encode_options(options),
     }
     stored = await _open_group(ctx, group, create=False)
     if p.agent:
@@ -150,7 +151,7 @@ async def _open_group(ctx: Context, group: dict[str, Any], *, create: bool) -> d
             group["relay_key"],
             now_ts(),
         )
-        links.store_options(conn, group["group_id"], group.get("link_options"))
+        projections.set_group_link_options(conn, group["group_id"], group.get("link_options"))
 
     await ctx.write(add)
     peer = ctx.start_link({**group, "enabled": 1}, create=create)
@@ -183,7 +184,7 @@ async def _invite(ctx: Context, group_id: str) -> str:
     group = await ctx.read(projections.get_group, group_id)
     peer = ctx.links.get(group_id)
     relay_key = group["relay_key"] or (peer.relay_key if peer else None)
-    options = links.invite_options(group.get("link_options"))
+    options = link_options.invite_options(group.get("link_options"))
     return invites.render(
         invites.Invite(
             group_id, group["name"], group["secret"], group["relay_url"], relay_key, options

@@ -6,7 +6,7 @@ Every push path (a hook's ``additionalContext``, a Stop block, an MCP channel no
 unread block on an MCP tool result, a plugin's prompt) asks ``take(agent, context)`` what to
 place into that model context *now*. The answer is:
 
-- each unread message not yet injected into this context, in full (wrapped: harnesses/wrapping);
+- each unread message not yet injected into this context, in full (wrapped: switchboard/wrapping);
 - a one-line reminder for unread messages injected here more than ``reoffer`` seconds ago (at
   most ``MAX_REMINDERS`` times each): "offered again" without placing the same message twice
   into one context;
@@ -26,9 +26,8 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from switchboard import ids
+from switchboard import ids, wrapping
 from switchboard.events import MessageInjected, MessageRead
-from switchboard.harnesses import wrapping
 from switchboard.store import delivery, query, rooms
 
 if TYPE_CHECKING:

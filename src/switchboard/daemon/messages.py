@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from switchboard import ids
+from switchboard import ids, wrapping
 from switchboard.daemon import presence
 from switchboard.daemon.agents import ensure_agent
 from switchboard.daemon.delivery import DeliveryState
@@ -44,7 +44,7 @@ from switchboard.events import (
     MessageRead,
     body_of,
 )
-from switchboard.harnesses import wrapping
+from switchboard.links.status import LinkState
 from switchboard.store import projections
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ async def _wait_remote(
         # A daemon started by this very command is still connecting: give it a moment to
         # learn who is online before answering "queued".
         for peer in ctx.links.values():
-            if peer.status.state == "connecting":
+            if peer.status.state is LinkState.CONNECTING:
                 await peer.wait_established(min(wait, LINK_WAIT / 5))
     online = {
         row["device_id"]
