@@ -17,6 +17,7 @@ from switchboard.daemon import (
     groups,
     leases,
     messages,
+    ping,
     queries,
     receipts,
     rooms,
@@ -37,6 +38,7 @@ FEATURES: Final = (
     threads.FEATURE,  # thread.show, search, sent, event.record
     leases.FEATURE,  # lease.*
     coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
+    ping.FEATURE,  # device.ping; answers other devices' ping requests
 )
 
 REGISTRY: Final = Registry(FEATURES)

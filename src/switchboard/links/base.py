@@ -68,6 +68,8 @@ class Link(Protocol):
     relay_key: bytes | None
     # Calls to and from the other devices of the group (``links.channel``).
     channel: DirectChannel
+    # The other devices of the group the link knows to be connected now.
+    online: set[str]
 
     def start(self) -> None:
         """Start keeping the link up, in the background."""

@@ -63,7 +63,6 @@ class BrokerLink(SupervisedLink):
     options: LinkOptions
 
     published: int = field(init=False, default=0)
-    online: set[str] = field(init=False, default_factory=set)
 
     def lag(self) -> int:
         """Events of this device the broker has not acknowledged yet."""

@@ -151,6 +151,7 @@ class RelayLink(SupervisedLink):
                 raise session.cause
         finally:
             self._session = self._transport = None
+            self.online.clear()
             with contextlib.suppress(SwitchboardError, OSError):
                 await transport.aclose()
             if self.on_presence is not None and self._up:
@@ -227,7 +228,10 @@ class RelayLink(SupervisedLink):
             elif isinstance(event, UndeliveredReceived):
                 self.channel.undelivered(event.recipient, event.ref, event.code, event.reason)
             elif isinstance(event, PresenceReceived):
-                if not event.online:
+                if event.online:
+                    self.online.add(event.device)
+                else:
+                    self.online.discard(event.device)
                     self.channel.peer_gone(event.device, "it left the relay")
                 if self.on_presence is not None:
                     await self.on_presence(event.device, event.online)
@@ -236,6 +240,7 @@ class RelayLink(SupervisedLink):
         await self._flush(session, transport)
 
     async def _on_established(self, session: SyncSession, event: Established) -> None:
+        self.online = set(event.online)
         if self.relay_key is None:
             self.relay_key = event.peer_key
         if self.on_established is not None:

@@ -104,6 +104,9 @@ class SupervisedLink:
     # What this device serves on the directed channel (one table for every link of a daemon).
     handlers: Handlers = field(default_factory=Handlers)
     channel: DirectChannel = field(init=False)
+    # The other devices of the group this link knows to be connected (relay: its Welcome and
+    # Presence; brokers: presence messages).
+    online: set[str] = field(init=False, default_factory=set)
 
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _established: asyncio.Event = field(init=False, default_factory=asyncio.Event)

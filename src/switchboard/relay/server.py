@@ -429,11 +429,9 @@ class Relay:
         if frame.sender != conn.device:
             code, reason = UndeliveredCode.FORGED, "sender is not the device of this connection"
         elif target is None or not target.session.is_open:
-            code = UndeliveredCode.NOT_CONNECTED
-            reason = f"device {frame.recipient[:12]} is not connected to the relay"
+            code, reason = UndeliveredCode.NOT_CONNECTED, "not connected to the relay"
         elif target.outbox_bytes > self.max_pending_bytes:
-            code = UndeliveredCode.BUSY
-            reason = f"device {frame.recipient[:12]} is not reading fast enough; frame dropped"
+            code, reason = UndeliveredCode.BUSY, "not reading fast enough; frame dropped"
         else:
             target.session.send_direct(frame)
             target.flush()
