@@ -87,7 +87,9 @@ def test_catchup_answers_for_its_own_origin_at_once() -> None:
     """An asker lacking our own events gets them at once, from the seq it holds."""
     a = core("a")
     a.receive_have("b", {"a": 2}, {"a": 5}, now=1.0)
+    assert a.has_actions()
     assert a.actions_to_take() == [SendAnswer("b", {"a": 2})]
+    assert not a.has_actions()
 
 
 def test_catchup_answers_for_an_offline_origin_after_a_random_delay() -> None:

@@ -274,12 +274,12 @@ class MqttLink(BrokerLink):
         finally:
             core.answer_done(action.device)
             self._answers.pop(action.device, None)
-            self._nudge.set()
 
     # -- what arrives ----------------------------------------------------------------------------
 
     async def _on_message(self, kind: Kind, device: str, payload: bytes) -> None:
         loop, core = asyncio.get_running_loop(), self._core()
+        deadline = core.next_deadline()
         if kind == "presence":
             online = payload == ONLINE
             core.receive_presence(device, online)
@@ -291,7 +291,8 @@ class MqttLink(BrokerLink):
         else:
             received = await self.store(self.open_batch(payload))
             core.receive_batch(answer=kind == "to", gaps=received.gaps > 0, now=loop.time())
-        self._nudge.set()
+        if core.has_actions() or core.next_deadline() < deadline:
+            self._nudge.set()  # not per live batch: most change nothing for the catch-up loop
 
     def _have_of(self, payload: bytes) -> dict[str, int] | None:
         try:
