@@ -9,7 +9,7 @@ import msgspec
 
 from switchboard.daemon.agents import AgentsParams, listed_agents
 from switchboard.daemon.groups import group_status
-from switchboard.daemon.params import NoParams
+from switchboard.daemon.params import AgentParams, NoParams
 from switchboard.daemon.registry import Feature
 from switchboard.daemon.shapes import DaemonInfo, Device, Status
 from switchboard.errors import UserError
@@ -24,8 +24,12 @@ class InitParams(msgspec.Struct):
     name: str | None = None
 
 
-async def ping(ctx: Context, p: NoParams) -> DaemonInfo:
-    """Answer with the daemon's pid and version."""
+async def ping(ctx: Context, p: AgentParams) -> DaemonInfo:
+    """Answer with the daemon's pid and version.
+
+    ``agent`` is accepted and ignored: a surface acting for an agent (the MCP server) names it
+    on every call, ``ping`` too.
+    """
     return _daemon(ctx)
 
 
