@@ -30,6 +30,7 @@ from switchboard.mcp.server import build_registry
 CLI_RUNS: dict[str, list[str]] = {
     "init": ["init", "--name", "laptop"],
     "status": ["status"],
+    "ping": ["ping", "--count", "2", "--interval", "0", "--timeout", "1", "BOXE"],
     "group create": ["group", "create", "--name", "team", "--relay", "ws://127.0.0.1:9"],
     "invite": ["invite", "--group", "team"],
     "join": ["join", INVITE],
