@@ -149,7 +149,8 @@ def _link(group: dict[str, Any]) -> Check:
             detail = f"{link['tampered']} envelopes from {url} failed authentication"
             return Check(label, "fail", detail, f"switchboard link status --group {name}")
         if lag is not None and lag > LAG_WARN:
-            return Check(label, "warn", f"connected to {url}; {waiting}", "")
+            detail = f"connected to {url}; {waiting}"
+            return Check(label, "warn", detail, f"switchboard link status --group {name}")
         return Check(label, "ok", f"connected to {url}; {waiting}")
     if state == "off" or not link.get("enabled", True):
         detail = f"replication is paused ({waiting})"
@@ -218,34 +219,41 @@ def _same_home(path: str, home: Path) -> bool:
     return os.path.realpath(path) == os.path.realpath(home)
 
 
-def _by_file(found: list[Entry]) -> dict[tuple[str, str, Path], list[Entry]]:
-    groups: dict[tuple[str, str, Path], list[Entry]] = {}
-    for entry in found:
-        groups.setdefault((entry.harness, entry.level, entry.path), []).append(entry)
+def _by_harness(ctx: Context) -> dict[tuple[str, str], list[Entry]]:
+    """Our entries per (harness, level), in the order the installers list their files."""
+    groups: dict[tuple[str, str], list[Entry]] = {}
+    for found in _entries(ctx).values():
+        for entry in found:
+            groups.setdefault((entry.harness, entry.level), []).append(entry)
     return groups
+
+
+def _files(entries: list[Entry]) -> str:
+    return ", ".join(dict.fromkeys(str(e.path) for e in entries))
 
 
 def check_entries(ctx: Context) -> list[Check]:
     """Every entry of ours runs an existing switchboard, pinned (if at all) to this home."""
     out = []
-    for (harness, level, path), group in _by_file(
-        [e for found in _entries(ctx).values() for e in found]
-    ).items():
+    for (harness, level), group in _by_harness(ctx).items():
         label = f"{harness} {level} entries"
         broken = [e for e in group if not _runs(e.argv, ctx.env)]
         if broken:
             program = broken[0].argv[0] if broken[0].argv else "(no command)"
-            detail = f"{path}: {len(broken)} of {_count(len(group), 'entry', 'entries')} run "
-            detail += f"{program}, which does not exist or is not executable"
+            detail = f"{len(broken)} of {_count(len(group), 'entry', 'entries')} "
+            detail += f"({_files(broken)}) run {program}, which does not exist or is not "
+            detail += "executable"
             out.append(Check(label, "fail", detail, _reinstall(group[0])))
             continue
-        homes = {e.home for e in group if e.home}
-        other = sorted(h for h in homes if not _same_home(h, ctx.settings.home))
+        other = sorted(
+            {e.home for e in group if e.home and not _same_home(e.home, ctx.settings.home)}
+        )
         if other:
-            detail = f"entries in {path} use the home {other[0]}, not {ctx.settings.home}"
+            detail = f"entries use the home {other[0]}, not {ctx.settings.home} ({_files(group)})"
             out.append(Check(label, "warn", detail, _reinstall(group[0])))
             continue
-        detail = f"{path}: {_count(len(group), 'entry', 'entries')}, running {group[0].argv[0]}"
+        detail = f"{_count(len(group), 'entry', 'entries')} running {group[0].argv[0]} "
+        detail += f"({_files(group)})"
         out.append(Check(label, "ok", detail))
     return out
 
@@ -253,13 +261,19 @@ def check_entries(ctx: Context) -> list[Check]:
 def check_hooks(ctx: Context) -> list[Check]:
     """One hook command per file answers the probe, in time, as Switchboard."""
     runs = []
-    for (harness, level, _), group in _by_file(
-        [e for found in _entries(ctx).values() for e in found]
-    ).items():
+    for (harness, level), group in _by_harness(ctx).items():
         hooks = [e for e in group if e.command and _runs(e.argv, ctx.env)]
-        if hooks:
-            runs.append((f"{harness} {level} hooks", hooks[0], _start(hooks[0], ctx)))
-    return [_answer(label, entry, proc, ctx) for label, entry, proc in runs]
+        first = list({e.path: e for e in reversed(hooks)}.values())  # one per file
+        if first:
+            runs.append((f"{harness} {level} hooks", [(e, _start(e, ctx)) for e in first]))
+    out = []
+    for label, started in runs:
+        answers = [_answer(label, entry, proc, ctx) for entry, proc in started]
+        worst = [a for a in answers if a.status == "fail"] or [
+            a for a in answers if a.status == "warn"
+        ]
+        out.append(worst[0] if worst else answers[0])
+    return out
 
 
 def _start(entry: Entry, ctx: Context) -> subprocess.Popen[bytes] | OSError:

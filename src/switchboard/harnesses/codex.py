@@ -41,6 +41,9 @@ from switchboard.harnesses.setup import Setup
 NAME: Final = "codex"
 TITLE: Final = "Codex CLI"
 HOOK_TIMEOUT: Final = 10
+# Codex 0.171 clamps a SessionEnd hook's timeout to 3 s (and warns at every start otherwise);
+# our hook gives up after 2 s anyway.
+SESSION_END_TIMEOUT: Final = 3
 EVENTS: Final = (
     "SessionStart",
     "UserPromptSubmit",
@@ -181,7 +184,7 @@ def _add_hooks(setup: Setup) -> Any:
             handler = {
                 "type": "command",
                 "command": setup.hook_command(NAME, event),
-                "timeout": HOOK_TIMEOUT,
+                "timeout": SESSION_END_TIMEOUT if event == "SessionEnd" else HOOK_TIMEOUT,
             }
             group: dict[str, Any] = {"hooks": [handler]}
             if event == "PostToolUse":
