@@ -209,9 +209,14 @@ def test_doctor_and_install_name_what_gemini_and_claude_will_ask(
     gemini = [c for c in checks if c["name"] == "gemini project setup"]
     assert [c["status"] for c in gemini] == ["fail", "warn"], gemini
     assert code == 1
-    # What the harnesses write when the user answers their dialogs.
+    # A project's own approval counts only in a folder whose trust dialog was accepted.
     local = project / ".claude" / "settings.local.json"
     local.write_text(json.dumps({"enabledMcpjsonServers": ["switchboard"]}))
+    _, checks = doctor(fresh_home, user_home, cwd=project)
+    assert named(checks, "claude project setup")["status"] == "warn"
+    # What the harnesses write when the user answers their dialogs.
+    answered = {"hasTrustDialogAccepted": True, "enabledMcpjsonServers": ["switchboard"]}
+    (user_home / ".claude.json").write_text(json.dumps({"projects": {str(project): answered}}))
     (user_home / ".gemini").mkdir(exist_ok=True)
     folders = {str(project): "TRUST_FOLDER"}
     (user_home / ".gemini" / "trustedFolders.json").write_text(json.dumps(folders))

@@ -222,19 +222,28 @@ def gemini_asks(setup: Setup, env: Mapping[str, str]) -> list[Ask]:
 
 
 def claude_approval(setup: Setup, project: Path) -> str:
-    """Claude Code's state of the project's ``switchboard`` server: approved, rejected, pending."""
+    """Claude Code's state of the project's ``switchboard`` server: approved, rejected, pending.
+
+    As Claude Code 2.1 decides it: the user's settings approve anywhere; the project's own
+    sources (its entry in ``~/.claude.json``, ``.claude/settings.json``,
+    ``.claude/settings.local.json``) count only once the folder's trust dialog was accepted.
+    """
     state = _json(setup.user(".claude.json"))
-    entry = _get(state, "projects", str(project)) or _get(
-        state, "projects", str(codexapp.project_root(project))
-    )
+    projects = _get(state, "projects") or {}
+    entry = projects.get(str(project)) if isinstance(projects, dict) else None
     if SERVER_KEY in (_get(entry, "disabledMcpjsonServers") or []):
         return "rejected"
-    sources = [
-        entry,
-        _json(setup.user(".claude", "settings.json")),
-        _json(project / ".claude" / "settings.json"),
-        _json(project / ".claude" / "settings.local.json"),
-    ]
+    trusted = any(
+        _get(projects, str(folder), "hasTrustDialogAccepted") is True
+        for folder in (project, *project.parents)
+    )
+    sources = [_json(setup.user(".claude", "settings.json"))]
+    if trusted:
+        sources += [
+            entry,
+            _json(project / ".claude" / "settings.json"),
+            _json(project / ".claude" / "settings.local.json"),
+        ]
     for source in sources:
         if _get(source, "enableAllProjectMcpServers") is True:
             return "approved"
@@ -250,7 +259,7 @@ def claude_asks(setup: Setup) -> list[Ask]:
     ):
         return []
     state = claude_approval(setup, setup.project)
-    local = setup.project / ".claude" / "settings.local.json"
+    user = setup.user(".claude", "settings.json")
     if state == "rejected":
         what = f"Claude Code has the project's switchboard MCP server turned off ({setup.project})"
         fix = f"run claude in {setup.project}, type /mcp, select switchboard and enable it"
@@ -259,7 +268,7 @@ def claude_asks(setup: Setup) -> list[Ask]:
         what = "Claude Code shows the project's switchboard MCP server as pending approval "
         what += "until you approve it"
         fix = f"run claude in {setup.project} and choose 'Use this MCP server' (or add "
-        fix += f'"enabledMcpjsonServers": ["switchboard"] to {local})'
+        fix += f'"enabledMcpjsonServers": ["switchboard"] to {user})'
         return [Ask("claude", "warn", what, fix)]
     return []
 
