@@ -9,9 +9,11 @@ app-server (harnesses/asks.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import time
@@ -268,7 +270,7 @@ def check_hooks(ctx: Context) -> list[Check]:
             runs.append((f"{harness} {level} hooks", [(e, _start(e, ctx)) for e in first]))
     out = []
     for label, started in runs:
-        answers = [_answer(label, entry, proc, ctx) for entry, proc in started]
+        answers = [_answer(label, entry, *run, ctx) for entry, run in started]
         worst = [a for a in answers if a.status == "fail"] or [
             a for a in answers if a.status == "warn"
         ]
@@ -276,7 +278,8 @@ def check_hooks(ctx: Context) -> list[Check]:
     return out
 
 
-def _start(entry: Entry, ctx: Context) -> subprocess.Popen[bytes] | OSError:
+def _start(entry: Entry, ctx: Context) -> tuple[subprocess.Popen[bytes] | OSError, float]:
+    started = time.monotonic()
     try:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", entry.command],
@@ -288,21 +291,33 @@ def _start(entry: Entry, ctx: Context) -> subprocess.Popen[bytes] | OSError:
             start_new_session=True,
         )
     except OSError as exc:
-        return exc
-    return proc
+        return exc, started
+    assert proc.stdin is not None
+    # A few bytes: the pipe takes them at once, and the hooks all answer side by side. If the
+    # hook exited already, its exit status says why.
+    with contextlib.suppress(OSError):
+        proc.stdin.write(PROBE)
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    proc.stdin = None  # written and closed: communicate() only reads
+    return proc, started
 
 
 def _answer(
-    label: str, entry: Entry, proc: subprocess.Popen[bytes] | OSError, ctx: Context
+    label: str,
+    entry: Entry,
+    proc: subprocess.Popen[bytes] | OSError,
+    started: float,
+    ctx: Context,
 ) -> Check:
     fix = _reinstall(entry)
     if isinstance(proc, OSError):
         return Check(label, "fail", f"cannot run the hook command: {proc.strerror}", fix)
-    started = time.monotonic()
     try:
-        out, err = proc.communicate(PROBE, timeout=HOOK_TIMEOUT)
+        out, err = proc.communicate(timeout=max(started + HOOK_TIMEOUT - time.monotonic(), 0.1))
     except subprocess.TimeoutExpired:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the shell and the hook it started
         proc.communicate()
         detail = f"`{entry.command}` did not answer within {HOOK_TIMEOUT:g} s"
         return Check(label, "fail", detail, fix)
@@ -321,7 +336,7 @@ def _answer(
         detail = f"the hooks talk to the home {home}, not {ctx.settings.home}"
         return Check(label, "warn", detail, fix)
     version = answer.get("version")
-    detail = f"`{entry.argv[0]} ... hook` answered in {took:.0f} ms (version {version})"
+    detail = f"answered the probe in {took:.0f} ms as switchboard {version} ({entry.path})"
     return Check(label, "ok", detail)
 
 

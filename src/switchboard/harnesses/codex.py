@@ -7,10 +7,10 @@ prompt, and a pending message blocks the Stop. ``SessionEnd`` marks the agent go
 
 Codex runs a non-managed hook only once the user trusted it (``/hooks`` in the TUI), and reads
 a project's ``.codex/`` only once the project is trusted. ``install codex --trust`` records
-both through Codex's own app-server, as the TUI does (harnesses/codexapp.py); uninstall
-removes the trust entries of our hooks (a project's trust stays: it is the user's own
-config's too). Versions before hooks were on by default also need ``[features] codex_hooks =
-true``.
+both (harnesses/asks.trust_codex: the hooks through Codex's own app-server, as the TUI does;
+the project as a tagged ``projects`` table); uninstall removes the trust of our hooks, and a
+project's trust only if we tagged it. Versions before hooks were on by default also need
+``[features] codex_hooks = true``.
 ``codex app-server`` (``turn/steer``) would reach an idle session but only when the TUI runs
 attached to a shared server (``codex --remote``); that is not wired here.
 """
