@@ -68,7 +68,7 @@ CLI_RUNS: dict[str, list[str]] = {
 # Commands that make no daemon call with params of their own (or start processes).
 NO_PARAMS = {
     "daemon run", "daemon start", "daemon stop", "daemon status", "relay serve", "mcp", "hook",
-    "install", "uninstall", "lease git-hook install",
+    "install", "uninstall", "lease git-hook install", "doctor",
 }  # fmt: skip
 LISTS = {
     "agents", "inbox", "events", "room.list", "room.members", "room.read", "thread.show",

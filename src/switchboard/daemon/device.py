@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from switchboard.daemon.agents import AgentsParams, listed_agents
+from switchboard.daemon.clocks import clocks_of
 from switchboard.daemon.groups import group_status
 from switchboard.daemon.params import AgentParams, NoParams
 from switchboard.daemon.registry import Feature
@@ -56,6 +58,7 @@ async def status(ctx: Context, p: NoParams) -> Status:
         daemon=_daemon(ctx),
         groups=[await group_status(ctx, group) for group in groups],
         agents=await listed_agents(ctx, AgentsParams()),
+        clock=clocks_of(ctx).report(await ctx.read(projections.list_devices), time.time()),
     )
 
 

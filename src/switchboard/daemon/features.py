@@ -11,6 +11,7 @@ from typing import Final
 
 from switchboard.daemon import (
     agents,
+    clocks,
     coordination,
     delivery,
     device,
@@ -38,6 +39,7 @@ FEATURES: Final = (
     threads.FEATURE,  # thread.show, search, sent, event.record
     leases.FEATURE,  # lease.*
     coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
+    clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
     ping.FEATURE,  # device.ping; answers other devices' ping requests
 )
 
