@@ -28,10 +28,12 @@ published while a device is briefly away, up to its own limit.
 - **Presence**: ``presence/<self>`` holds a retained ``1`` while we are connected; our last will
   (retained ``0``) marks us offline when our connection dies, and we publish ``0`` on a clean
   stop.
-- **Directed frames** (``links.channel``) go to ``dm/<device>`` at QoS 1, only to a device
-  that is online; with MQTT 5 they expire after ``DIRECT_EXPIRY`` in a queue, so a broker does
-  not keep them for a device that went away (3.1.1 brokers may queue them for its session:
-  stale frames are then dropped by the device's channel).
+- **Directed frames** (``links.channel``) go to ``dm/<device>`` at **QoS 0**, only to a device
+  that is online. The channel acknowledges and resends on its own, and QoS 1 cost a round
+  trip of 40-90 ms here: a broker with Nagle's algorithm on (Mosquitto's default) holds the
+  answer behind its PUBACK of the call until our delayed ACK (40 ms). At QoS 0 a broker
+  queues nothing for a device that went away (and with MQTT 5 the frame would expire after
+  ``DIRECT_EXPIRY`` anyway); a frame lost with a connection is sent again by the channel.
 
 Convergence, with the relay's guarantee, holds for every device that is online together with
 a holder of the events; an origin's events are unreachable only while the origin and every
@@ -288,7 +290,7 @@ class MqttLink(BrokerLink):
         if client is None:
             raise Unreachable(frame.recipient, f"link to {self.url} is not connected")
         topic = self._topics.of("dm", frame.recipient)
-        await client.publish(topic, encode_frame(frame), expiry=DIRECT_EXPIRY)
+        await client.publish(topic, encode_frame(frame), expiry=DIRECT_EXPIRY, acknowledged=False)
 
     async def _on_message(self, kind: Kind, device: str, payload: bytes) -> None:
         if kind == "dm":

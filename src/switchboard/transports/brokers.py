@@ -39,12 +39,19 @@ class MqttClient(Protocol):
         """
 
     async def publish(
-        self, topic: str, payload: bytes, *, retain: bool = False, expiry: int | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        expiry: int | None = None,
+        acknowledged: bool = True,
     ) -> None:
         """Publish one message and wait for the broker's acknowledgement (PUBACK).
 
         ``expiry``: seconds the broker may keep it queued for an offline subscriber (MQTT 5;
-        3.1.1 has no expiry).
+        3.1.1 has no expiry). ``acknowledged=False`` publishes at QoS 0 instead: no PUBACK,
+        nothing queued for an offline subscriber, lost only with the connection.
 
         Raises:
             ConnectionLost: the connection broke.

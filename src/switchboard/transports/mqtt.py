@@ -203,12 +203,22 @@ class AiomqttClient:
             await self._client.subscribe(subscriptions(topics, self.version))
 
     async def publish(
-        self, topic: str, payload: bytes, *, retain: bool = False, expiry: int | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        expiry: int | None = None,
+        acknowledged: bool = True,
     ) -> None:
-        """Publish at QoS 1 and wait for the PUBACK (``expiry``: MQTT 5 message expiry)."""
+        """Publish at QoS 1 and wait for the PUBACK (``expiry``: MQTT 5 message expiry), or
+        at QoS 0 when not ``acknowledged``."""
         properties = None if expiry is None else expiring(expiry, self.version)
         with map_mqtt_errors(self.endpoint):
-            await self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+            await self._client.publish(
+                topic, payload, qos=1 if acknowledged else 0, retain=retain,
+                properties=properties,
+            )  # fmt: skip
 
     async def wait_closed(self) -> None:
         """Wait until the connection ends (messages go to ``deliver``; see ``connect``)."""
