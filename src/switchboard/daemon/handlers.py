@@ -156,6 +156,7 @@ class Handlers(
                 await self._group_status(g) for g in await self.d.read(projections.list_groups)
             ],
             "agents": await self.agents({}),
+            "clock": self.d.clocks.report(await self.d.read(projections.list_devices), time.time()),
         }
 
     async def shutdown(self, params: Any) -> dict[str, Any]:

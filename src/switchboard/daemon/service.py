@@ -30,6 +30,7 @@ from switchboard import __version__, runloop
 from switchboard.config import Settings, ensure_home
 from switchboard.crypto import create_identity, public_bytes
 from switchboard.daemon import presence
+from switchboard.daemon.clocks import Clocks
 from switchboard.daemon.coordination import Coordination
 from switchboard.events import Event, MessageDelivered, MessagePosted, body_of, now_ts
 from switchboard.ids import device_id_from_public_key
@@ -73,6 +74,7 @@ class Daemon:
         self._api: ApiServer | None = None
         self._remove_listener: Callable[[], None] | None = None
         self.coordination = Coordination(self)  # liveness, notices, watches (coordination.py)
+        self.clocks = Clocks(self.device_id)  # peers' clock skew, from their events' times
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -230,6 +232,7 @@ class Daemon:
                 for waiter in self._receipt_waiters.get(str(ref), ()):
                     waiter.set()
         self.coordination.on_stored(stored)
+        self.clocks.observe(self.db.reader(), stored, time.time())
 
     def _react(self, conn: sqlite3.Connection, stored: list[tuple[int, Event]]) -> list[Any]:
         """A message that reached this device for its agents is delivered here: the receipt
