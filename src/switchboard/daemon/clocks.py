@@ -15,18 +15,27 @@ ours). Two kinds of observation bound it, with no extra traffic:
 So ``s`` lies in ``[max lower, min upper]``. Clocks are set and drift, so each bound is the
 best of the last ``WINDOW`` to ``2 * WINDOW`` seconds (two buckets), not of all time.
 ``status`` reports the bounds per peer (``clock``); ``switchboard doctor`` judges them.
+
+The feature is an ``after_commit`` reaction over every stored event. It remembers when our own
+recent messages were posted (``POSTED_KEPT`` of them), so a receipt needs no read; a receipt
+for a message older than that, or posted before a restart, gives no upper bound.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
+
+from switchboard.daemon.registry import Feature, after_commit
+from switchboard.daemon.shapes import PeerClock
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from switchboard.daemon.context import Context
     from switchboard.events import Event
 
 # How long one bucket of observations counts (seconds): a clock corrected by NTP shows within
@@ -34,6 +43,8 @@ if TYPE_CHECKING:
 WINDOW: Final = 600.0
 # Receipts: the events a peer writes about a message it received.
 RECEIPTS: Final = frozenset({"message_delivered", "message_read", "message_injected"})
+# Our own messages whose posting time is kept, for the receipts that will answer them.
+POSTED_KEPT: Final = 4096
 
 
 def _epoch(ts: str) -> float | None:
@@ -85,32 +96,29 @@ class Clocks:
     def __init__(self, device_id: str) -> None:
         self.device_id = device_id
         self._peers: dict[str, _Peer] = {}
+        self._posted: OrderedDict[str, float] = OrderedDict()  # our message ref -> posted at
 
-    def observe(
-        self, conn: sqlite3.Connection, stored: Iterable[tuple[int, Event]], now: float
-    ) -> None:
-        """Take the bounds that newly stored events give (``now``: our clock, epoch seconds).
-
-        Args:
-            conn: a reader, to find when our message was posted for a receipt.
-        """
-        mine = self.device_id + "/"
+    def observe(self, stored: Iterable[tuple[int, Event]], now: float) -> None:
+        """Take the bounds that newly stored events give (``now``: our clock, epoch seconds)."""
         for _, event in stored:
-            if event.origin == self.device_id:
-                continue
             made = _epoch(event.ts)
             if made is None:
+                continue
+            if event.origin == self.device_id:
+                if event.type == "message_posted":
+                    self._posted[f"{event.origin}/{event.seq}"] = made
+                    if len(self._posted) > POSTED_KEPT:
+                        self._posted.popitem(last=False)
                 continue
             peer = self._peers.setdefault(event.origin, _Peer())
             peer.samples += 1
             peer.lower.add(made - now, now)
             ref = event.data.get("message") if event.type in RECEIPTS else None
-            if isinstance(ref, str) and ref.startswith(mine):
-                posted = _posted_at(conn, self.device_id, ref[len(mine) :])
-                if posted is not None:
-                    peer.upper.add(made - posted, now)
+            posted = self._posted.get(ref) if isinstance(ref, str) else None
+            if posted is not None:
+                peer.upper.add(made - posted, now)
 
-    def report(self, devices: Iterable[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    def report(self, devices: Iterable[dict[str, Any]], now: float) -> list[PeerClock]:
         """One entry per known peer: ``skew_min``/``skew_max`` seconds (``None``: unknown)."""
         out = []
         for row in devices:
@@ -120,21 +128,28 @@ class Clocks:
             peer = self._peers.get(device, _Peer())
             low, high = peer.lower.value(now), peer.upper.value(now)
             out.append(
-                {
-                    "device": row.get("short") or device[:4].upper(),
-                    "name": row.get("name") or "",
-                    "skew_min": None if low is None else round(low, 3),
-                    "skew_max": None if high is None else round(high, 3),
-                    "samples": peer.samples,
-                }
+                PeerClock(
+                    device=row.get("short") or device[:4].upper(),
+                    name=row.get("name") or "",
+                    skew_min=None if low is None else round(low, 3),
+                    skew_max=None if high is None else round(high, 3),
+                    samples=peer.samples,
+                )
             )
         return out
 
 
-def _posted_at(conn: sqlite3.Connection, origin: str, seq: str) -> float | None:
-    if not seq.isdigit():
-        return None
-    row = conn.execute(
-        "SELECT ts FROM events WHERE origin = ? AND seq = ?", (origin, int(seq))
-    ).fetchone()
-    return _epoch(row[0]) if row else None
+def clocks_of(ctx: Context) -> Clocks:
+    """This daemon's clock bounds (its ``part``)."""
+    return ctx.part(_make)
+
+
+def _make(ctx: Context) -> Clocks:
+    return Clocks(ctx.device_id)
+
+
+def _observe(ctx: Context, stored: list[tuple[int, Event]]) -> None:
+    clocks_of(ctx).observe(stored, time.time())
+
+
+FEATURE = Feature("clocks", reactions=[after_commit(_observe)])
