@@ -49,12 +49,13 @@ def live(request: pytest.FixtureRequest) -> Iterator[Live]:
         device.call("init", name="solo")
         home = Home(root / "home", device)
         user_files = {path: path.read_bytes() for path in driver.prepare(home, standin.url)}
-        report = json.loads(home.switchboard("install", driver.name, "--json").stdout)
+        args = ("install", driver.name, *driver.install_args, "--json")
+        report = json.loads(home.switchboard(*args, env=driver.env(home, standin.url)).stdout)
         installed = [Path(o["path"]) for h in report["harnesses"] for o in h["outcomes"]]
-        driver.after_install(home, standin.url)
         turn = driver.turn(
             home, standin, until=lambda sent: any(script.end in r.text for r in sent)
         )
+        standin.before = None  # later turns run without messages
         print(f"\n{driver.name}: live turn with two messages: {turn.seconds:.1f} s")
         yield Live(driver, device, home, standin, script, user_files, installed, turn)
     finally:

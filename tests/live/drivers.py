@@ -25,9 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import tomlkit
 from live_kit import BIN, Home, Lines, Turn, free_port, timeout
 from standin import Recorded, Standin
+
+from switchboard.harnesses import codexapp
 
 PROMPT = "Run `echo hi` in the shell, then say what it printed."
 Until = Callable[[list[Recorded]], bool]
@@ -42,8 +43,10 @@ class Driver:
 
     name: ClassVar[str]
     dialect: ClassVar[str]
-    #: Whether the headless command prints the final answer (``Turn.stdout``).
-    prints_answer: ClassVar[bool] = True
+    #: What ``switchboard install`` gets beyond the harness's name.
+    install_args: ClassVar[tuple[str, ...]] = ()
+    #: The user's files the harness itself rewrites as it runs (home-relative).
+    rewrites: ClassVar[tuple[str, ...]] = ()
 
     def prepare(self, home: Home, url: str) -> list[Path]:
         """Write the user's own config (model provider and user entries); the files written."""
@@ -52,9 +55,6 @@ class Driver:
     def env(self, home: Home, url: str) -> dict[str, str]:
         """The harness's environment beyond the home's (endpoint, dummy key, no telemetry)."""
         return {}
-
-    def after_install(self, home: Home, url: str) -> None:
-        """What the user does after ``switchboard install`` before the harness runs us."""
 
     def turn(self, home: Home, standin: Standin, until: Until | None = None) -> Turn:
         """Run one prompt to the end of its turn; with ``until``, also wait (a while) for the
@@ -72,6 +72,7 @@ class Claude(Driver):
 
     name = "claude"
     dialect = "anthropic"
+    rewrites = (".claude.json",)  # Claude Code's state file: start counts, projects, tips
 
     def prepare(self, home: Home, url: str) -> list[Path]:
         hook = {"type": "command", "command": USER_HOOK.format(name=self.name)}
@@ -106,6 +107,7 @@ class Codex(Driver):
 
     name = "codex"
     dialect = "responses"
+    install_args = ("--trust",)  # Codex runs no hook the user has not trusted
 
     def prepare(self, home: Home, url: str) -> list[Path]:
         config = (
@@ -133,54 +135,26 @@ class Codex(Driver):
     def env(self, home: Home, url: str) -> dict[str, str]:
         return {"CODEX_HOME": str(home.path(".codex")), "STANDIN_API_KEY": "stand-in"}
 
-    def after_install(self, home: Home, url: str) -> None:
-        trust_codex_hooks(home, self.env(home, url), "hook codex")
-
     def turn(self, home: Home, standin: Standin, until: Until | None = None) -> Turn:
         argv = [str(BIN / "codex"), "exec", "--skip-git-repo-check", PROMPT]
         return home.run(argv, standin, self.env(home, standin.url))
 
 
 def trust_codex_hooks(home: Home, env: dict[str, str], marker: str) -> list[str]:
-    """Trust the Codex hooks whose command holds ``marker``, as Codex's ``/hooks`` review does.
-
-    Codex 0.171 runs a hook that is not managed only when ``[hooks.state."KEY"]
-    trusted_hash`` in config.toml equals the hook's current hash; ``codex app-server`` lists
-    both (``hooks/list``). Returns the keys trusted.
-    """
-    server = home.start([str(BIN / "codex"), "app-server"], env, stdin=subprocess.PIPE)
-    stdin, stdout = server.stdin, server.stdout
-    assert stdin is not None and stdout is not None
-
-    def call(request_id: int, method: str, params: dict[str, Any]) -> Any:
-        stdin.write(json.dumps({"id": request_id, "method": method, "params": params}) + "\n")
-        stdin.flush()
-        for line in stdout:
-            answer = json.loads(line)
-            if answer.get("id") == request_id:
-                assert "result" in answer, answer
-                return answer["result"]
-        raise AssertionError(f"codex app-server ended before answering {method}")
-
-    try:
-        call(1, "initialize", {"clientInfo": {"name": "switchboard-tests", "version": "1"}})
-        stdin.write(json.dumps({"method": "initialized"}) + "\n")
-        listed = call(2, "hooks/list", {"cwds": [str(home.work)]})
-    finally:
-        server.kill()
-        server.communicate(timeout=timeout(10))
-    hooks = [hook for entry in listed["data"] for hook in entry["hooks"]]
-    chosen = [hook for hook in hooks if marker in str(hook.get("command"))]
-    assert chosen, f"codex lists no hook with {marker!r}: {hooks}"
-    config = home.path(".codex", "config.toml")
-    doc = tomlkit.parse(config.read_text())
-    state = doc.setdefault("hooks", tomlkit.table()).setdefault("state", tomlkit.table())
-    for hook in chosen:
-        entry = tomlkit.table()
-        entry["trusted_hash"] = hook["currentHash"]
-        state[hook["key"]] = entry
-    config.write_text(tomlkit.dumps(doc))
-    return [hook["key"] for hook in chosen]
+    """Trust the Codex hooks whose command holds ``marker``, as Codex's ``/hooks`` review does
+    (through its app-server, harnesses/codexapp.py); the keys trusted."""
+    with codexapp.AppServer(str(BIN / "codex"), cwd=home.work, env={**home.env, **env}) as app:
+        listed = app.call("hooks/list", {"cwds": [str(home.work)]})
+        fields = ("key", "eventName", "source", "sourcePath", "currentHash", "trustStatus")
+        hooks = [
+            codexapp.Hook(*(str(h[name]) for name in fields))
+            for entry in listed["data"]
+            for h in entry["hooks"]
+            if marker in str(h.get("command"))
+        ]
+        assert hooks, f"codex lists no hook with {marker!r}: {listed}"
+        codexapp.trust_hooks(app, hooks)
+    return [hook.key for hook in hooks]
 
 
 class Gemini(Driver):
@@ -206,9 +180,11 @@ class Gemini(Driver):
         return {
             "GOOGLE_GEMINI_BASE_URL": url,
             "GEMINI_API_KEY": "stand-in",
-            # The folder trust a user grants at the first start (an untrusted folder turns
-            # MCP servers, hooks and tool approvals off).
+            # The folder trust a user grants at the first start (in an untrusted folder Gemini
+            # disables MCP servers and overrides the approval mode).
             "GEMINI_CLI_TRUST_WORKSPACE": "true",
+            # Run in this process instead of re-executing itself with a larger heap.
+            "GEMINI_CLI_NO_RELAUNCH": "true",
         }
 
     def turn(self, home: Home, standin: Standin, until: Until | None = None) -> Turn:
@@ -361,7 +337,8 @@ class Pi(Driver):
         ]
 
     def env(self, home: Home, url: str) -> dict[str, str]:
-        return {"PI_OFFLINE": "1", "PI_SKIP_VERSION_CHECK": "1", "PI_TELEMETRY": "0"}
+        # No network at start-up (PI_OFFLINE: version check, packages), no install telemetry.
+        return {"PI_OFFLINE": "1", "PI_TELEMETRY": "0"}
 
     def turn(self, home: Home, standin: Standin, until: Until | None = None) -> Turn:
         started = time.monotonic()

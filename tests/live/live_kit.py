@@ -141,11 +141,13 @@ class Home:
         target.write_text(text)
         return target
 
-    def switchboard(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run ``switchboard ARGS`` as the user of this home would."""
+    def switchboard(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``switchboard ARGS`` as the user of this home would (``env``: the harness's)."""
         done = subprocess.run(
             [PY, "-m", "switchboard", *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=self.work,
             capture_output=True,
             text=True,
