@@ -92,11 +92,23 @@ METHODS: Final = frozenset(
         "lease.release",
         "lease.list",
         "lease.check",
+        # daemon/tasks.py: delegation
+        "spawn",
+        "spawn.allow",
+        "spawn.deny",
+        "spawn.policy",
+        "tasks",
+        "task.show",
+        "task.patch",
+        "task.logs",
+        "task.nudge",
+        "task.stop",
+        "task.kill",
     }
 )
 
 #: The methods whose handler is an async generator; each item goes out as an ``item`` line.
-STREAMING: Final = frozenset({"events.follow", "room.follow"})
+STREAMING: Final = frozenset({"events.follow", "room.follow", "task.logs"})
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()

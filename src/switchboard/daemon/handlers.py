@@ -34,6 +34,7 @@ from switchboard.daemon.presence import (
 )
 from switchboard.daemon.presence import gone as agent_gone
 from switchboard.daemon.rooms import RoomHandlers, room_recipients
+from switchboard.daemon.tasks import TaskHandlers
 from switchboard.daemon.threads import ThreadHandlers
 from switchboard.errors import NotFound, UserError
 from switchboard.events import (
@@ -113,7 +114,13 @@ class InitParams(msgspec.Struct):
 
 
 class Handlers(
-    GroupHandlers, DeliveryHandlers, RoomHandlers, PresenceHandlers, ThreadHandlers, LeaseHandlers
+    GroupHandlers,
+    DeliveryHandlers,
+    RoomHandlers,
+    PresenceHandlers,
+    ThreadHandlers,
+    LeaseHandlers,
+    TaskHandlers,
 ):
     """API methods over one ``Daemon``."""
 

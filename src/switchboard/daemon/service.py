@@ -31,6 +31,7 @@ from switchboard.config import Settings, ensure_home
 from switchboard.crypto import create_identity, public_bytes
 from switchboard.daemon import presence
 from switchboard.daemon.coordination import Coordination
+from switchboard.daemon.taskrun import TaskRunner
 from switchboard.events import Event, MessageDelivered, MessagePosted, body_of, now_ts
 from switchboard.ids import device_id_from_public_key
 from switchboard.links.base import Link, make_link
@@ -73,6 +74,7 @@ class Daemon:
         self._api: ApiServer | None = None
         self._remove_listener: Callable[[], None] | None = None
         self.coordination = Coordination(self)  # liveness, notices, watches (coordination.py)
+        self.tasks = TaskRunner(self)  # delegation: the tasks this device runs (taskrun.py)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class Daemon:
         self._remove_listener = self.log.add_listener(self._on_stored)
         self.log.react_with(self._react)
         self.coordination.start()
+        await self.tasks.start()
         for group in await self.read(projections.list_groups):
             if group["enabled"]:
                 self._start_peer(group)
@@ -114,6 +117,7 @@ class Daemon:
         if self._api is not None:
             steps.append(("local API", self._api.aclose()))
         steps.append(("coordination", self.coordination.stop()))
+        steps.append(("tasks", self.tasks.stop()))
         steps += [(f"link {group[:8]}", peer.stop()) for group, peer in self.peers.items()]
         for name, step in steps:
             try:
