@@ -56,7 +56,7 @@ class GroupHandlers:
         async def ensure_agent(self, agent: str) -> str: ...
 
     async def _group_status(self, group: dict[str, Any]) -> dict[str, Any]:
-        peer = self.d.peers.get(group["group_id"])
+        peer = self.d.links.get(group["group_id"])
         link: dict[str, Any] = {"url": group["relay_url"], "enabled": bool(group["enabled"])}
         link["kind"] = links.kind_of(group["relay_url"])
         if peer is None:
@@ -144,12 +144,12 @@ class GroupHandlers:
             links.store_options(conn, group["group_id"], group.get("link_options"))
 
         await self.d.db.write(add)
-        peer = self.d._start_peer({**group, "enabled": 1}, create=create)
+        peer = self.d.start_link({**group, "enabled": 1}, create=create)
         failure = await peer.wait_established(LINK_WAIT)
         # A relay that refused us, or a group that never reached its relay, is not kept; a
         # joiner whose relay is merely unreachable keeps the group and its link retries.
         if failure is not None and (create or isinstance(failure, AuthError | Rejected)):
-            await self.d.stop_peer(group["group_id"])
+            await self.d.stop_link(group["group_id"])
             await self.d.db.write(lambda conn: projections.remove_group(conn, group["group_id"]))
             raise failure
         name = await self.d.read(projections.get_meta, "device_name")
@@ -173,7 +173,7 @@ class GroupHandlers:
 
     async def _invite(self, group_id: str) -> str:
         group = await self.d.read(projections.get_group, group_id)
-        peer = self.d.peers.get(group_id)
+        peer = self.d.links.get(group_id)
         relay_key = group["relay_key"] or (peer.relay_key if peer else None)
         options = links.invite_options(group.get("link_options"))
         return invites.render(
@@ -192,17 +192,17 @@ class GroupHandlers:
                 projections.set_group_enabled(conn, group_id, p.on)
 
             await self.d.db.write(enable)
-            if p.on and group["group_id"] not in self.d.peers:
-                self.d._start_peer(group)
+            if p.on and group["group_id"] not in self.d.links:
+                self.d.start_link(group)
             elif not p.on:
                 await self._remember_held(group_id)
-                await self.d.stop_peer(group_id)
+                await self.d.stop_link(group_id)
         return await self.link_status(params)
 
     async def _remember_held(self, group_id: str) -> None:
         """Keep a link's lag and this device's newest seq as it goes off, so that its lag can
         still be told while it is off (``_lag_while_off``)."""
-        peer = self.d.peers.get(group_id)
+        peer = self.d.links.get(group_id)
         if peer is None:
             return
         seq = self.d.log.vector().get(self.d.device_id, 0)
@@ -223,7 +223,7 @@ class GroupHandlers:
         """Wait (up to ``timeout`` s) until every link is connected and its relay holds our log."""
         p = params_of(SyncParams, params)
         for group in await self._groups(p.group):
-            peer = self.d.peers.get(group["group_id"])
+            peer = self.d.links.get(group["group_id"])
             if peer is not None:
                 await peer.wait_synced(min(max(p.timeout, 0.0), MAX_WAIT))
         return await self.link_status({"group": p.group})

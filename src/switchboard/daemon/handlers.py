@@ -17,6 +17,7 @@ from switchboard import ids
 from switchboard.daemon.delivery import DeliveryHandlers
 from switchboard.daemon.groups import LINK_WAIT, GroupHandlers
 from switchboard.daemon.leases import LeaseHandlers
+from switchboard.daemon.messages import ReceiptWaiters
 from switchboard.daemon.params import (
     MAX_WAIT,
     AgentParams,
@@ -34,7 +35,6 @@ from switchboard.daemon.presence import (
 )
 from switchboard.daemon.presence import gone as agent_gone
 from switchboard.daemon.rooms import RoomHandlers, room_recipients
-from switchboard.daemon.tasks import TaskHandlers
 from switchboard.daemon.threads import ThreadHandlers
 from switchboard.errors import NotFound, UserError
 from switchboard.events import (
@@ -120,7 +120,6 @@ class Handlers(
     PresenceHandlers,
     ThreadHandlers,
     LeaseHandlers,
-    TaskHandlers,
 ):
     """API methods over one ``Daemon``."""
 
@@ -331,7 +330,7 @@ class Handlers(
         if remote and wait > 0:
             # A daemon started by this very command is still connecting: give it a moment to
             # learn who is online before answering "queued".
-            for peer in self.d.peers.values():
+            for peer in self.d.links.values():
                 if peer.status.state == "connecting":
                     await peer.wait_established(min(wait, LINK_WAIT / 5))
         online = {
@@ -348,7 +347,7 @@ class Handlers(
             states = projections.receipts_for(conn_reader(), msg_id)
             return all(states.get(r, {}).get("delivered_ts") for r in waiting)
 
-        await self.d.wait_receipt(ref, done, wait)
+        await self.d.part(ReceiptWaiters).wait(ref, done, wait)
 
     def _send_result(
         self,
@@ -413,7 +412,7 @@ class Handlers(
     async def _settle(self) -> None:
         """On a daemon that has just started, let its links catch up before answering a read."""
         if time.time() - self.d.started < SETTLE_WINDOW:
-            for peer in list(self.d.peers.values()):
+            for peer in list(self.d.links.values()):
                 await peer.wait_caught_up(SETTLE_WAIT)
 
     def _message_json(self, row: dict[str, Any], shorts: dict[str, str], me: str) -> dict[str, Any]:

@@ -106,6 +106,13 @@ def ghost_since(conn: sqlite3.Connection, device: str, name: str) -> str | None:
     return str(row[1]) if row and row[0] == "ghost" else None
 
 
+def accepts(conn: sqlite3.Connection, recipient: str, event: Any) -> bool:
+    """Whether a local agent accepts a message event: a ghost refuses those sent since."""
+    name, _, device = recipient.rpartition(":")
+    since = ghost_since(conn, device, name)
+    return since is None or event.ts < since
+
+
 def held_back(conn: sqlite3.Connection, device: str, name: str, rows: list[Any]) -> list[Any]:
     """Drop from inbox rows the messages a ghost does not accept (sent since it became one)."""
     since = ghost_since(conn, device, name)

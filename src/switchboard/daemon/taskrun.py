@@ -43,7 +43,7 @@ from switchboard.tasks import wrapper
 from switchboard.tasks.lifecycle import outcome
 
 if TYPE_CHECKING:
-    from switchboard.daemon.service import Daemon
+    from switchboard.daemon.context import Context
 
 log = logging.getLogger("switchboard.daemon.tasks")
 
@@ -127,13 +127,14 @@ def read_json(path: Path) -> dict[str, Any] | None:
 class TaskRunner:
     """The tasks this daemon runs: the monitor loop and the signals."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
-        self.root = daemon.settings.home / "tasks"
+    def __init__(self, ctx: Context) -> None:
+        self.d = ctx
+        self.root = ctx.settings.home / "tasks"
         self.runs: dict[str, Run] = {}
         self.lock = asyncio.Lock()  # held while a request is decided and started
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()  # set once the tasks of before a restart are re-attached
 
     def folder(self, task: str) -> Path:
         """The task's folder on this device."""
@@ -141,10 +142,9 @@ class TaskRunner:
 
     # -- lifecycle of the runner -----------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Re-attach to tasks that ran when the daemon stopped, then start the monitor loop."""
+    def start(self) -> None:
+        """Start the monitor loop, which first re-attaches to the tasks of before a restart."""
         self._wake = asyncio.Event()
-        await self._reattach()
         self._loop_task = asyncio.get_running_loop().create_task(
             self._monitor_loop(), name="switchboard[tasks].monitor_loop"
         )
@@ -193,6 +193,11 @@ class TaskRunner:
 
     async def _monitor_loop(self) -> None:
         assert self._wake is not None
+        try:
+            await self._reattach()
+        except Exception:  # one bad folder must not leave every other task unwatched
+            log.exception("! re-attaching to tasks failed")
+        self.ready.set()
         while True:
             if not self.runs:
                 await self._wake.wait()
