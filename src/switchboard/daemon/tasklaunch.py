@@ -103,7 +103,8 @@ async def launch_task(runner: TaskRunner, launch: Launch) -> Run | str:
     argv[0] = program
     root = await asyncio.to_thread(taskgit.top_level, launch.cwd)
     base = await asyncio.to_thread(taskgit.snapshot, root) if root else None
-    spec = {"argv": argv, "cwd": launch.cwd, "env": env, "stdin": stdin}
+    spec = {"argv": argv, "cwd": launch.cwd, "env": env, "stdin": stdin,
+            "wait_for": "piped" if launch.terminal else None}  # fmt: skip
     write_private(folder / "spec.json", json.dumps(spec).encode())
     try:
         proc = None
@@ -169,5 +170,8 @@ def _in_tmux(launch: Launch, folder: Path) -> tuple[int, str]:
                     "-c", launch.cwd, "--", *command)  # fmt: skip
     pid_text, _, window = out.partition(" ")
     log_path = shlex.quote(os.path.join(folder, "output.log"))
-    _tmux("pipe-pane", "-t", window, "-o", f"cat >> {log_path}")
+    try:
+        _tmux("pipe-pane", "-t", window, "-o", f"cat >> {log_path}")
+    finally:
+        (folder / "piped").touch(mode=0o600)  # the wrapper starts the program now
     return int(pid_text), window

@@ -32,7 +32,7 @@ import msgspec
 
 from switchboard import ids
 from switchboard.daemon import tasklaunch
-from switchboard.daemon.params import AgentParams, LocalId, params_of
+from switchboard.daemon.params import AgentParams, LocalId, Seconds, params_of
 from switchboard.daemon.registry import Feature
 from switchboard.daemon.taskrun import TaskRunner, write_private
 from switchboard.errors import NotFound, UserError
@@ -77,6 +77,7 @@ class TaskParams(AgentParams):
     follow: bool = False
     offset: LocalId = 0
     all: bool = False
+    wait: Seconds = 0.0  # task.show: until the task ends, at most this long
 
 
 class GrantParams(msgspec.Struct, forbid_unknown_fields=False):
@@ -235,9 +236,18 @@ async def tasks(ctx: Context, params: Any) -> list[dict[str, Any]]:
 
 
 async def task_show(ctx: Context, params: Any) -> dict[str, Any]:
-    """One task, with the last lines of its output when it runs here."""
+    """One task, with the last lines of its output when it runs here; ``wait``: until it
+    ended, at most that many seconds."""
     p = params_of(TaskParams, params)
     row = await _task(ctx, p.task)
+    deadline = asyncio.get_running_loop().time() + p.wait
+    while State(row["state"]) not in FINAL:
+        mark = ctx.changes
+        row = await _task(ctx, row["task"])
+        remaining = deadline - asyncio.get_running_loop().time()
+        if State(row["state"]) in FINAL or remaining <= 0:
+            break
+        await ctx.wait_advanced(remaining, since=mark)
     shown = task_json(row, await _shorts(ctx), dt.datetime.now(dt.UTC).timestamp())
     shown["output"] = None
     if row["device_id"] == ctx.device_id:

@@ -7,9 +7,10 @@ own; the wrapper starts the harness and outlives nothing but it. It exists so th
 task did is on disk even when no daemon watched it end (the daemon restarted meanwhile, or
 tmux was the parent):
 
-1. read ``spec.json`` from the task directory (mode 0600: ``argv``, ``cwd``, ``env``, and
-   ``stdin``, the task text or ``null``) and delete it, so the environment it carries (a
-   harness's API key, when the policy gives one) is not left at rest;
+1. read ``spec.json`` from the task directory (mode 0600: ``argv``, ``cwd``, ``env``,
+   ``stdin``, the task text or ``null``, and ``wait_for``, a file to wait for before starting,
+   or ``null``) and delete it, so the environment it carries (a harness's API key, when the
+   policy gives one) is not left at rest;
 2. start ``argv`` in ``cwd`` with exactly ``env`` as its environment (nothing of the
    wrapper's own), the text on a pipe to its stdin, and write ``child.json`` (its pid);
 3. wait for it, and write ``exit.json`` (``status``: its exit status, negative for a
@@ -29,10 +30,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 #: Exit status when the program could not be started (as shells report "not found").
 EXIT_NOT_STARTED = 127
+# How long a tmux task waits for its output to be captured before it starts anyway.
+WAIT_FOR_SECONDS = 5.0
 
 
 def _write_json(directory: str, name: str, value: dict[str, Any]) -> None:
@@ -62,6 +66,16 @@ def _start_time(pid: int) -> str:
         return ""
 
 
+def _wait_for(directory: str, name: str | None) -> None:
+    # In tmux the daemon attaches the pane's output to output.log just after the window
+    # opens; the program starts once that is done (or after WAIT_FOR_SECONDS regardless).
+    if not name:
+        return
+    deadline = time.monotonic() + WAIT_FOR_SECONDS
+    while not os.path.exists(os.path.join(directory, name)) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def run(directory: str) -> int:
     """Run the task described in ``directory``; return its exit status."""
     spec_path = os.path.join(directory, "spec.json")
@@ -72,6 +86,7 @@ def run(directory: str) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda sig, _frame: noted.append(sig))
     text = spec.get("stdin")
+    _wait_for(directory, spec.get("wait_for"))
     try:
         child = subprocess.Popen(
             spec["argv"],
