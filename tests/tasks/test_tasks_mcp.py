@@ -9,7 +9,7 @@ from cluster import Device
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 
-from mcp_kit import call, mcp_session, run  # noqa: E402
+from mcp_kit import call, mcp_session, run
 
 
 def test_tasks_mcp_spawn_nudge_and_wait_for_the_result(device: Device, work: Path) -> None:
