@@ -2,14 +2,11 @@
 
 Theory of operation
 -------------------
-A request to run a task enters at ``request_task``, the one path for both kinds of
-requester: this device's own user (the local API: ``local=True``) and, over the directed
+A request to run a task enters at ``taskrequest.request_task``, the one path for both kinds
+of requester: this device's own user (the local API: ``local=True``) and, over the directed
 channel, another device of the group (``local=False``, ``device`` proved by that channel,
-never taken from the request's body). It writes ``task_requested`` and, in the same
-transaction, the policy's answer (``task_accepted`` or ``task_refused`` with the reason),
-starts an accepted task (``daemon/tasklaunch.py``), and registers its agent with the task's
-pid (``agent_registered``, so it is in the group and receives messages) beside
-``task_started``. The runner (``daemon/taskrun.py``) watches it from there.
+never taken from the request's body). The runner (``daemon/taskrun.py``) watches the task
+from there.
 
 What reads the log (``tasks``, ``task show``, ``nudge``: a message to the task's agent) works
 for the tasks of every device already; what acts on a task's process or reads its files
@@ -20,30 +17,19 @@ device waits for the directed channel (``_on_device``).
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import os
-import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from switchboard import ids
-from switchboard.daemon import tasklaunch
 from switchboard.daemon.params import AgentParams, LocalId, Seconds, params_of
 from switchboard.daemon.registry import Feature
-from switchboard.daemon.taskrun import TaskRunner, write_private
+from switchboard.daemon.taskrequest import TaskRequest, policy_path, request_task, runner
+from switchboard.daemon.taskrun import write_private
 from switchboard.errors import NotFound, UserError
-from switchboard.events import (
-    AgentRegistered,
-    TaskAccepted,
-    TaskEnded,
-    TaskRefused,
-    TaskRequested,
-    TaskStarted,
-)
 from switchboard.store import projections
 from switchboard.store import tasks as task_store
 from switchboard.tasks import policy, policyfile
@@ -86,25 +72,6 @@ class GrantParams(msgspec.Struct, forbid_unknown_fields=False):
     dir: list[str] = msgspec.field(default_factory=list)
 
 
-class TaskRequest(msgspec.Struct, frozen=True):
-    """A request to run a task, as ``request_task`` takes it (from either kind of requester)."""
-
-    device: str  # the requesting device (proved by how the request came)
-    local: bool
-    requester: str  # the requesting agent's name on that device
-    harness: str
-    text: str
-    dir: str = ""
-    name: str = ""
-    tags: tuple[str, ...] = ()
-    terminal: bool = False
-
-
-def new_task_id() -> str:
-    """Eight random base32 characters: ``k7m2qx9a``."""
-    return base64.b32encode(secrets.token_bytes(5)).decode().lower()
-
-
 def _ts(text: str | None) -> float | None:
     return dt.datetime.fromisoformat(text).timestamp() if text else None
 
@@ -139,11 +106,6 @@ def task_json(row: dict[str, Any], shorts: dict[str, str], now: float) -> dict[s
         "result": row["result"],
         "diff_stat": row["diff_stat"],
     }
-
-
-def runner(ctx: Context) -> TaskRunner:
-    """The daemon's task runner (its one ``TaskRunner``)."""
-    return ctx.part(TaskRunner)
 
 
 def _legacy(ctx: Context) -> Any:
@@ -341,13 +303,9 @@ async def interrupt_task(ctx: Context, task: str, how: str, by: str) -> dict[str
 # -- policy --------------------------------------------------------------------------------------
 
 
-def _policy_path(ctx: Context) -> Path:
-    return ctx.settings.home / "spawn.toml"
-
-
 async def spawn_policy(ctx: Context, params: Any) -> dict[str, Any]:
     """This device's spawn policy (defaults filled in)."""
-    rules = await asyncio.to_thread(policy.load, _policy_path(ctx))
+    rules = await asyncio.to_thread(policy.load, policy_path(ctx))
     return policyfile.policy_json(rules, await _shorts(ctx))
 
 
@@ -361,7 +319,7 @@ async def spawn_allow(ctx: Context, params: Any) -> dict[str, Any]:
     local = device == ctx.device_id
     names = await ctx.read(projections.list_devices)
     name = next((r["name"] for r in names if r["device_id"] == device), "") or ""
-    path = _policy_path(ctx)
+    path = policy_path(ctx)
     async with runner(ctx).lock:
         text = await asyncio.to_thread(_read_text, path)
         new = policyfile.allow(text, device, local=local, name=name, harnesses=p.harness,
@@ -374,106 +332,13 @@ async def spawn_deny(ctx: Context, params: Any) -> dict[str, Any]:
     """Take a device's permission to spawn here away (``local``: this device's user's)."""
     p = params_of(GrantParams, params)
     device = await _device_of(ctx, p.device or "local")
-    path = _policy_path(ctx)
+    path = policy_path(ctx)
     async with runner(ctx).lock:
         text = await asyncio.to_thread(_read_text, path)
         new, changed = policyfile.deny(text, device, local=device == ctx.device_id)
         if changed:
             await asyncio.to_thread(write_private, path, new.encode())
     return {"changed": changed, "policy": await spawn_policy(ctx, {})}
-
-
-# -- the one request path ------------------------------------------------------------------------
-
-
-async def request_task(ctx: Context, request: TaskRequest) -> dict[str, Any]:
-    """Decide and (if allowed) start a task; every step an event. Returns the task's id and
-    state (``accepted``/``running`` or ``refused`` with the reason)."""
-    task = new_task_id()
-    requester = f"{request.requester}:{request.device}"
-    asked = TaskRequested(
-        task=task, requester=requester, harness=request.harness, text=request.text,
-        dir=request.dir, name=request.name, tags=list(request.tags), terminal=request.terminal,
-    )  # fmt: skip
-    tasks_here = runner(ctx)
-    await tasks_here.ready.wait()
-    async with tasks_here.lock:  # limits are counted and claimed as one step
-        decision = await _decide(ctx, request)
-        if isinstance(decision, policy.Refused):
-            body = TaskRefused(task=task, reason=decision.reason)
-            await ctx.log.append_many([("", asked), ("", body)])
-            return {"id": task, "state": "refused", "reason": decision.reason}
-        allowed, agent = decision
-        accepted = TaskAccepted(
-            task=task, agent=agent, dir=allowed.directory, max_runtime=allowed.max_runtime
-        )
-        await ctx.log.append_many([("", asked), ("", accepted)])
-        launch = tasklaunch.Launch(
-            task=task, agent=agent, harness=request.harness, text=request.text,
-            cwd=allowed.directory, rule=allowed.rule, max_runtime=allowed.max_runtime,
-            grace=allowed.grace, requester_device=request.device, terminal=request.terminal,
-            tags=request.tags,
-        )  # fmt: skip
-        run = await tasklaunch.launch_task(tasks_here, launch)
-        if isinstance(run, str):
-            await ctx.log.append("", TaskEnded(task=task, state="failed", reason=run))
-            return {"id": task, "state": "failed", "reason": run}
-        tasks_here.watch(run)
-    summary = " ".join(request.text.split())[:80]
-    await ctx.log.append_many([
-        ("", TaskStarted(task=task, pid=run.wrapper[0], started=run.wrapper[1], agent=agent,
-                         window=run.window)),
-        (agent, AgentRegistered(name=agent, harness=request.harness, cwd=allowed.directory,
-                                pid=run.wrapper[0], summary=f"task {task}: {summary}",
-                                tags=list(request.tags))),
-    ])  # fmt: skip
-    return {"id": task, "state": "running", "agent": agent, "dir": allowed.directory}
-
-
-async def _decide(
-    ctx: Context, request: TaskRequest
-) -> policy.Refused | tuple[policy.Allowed, str]:
-    if request.terminal and not tasklaunch.tmux_available():
-        return policy.Refused("--terminal needs tmux, which is not installed on that device")
-    runs = runner(ctx).runs.values()
-    asked = policy.SpawnRequest(
-        device=request.device, local=request.local, harness=request.harness,
-        directory=request.dir, text=request.text,
-    )  # fmt: skip
-    running = len(runs)
-    of_device = sum(1 for r in runs if r.requester_device == request.device)
-    path = _policy_path(ctx)
-
-    def decide() -> policy.Allowed | policy.Refused:  # reads files: in a thread
-        try:
-            rules = policy.load(path)
-        except UserError as exc:
-            return policy.Refused(str(exc))
-        return policy.decide(
-            rules, asked, running=running, running_of_device=of_device,
-            home=os.path.expanduser("~"),
-        )  # fmt: skip
-
-    decision = await asyncio.to_thread(decide)
-    if isinstance(decision, policy.Refused):
-        return decision
-    agents = await ctx.read(projections.list_agents)
-    mine = {r["name"]: r for r in agents if r["device_id"] == ctx.device_id}
-    if request.name:
-        try:
-            name = ids.parse_name(request.name)
-        except UserError as exc:
-            return policy.Refused(str(exc))
-        if name in mine and mine[name]["status"] != "offline":
-            return policy.Refused(f"agent name {name} is in use on that device")
-    else:
-        name = ids.pick_name(set(mine), secrets.randbelow(1 << 30))
-    for tag in request.tags:
-        try:
-            ids.parse_tag(tag)
-        except UserError as exc:
-            return policy.Refused(str(exc))
-    return decision, name
 
 
 def _read_text(path: Any) -> str:
