@@ -9,8 +9,8 @@ import pytest
 from cluster import free_port
 
 from switchboard.errors import ConnectError
-from switchboard.links.base import LinkOptions
 from switchboard.transports import mqtt, nats
+from switchboard.transports.options import LinkOptions
 
 
 def test_mqtt_connect_refused_is_connect_error(run: Callable[..., Any]) -> None:

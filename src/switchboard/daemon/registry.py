@@ -3,12 +3,18 @@
 Theory of operation
 -------------------
 A feature module ends with one ``FEATURE = Feature(...)``: its API methods as a table of plain
-async functions ``fn(ctx, params)`` (streaming ones, async generators, in ``streams``), the
+async functions ``fn(ctx, p)`` (streaming ones, async generators, in ``streams``), the
 event types it reacts to and in which phase (``Reaction``), the directed-channel request kinds
 it answers, and optional ``start``/``stop`` hooks. ``daemon/features.py`` lists the features
 (one line each); ``Registry`` merges their tables, refusing a method, stream or request kind
 declared twice, and is what the API server dispatches through and what the daemon calls when
 events are stored. Nothing else names a feature.
+
+A method's second parameter is annotated with the msgspec Struct of its params (a subclass
+of ``params.AgentParams`` when it acts for an agent): that annotation is the one declaration
+of the method's parameters. The registry validates each request's params into it at the door
+(``params.params_of``: bad input is one clear ``UserError`` naming the field), and tests check
+the CLI's options and the MCP tools' arguments against it (``Registry.params``).
 
 Reactions come in two phases:
 
@@ -33,11 +39,16 @@ is not called when none match.
 from __future__ import annotations
 
 import enum
+import inspect
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from switchboard.daemon.params import params_of
 
 if TYPE_CHECKING:
     from switchboard.daemon.context import Context, RequestHandler
@@ -46,8 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.daemon.registry")
 
 Stored = tuple[int, "Event"]
-#: An API method: ``fn(ctx, params)`` with the request's params (a JSON object) -> a JSON-able
-#: result or a msgspec Struct (``daemon/shapes.py``).
+#: An API method: ``fn(ctx, p)``, ``p`` the request's params validated into the Struct its
+#: annotation names -> a JSON-able result or a msgspec Struct (``daemon/shapes.py``).
 Method = Callable[["Context", Any], Awaitable[Any]]
 #: A streaming API method: an async generator of items.
 Stream = Callable[["Context", Any], AsyncIterator[Any]]
@@ -118,6 +129,8 @@ class Registry:
         self.methods: dict[str, Method] = {}
         self.streams: dict[str, Stream] = {}
         self.requests: dict[str, RequestHandler] = {}
+        #: Each method's params Struct (streams too), from its annotation.
+        self.params: dict[str, type[msgspec.Struct]] = {}
         owner: dict[str, str] = {}
         for feature in self.features:
             for table, merged in (
@@ -131,6 +144,8 @@ class Registry:
                         raise ValueError(f"{key} is declared by {owner[key]} and {feature.name}")
                     owner[key] = feature.name
                     merged[name] = fn  # type: ignore[assignment]
+                    if merged is not self.requests:
+                        self.params[name] = params_type(fn)
         reactions = [r for f in self.features for r in f.reactions]
         self._in_txn = [r for r in reactions if r.phase is Phase.IN_TXN]
         self._after = [r for r in reactions if r.phase is Phase.AFTER_COMMIT]
@@ -144,9 +159,9 @@ class Registry:
         """The API server's dispatch table: name -> (``fn(params)`` on ``ctx``, is streaming)."""
         table: dict[str, tuple[Callable[[Any], Any], bool]] = {}
         for name, fn in self.methods.items():
-            table[name] = (_bound(fn, ctx), False)
+            table[name] = (_bound(fn, self.params[name], ctx), False)
         for name, stream in self.streams.items():
-            table[name] = (_bound(stream, ctx), True)
+            table[name] = (_bound(stream, self.params[name], ctx), True)
         return table
 
     def start(self, ctx: Context) -> None:
@@ -183,9 +198,24 @@ class Registry:
                 reaction.fn(ctx, wanted)
 
 
-def _bound(fn: Callable[..., Any], ctx: Context) -> Callable[[Any], Any]:
+def params_type(fn: Callable[..., Any]) -> type[msgspec.Struct]:
+    """The params Struct a method's second parameter is annotated with.
+
+    Raises:
+        TypeError: the method has no such parameter, or its annotation is not a Struct.
+    """
+    parameters = list(inspect.signature(fn).parameters.values())
+    annotation = parameters[1].annotation if len(parameters) == 2 else None
+    if isinstance(annotation, str):  # ``from __future__ import annotations``: a name
+        annotation = getattr(fn, "__globals__", {}).get(annotation)
+    if not (isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)):
+        raise TypeError(f"{_name(fn)} must take (ctx, p: <a params Struct>)")
+    return annotation
+
+
+def _bound(fn: Callable[..., Any], cls: type[msgspec.Struct], ctx: Context) -> Callable[[Any], Any]:
     def call(params: Any) -> Any:
-        return fn(ctx, params)
+        return fn(ctx, params_of(cls, params))
 
     call.__name__ = call.__qualname__ = getattr(fn, "__name__", "method")
     return call

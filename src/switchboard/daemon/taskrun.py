@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any, Final
 from switchboard.daemon import taskgit
 from switchboard.daemon.coordination import anchor_alive
 from switchboard.events import StatusChanged, TaskEnded, TaskInterrupted, TaskProgress
-from switchboard.harnesses.wrapping import clean
 from switchboard.store import tasks as task_store
 from switchboard.tasks import wrapper
 from switchboard.tasks.lifecycle import outcome
+from switchboard.wrapping import clean
 
 if TYPE_CHECKING:
     from switchboard.daemon.context import Context

@@ -25,7 +25,10 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from switchboard import ids
-from switchboard.daemon.params import AgentParams, LocalId, Seconds, params_of
+from switchboard.daemon import messages
+from switchboard.daemon.agents import ensure_agent
+from switchboard.daemon.messages import SendParams
+from switchboard.daemon.params import AgentParams, LocalId, Seconds
 from switchboard.daemon.registry import Feature
 from switchboard.daemon.taskrequest import TaskRequest, policy_path, request_task, runner
 from switchboard.daemon.taskrun import write_private
@@ -108,26 +111,12 @@ def task_json(row: dict[str, Any], shorts: dict[str, str], now: float) -> dict[s
     }
 
 
-def _legacy(ctx: Context) -> Any:
-    # Transitional: ``ensure_agent`` and ``send`` are still the legacy handlers' until the
-    # agents and messages features take them (daemon/features.py).
-    from switchboard.daemon.features import _handlers  # noqa: PLC0415 - features imports us
-
-    return ctx.part(_handlers)
-
-
-async def _ensure_agent(ctx: Context, agent: str) -> str:
-    name: str = await _legacy(ctx).ensure_agent(agent)
-    return name
-
-
 # -- spawning ------------------------------------------------------------------------------------
 
 
-async def spawn(ctx: Context, params: Any) -> dict[str, Any]:
+async def spawn(ctx: Context, p: SpawnParams) -> dict[str, Any]:
     """Ask a device (this one by default) to run a task; return its id and first state."""
-    p = params_of(SpawnParams, params)
-    name = await _ensure_agent(ctx, p.agent)
+    name = await ensure_agent(ctx, p.agent)
     device = await _device_of(ctx, p.on) if p.on else ctx.device_id
     request = TaskRequest(
         device=ctx.device_id, local=True, requester=name, harness=p.harness,
@@ -183,9 +172,8 @@ async def _task(ctx: Context, task: str) -> dict[str, Any]:
     return found
 
 
-async def tasks(ctx: Context, params: Any) -> list[dict[str, Any]]:
+async def tasks(ctx: Context, p: TaskParams) -> list[dict[str, Any]]:
     """Tasks of every device: live ones and the last hour's (``all``: every one)."""
-    p = params_of(TaskParams, params)
     rows = await ctx.read(task_store.list_tasks, True)
     now = dt.datetime.now(dt.UTC).timestamp()
     shorts = await _shorts(ctx)
@@ -197,10 +185,9 @@ async def tasks(ctx: Context, params: Any) -> list[dict[str, Any]]:
     return out
 
 
-async def task_show(ctx: Context, params: Any) -> dict[str, Any]:
+async def task_show(ctx: Context, p: TaskParams) -> dict[str, Any]:
     """One task, with the last lines of its output when it runs here; ``wait``: until it
     ended, at most that many seconds."""
-    p = params_of(TaskParams, params)
     row = await _task(ctx, p.task)
     deadline = asyncio.get_running_loop().time() + p.wait
     while State(row["state"]) not in FINAL:
@@ -218,9 +205,8 @@ async def task_show(ctx: Context, params: Any) -> dict[str, Any]:
     return shown
 
 
-async def task_patch(ctx: Context, params: Any) -> dict[str, Any]:
+async def task_patch(ctx: Context, p: TaskParams) -> dict[str, Any]:
     """The patch of what a task changed in its git directory (empty: none)."""
-    p = params_of(TaskParams, params)
     row = await _task(ctx, p.task)
     if row["device_id"] != ctx.device_id:
         answer: dict[str, Any] = await _on_device(row["device_id"], "a patch", p.task)
@@ -230,9 +216,8 @@ async def task_patch(ctx: Context, params: Any) -> dict[str, Any]:
     return {"id": row["task"], "state": row["state"], "patch": patch}
 
 
-async def task_logs(ctx: Context, params: Any) -> AsyncIterator[dict[str, Any]]:
+async def task_logs(ctx: Context, p: TaskParams) -> AsyncIterator[dict[str, Any]]:
     """Yield a task's output from ``offset`` in pieces; with ``follow``, until it ends."""
-    p = params_of(TaskParams, params)
     row = await _task(ctx, p.task)
     if row["device_id"] != ctx.device_id:
         await _on_device(row["device_id"], "logs", p.task)
@@ -255,32 +240,30 @@ async def task_logs(ctx: Context, params: Any) -> AsyncIterator[dict[str, Any]]:
 # -- acting on tasks -----------------------------------------------------------------------------
 
 
-async def task_nudge(ctx: Context, params: Any) -> dict[str, Any]:
+async def task_nudge(ctx: Context, p: TaskParams) -> dict[str, Any]:
     """Send the task's agent a message, pushed into its context at its next tool call."""
-    p = params_of(TaskParams, params)
     row = await _task(ctx, p.task)
     if not row["name"] or State(row["state"]) in FINAL:
         raise UserError(f"task {row['task']} is {row['state']}: nobody to nudge")
     short = (await _shorts(ctx)).get(row["device_id"], "")
-    message = {"agent": p.agent, "to": [f"@{row['name']}:{short}"], "text": p.text,
-               "priority": "urgent"}  # fmt: skip
-    sent: dict[str, Any] = await _legacy(ctx).send(message)
+    message = SendParams(agent=p.agent, to=[f"@{row['name']}:{short}"], text=p.text,
+                         priority="urgent")  # fmt: skip
+    sent: dict[str, Any] = msgspec.to_builtins(await messages.send(ctx, message))
     return sent
 
 
-async def task_stop(ctx: Context, params: Any) -> dict[str, Any]:
+async def task_stop(ctx: Context, p: TaskParams) -> dict[str, Any]:
     """Stop a task: SIGTERM to its processes, SIGKILL after the policy's grace."""
-    return await _interrupt(ctx, params, "stop")
+    return await _interrupt(ctx, p, "stop")
 
 
-async def task_kill(ctx: Context, params: Any) -> dict[str, Any]:
+async def task_kill(ctx: Context, p: TaskParams) -> dict[str, Any]:
     """Kill a task's processes at once."""
-    return await _interrupt(ctx, params, "kill")
+    return await _interrupt(ctx, p, "kill")
 
 
-async def _interrupt(ctx: Context, params: Any, how: str) -> dict[str, Any]:
-    p = params_of(TaskParams, params)
-    name = await _ensure_agent(ctx, p.agent)
+async def _interrupt(ctx: Context, p: TaskParams, how: str) -> dict[str, Any]:
+    name = await ensure_agent(ctx, p.agent)
     row = await _task(ctx, p.task)
     if State(row["state"]) in FINAL:
         raise UserError(f"task {row['task']} already ended ({row['state']})")
@@ -303,15 +286,14 @@ async def interrupt_task(ctx: Context, task: str, how: str, by: str) -> dict[str
 # -- policy --------------------------------------------------------------------------------------
 
 
-async def spawn_policy(ctx: Context, params: Any) -> dict[str, Any]:
+async def spawn_policy(ctx: Context, p: GrantParams) -> dict[str, Any]:
     """This device's spawn policy (defaults filled in)."""
     rules = await asyncio.to_thread(policy.load, policy_path(ctx))
     return policyfile.policy_json(rules, await _shorts(ctx))
 
 
-async def spawn_allow(ctx: Context, params: Any) -> dict[str, Any]:
+async def spawn_allow(ctx: Context, p: GrantParams) -> dict[str, Any]:
     """Let a device (or ``local``) spawn here: harnesses and directories added."""
-    p = params_of(GrantParams, params)
     for harness in p.harness:
         if harness not in HARNESSES:
             raise UserError(f"unknown harness {harness[:20]!r}: {', '.join(HARNESSES)}")
@@ -325,12 +307,11 @@ async def spawn_allow(ctx: Context, params: Any) -> dict[str, Any]:
         new = policyfile.allow(text, device, local=local, name=name, harnesses=p.harness,
                                dirs=p.dir)  # fmt: skip
         await asyncio.to_thread(write_private, path, new.encode())
-    return await spawn_policy(ctx, {})
+    return await spawn_policy(ctx, GrantParams())
 
 
-async def spawn_deny(ctx: Context, params: Any) -> dict[str, Any]:
+async def spawn_deny(ctx: Context, p: GrantParams) -> dict[str, Any]:
     """Take a device's permission to spawn here away (``local``: this device's user's)."""
-    p = params_of(GrantParams, params)
     device = await _device_of(ctx, p.device or "local")
     path = policy_path(ctx)
     async with runner(ctx).lock:
@@ -338,7 +319,7 @@ async def spawn_deny(ctx: Context, params: Any) -> dict[str, Any]:
         new, changed = policyfile.deny(text, device, local=device == ctx.device_id)
         if changed:
             await asyncio.to_thread(write_private, path, new.encode())
-    return {"changed": changed, "policy": await spawn_policy(ctx, {})}
+    return {"changed": changed, "policy": await spawn_policy(ctx, GrantParams())}
 
 
 def _read_text(path: Any) -> str:
@@ -367,7 +348,7 @@ def _tail_lines(folder: Any) -> str:
             text = file.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    from switchboard.harnesses.wrapping import clean  # noqa: PLC0415 - only for show
+    from switchboard.wrapping import clean  # noqa: PLC0415 - only for show
 
     return "\n".join(clean(text).rstrip().splitlines()[-SHOW_LINES:])
 

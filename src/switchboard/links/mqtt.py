@@ -61,16 +61,16 @@ from switchboard.errors import (
     TransportTimeout,
 )
 from switchboard.events import now_ts
-from switchboard.links.base import run_until_first_ends
-from switchboard.links.common import (
+from switchboard.links.broker import (
     CHUNK_EVENTS,
     SAVE_EVERY,
     BrokerLink,
     load_meta,
-    log,
     save_meta,
 )
 from switchboard.links.mqtt_topics import OFFLINE, ONLINE, Kind, Topics
+from switchboard.links.status import LinkState
+from switchboard.links.supervisor import log, run_until_first_ends
 from switchboard.proto import cursors
 from switchboard.proto.frames import Have, decode_frame, encode_frame
 from switchboard.transports import mqtt as mqtt_transport
@@ -81,7 +81,7 @@ if TYPE_CHECKING:
 
     import aiomqtt
 
-    from switchboard.links.base import LinkOptions
+    from switchboard.transports.options import LinkOptions
 
 # Tried in order by `group create --relay mqtt-public`; the first that accepts us is kept.
 # Safe only because brokers see ciphertext (crypto.py); anyone may read these topics.
@@ -128,7 +128,7 @@ async def first_public_broker(options: LinkOptions, timeout: float) -> str:
     raise ConnectError("mqtt-public", "no public broker answered: " + "; ".join(tried))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class MqttLink(BrokerLink):
     """The link of one group through an MQTT broker."""
 
@@ -153,7 +153,7 @@ class MqttLink(BrokerLink):
     # -- one connection --------------------------------------------------------------------------
 
     async def _run_once(self) -> None:
-        self.status.state = "connecting"
+        self.status.state = LinkState.CONNECTING
         endpoint = mqtt_transport.parse_url(self.url).url
         self.published = max(self.published, int(await load_meta(self.log, self._meta_key) or 0))
         inbox: asyncio.Queue[tuple[Kind, str, bytes]] = asyncio.Queue()

@@ -46,8 +46,7 @@ from nats.js import api
 
 from switchboard.errors import SwitchboardError
 from switchboard.events import now_ts
-from switchboard.links.base import run_until_first_ends
-from switchboard.links.common import (
+from switchboard.links.broker import (
     CHUNK_EVENTS,
     SAVE_EVERY,
     BrokerLink,
@@ -55,6 +54,8 @@ from switchboard.links.common import (
     save_meta,
 )
 from switchboard.links.mqtt_topics import group_hash
+from switchboard.links.status import LinkState
+from switchboard.links.supervisor import run_until_first_ends
 from switchboard.proto.frames import MAX_VECTOR_ORIGINS, Batch, decode_frame
 from switchboard.store import local
 from switchboard.transports import nats as nats_transport
@@ -83,7 +84,7 @@ WRONG_LAST_SEQUENCE: Final = 10071  # JetStream's err_code for a failed expected
 MAX_CONSUMERS: Final = MAX_VECTOR_ORIGINS
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class NatsLink(BrokerLink):
     """The link of one group through NATS JetStream."""
 
@@ -110,7 +111,7 @@ class NatsLink(BrokerLink):
     # -- one connection --------------------------------------------------------------------------
 
     async def _run_once(self) -> None:
-        self.status.state = "connecting"
+        self.status.state = LinkState.CONNECTING
         lost = asyncio.Event()
 
         async def on_lost() -> None:

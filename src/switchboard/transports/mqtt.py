@@ -32,7 +32,7 @@ from switchboard.errors import (
 from switchboard.transports import tls
 
 if TYPE_CHECKING:
-    from switchboard.links.base import LinkOptions
+    from switchboard.transports.options import LinkOptions
 
 DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 # Seconds between MQTT PINGREQs; the broker fires our last will after 1.5x this of silence.

@@ -32,7 +32,7 @@ from switchboard.transports import tls
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
 
-    from switchboard.links.base import LinkOptions
+    from switchboard.transports.options import LinkOptions
 
 DEFAULT_PORT: Final = 4222
 

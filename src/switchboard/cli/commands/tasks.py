@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from switchboard.cli import output
 from switchboard.cli.calls import call, params
-from switchboard.daemon.client import connect
+from switchboard.daemon.autostart import connect
 from switchboard.errors import UserError
 
 if TYPE_CHECKING:
