@@ -17,6 +17,7 @@ from switchboard.daemon import (
     groups,
     leases,
     messages,
+    ping,
     queries,
     receipts,
     rooms,
@@ -39,6 +40,7 @@ FEATURES: Final = (
     leases.FEATURE,  # lease.*
     coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
     tasks.FEATURE,  # spawn, spawn.*, tasks, task.*; the task runner
+    ping.FEATURE,  # device.ping; answers other devices' ping requests
 )
 
 REGISTRY: Final = Registry(FEATURES)

@@ -33,6 +33,10 @@ published while a device is briefly away, up to its own limit.
 - **Presence**: ``presence/<self>`` holds a retained ``1`` while we are connected; our last will
   (retained ``0``) marks us offline when our connection dies, and we publish ``0`` on a clean
   stop.
+- **Directed frames** (``links.channel``) go to ``dm/<device>`` at QoS 1, only to a device
+  that is online; with MQTT 5 they expire after ``DIRECT_EXPIRY`` in a queue, so a broker does
+  not keep them for a device that went away (3.1.1 brokers may queue them for its session:
+  stale frames are then dropped by the device's channel).
 
 Convergence, with the relay's guarantee: the log drops duplicates and gaps, so any order and
 any repetition of batches is safe; a device behind on an origin keeps announcing (gaps,
@@ -59,6 +63,7 @@ from switchboard.errors import (
     RemoteProtocolError,
     SwitchboardError,
     TransportTimeout,
+    Unreachable,
 )
 from switchboard.events import now_ts
 from switchboard.links.broker import (
@@ -72,9 +77,9 @@ from switchboard.links.mqtt_topics import OFFLINE, ONLINE, Kind, Topics
 from switchboard.links.status import LinkState
 from switchboard.links.supervisor import log, run_until_first_ends
 from switchboard.proto import cursors
-from switchboard.proto.frames import Have, decode_frame, encode_frame
+from switchboard.proto.frames import Direct, Have, decode_frame, encode_frame
 from switchboard.transports import mqtt as mqtt_transport
-from switchboard.transports.mqtt import V5, V311, VersionRefused, map_mqtt_errors
+from switchboard.transports.mqtt import V5, V311, VersionRefused, expiring, map_mqtt_errors
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -100,6 +105,7 @@ HAVE_DEBOUNCE: Final = 0.05  # announcements asked for within this window go out
 QUIET: Final = 0.5  # no batch for this long after the answer window: caught up
 SENT_MEMORY: Final = 5.0  # what we answered counts as held by the asker for this long
 MAX_ANSWER: Final = 5 * CHUNK_EVENTS  # events per answer; the asker's next Have asks for more
+DIRECT_EXPIRY: Final = 30  # seconds a directed frame may wait in a broker's queue (MQTT 5)
 
 
 def public_brokers() -> list[str]:
@@ -147,6 +153,7 @@ class MqttLink(BrokerLink):
     _caught: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self._topics = Topics(self.keys.group, self.device_id)
         self._meta_key = f"link.mqtt.published.{self.keys.group}"
 
@@ -200,7 +207,7 @@ class MqttLink(BrokerLink):
             payload = message.payload
             if parsed is not None and isinstance(payload, bytes | bytearray):
                 kind, device = parsed
-                if device != self.device_id or kind == "to":
+                if device != self.device_id or kind in ("to", "dm"):
                     inbox.put_nowait((kind, device, bytes(payload)))
 
         version = self.version
@@ -312,8 +319,19 @@ class MqttLink(BrokerLink):
 
     # -- what arrives ----------------------------------------------------------------------------
 
+    async def _send_direct(self, frame: Direct) -> None:
+        client = self._mqtt
+        if client is None:
+            raise Unreachable(frame.recipient, f"link to {self.url} is not connected")
+        topic = self._topics.of("dm", frame.recipient)
+        with map_mqtt_errors(self.url):
+            await client.publish(topic, encode_frame(frame), qos=1,
+                                 properties=expiring(DIRECT_EXPIRY, self.version))  # fmt: skip
+
     async def _on_message(self, kind: Kind, device: str, payload: bytes) -> None:
-        if kind == "presence":
+        if kind == "dm":
+            self.direct_received(payload)
+        elif kind == "presence":
             online = payload == ONLINE
             if online and device not in self.online:
                 self._sent.pop(device, None)  # a new session: trust its next Have as is

@@ -26,6 +26,9 @@ derived from ``device_key``. So a member connects only as a device whose private
 
 After ``Welcome`` both sides are ``OPEN`` and exchange ``Have`` (what I hold), ``Batch``
 (envelopes), ``Ack`` (what I have stored), ``Ping``/``Pong``, and from a relay ``Presence``.
+Beside replication, an open session carries ``Direct`` frames: sealed payloads for one device
+of the group, which a relay forwards to that device's session and never stores, answering
+``Undelivered`` when it cannot (``docs/protocol.md`` §9; what is inside is ``proto.channel``'s).
 
 Replication (``docs/protocol.md`` §3): each side tracks ``peer_vector``, the highest seq per
 origin the peer is known to hold or has been sent. ``offer()`` sends only envelopes beyond it,
@@ -68,6 +71,7 @@ from switchboard.proto.frames import (
     Batch,
     Bye,
     Challenge,
+    Direct,
     Envelope,
     Frame,
     Have,
@@ -76,6 +80,7 @@ from switchboard.proto.frames import (
     Pong,
     Presence,
     Proof,
+    Undelivered,
     Welcome,
     decode_frame,
     encode_frame,
@@ -168,6 +173,24 @@ class PresenceReceived:
 
 
 @dataclass(frozen=True)
+class DirectReceived:
+    """A sealed directed frame arrived: a relay forwards it to ``frame.recipient``; a device
+    opens it (``crypto.GroupKeys.open_direct``)."""
+
+    frame: Direct
+
+
+@dataclass(frozen=True)
+class UndeliveredReceived:
+    """The relay could not deliver our ``Direct`` frame ``ref`` to ``recipient``."""
+
+    recipient: str
+    ref: int
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Closed:
     """The session ended; ``error`` is ``None`` for a normal close."""
 
@@ -183,6 +206,8 @@ SessionEvent = (
     | BatchReceived
     | AckReceived
     | PresenceReceived
+    | DirectReceived
+    | UndeliveredReceived
     | Closed
 )
 
@@ -197,6 +222,8 @@ class SessionStatistics:
     bytes_out: int
     envelopes_in: int
     envelopes_out: int
+    directs_in: int = 0
+    directs_out: int = 0
 
 
 # -- the transition table ------------------------------------------------------------------------
@@ -214,6 +241,8 @@ _TABLE: Final[dict[tuple[Role, State, type[Frame]], str]] = {
     **{(role, State.OPEN, Ping): "_on_ping" for role in Role},
     **{(role, State.OPEN, Pong): "_on_pong" for role in Role},
     (Role.CLIENT, State.OPEN, Presence): "_on_presence",
+    **{(role, State.OPEN, Direct): "_on_direct" for role in Role},
+    (Role.CLIENT, State.OPEN, Undelivered): "_on_undelivered",
 }
 
 #: Which local calls are allowed in which states (the adapter's side of the table).
@@ -300,9 +329,12 @@ class SyncSession:
             self.state = State.AWAIT_HELLO
         self._started = self._last_rx = self._last_tx = self.now
         self._stats = dict.fromkeys(
-            ("frames_in", "frames_out", "bytes_in", "bytes_out", "envelopes_in", "envelopes_out"),
+            (
+                "frames_in", "frames_out", "bytes_in", "bytes_out", "envelopes_in",
+                "envelopes_out", "directs_in", "directs_out",
+            ),
             0,
-        )
+        )  # fmt: skip
 
     # -- output drains ---------------------------------------------------------------------
 
@@ -493,6 +525,18 @@ class SyncSession:
         if chunk:
             self._send_chunk(chunk)
 
+    def send_direct(self, frame: Direct) -> None:
+        """Send a sealed directed frame (a device: its own; a relay: one it forwards)."""
+        self._require("open")
+        self._send(frame)
+        self._stats["directs_out"] += 1
+
+    def send_undelivered(self, recipient: str, ref: int, code: int, reason: str) -> None:
+        """Server: tell the client its directed frame ``ref`` for ``recipient`` went nowhere."""
+        self._require("open")
+        assert self.role is Role.SERVER
+        self._send(Undelivered(recipient=recipient, ref=ref, code=code, reason=reason[:200]))
+
     def send_bye(self, code: ByeCode = ByeCode.NORMAL, reason: str = "goodbye") -> None:
         """Close the session politely."""
         if self.state is State.CLOSED:
@@ -588,6 +632,15 @@ class SyncSession:
 
     def _on_presence(self, frame: Presence) -> None:
         self._events.append(PresenceReceived(frame.device, frame.online))
+
+    def _on_direct(self, frame: Direct) -> None:
+        self._stats["directs_in"] += 1
+        self._events.append(DirectReceived(frame))
+
+    def _on_undelivered(self, frame: Undelivered) -> None:
+        self._events.append(
+            UndeliveredReceived(frame.recipient, frame.ref, frame.code, frame.reason)
+        )
 
     def _on_bye(self, frame: Bye) -> None:
         self.state = State.CLOSED

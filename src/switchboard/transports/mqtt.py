@@ -49,6 +49,16 @@ V311: Final = 4
 SESSION_EXPIRY: Final = 7 * 24 * 3600
 
 
+def expiring(seconds: int, version: int) -> Properties | None:
+    """PUBLISH properties that make an MQTT 5 broker drop the message after ``seconds`` if it
+    is still queued for an offline subscriber (``None`` on 3.1.1, which has no expiry)."""
+    if version != V5:
+        return None
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.MessageExpiryInterval = seconds
+    return properties
+
+
 class VersionRefused(ConnectError):
     """The broker does not speak the MQTT version we asked for (try 3.1.1)."""
 

@@ -25,16 +25,22 @@ from switchboard.errors import (
     ConnectError,
     ConnectionLost,
     SwitchboardError,
+    TransportError,
     TransportTimeout,
 )
 from switchboard.transports import tls
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
+    from nats.aio.msg import Msg
 
     from switchboard.transports.options import LinkOptions
 
 DEFAULT_PORT: Final = 4222
+
+
+class NoResponders(TransportError):
+    """Nobody is subscribed to the subject a request went to."""
 
 
 def servers_of(url: str) -> list[str]:
@@ -145,3 +151,32 @@ async def connect(
             disconnected_cb=closed,
             error_cb=error,
         )
+
+
+async def request(
+    nc: NatsClient, subject: str, payload: bytes, *, timeout: float, endpoint: str
+) -> bool:
+    """Send a core NATS request and wait for its answer; return ``False`` if none came in time.
+
+    Core NATS may lose a message (docs/links.md), so a caller that needs it delivered sends it
+    again after ``False``; the answer only acknowledges receipt.
+
+    Raises:
+        NoResponders: nobody is subscribed to ``subject`` (the server says so at once).
+        ConnectionLost: the connection broke.
+    """
+    with map_nats_errors(endpoint):
+        try:
+            await nc.request(subject, payload, timeout=timeout)
+        except nats.errors.NoRespondersError as exc:
+            raise NoResponders(f"nobody subscribed to the subject on {endpoint}") from exc
+        except (TimeoutError, nats.errors.TimeoutError):
+            return False
+    return True
+
+
+async def acknowledge(msg: Msg) -> None:
+    """Answer a request (``request``'s acknowledgement); a connection gone meanwhile is fine."""
+    if msg.reply:
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await msg.respond(b"")
