@@ -121,3 +121,32 @@ def spawn(device: Device, text: str, **params: Any) -> dict[str, Any]:
 
 
 __all__ = ["spawn", "timeout", "wait_task", "write_policy"]
+
+
+@pytest.fixture
+def pair(short_home: Path, fakebin: Path) -> Iterator[tuple[Device, Device, Path]]:
+    """Two devices in one group through a relay on loopback, both with the fake harnesses on
+    PATH; the second (the runner) has a work directory but no policy for the first yet."""
+    from cluster import Relay  # noqa: PLC0415
+
+    relay = Relay(short_home / "relay")
+    devices = [Device(short_home / name, name) for name in ("lap", "vps")]
+    work = short_home / "vpswork"
+    work.mkdir()
+    try:
+        relay.start()
+        for dev in devices:
+            dev.env["PATH"] = f"{fakebin}{os.pathsep}{dev.env.get('PATH', '')}"
+            dev.home.mkdir(parents=True)
+            dev.start()
+            dev.call("init", name=dev.name)
+        created = devices[0].call("group.create", name="test", relay=relay.url)
+        devices[1].call("join", invite=created["invite"])
+        for dev in devices:
+            dev.call("link.sync", timeout=timeout(30))
+        yield devices[0], devices[1], work
+    finally:
+        for dev in devices:
+            dev.kill()
+            _kill_leftovers(dev.home)
+        relay.kill()

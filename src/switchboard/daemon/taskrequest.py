@@ -154,3 +154,13 @@ async def _decide(
         except UserError as exc:
             return policy.Refused(str(exc))
     return decision, name
+
+
+async def interrupt_task(ctx: Context, task: str, how: str, by: str) -> dict[str, Any]:
+    """Stop or kill a task of this device, for a local or (over the channel) remote asker."""
+    run = runner(ctx)
+    await run.ready.wait()
+    if task not in run.runs:
+        raise UserError(f"task {task} is not running here")
+    await run.interrupt(task, how, by=by)
+    return {"id": task, "asked": how}

@@ -9,9 +9,9 @@ never taken from the request's body). The runner (``daemon/taskrun.py``) watches
 from there.
 
 What reads the log (``tasks``, ``task show``, ``nudge``: a message to the task's agent) works
-for the tasks of every device already; what acts on a task's process or reads its files
-(``stop``, ``kill``, ``logs``, ``--patch``) runs on the task's device, and for a task of another
-device waits for the directed channel (``_on_device``).
+for the tasks of every device; what acts on a task's process or reads its files (``spawn
+--on``, ``stop``, ``kill``, ``logs``, ``--patch``) runs on the task's device, which a task of
+another device reaches over the directed channel (``daemon/taskremote.py``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,18 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from switchboard import ids
-from switchboard.daemon import messages
+from switchboard.daemon import messages, taskremote
 from switchboard.daemon.agents import ensure_agent
 from switchboard.daemon.messages import SendParams
 from switchboard.daemon.params import AgentParams, LocalId, Seconds
 from switchboard.daemon.registry import Feature
-from switchboard.daemon.taskrequest import TaskRequest, policy_path, request_task, runner
+from switchboard.daemon.taskrequest import (
+    TaskRequest,
+    interrupt_task,
+    policy_path,
+    request_task,
+    runner,
+)
 from switchboard.daemon.taskrun import write_private
 from switchboard.errors import NotFound, UserError
 from switchboard.store import projections
@@ -123,8 +129,11 @@ async def spawn(ctx: Context, p: SpawnParams) -> dict[str, Any]:
         text=p.text, dir=p.dir, name=p.name, tags=tuple(p.tags), terminal=p.terminal,
     )  # fmt: skip
     if device != ctx.device_id:
-        answer: dict[str, Any] = await _on_device(device, "spawning", p.on)
-        return answer
+        body = taskremote.SpawnBody(
+            requester=name, harness=p.harness, text=p.text, dir=p.dir, name=p.name,
+            tags=list(p.tags), terminal=p.terminal,
+        )  # fmt: skip
+        return await taskremote.spawn_on(ctx, device, body)
     return await request_task(ctx, request)
 
 
@@ -143,15 +152,6 @@ async def _device_of(ctx: Context, text: str) -> str:
     if len(set(found)) > 1:
         raise UserError(f"device name {text[:30]} is ambiguous: use its short id")
     return str(found[0])
-
-
-async def _on_device(device: str, what: str, shown: str) -> Any:
-    # The directed channel (request/response between two devices) carries these; until a
-    # link offers it, a remote task's process and files are out of reach from here.
-    raise UserError(
-        f"{what} on another device ({shown}) needs the device channel, which this "
-        "version does not have yet"
-    )
 
 
 # -- reading tasks -------------------------------------------------------------------------------
@@ -209,8 +209,8 @@ async def task_patch(ctx: Context, p: TaskParams) -> dict[str, Any]:
     """The patch of what a task changed in its git directory (empty: none)."""
     row = await _task(ctx, p.task)
     if row["device_id"] != ctx.device_id:
-        answer: dict[str, Any] = await _on_device(row["device_id"], "a patch", p.task)
-        return answer
+        body = taskremote.TaskBody(task=row["task"])
+        return await taskremote.call_task(ctx, row["device_id"], "task.patch", body)
     path = runner(ctx).folder(row["task"]) / "patch.diff"
     patch = await asyncio.to_thread(_read_text, path)
     return {"id": row["task"], "state": row["state"], "patch": patch}
@@ -220,7 +220,12 @@ async def task_logs(ctx: Context, p: TaskParams) -> AsyncIterator[dict[str, Any]
     """Yield a task's output from ``offset`` in pieces; with ``follow``, until it ends."""
     row = await _task(ctx, p.task)
     if row["device_id"] != ctx.device_id:
-        await _on_device(row["device_id"], "logs", p.task)
+        body = taskremote.TaskBody(task=row["task"], offset=p.offset, follow=p.follow)
+        offset = p.offset
+        async for chunk in taskremote.logs_from(ctx, row["device_id"], body):
+            offset += len(chunk)
+            yield {"text": chunk.decode("utf-8", "replace"), "offset": offset}
+        return
     path = runner(ctx).folder(row["task"]) / "output.log"
     offset = p.offset
     while True:
@@ -268,19 +273,9 @@ async def _interrupt(ctx: Context, p: TaskParams, how: str) -> dict[str, Any]:
     if State(row["state"]) in FINAL:
         raise UserError(f"task {row['task']} already ended ({row['state']})")
     if row["device_id"] != ctx.device_id:
-        answer: dict[str, Any] = await _on_device(row["device_id"], how, p.task)
-        return answer
+        body = taskremote.TaskBody(task=row["task"], how=how, by=name)
+        return await taskremote.call_task(ctx, row["device_id"], "task.interrupt", body)
     return await interrupt_task(ctx, row["task"], how, by=f"{name}:{ctx.device_id}")
-
-
-async def interrupt_task(ctx: Context, task: str, how: str, by: str) -> dict[str, Any]:
-    """Stop or kill a task of this device, for a local or (over the channel) remote asker."""
-    run = runner(ctx)
-    await run.ready.wait()
-    if task not in run.runs:
-        raise UserError(f"task {task} is not running here")
-    await run.interrupt(task, how, by=by)
-    return {"id": task, "asked": how}
 
 
 # -- policy --------------------------------------------------------------------------------------
@@ -372,6 +367,8 @@ FEATURE = Feature(
         "task.kill": task_kill,
     },
     streams={"task.logs": task_logs},
+    requests=taskremote.REQUESTS,
+    request_streams=taskremote.REQUEST_STREAMS,
     start=lambda ctx: runner(ctx).start(),
     stop=_stop,
 )
