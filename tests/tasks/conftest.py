@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "coordination"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "brokers"))
 
 from cluster import Device, timeout
 from coord_cluster import wait_until
@@ -123,13 +124,19 @@ def spawn(device: Device, text: str, **params: Any) -> dict[str, Any]:
 __all__ = ["spawn", "timeout", "wait_task", "write_policy"]
 
 
-@pytest.fixture
-def pair(short_home: Path, fakebin: Path) -> Iterator[tuple[Device, Device, Path]]:
-    """Two devices in one group through a relay on loopback, both with the fake harnesses on
-    PATH; the second (the runner) has a work directory but no policy for the first yet."""
+@pytest.fixture(params=["relay", "mqtt"])
+def pair(
+    request: pytest.FixtureRequest, short_home: Path, fakebin: Path
+) -> Iterator[tuple[Device, Device, Path]]:
+    """Two devices in one group through a relay, or a Mosquitto broker, on loopback, both with
+    the fake harnesses on PATH; the second (the runner) has a work directory but no policy for
+    the first yet."""
+    from brokerlab import Mosquitto  # noqa: PLC0415
     from cluster import Relay  # noqa: PLC0415
 
-    relay = Relay(short_home / "relay")
+    relay: Relay | Mosquitto = (
+        Relay(short_home / "relay") if request.param == "relay" else Mosquitto(short_home / "mq")
+    )
     devices = [Device(short_home / name, name) for name in ("lap", "vps")]
     work = short_home / "vpswork"
     work.mkdir()
@@ -149,4 +156,7 @@ def pair(short_home: Path, fakebin: Path) -> Iterator[tuple[Device, Device, Path
         for dev in devices:
             dev.kill()
             _kill_leftovers(dev.home)
-        relay.kill()
+        if isinstance(relay, Relay):
+            relay.kill()
+        else:
+            relay.stop()
