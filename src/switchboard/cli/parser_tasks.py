@@ -1,4 +1,5 @@
-"""Parser entries of delegation: spawn (and spawn allow|deny|policy), tasks, task ....
+"""Parser entries of delegation: spawn (and spawn allow|deny|policy), tasks, task ...,
+approvals, approve, deny.
 
 ``cli.parser.build_parser`` calls ``add_tasks``; like the parser, this imports nothing heavy.
 ``spawn``'s text comes after ``--`` (``cli.main`` splits it off before parsing, because
@@ -24,6 +25,7 @@ def add_tasks(b: Any, sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="also tasks that ended over an hour ago")
     _json(p)
     _add_task(b, sub)
+    _add_approvals(b, sub)
 
 
 def _add_spawn(b: Any, sub: Any) -> None:
@@ -103,3 +105,15 @@ def _add_task(b: Any, sub: Any) -> None:
         p = b.command(task, verb, f"tasks:{verb}", help)
         p.add_argument("id", metavar="ID", help="the task id")
         _json(p, "the answer as one JSON object")
+
+
+def _add_approvals(b: Any, sub: Any) -> None:
+    p = b.command(sub, "approvals", "tasks:approvals", "list permission prompts pending anywhere")
+    _json(p)
+    p = b.command(sub, "approve", "tasks:approve", "allow a pending permission prompt")
+    p.add_argument("id", metavar="ID", help="the prompt id (or its task's id)")
+    _json(p, "the answer as one JSON object")
+    p = b.command(sub, "deny", "tasks:deny_prompt", "deny a pending permission prompt")
+    p.add_argument("id", metavar="ID", help="the prompt id (or its task's id)")
+    p.add_argument("--reason", metavar="TEXT", default="", help="why (the agent sees it)")
+    _json(p, "the answer as one JSON object")

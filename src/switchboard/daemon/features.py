@@ -11,6 +11,7 @@ from typing import Final
 
 from switchboard.daemon import (
     agents,
+    approvals,
     coordination,
     delivery,
     device,
@@ -40,6 +41,7 @@ FEATURES: Final = (
     leases.FEATURE,  # lease.*
     coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
     tasks.FEATURE,  # spawn, spawn.*, tasks, task.*; the task runner
+    approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     ping.FEATURE,  # device.ping; answers other devices' ping requests
 )
 

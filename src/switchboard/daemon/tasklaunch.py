@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,7 +57,24 @@ class Launch:
     tags: tuple[str, ...] = field(default=())
 
 
-def command_of(launch: Launch) -> tuple[list[str], str | None]:
+#: The MCP tool Claude Code asks permission prompts of in a task (mcp/tasks_tools.py).
+PROMPT_TOOL: Final = "mcp__switchboard__permission_prompt"
+
+
+def _prompt_relay(launch: Launch, home: str) -> list[str]:
+    """Claude Code headless: our MCP server, and its permission_prompt tool as the one that
+    answers permission prompts, so they travel (daemon/approvals.py). Names and paths only."""
+    env = {"SWITCHBOARD_HARNESS": launch.harness, "SWITCHBOARD_HOME": home,
+           "SWITCHBOARD_AGENT": launch.agent, "SWITCHBOARD_TASK": launch.task}  # fmt: skip
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    server = {"type": "stdio", "command": sys.executable, "args": ["-P", "-m", "switchboard",
+              "mcp"], "env": env}  # fmt: skip
+    config = json.dumps({"mcpServers": {"switchboard": server}}, separators=(",", ":"))
+    return ["--mcp-config", config, "--permission-prompt-tool", PROMPT_TOOL]
+
+
+def command_of(launch: Launch, home: str = "") -> tuple[list[str], str | None]:
     """The program's argv and what goes to its stdin (``None``: nothing)."""
     builtin = BUILTIN.get(launch.harness)
     rule = launch.rule
@@ -73,6 +91,11 @@ def command_of(launch: Launch) -> tuple[list[str], str | None]:
         # before the task argument (or at the end of the fixed words).
         at = template.index("--") if "--" in template else len(template)
         template[at:at] = builtin.skip_flags[:1]
+    elif (
+        builtin is not None and builtin.prompts == "tool" and rule.args is None and home
+        and not launch.terminal  # in a terminal a person answers
+    ):  # fmt: skip
+        template += _prompt_relay(launch, home)
     argv = build_argv(template, task=launch.text, task_via=via, directory=launch.cwd,
                       name=launch.agent)  # fmt: skip
     return argv, launch.text if via == "stdin" else None
@@ -95,8 +118,9 @@ async def launch_task(runner: TaskRunner, launch: Launch) -> Run | str:
     """Start an accepted task; return its run, or why it could not start."""
     folder = runner.folder(launch.task)
     folder.mkdir(parents=True, mode=0o700, exist_ok=True)
-    argv, stdin = command_of(launch)
-    env = task_env(os.environ, launch, str(runner.d.settings.home.absolute()))
+    home = str(runner.d.settings.home.absolute())
+    argv, stdin = command_of(launch, home)
+    env = task_env(os.environ, launch, home)
     program = shutil.which(argv[0], path=env.get("PATH"))
     if program is None:
         return f"harness program {argv[0][:80]} not found on this device's PATH"

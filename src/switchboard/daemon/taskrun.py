@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 from switchboard.daemon import taskgit
 from switchboard.daemon.coordination import anchor_alive
-from switchboard.events import StatusChanged, TaskEnded, TaskInterrupted, TaskProgress
+from switchboard.events import (
+    StatusChanged,
+    TaskEnded,
+    TaskInterrupted,
+    TaskProgress,
+    TaskUnblocked,
+)
 from switchboard.store import tasks as task_store
 from switchboard.tasks import wrapper
 from switchboard.tasks.lifecycle import outcome
@@ -171,9 +177,15 @@ class TaskRunner:
             saved = read_json(folder / "run.json")
             if saved is None:
                 reason = "the daemon stopped before the task started"
-                body = TaskEnded(task=row["task"], state="lost", reason=reason)
-                await self.d.log.append("", body)
+                ended = TaskEnded(task=row["task"], state="lost", reason=reason)
+                await self.d.log.append("", ended)
                 continue
+            if row["state"] == "blocked":  # whoever asked lost its call with the old daemon
+                reason = "the daemon restarted while the prompt was pending"
+                prompt = (row["prompt"] or {}).get("id", "")
+                body = TaskUnblocked(task=row["task"], prompt=prompt, answer="timeout",
+                                     reason=reason)  # fmt: skip
+                await self.d.log.append("", body)
             saved["wrapper"] = tuple(saved["wrapper"])
             run = Run(**saved)
             hows = await self.d.read(_interrupts, self.d.device_id, row["task"])

@@ -53,6 +53,7 @@ TOOL_MODULES: Final[list[Callable[[ToolRegistry], None]]] = [
     tools.register,
     rooms_tools.register,  # rooms, presence, threads, leases (issue #4)
     tasks_tools.register,  # delegation: spawn, task_status, task_nudge, task_stop
+    tasks_tools.register_approvals,  # permission_prompt, approvals, approve
 ]
 
 INSTRUCTIONS: Final = (

@@ -1,4 +1,5 @@
-"""MCP tools of delegation: spawn, task_status, task_nudge, task_stop.
+"""MCP tools of delegation: spawn, task_status, task_nudge, task_stop; approvals, approve; and
+permission_prompt, the tool Claude Code's ``--permission-prompt-tool`` calls in a spawned task.
 
 An agent delegates work to a new agent on this device or another one, waits for the result,
 steers it with a nudge, or stops it. The receiving device's spawn policy decides; a refusal
@@ -7,6 +8,7 @@ comes back with its reason.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Final
 
@@ -103,3 +105,71 @@ def register(registry: ToolRegistry) -> None:
     async def task_stop(ctx: ToolContext, args: dict[str, Any]) -> Any:
         method = "task.kill" if args.get("kill") else "task.stop"
         return await ctx.call(method, {"task": args["task"]})
+
+
+def _detail(tool: str, given: Any) -> str:
+    """What a permission is for: the command, the path, or the input itself (cut short)."""
+    given = given if isinstance(given, dict) else {}
+    for key in ("command", "file_path", "path", "notebook_path", "url", "pattern"):
+        if isinstance(given.get(key), str):
+            return str(given[key])
+    return json.dumps(given, ensure_ascii=False)[:300]
+
+
+def register_approvals(registry: ToolRegistry) -> None:
+    """Register the permission-prompt tools."""
+
+    @registry.tool(
+        "permission_prompt",
+        "Ask Switchboard to decide a permission prompt of this spawned task: whoever its "
+        "device allows answers it from any device (switchboard approve/deny). Claude Code "
+        "calls it through --permission-prompt-tool mcp__switchboard__permission_prompt.",
+        schema(
+            {
+                "tool_name": {"type": "string"},
+                "input": {"type": "object"},
+                "tool_use_id": {"type": "string"},
+            },
+            ("tool_name",),
+            additionalProperties=True,
+        ),
+        piggyback=False,
+    )
+    async def permission_prompt(ctx: ToolContext, args: dict[str, Any]) -> Any:
+        tool = str(args.get("tool_name", ""))
+        given = args.get("input") or {}
+        asked = {"tool": tool, "detail": _detail(tool, given)}
+        answer = await ctx.call("prompt.ask", asked)
+        if answer["allowed"]:
+            return {"behavior": "allow", "updatedInput": given}
+        why = answer.get("reason") or "denied"
+        by = f" by {answer['by']}" if answer.get("by") else ""
+        return {"behavior": "deny", "message": f"{answer['answer']}{by}: {why}"}
+
+    @registry.tool(
+        "approvals",
+        "The permission prompts pending on every device of your group: prompt id, task, "
+        "agent, tool and the command or path it asks for.",
+        schema({}),
+        read_only=True,
+    )
+    async def approvals(ctx: ToolContext, args: dict[str, Any]) -> Any:
+        return await ctx.call("approvals", {}, act=False)
+
+    @registry.tool(
+        "approve",
+        "Answer a pending permission prompt (its prompt id, or its task id): allow, or deny "
+        "with a reason. The task's device decides whether you may; the first answer wins.",
+        schema(
+            {
+                "prompt": {"type": "string", "minLength": 1},
+                "allow": {"type": "boolean", "description": "true: allow; false: deny"},
+                "reason": {"type": "string"},
+            },
+            ("prompt", "allow"),
+        ),
+    )
+    async def approve(ctx: ToolContext, args: dict[str, Any]) -> Any:
+        answer = "allow" if args["allow"] else "deny"
+        return await ctx.call("prompt.answer", {"prompt": args["prompt"], "answer": answer,
+                                                "reason": args.get("reason", "")})  # fmt: skip

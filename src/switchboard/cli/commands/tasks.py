@@ -1,4 +1,5 @@
-"""``spawn`` (and ``spawn allow|deny|policy``), ``tasks``, ``task show|logs|nudge|stop|kill``."""
+"""``spawn`` (and ``spawn allow|deny|policy``), ``tasks``, ``task show|logs|nudge|stop|kill``,
+``approvals``, ``approve``, ``deny``."""
 
 from __future__ import annotations
 
@@ -258,4 +259,43 @@ def _interrupt(args: argparse.Namespace, settings: Settings, method: str) -> int
         output.print_json(result)
     else:
         print(f"task {result['id']}: {result['asked']} asked")
+    return 0
+
+
+# -- permission prompts --------------------------------------------------------------------------
+
+
+def approvals(args: argparse.Namespace, settings: Settings) -> int:
+    """List the permission prompts pending on every device."""
+    rows = call(settings, "approvals", {})
+    if args.json:
+        output.print_json(rows)
+    elif not rows:
+        print("no pending permission prompts")
+    else:
+        table = ((r["prompt"], r["task"], r["agent"], r["tool"], output.clip(r["detail"], 50),
+                  output.when(r["asked"])) for r in rows)  # fmt: skip
+        output.print_lines(output.table(("PROMPT", "TASK", "AGENT", "TOOL", "ASKS", "SINCE"),
+                                        table))  # fmt: skip
+    return 0
+
+
+def approve(args: argparse.Namespace, settings: Settings) -> int:
+    """Allow a prompt."""
+    return _answer(args, settings, "allow", "")
+
+
+def deny_prompt(args: argparse.Namespace, settings: Settings) -> int:
+    """Deny a prompt."""
+    return _answer(args, settings, "deny", args.reason)
+
+
+def _answer(args: argparse.Namespace, settings: Settings, answer: str, reason: str) -> int:
+    values = {"agent": settings.acting_agent(), "prompt": args.id, "answer": answer,
+              "reason": reason}  # fmt: skip
+    result = call(settings, "prompt.answer", values)
+    if args.json:
+        output.print_json(result)
+    else:
+        print(f"prompt {result['prompt']} of task {result['task']}: {result['answer']}")
     return 0
