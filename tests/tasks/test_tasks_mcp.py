@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from cluster import Device
+from conftest import FAKE, write_policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 
@@ -46,5 +49,27 @@ def test_tasks_mcp_stop(device: Device, work: Path) -> None:
             one = await call(s, "task_status", task=first["id"], wait_seconds=60)
             two = await call(s, "task_status", task=second["id"], wait_seconds=60)
             assert (one.value["state"], two.value["state"]) == ("stopped", "killed")
+
+    run(body, 120)
+
+
+def test_tasks_mcp_delegate_to_another_device(pair: Any) -> None:
+    """An agent on one device delegates to the other through the tools and gets the result."""
+    lap, vps, work = pair
+    lap_id = lap.call("status")["device"]["id"]
+    args = json.dumps([sys.executable, str(FAKE), "cmd", "{task}"])
+    write_policy(vps, f'[devices.{lap_id}]\nharnesses = ["cmd"]\ndirs = ["{work}"]\n'
+                      f'[harnesses.cmd]\nargs = {args}\ntask = "arg"\n')  # fmt: skip
+    vps_short = vps.short
+
+    async def body() -> None:
+        async with mcp_session({**lap.env, "SWITCHBOARD_AGENT": "lead"}) as s:
+            started = await call(s, "spawn", task="say done over there", harness="cmd",
+                                 device=vps_short)  # fmt: skip
+            assert started.value["state"] == "running", started.text
+            status = await call(s, "task_status", task=started.value["id"], wait_seconds=60)
+            assert status.value["state"] == "completed", status.value
+            assert status.value["device"] == vps_short
+            assert "done over there" in status.value["result"]
 
     run(body, 120)
