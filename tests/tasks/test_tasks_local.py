@@ -297,3 +297,21 @@ def test_tasks_daemon_restart_reports_lost(device: Device) -> None:
     task = wait_task(device, answer["id"])
     assert task["state"] == "lost", task
     assert "daemon was down" in task["reason"]
+
+
+def test_tasks_program_missing_fails_with_reason(device: Device, work: Path) -> None:
+    """A harness program that is not installed fails the task at once, saying so."""
+    write_policy(device, f'[local]\nharnesses = ["cmd"]\ndirs = ["{work}"]\n'
+                         '[harnesses.cmd]\nargs = ["no-such-program-here", "{task}"]\n'
+                         'task = "arg"\n')  # fmt: skip
+    answer = spawn(device, "say x")
+    assert answer["state"] == "failed"
+    assert "not found" in answer["reason"]
+    assert device.call("task.show", task=answer["id"])["state"] == "failed"
+
+
+def test_tasks_quick_exit_is_reported_in_order(device: Device) -> None:
+    """A program that ends at once still gets task_started before task_ended."""
+    answers = [spawn(device, "exit 0") for _ in range(3)]  # max_tasks is 4
+    for answer in answers:
+        assert wait_task(device, answer["id"])["state"] == "completed"

@@ -21,7 +21,7 @@ import msgspec
 
 from switchboard import ids
 from switchboard.daemon import tasklaunch
-from switchboard.daemon.taskrun import TaskRunner
+from switchboard.daemon.taskrun import TaskRunner, started_of
 from switchboard.errors import UserError
 from switchboard.events import (
     AgentRegistered,
@@ -29,7 +29,6 @@ from switchboard.events import (
     TaskEnded,
     TaskRefused,
     TaskRequested,
-    TaskStarted,
 )
 from switchboard.store import projections
 from switchboard.tasks import policy
@@ -98,15 +97,15 @@ async def request_task(ctx: Context, request: TaskRequest) -> dict[str, Any]:
         if isinstance(run, str):
             await ctx.log.append("", TaskEnded(task=task, state="failed", reason=run))
             return {"id": task, "state": "failed", "reason": run}
-        tasks_here.watch(run)
-    summary = " ".join(request.text.split())[:80]
-    await ctx.log.append_many([
-        ("", TaskStarted(task=task, pid=run.wrapper[0], started=run.wrapper[1], agent=agent,
-                         window=run.window)),
-        (agent, AgentRegistered(name=agent, harness=request.harness, cwd=allowed.directory,
-                                pid=run.wrapper[0], summary=f"task {task}: {summary}",
-                                tags=list(request.tags))),
-    ])  # fmt: skip
+        tasks_here.save(run)  # first: a daemon restarted from here on finds the task
+        summary = " ".join(request.text.split())[:80]
+        await ctx.log.append_many([
+            ("", started_of(run)),
+            (agent, AgentRegistered(name=agent, harness=request.harness, cwd=allowed.directory,
+                                    pid=run.wrapper[0], summary=f"task {task}: {summary}",
+                                    tags=list(request.tags))),
+        ])  # fmt: skip
+        tasks_here.watch(run)  # only now may the monitor report its end
     return {"id": task, "state": "running", "agent": agent, "dir": allowed.directory}
 
 

@@ -41,6 +41,7 @@ from switchboard.events import (
     TaskEnded,
     TaskInterrupted,
     TaskProgress,
+    TaskStarted,
     TaskUnblocked,
 )
 from switchboard.store import tasks as task_store
@@ -103,6 +104,13 @@ _SAVED: Final = (
 )  # fmt: skip
 
 
+def started_of(run: Run) -> TaskStarted:
+    """The ``task_started`` event of a run."""
+    pid, started = run.wrapper
+    return TaskStarted(task=run.task, pid=pid, started=started, agent=run.agent,
+                       window=run.window)  # fmt: skip
+
+
 def start_time(pid: int) -> str:
     """A process's start time (field 22 of ``/proc/PID/stat``), ``""`` if unknown."""
     try:
@@ -163,9 +171,12 @@ class TaskRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def watch(self, run: Run) -> None:
-        """Watch a task that has just started."""
+    def save(self, run: Run) -> None:
+        """Keep what a restarted daemon needs to re-attach to the task (``run.json``)."""
         write_private(self.folder(run.task) / "run.json", json.dumps(run.saved()).encode())
+
+    def watch(self, run: Run) -> None:
+        """Watch a task that has started (and whose ``task_started`` is in the log)."""
         self.runs[run.task] = run
         if self._wake is not None:
             self._wake.set()
@@ -188,6 +199,8 @@ class TaskRunner:
                 await self.d.log.append("", body)
             saved["wrapper"] = tuple(saved["wrapper"])
             run = Run(**saved)
+            if row["state"] == "accepted":  # the daemon stopped between start and its event
+                await self.d.log.append("", started_of(run))
             hows = await self.d.read(_interrupts, self.d.device_id, row["task"])
             run.stop_asked = bool(hows & {"stop", "max_runtime"})
             run.kill_asked = "kill" in hows
