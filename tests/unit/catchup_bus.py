@@ -178,6 +178,7 @@ class Bus:
         self.retained: dict[str, bool] = {}
         self.devices = {name: BusDevice(name, self) for name in names}
         self.lost = 0
+        self.sent: list[tuple[str, Message]] = []  # (target, message) of every publish
 
     def publish(
         self, sender: BusDevice, kind: Kind, payload: object, to: str | None = None
@@ -191,6 +192,7 @@ class Bus:
         targets = [to] if to is not None else [n for n in self.inboxes if n != sender.name]
         for target in targets:
             self.inboxes[target].append(message)
+            self.sent.append((target, message))
 
     # -- moving messages -------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ very bytes one channel produced to the other (h11's ``ConnectionPair``). It can 
 and reorder messages, by script (a predicate over what is sent) or at random from a seeded
 ``random.Random``. The responder side plays a feature: ``echo`` replies with the body upper-
 cased; ``count`` streams ``int(body)`` chunks of ``CHUNK`` bytes, pulled only while the window
-allows; the caller side consumes what arrives unless ``consuming`` is off.
+allows; ``slow`` is left for the test to answer. The caller side consumes what arrives
+unless ``consuming`` is off.
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ class ChannelPair:
                 self.b.reply(event.peer, event.id, event.body.upper(), self.now)
             elif event.kind == "count":
                 self.served[event.id] = int(event.body)
+            elif event.kind == "slow":
+                pass  # the test answers it, when it likes
             else:
                 self.b.fail(event.peer, event.id, "not_found", f"no {event.kind}", self.now)
         elif isinstance(event, CallCancelled):

@@ -303,3 +303,99 @@ def test_channel_converges_under_random_faults(
     assert pair.max_unconsumed <= window
     assert pair.b.statistics().max_held_bytes <= window * CHUNK
     assert pair.b.statistics().held_bytes == 0
+
+
+def _caller_of(stream: bool) -> Channel:
+    a = Channel(A, window=4)
+    a.call(B, 1, "k", b"", now=0.0, wall=0.0, stream=stream)
+    a.messages_to_send()
+    return a
+
+
+@pytest.mark.parametrize(
+    ("stream", "message", "what"),
+    [
+        (True, m.Reply(1, b""), "a reply to a stream"),
+        (False, m.Chunk(1, 0, b""), "a chunk to a call that does not stream"),
+        (False, m.End(1, 0), "a end to a call that does not stream"),
+        (True, m.End(1, 9), "end after 9 chunks, 0 received"),
+    ],
+)
+def test_channel_answer_of_the_wrong_kind_fails_the_call(
+    stream: bool, message: m.AnyMessage, what: str
+) -> None:
+    """A reply to a stream, a chunk or end to a plain call, or an end past the credit is a
+    protocol error naming what came: the call fails and the responder is told to stop."""
+    a = _caller_of(stream)
+    a.receive(B, 1, m.encode_message(message), 0.0, 0.0)
+    rejected, failed = a.events_received()
+    assert isinstance(rejected, m.MessageRejected) and what in rejected.reason
+    assert isinstance(failed, m.CallFailed) and isinstance(failed.error, RemoteProtocolError)
+    assert [type(m.decode_message(d)) for _, _, d in a.messages_to_send()] == [m.Cancel]
+
+
+def test_channel_progress_ahead_of_us_asks_for_the_rest() -> None:
+    """Progress saying more was sent than we hold makes the caller ask for a resend."""
+    a = _caller_of(True)
+    a.receive(B, 1, m.encode_message(m.Progress(1, 3)), 0.0, 0.0)
+    (out,) = a.messages_to_send()
+    assert m.decode_message(out[2]) == m.Credit(1, 0, 4, resend=True)
+
+
+def test_channel_credit_out_of_order_fails_the_served_call() -> None:
+    """A credit for chunks never sent, or any credit for a plain call, breaks the rules."""
+    for stream in (True, False):
+        b = Channel(B)
+        b.receive(A, 1, m.encode_message(m.Call(1, "k", b"", stream, 4, 0.0)), 0.0, 0.0)
+        b.events_received()
+        b.receive(A, 1, m.encode_message(m.Credit(1, 5, 9)), 0.0, 0.0)
+        assert isinstance(b.events_received()[0], m.MessageRejected)
+        (out,) = b.messages_to_send()[-1:]
+        failure = m.decode_message(out[2])
+        assert isinstance(failure, m.Failure) and failure.code == "protocol_error"
+
+
+def test_channel_long_running_call_is_kept_alive_by_progress() -> None:
+    """A handler that takes longer than the idle timeout is asked about and answers Progress,
+    so the call survives until its reply; the handler still runs once."""
+    pair = ChannelPair()
+    call_id = pair.call("slow")
+    pair.run(max_seconds=3 * DEFAULT_IDLE_TIMEOUT)
+    assert pair.a.has_call(B, call_id) and pair.b.has_call(A, call_id, Side.RESPONDER)
+    pair.b.reply(A, call_id, b"done at last", pair.now)
+    pair.run()
+    assert pair.outcomes[call_id].reply == b"done at last"
+
+
+def test_channel_abandon_tells_the_responder_and_answers_stay_bounded() -> None:
+    """Abandoning a call sends Cancel (the responder stops); answers kept for retries stay
+    under max_cached_bytes; oversized replies and chunks are refused locally."""
+    pair = ChannelPair(b=Channel(B, max_cached_bytes=2500))
+    stream = pair.call("count", b"1000", stream=True)
+    pair.consuming = False
+    pair.run(max_seconds=1)
+    pair.a.abandon(B, stream)
+    pair.a.abandon(B, stream)  # twice is once
+    pair.run(max_seconds=1)
+    assert [c.id for c in pair.cancelled] == [stream]
+    for _ in range(5):
+        pair.call("echo", b"x" * 1000)
+    pair.run(max_seconds=1)
+    assert pair.b.statistics().cached_bytes <= 2500
+    b = Channel(B)
+    b.receive(A, 7, m.encode_message(m.Call(7, "k", b"", True, 4, 0.0)), 0.0, 0.0)
+    with pytest.raises(UserError, match="exceeds limit"):
+        b.send_chunk(A, 7, b"x" * (m.MAX_BODY + 1))
+    with pytest.raises(UserError, match="exceeds limit"):
+        b.reply(A, 7, b"x" * (m.MAX_BODY + 1), 0.0)
+
+
+def test_channel_undelivered_to_a_caller_cancels_what_we_serve_it() -> None:
+    """A frame of a call we serve that cannot reach its caller cancels the call here."""
+    b = Channel(B)
+    b.receive(A, 3, m.encode_message(m.Call(3, "k", b"", True, 4, 0.0)), 0.0, 0.0)
+    b.events_received()
+    b.receive_undelivered(A, 3, UndeliveredCode.NOT_CONNECTED, "not connected")
+    (cancelled,) = b.events_received()
+    assert isinstance(cancelled, m.CallCancelled) and "not connected" in cancelled.reason
+    assert not b.has_call(A, 3, Side.RESPONDER)

@@ -126,7 +126,7 @@ def decode_message(data: bytes) -> AnyMessage:
         message: AnyMessage = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise RemoteProtocolError(f"malformed call message: {exc}") from exc
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError as exc:  # as proto.frames: some msgspec versions raise this
         raise RemoteProtocolError("malformed call message: invalid utf-8 in a string") from exc
     except RecursionError as exc:
         raise RemoteProtocolError("malformed call message: nested too deeply") from exc

@@ -127,6 +127,10 @@ class CatchUp:
         actions, self._actions = self._actions, []
         return actions
 
+    def has_actions(self) -> bool:
+        """Whether ``actions_to_take()`` would return something."""
+        return bool(self._actions)
+
     def next_deadline(self) -> float:
         """When ``tick`` must next be called, on the adapter's clock."""
         return min([self._have_at, *self._answer_at.values(), *self._recheck_at.values()])

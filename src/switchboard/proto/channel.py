@@ -14,41 +14,17 @@ does no I/O and reads no clock:
 - the adapter calls ``tick(now)`` no later than ``next_deadline()``; ``now`` is a monotonic
   clock, ``wall`` the wall clock (calls carry it, for the replay window).
 
-A call (``docs/protocol.md`` §9)::
-
-    caller                                  responder
-    Call(id, kind, body, stream=False) ->
-                                            <- Reply(id, body)  or  Failure(id, code, message)
-
-    Call(id, kind, body, stream=True, window=W) ->
-                                            <- Chunk(id, 0, data) ... Chunk(id, W-1, data)
-    Credit(id, next, limit)              ->   (as the application consumes chunks)
-                                            <- Chunk ... End(id, count)
-    Cancel(id)                           ->   (all held: the responder forgets the call)
-
-**Flow control** is by credit: the responder sends chunk ``n`` only while ``n < limit``, and
-the caller raises ``limit`` to ``consumed + window`` as its application takes chunks. So the
-caller holds at most ``window`` chunks it has not consumed, and the responder at most
-``limit - next`` chunks it has sent but not seen acknowledged (kept for retransmission). The
-adapter asks ``can_send_chunk`` before it pulls the next chunk from its producer, so the
-producer is never ahead of the window either: memory is bounded on both sides whatever the
-size of the stream.
-
-**Losses** are repaired by the caller, which some links need (core NATS drops messages now
-and then; a relay drops a frame for a device whose queue is full). A caller that hears
-nothing of a call for ``retry_interval`` (doubling up to ``max_retry_interval``) sends again:
-the ``Call`` until anything is answered, then ``Credit(resend=True)``, which makes the
-responder send again the chunks it holds from ``next`` on (and ``End``), or ``Progress`` when
-it has nothing more yet. Chunks are delivered once each, in order: a chunk past ``next`` is
-dropped and asked for again, one before it is a duplicate. The same timer keeps both sides
-alive while a stream is held up by a slow consumer. A side that hears nothing of a call for
-``idle_timeout`` gives it up: the caller fails it, the responder cancels it.
-
-**At most once, and no replays.** A responder keeps the answer of a finished call for
-``linger`` seconds (a repeated ``Call`` gets it again instead of running twice), and remembers
-the ids of the calls it accepted for ``max_call_age``: a ``Call`` whose ``ts`` is further than
-that from its own wall clock, or whose id it forgot under pressure (``max_remembered``), is
-refused as stale. A relay or broker replaying a recorded call therefore never runs it again.
+The rules are ``docs/protocol.md`` §9. In short: a ``Call`` is answered by a ``Reply`` or a
+``Failure``, or for a stream by ``Chunk``s and an ``End``. **Credit** bounds a stream: the
+responder sends chunk ``n`` only while ``n < limit``, the caller raises ``limit`` to
+``consumed + window`` as its application takes chunks, and the adapter pulls its producer
+only while ``can_send_chunk``; so each side holds at most a window of a stream, however long.
+**Losses** are repaired by the caller: silence for ``retry_interval`` (doubling) sends the
+``Call`` again, then ``Credit(resend=True)``, which the responder answers with what it holds
+from ``next`` on, or ``Progress``; chunks reach the application once each, in order. Silence
+for ``idle_timeout`` ends a call on either side. A responder keeps finished answers for
+``linger`` (a repeated call is answered, not run again) and refuses calls outside its replay
+window (``proto.replay``), so a replayed call never runs twice.
 
 Peer input never raises out of ``receive``: a malformed message or one that breaks the rules
 is reported (``MessageRejected``) and, when it names one of our calls, fails that call.
@@ -97,6 +73,7 @@ from switchboard.proto.calls import (
     message_name,
 )
 from switchboard.proto.frames import UndeliveredCode
+from switchboard.proto.replay import ReplayWindow
 
 # Chunks a caller lets a stream run ahead of its consumer. 16 chunks of the usual 64 KiB
 # keep a loopback or LAN link busy (1 MiB in flight) and bound what a stream costs either side.
@@ -199,9 +176,7 @@ class Channel:
 
     _out: dict[tuple[str, int], _Outgoing] = field(init=False, default_factory=dict)
     _in: dict[tuple[str, int], _Incoming] = field(init=False, default_factory=dict)
-    # Calls accepted, oldest first, with their ts: the replay window's memory.
-    _seen: dict[tuple[str, int], float] = field(init=False, default_factory=dict)
-    _floor: float = field(init=False, default=float("-inf"))  # calls not newer are stale
+    _seen: ReplayWindow = field(init=False)
     # Calls being served (no answer yet): the ones that count against max_incoming.
     _running: dict[tuple[str, int], _Incoming] = field(init=False, default_factory=dict)
     # Finished calls in the order they finished, with the bytes of their answer: forgotten
@@ -217,6 +192,7 @@ class Channel:
     def __post_init__(self) -> None:
         assert 1 <= self.window <= MAX_WINDOW, f"window must be 1..{MAX_WINDOW}"
         self._counts = dict.fromkeys(("calls_out", "calls_in", "resent", "rejected"), 0)
+        self._seen = ReplayWindow(self.max_call_age, self.max_remembered)
 
     # -- output drains ---------------------------------------------------------------------
 
@@ -452,11 +428,11 @@ class Channel:
             served.heard_at = now
             self._resend_from(served, served.acked)
             return
-        self._forget_seen(wall)
+        fresh = self._seen.is_fresh(message.ts, wall)
         if key in self._seen:  # accepted before, and its answer is gone
             self._send(peer, message.id, Failure(message.id, "expired", "answer expired"))
             return
-        if not (abs(wall - message.ts) <= self.max_call_age and message.ts > self._floor):
+        if not fresh:
             reason = f"call stamped {wall - message.ts:.0f} s from our clock (replay or skew)"
             self._send(peer, message.id, Failure(message.id, "stale", reason))
             return
@@ -464,7 +440,7 @@ class Channel:
             reason = f"device {self.local_id[:12]} is serving {self.max_incoming} calls"
             self._send(peer, message.id, Failure(message.id, "busy", reason))
             return
-        self._remember(key, message.ts)
+        self._seen.remember(key, message.ts)
         served = _Incoming(peer, message.id, message.kind, message.stream, now,
                            limit=message.window if message.stream else 0)  # fmt: skip
         self._in[key] = self._running[key] = served
@@ -641,18 +617,3 @@ class Channel:
     def _reject(self, peer: str, reason: str) -> None:
         self._counts["rejected"] += 1
         self._events.append(MessageRejected(peer, reason))
-
-    def _remember(self, key: tuple[str, int], ts: float) -> None:
-        self._seen[key] = ts
-        while len(self._seen) > self.max_remembered:
-            oldest = next(iter(self._seen))
-            self._floor = max(self._floor, self._seen.pop(oldest))
-
-    def _forget_seen(self, wall: float) -> None:
-        # Calls stamped before the window would be refused anyway: their ids can go. They
-        # are in arrival order, so this stops at the first recent one (the rest wait a bit).
-        while self._seen:
-            oldest = next(iter(self._seen))
-            if self._seen[oldest] >= wall - self.max_call_age:
-                break
-            del self._seen[oldest]
