@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from switchboard.daemon.agents import AgentsParams, listed_agents
+from switchboard.daemon.clocks import clocks_of
 from switchboard.daemon.groups import group_status
-from switchboard.daemon.params import NoParams
+from switchboard.daemon.params import AgentParams, NoParams
 from switchboard.daemon.registry import Feature
 from switchboard.daemon.shapes import DaemonInfo, Device, Status
 from switchboard.errors import UserError
@@ -24,8 +26,12 @@ class InitParams(msgspec.Struct):
     name: str | None = None
 
 
-async def ping(ctx: Context, p: NoParams) -> DaemonInfo:
-    """Answer with the daemon's pid and version."""
+async def ping(ctx: Context, p: AgentParams) -> DaemonInfo:
+    """Answer with the daemon's pid and version.
+
+    ``agent`` is accepted and ignored: a surface acting for an agent (the MCP server) names it
+    on every call, ``ping`` too.
+    """
     return _daemon(ctx)
 
 
@@ -52,6 +58,7 @@ async def status(ctx: Context, p: NoParams) -> Status:
         daemon=_daemon(ctx),
         groups=[await group_status(ctx, group) for group in groups],
         agents=await listed_agents(ctx, AgentsParams()),
+        clock=clocks_of(ctx).report(await ctx.read(projections.list_devices), time.time()),
     )
 
 

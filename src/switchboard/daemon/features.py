@@ -12,6 +12,7 @@ from typing import Final
 from switchboard.daemon import (
     agents,
     approvals,
+    clocks,
     coordination,
     delivery,
     device,
@@ -43,6 +44,7 @@ FEATURES: Final = (
     tasks.FEATURE,  # spawn, spawn.*, tasks, task.*; the task runner
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     ping.FEATURE,  # device.ping; answers other devices' ping requests
+    clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
 )
 
 REGISTRY: Final = Registry(FEATURES)

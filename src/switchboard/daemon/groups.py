@@ -23,6 +23,7 @@ from switchboard.daemon.shapes import Group, GroupLink
 from switchboard.errors import AuthError, NotFound, Rejected, UserError
 from switchboard.events import DeviceJoined, now_ts
 from switchboard.links import base as links
+from switchboard.links.status import LinkState
 from switchboard.store import projections
 from switchboard.transports import options as link_options
 
@@ -70,7 +71,7 @@ async def group_status(ctx: Context, group: dict[str, Any]) -> Group:
     if peer is None:
         lag = await _lag_while_off(ctx, group["group_id"])
         link = GroupLink(
-            url=url, enabled=bool(group["enabled"]), kind=kind, state="off", lag=lag,
+            url=url, enabled=bool(group["enabled"]), kind=kind, state=LinkState.OFF, lag=lag,
             last_push=None, last_error=None,
         )  # fmt: skip
     else:

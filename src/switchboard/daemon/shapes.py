@@ -150,6 +150,16 @@ class Group(msgspec.Struct, kw_only=True):
     link: GroupLink
 
 
+class PeerClock(msgspec.Struct, kw_only=True):
+    """How far a peer's clock is from ours: bounds in seconds (``None``: not measured yet)."""
+
+    device: str
+    name: str
+    skew_min: float | None
+    skew_max: float | None
+    samples: int
+
+
 class Status(msgspec.Struct, kw_only=True):
     """What ``status`` answers."""
 
@@ -157,3 +167,4 @@ class Status(msgspec.Struct, kw_only=True):
     daemon: DaemonInfo
     groups: list[Group]
     agents: list[Agent]
+    clock: list[PeerClock] = []
