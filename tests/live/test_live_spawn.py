@@ -68,6 +68,7 @@ def two(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Device, Device, Home,
             dev.call("init", name=dev.name)
         home.switchboard("install", "claude", "--json")
         created = lap.call("group.create", name="live", relay=relay.url)
+        nudges["invite"] = created["invite"]
         vps.call("join", invite=created["invite"])
         for dev in (lap, vps):
             dev.call("link.sync", timeout=timeout(30))
@@ -103,6 +104,7 @@ def test_live_claude_spawned_on_another_device(two: Any) -> None:
 
     asked = wait_until(prompt, 120, "the permission prompt shows on lap")
     assert asked["tool"] == "Bash" and "made.txt" in asked["detail"], asked
+    _no_secret_in(vps, vps.call("task.show", task=answer["id"])["pid"], nudges["invite"])
     lap.call("prompt.answer", agent="boss", prompt=asked["prompt"], answer="allow")
 
     def ended() -> dict[str, Any] | None:
@@ -119,3 +121,34 @@ def test_live_claude_spawned_on_another_device(two: Any) -> None:
     assert "sent" in nudges
     assert any(NUDGE in r.text for r in conversation[1:]), [r.step for r in conversation]
     assert not any(NUDGE in r.text for r in conversation[:1])
+
+
+def _no_secret_in(vps: Device, pgid: int, invite: str) -> None:
+    """No process of the task (Claude Code, its MCP server, the shell it runs) holds the group
+    secret or the invite in its command line or environment."""
+    import base64  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+
+    conn = sqlite3.connect(f"file:{vps.settings.db_path}?mode=ro", uri=True)
+    [(secret,)] = conn.execute("SELECT secret FROM groups").fetchall()
+    conn.close()
+    needles = [secret, secret.hex().encode(), base64.urlsafe_b64encode(secret).rstrip(b"="),
+               base64.b64encode(secret), invite.encode()]  # fmt: skip
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                pids.append(entry)
+    assert len(pids) >= 3, pids  # the wrapper, Claude Code, our MCP server
+    for pid in pids:
+        for name in ("cmdline", "environ"):
+            try:
+                blob = Path(f"/proc/{pid}/{name}").read_bytes()
+            except OSError:
+                continue
+            assert not [n for n in needles if n in blob], f"{name} of {pid}"
