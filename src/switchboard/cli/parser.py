@@ -12,6 +12,7 @@ from typing import Final
 from switchboard import __version__
 from switchboard.cli.parser_coordination import add_coordination
 from switchboard.cli.parser_harness import add_harness
+from switchboard.cli.parser_tasks import add_tasks
 from switchboard.links.cli import add_link_flags
 
 # config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks
@@ -370,5 +371,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_events(builder, sub)
     add_coordination(builder, sub)
     add_harness(builder, sub)
+    add_tasks(builder, sub)
     _json_everywhere(parser)
     return parser
