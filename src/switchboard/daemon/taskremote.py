@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 # A spawn's answer waits for the task's start there (a git snapshot of a big tree included).
 REQUEST_TIMEOUT: Final = 60.0
 CALL_TIMEOUT: Final = 30.0
-# A remote ``task logs`` piece, and how often a follower looks for more output.
+# One piece of ``task logs`` output (local or remote), and how often a follower looks for more.
 LOG_PIECE: Final = 64 * 1024
 LOG_POLL: Final = 0.2
 

@@ -52,8 +52,6 @@ if TYPE_CHECKING:
 RECENT_SECONDS: Final = 3600.0
 # Lines of output ``task show`` includes.
 SHOW_LINES: Final = 20
-# One piece of ``task logs`` output; a follower gets the rest in further pieces.
-LOG_PIECE: Final = 64 * 1024
 
 
 class SpawnParams(AgentParams):
@@ -329,7 +327,7 @@ def _read_piece(path: Any, offset: int) -> bytes:
     try:
         with open(path, "rb") as file:
             file.seek(offset)
-            return file.read(LOG_PIECE)
+            return file.read(taskremote.LOG_PIECE)
     except OSError:
         return b""
 
