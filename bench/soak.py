@@ -222,7 +222,9 @@ def setup(kind: str, root: Path) -> tuple[Server, Device, Device]:
     return server, a, b
 
 
-def soak(kind: str, count: int, restarts: int, down: float, root: Path) -> bool:
+def soak(
+    kind: str, count: int, restarts: int, down: float, root: Path, logs: Path | None = None
+) -> bool:
     """One link's soak; print its figures; return whether it met the target."""
     started = time.perf_counter()
     server, a, b = setup(kind, root)
@@ -230,6 +232,8 @@ def soak(kind: str, count: int, restarts: int, down: float, root: Path) -> bool:
     arrivals = Arrivals(b)
     recoveries: dict[str, list[float]] = {"server": [], "receiver": []}
     hangs: list[str] = []
+    samples: list[str] = []
+    b_logs: list[str] = []
     sent = 0
     try:
         with Client.open(a.settings.socket_path) as client:
@@ -251,6 +255,7 @@ def soak(kind: str, count: int, restarts: int, down: float, root: Path) -> bool:
                 if victim == "server":
                     server.kill()
                 else:
+                    b_logs.append(b.log_text)
                     b.kill(signal.SIGKILL)
                 send_upto(half)
                 time.sleep(max(0.0, killed + down - time.perf_counter()))
@@ -264,6 +269,10 @@ def soak(kind: str, count: int, restarts: int, down: float, root: Path) -> bool:
                     hangs.append(f"cycle {cycle} ({victim}): no delivery within 90 s")
                 else:
                     recoveries[victim].append(recovery)
+                samples.append(
+                    f"{time.strftime('%H:%M:%S', time.gmtime(time.time() - (recovery or 0)))} "
+                    f"cycle {cycle} {victim}: {'-' if recovery is None else f'{recovery:.3f}'} s"
+                )
                 send_upto(share, gap=0.02)
             send_upto(count)
         complete = arrivals.wait_all(count, timeout(180))
@@ -275,6 +284,11 @@ def soak(kind: str, count: int, restarts: int, down: float, root: Path) -> bool:
         result = verdict(a, b, ids, count)
     finally:
         arrivals.close()
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            (logs / f"{kind}-a.log").write_text(a.log_text)
+            (logs / f"{kind}-b.log").write_text("".join(b_logs) + b.log_text)
+            (logs / f"{kind}-recoveries.txt").write_text("\n".join(samples) + "\n")
         for device in (a, b):
             device.stop()
         server.stop()
@@ -312,13 +326,14 @@ def main() -> int:
     parser.add_argument("--down", type=float, default=0.5, help="seconds down (0.5)")
     parser.add_argument("--link", choices=LINKS, action="append", help="only this link (repeat)")
     parser.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    parser.add_argument("--logs", type=Path, help="write both daemons' logs and each recovery here")
     args = parser.parse_args()
     if args.restarts < 1 or args.count < args.restarts:
         parser.error("need --restarts >= 1 and --count >= --restarts")
     results = {}
     for kind in args.link or LINKS:
         with tempfile.TemporaryDirectory(prefix=f"switchboard-soak-{kind}-") as tmp:
-            results[kind] = soak(kind, args.count, args.restarts, args.down, Path(tmp))
+            results[kind] = soak(kind, args.count, args.restarts, args.down, Path(tmp), args.logs)
     if args.json:
         print(json.dumps(results))
     return 0 if all(results.values()) else 1
