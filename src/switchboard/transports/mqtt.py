@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiomqtt
 from paho.mqtt import client as mqtt
@@ -287,6 +287,84 @@ async def _abandon(client: aiomqtt.Client) -> None:
             await client.__aexit__(None, None, None)
 
 
+class _LoopSafeClient(aiomqtt.Client):
+    """aiomqtt's client, whose socket watchers never outlive paho's socket.
+
+    aiomqtt asks the loop to watch paho's socket through ``call_soon_threadsafe``, even on the
+    loop's own thread, and stops watching at once. So a watch asked for just before the
+    connection closes (a publish as the broker dies) starts after the socket is closed: on a
+    closed descriptor ("Bad file descriptor" in the log), or on one that the daemon has already
+    opened again for something else; on uvloop a watcher left on such a descriptor is closed
+    later and stays in the loop's table, and the next broker connection on that descriptor is
+    never watched (``UVPoll closed=True ... the handler is closed``): it hangs until a timeout
+    (``bench/soak.py`` saw 5.6 s recoveries after Mosquitto restarts). Here a watch asked for
+    on the loop's thread starts at once, and one asked for from another thread (paho connects
+    in an executor) starts only if its socket is still paho's, open, when the loop runs it.
+
+    And the socket is read once a second besides its watcher: uvloop closes a watcher silently
+    when libuv reports an error on it, and paho would not learn that the connection is gone
+    until a publish or the keepalive timed out.
+    """
+
+    _readable: Callable[[], None] | None = None
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        def readable() -> None:  # as aiomqtt's: read all paho can; a failure ends the connection
+            try:
+                while True:
+                    client.loop_read()
+                    pending = getattr(client._sock, "pending", None)  # TLS: decoded, unread
+                    if pending is None or pending() <= 0:
+                        break
+            except Exception as exc:  # noqa: BLE001 - whatever paho raises, the connection is over
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        def start() -> None:
+            self._misc_task = self._loop.create_task(self._misc_loop())
+
+        self._readable = readable
+        self._while_open(client, sock, lambda fd: self._loop.add_reader(fd, readable))
+        self._on_loop(start)
+
+    async def _misc_loop(self) -> None:
+        """aiomqtt's (paho's keepalive each second), reading the socket besides."""
+        while self._client.loop_misc() == mqtt.MQTT_ERR_SUCCESS:
+            await asyncio.sleep(1)
+            if self._readable is not None and self._client.socket() is not None:
+                self._readable()
+
+    def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        def writable() -> None:  # as aiomqtt's
+            try:
+                client.loop_write()
+            except Exception as exc:  # noqa: BLE001 - whatever paho raises, the connection is over
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        self._while_open(client, sock, lambda fd: self._loop.add_writer(fd, writable))
+
+    def _while_open(self, client: mqtt.Client, sock: Any, watch: Callable[[int], None]) -> None:
+        """Run ``watch(fd)`` on the loop, now if we are on it, while ``sock`` is paho's."""
+        fd = sock.fileno()
+
+        def run() -> None:
+            if sock.fileno() == fd and client._sock is sock:
+                watch(fd)
+
+        self._on_loop(run)
+
+    def _on_loop(self, action: Callable[[], None]) -> None:
+        try:
+            here = asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # a thread without a loop: paho's connect in the executor
+            here = False
+        if here:
+            action()
+        else:
+            self._loop.call_soon_threadsafe(action)
+
+
 def _client(
     url: str,
     options: LinkOptions,
@@ -319,7 +397,7 @@ def _client(
     if version == V5 and not clean_session:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY
-    return aiomqtt.Client(
+    return _LoopSafeClient(
         address.host,
         address.port,
         username=options.username,
