@@ -3,11 +3,16 @@
 1. Hook round trip: a harness runs ``switchboard hook claude PostToolUse`` with a payload on
    stdin and reads the JSON answer: wall time from spawn to exit, p50/p99, with a message
    pending (the answer carries it) and with none, beside the floor of starting the same
-   interpreter with ``python -c pass``. Target: p50 under 60 ms.
+   interpreter with ``python -c pass`` (runs interleaved, so load on the machine hits both
+   alike), and the ratio to it (target: <= 1.5x). Also shown: the floor without ``site``
+   (``python -S -c pass``: what the interpreter itself costs), the daemon's answer to the same
+   ``agent.hook`` request from this process (connect + call), and the modules the hook imports
+   beyond the floor's (``-X importtime``, self time each).
 2. MCP ``send`` on device A -> ``wait_for_message`` on device B returns (two ``switchboard mcp``
    processes driven by the official SDK client, a relay on loopback), p50/p99.
 
-Figures are printed, never asserted. ``--quick`` shrinks the counts.
+Figures are printed, never asserted. ``--quick`` shrinks the counts. ``--only hooks|mcp`` runs
+one part.
 """
 
 from __future__ import annotations
@@ -52,6 +57,32 @@ def spawn_time(cmd: list[str], stdin: bytes, env: dict[str, str]) -> tuple[float
     return elapsed, done.stdout
 
 
+def ratio(label: str, samples: list[float], floor: list[float]) -> None:
+    """``report`` plus the ratio of the p50s to the floor's p50."""
+    report(label, samples)
+    print(f"  {'':<44} = {pct(samples, 0.5) / pct(floor, 0.5):.2f}x the floor's p50")
+
+
+def imported_beyond(cmd: list[str], stdin: bytes, env: dict[str, str]) -> tuple[float, str]:
+    """The self time (ms) of the modules ``cmd`` imports that ``python -c pass`` does not, and
+    the five slowest of them; from one ``-X importtime`` run each."""
+
+    def modules(argv: list[str], data: bytes) -> dict[str, float]:
+        done = subprocess.run(argv, input=data, capture_output=True, env=env, check=False)
+        found: dict[str, float] = {}
+        for line in done.stderr.decode().splitlines():
+            if line.startswith("import time:") and "|" in line and "self" not in line:
+                own, _, name = line[len("import time:") :].split("|")
+                found[name.strip()] = int(own) / 1000
+        return found
+
+    floor = modules([sys.executable, "-X", "importtime", "-c", "pass"], b"")
+    ours = modules([sys.executable, "-X", "importtime", *cmd], stdin)
+    extra = {name: ms for name, ms in ours.items() if name not in floor}
+    slowest = sorted(extra, key=extra.__getitem__, reverse=True)[:5]
+    return sum(extra.values()), ", ".join(f"{name} {extra[name]:.2f}" for name in slowest)
+
+
 def bench_hooks(count: int) -> None:
     print("Hook round trip (spawn -> JSON answer), Claude Code PostToolUse:")
     with tempfile.TemporaryDirectory(prefix="sbb-", dir="/tmp") as tmp:
@@ -72,18 +103,42 @@ def bench_hooks(count: int) -> None:
             hook = [script, "hook", "claude", "PostToolUse"]
             spawn_time(hook, data, env)  # registers the agent
             device.call("register", agent="nova")
-            floor = [spawn_time([sys.executable, "-c", "pass"], b"", env)[0] for _ in range(count)]
-            idle = [spawn_time(hook, data, env)[0] for _ in range(count)]
-            pending = []
+            floor: list[float] = []
+            bare: list[float] = []
+            idle: list[float] = []
+            for _ in range(count):  # interleaved: a burst of load hits all three alike
+                floor.append(spawn_time([sys.executable, "-c", "pass"], b"", env)[0])
+                bare.append(spawn_time([sys.executable, "-S", "-c", "pass"], b"", env)[0])
+                idle.append(spawn_time(hook, data, env)[0])
+            pending: list[float] = []
+            pending_floor: list[float] = []
             for i in range(count):
                 device.call("send", agent="nova", to=["@luna"], text=f"message {i}: " + "x" * 150)
+                pending_floor.append(spawn_time([sys.executable, "-c", "pass"], b"", env)[0])
                 seconds, out = spawn_time(hook, data, env)
                 if b"additionalContext" not in out:
                     print(f"    (message {i} not delivered by this hook: {out!r})")
                 pending.append(seconds)
+            request = {
+                "harness": "claude", "kind": "tool", "session": "bench-1", "cwd": "/repo",
+                "source": "", "deliver": True, "mcp": True, "tool": "Read",
+                "files": ["/repo/README.md"], "command": None, "exit": None, "agent": "luna",
+                "anchor": "4187001", "wait": 0.0,
+            }  # fmt: skip
+            answer: list[float] = []
+            for _ in range(count):
+                start = time.perf_counter()
+                device.call("agent.hook", **request)
+                answer.append(time.perf_counter() - start)
             report("floor: python -c pass", floor)
-            report("hook, nothing pending (answer {})", idle)
-            report("hook, one message pending (injected)", pending)
+            report("interpreter alone: python -S -c pass", bare)
+            report("agent.hook in-process (connect + one call)", answer)
+            ratio("hook, nothing pending (answer {})", idle, floor)
+            report("floor (interleaved with the next)", pending_floor)
+            ratio("hook, one message pending (injected)", pending, pending_floor)
+            total, slowest = imported_beyond(hook, data, env)
+            print(f"  imports beyond the floor's: {total:.2f} ms self time (-X importtime)")
+            print(f"    slowest: {slowest}")
         finally:
             device.stop()
 
@@ -140,9 +195,12 @@ def bench_mcp(count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    parser.add_argument("--only", choices=("hooks", "mcp"), help="run one part")
     args = parser.parse_args()
-    bench_hooks(20 if args.quick else 100)
-    bench_mcp(10 if args.quick else 50)
+    if args.only in (None, "hooks"):
+        bench_hooks(20 if args.quick else 100)
+    if args.only in (None, "mcp"):
+        bench_mcp(10 if args.quick else 50)
 
 
 if __name__ == "__main__":
