@@ -10,7 +10,8 @@
    ``inbox --wait`` prints the message (a relay on loopback), p50/p99.
 3. With ``--hcom DIR`` (a virtualenv holding ``hcom``, e.g. made by ``--setup-hcom DIR``, which
    runs ``pip install hcom==0.7.31`` into it; never a project dependency): ``hcom send`` ->
-   a waiting ``hcom listen`` prints it, on this machine, beside ours.
+   a waiting ``hcom listen`` prints it, both on this machine (hcom's own local path; ours in
+   2. crosses a relay), and ``hcom send``'s own wall time beside ours.
 
 Figures are printed, never asserted. ``--quick`` shrinks the counts.
 """
@@ -165,33 +166,43 @@ def setup_hcom(where: Path) -> None:
     subprocess.run(pip, check=True)
 
 
+def _until_text(proc: subprocess.Popen[bytes], text: bytes) -> float:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if text in line:
+            return time.perf_counter()
+    raise SystemExit(f"bench: the reader ended without printing {text!r}")
+
+
 def bench_hcom(venv: Path, count: int) -> None:
-    print("hcom 0.7.31 on this machine: hcom send -> a waiting hcom listen prints it:")
+    print("hcom 0.7.31, one machine: hcom send starts -> a waiting hcom listen prints it:")
     hcom = str(venv / "bin" / "hcom")
     with tempfile.TemporaryDirectory(prefix="sbh-", dir="/tmp") as tmp:
         env = {**os.environ, "HOME": tmp, "HCOM_DIR": str(Path(tmp) / ".hcom")}
+        subprocess.run([hcom, "start", "--as", "nova"], env=env, capture_output=True, check=True)
         floor, sends, arrivals = [], [], []
         for i in range(count):
             floor.append(wall(FLOOR, env))
             reader = subprocess.Popen(
-                [hcom, "listen", "--name", "nova", "30"], env=env, stdout=subprocess.PIPE
+                [hcom, "listen", "--name", "nova", "30"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
-            time.sleep(0.3)
+            _until_text(reader, b"Listening")
+            time.sleep(0.1)
             start = time.perf_counter()
-            sender = subprocess.run(
-                [hcom, "send", "@nova", "--name", "luna", "--", f"ping {i}"],
-                env=env, capture_output=True, check=False,
+            sender = subprocess.Popen(
+                [hcom, "send", "@nova", "--from", "luna", "--", f"ping {i}"],
+                env=env, stdout=subprocess.DEVNULL,
             )  # fmt: skip
+            arrivals.append(_until_text(reader, f"ping {i}".encode()) - start)
+            sender.wait()
             sends.append(time.perf_counter() - start)
-            if sender.returncode != 0:
-                reader.kill()
-                print(f"  (hcom send failed: {sender.stderr.decode().strip()[:200]})")
-                return
-            arrivals.append(_until_line(reader) - start)
             reader.kill()
             reader.wait()
         report("floor: python -c pass", floor)
-        report("hcom send (spawn -> exit)", sends, floor)
+        report("hcom send (spawn -> exit, >= arrival)", sends, floor)
         report("hcom send -> hcom listen prints", arrivals)
 
 

@@ -9,7 +9,11 @@
    ``agent.hook`` request from this process (connect + call), and the modules the hook imports
    beyond the floor's (``-X importtime``, self time each).
 2. MCP ``send`` on device A -> ``wait_for_message`` on device B returns (two ``switchboard mcp``
-   processes driven by the official SDK client, a relay on loopback), p50/p99.
+   processes driven by the official SDK client, a relay on loopback), p50/p99, beside the
+   SDK's floor in the same run: the same client calling a no-op tool of a minimal FastMCP
+   server over stdio. Also shown, to see where the time goes: a trivial daemon-backed tool
+   call (``whoami``) and the ``send`` tool call alone. (The daemon's own A -> relay -> B path
+   is bench/run.py's first figure.)
 
 Figures are printed, never asserted. ``--quick`` shrinks the counts. ``--only hooks|mcp`` runs
 one part.
@@ -143,7 +147,63 @@ def bench_hooks(count: int) -> None:
             device.stop()
 
 
-async def _mcp_exchange(alpha: Device, beta: Device, count: int) -> list[float]:
+# The SDK's own floor: a minimal server with one no-op tool, on the same SDK layer as ours
+# (mcp.server.lowlevel), the same stdio transport.
+NOOP_SERVER = """
+import anyio
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+
+async def list_tools(ctx, params):
+    schema = {"type": "object", "properties": {}}
+    return types.ListToolsResult(tools=[types.Tool(name="noop", input_schema=schema)])
+
+
+async def call_tool(ctx, params):
+    return types.CallToolResult(content=[types.TextContent(type="text", text="ok")])
+
+
+async def main():
+    server = Server("noop", on_list_tools=list_tools, on_call_tool=call_tool)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+
+
+anyio.run(main)
+"""
+
+
+async def _sdk_floor(count: int, folder: Path) -> list[float]:
+    script = folder / "noop_server.py"
+    script.write_text(NOOP_SERVER)
+    params = StdioServerParameters(command=PY, args=[str(script)])
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        await session.call_tool("noop", {})
+        samples = []
+        for _ in range(count):
+            start = time.perf_counter()
+            await session.call_tool("noop", {})
+            samples.append(time.perf_counter() - start)
+        return samples
+
+
+async def _timed(
+    session: ClientSession, tool: str, args: dict[str, Any], count: int
+) -> list[float]:
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        await session.call_tool(tool, args)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+async def _mcp_exchange(
+    alpha: Device, beta: Device, count: int, parts: dict[str, list[float]]
+) -> list[float]:
     def params(device: Device, agent: str) -> StdioServerParameters:
         env = {**device.env, "SWITCHBOARD_AGENT": agent}
         return StdioServerParameters(command=PY, args=["-m", "switchboard", "mcp"], env=env)
@@ -164,6 +224,8 @@ async def _mcp_exchange(alpha: Device, beta: Device, count: int) -> list[float]:
                 break
             await anyio.sleep(0.1)
         await nova.call_tool("wait_for_message", {"timeout": 30})
+        parts["whoami tool call (daemon-backed, trivial)"] = await _timed(luna, "whoami", {}, count)
+        sends = parts["send tool call alone (to the other device)"] = []
         samples: list[float] = []
         for i in range(count):
             got: dict[str, Any] = {}
@@ -178,6 +240,7 @@ async def _mcp_exchange(alpha: Device, beta: Device, count: int) -> list[float]:
                 await anyio.sleep(0.05)  # let the wait reach the daemon before we send
                 start = time.perf_counter()
                 await luna.call_tool("send", {"to": target, "text": f"ping {i}"})
+                sends.append(time.perf_counter() - start)
             assert f"ping {i}" in got["text"], got["text"]
             samples.append(got["at"] - start)
         return samples
@@ -188,8 +251,13 @@ def bench_mcp(count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="sbb-", dir="/tmp") as tmp:
         relay = Relay(Path(tmp) / "relay")
         with group_of(Path(tmp), "alpha", "beta", relay=relay) as (_, (alpha, beta)):
-            samples = anyio.run(_mcp_exchange, alpha, beta, count)
-            report("send -> other device's wait_for_message", samples)
+            parts: dict[str, list[float]] = {}
+            floor = anyio.run(_sdk_floor, count * 4, Path(tmp))
+            samples = anyio.run(_mcp_exchange, alpha, beta, count, parts)
+            report("floor: SDK client -> no-op tool (stdio)", floor)
+            for label, values in parts.items():
+                report(label, values)
+            ratio("send -> other device's wait_for_message", samples, floor)
 
 
 def main() -> None:

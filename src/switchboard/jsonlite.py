@@ -72,8 +72,9 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data)
 
 
-def dumps(value: object, *, compact: bool = False) -> str:
-    """``json.dumps(value)``; ``compact``: with ``separators=(",", ":")``.
+def dumps(value: object, *, compact: bool = False, ascii: bool = True) -> str:
+    """``json.dumps(value)``; ``compact``: with ``separators=(",", ":")``; ``ascii=False``: with
+    ``ensure_ascii=False``.
 
     Raises:
         TypeError: ``value`` holds something JSON cannot carry.
@@ -82,11 +83,11 @@ def dumps(value: object, *, compact: bool = False) -> str:
     if _c is None:  # pragma: no cover - not CPython
         import json  # noqa: PLC0415
 
-        return json.dumps(value, separators=(",", ":") if compact else None)
+        separators = (",", ":") if compact else None
+        return json.dumps(value, separators=separators, ensure_ascii=ascii)
     key, item = (":", ",") if compact else (": ", ", ")
+    strings = _c.encode_basestring_ascii if ascii else _c.encode_basestring
     # A new encoder each time, as json does: its circular-reference markers are left behind
     # by a call that fails half way.
-    encoder = _c.make_encoder(
-        {}, _default, _c.encode_basestring_ascii, None, key, item, False, False, True
-    )
+    encoder = _c.make_encoder({}, _default, strings, None, key, item, False, False, True)
     return "".join(encoder(value, 0))

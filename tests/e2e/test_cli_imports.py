@@ -104,3 +104,37 @@ def test_hook_imports_nothing_beyond_c_modules(argv: list[str], fake_daemon: Fak
     [(method, params)] = fake_daemon.calls
     assert method == "agent.hook"
     assert (params["kind"], params["session"], params["files"]) == ("tool", "s-1", ["/repo/a.py"])
+
+
+# What every everyday command (text output) starts without: typing, dataclasses (inspect, ast),
+# json (its regular expressions; jsonlite drives json's C core), platformdirs, the other
+# commands' parsers.
+LEAN = (*HEAVY, "typing", "dataclasses", "inspect", "json", "platformdirs")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["send", "@nova", "--", "hi"],
+        ["agents"],
+        ["inbox"],
+        ["--as", "luna", "inbox", "--peek"],
+    ],
+    ids=" ".join,
+)
+def test_cli_everyday_commands_import_no_typing_json_or_dataclasses(
+    argv: list[str], fake_daemon: FakeDaemon
+) -> None:
+    """The command runs (exit 0) without importing typing, dataclasses, inspect, json or
+    platformdirs, and builds only its own command's parser."""
+    probe = HOOK_PROBE.replace(
+        "heavy = ", "built = 'switchboard.cli.parser_coordination' in sys.modules\nheavy = "
+    ).replace("print(code, *heavy,", "print(code, *heavy, *(['coordination'] * built),")
+    done = subprocess.run(
+        [sys.executable, "-c", probe, ",".join(LEAN), *argv],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.stderr.splitlines()[-1:] == ["0"], done.stderr  # exit 0, none imported

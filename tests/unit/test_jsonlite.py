@@ -23,9 +23,10 @@ values = st.recursive(
 
 @given(values)
 def test_dumps_is_json_dumps(value: Any) -> None:
-    """Same text as json.dumps, default and compact separators."""
+    """Same text as json.dumps: default and compact separators, ASCII or not."""
     assert jsonlite.dumps(value) == json.dumps(value)
     assert jsonlite.dumps(value, compact=True) == json.dumps(value, separators=(",", ":"))
+    assert jsonlite.dumps(value, ascii=False) == json.dumps(value, ensure_ascii=False)
 
 
 @given(values, st.sampled_from(["", " ", "\n", " \t\r\n "]))

@@ -123,7 +123,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     argparse._ = functools.cache(gettext.gettext)  # type: ignore[attr-defined]
 
     argv, text = split_send_text(argv)
-    args = build_parser().parse_args(argv)
+    # Only the chosen command's parser is built, unless a help or version option comes before
+    # the command (the top-level help lists every command).
+    index = _command_name(argv)
+    command = argv[index] if index is not None else None
+    if {"-h", "--help", "--version"} & set(argv[:index]):
+        command = None
+    args = build_parser(command).parse_args(argv)
     if args.handler == "messages:send":
         _finish_send(args, text)
     return args

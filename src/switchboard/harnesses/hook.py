@@ -161,7 +161,8 @@ def _home() -> str:
     if home:
         return home
     if sys.platform == "linux":  # platformdirs' answer, without importing it
-        data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+        data = os.environ.get("XDG_DATA_HOME", "")  # as config.default_home
+        data = data if os.path.isabs(data) else os.path.expanduser("~/.local/share")
         return os.path.join(data, "switchboard")
     from switchboard.config import default_home  # noqa: PLC0415 - only without a home set
 
