@@ -177,15 +177,18 @@ def _until_text(proc: subprocess.Popen[bytes], text: bytes) -> float:
 def bench_hcom(venv: Path, count: int) -> None:
     print("hcom 0.7.31, one machine: hcom send starts -> a waiting hcom listen prints it:")
     hcom = str(venv / "bin" / "hcom")
-    with tempfile.TemporaryDirectory(prefix="sbh-", dir="/tmp") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sbh-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
         env = {**os.environ, "HOME": tmp, "HCOM_DIR": str(Path(tmp) / ".hcom")}
-        subprocess.run([hcom, "start", "--as", "nova"], env=env, capture_output=True, check=True)
+        # hcom keys its state on the working directory too: run it in the scratch directory.
+        start_nova = [hcom, "start", "--as", "nova"]
+        subprocess.run(start_nova, env=env, capture_output=True, check=True, cwd=tmp)
         floor, sends, arrivals = [], [], []
         for i in range(count):
             floor.append(wall(FLOOR, env))
             reader = subprocess.Popen(
                 [hcom, "listen", "--name", "nova", "30"],
                 env=env,
+                cwd=tmp,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
             )
@@ -194,7 +197,7 @@ def bench_hcom(venv: Path, count: int) -> None:
             start = time.perf_counter()
             sender = subprocess.Popen(
                 [hcom, "send", "@nova", "--from", "luna", "--", f"ping {i}"],
-                env=env, stdout=subprocess.DEVNULL,
+                env=env, stdout=subprocess.DEVNULL, cwd=tmp,
             )  # fmt: skip
             arrivals.append(_until_text(reader, f"ping {i}".encode()) - start)
             sender.wait()
@@ -217,11 +220,11 @@ def main() -> None:
         setup_hcom(args.setup_hcom)
         return
     if args.only in (None, "start"):
-        bench_start(10 if args.quick else 40)
+        bench_start(10 if args.quick else 25)
     if args.only in (None, "across"):
-        bench_across(5 if args.quick else 30)
+        bench_across(5 if args.quick else 15)
     if args.hcom:
-        bench_hcom(args.hcom, 5 if args.quick else 30)
+        bench_hcom(args.hcom, 5 if args.quick else 15)
 
 
 if __name__ == "__main__":

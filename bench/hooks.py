@@ -266,9 +266,9 @@ def main() -> None:
     parser.add_argument("--only", choices=("hooks", "mcp"), help="run one part")
     args = parser.parse_args()
     if args.only in (None, "hooks"):
-        bench_hooks(20 if args.quick else 100)
+        bench_hooks(20 if args.quick else 60)
     if args.only in (None, "mcp"):
-        bench_mcp(10 if args.quick else 50)
+        bench_mcp(10 if args.quick else 30)
 
 
 if __name__ == "__main__":
