@@ -21,12 +21,15 @@ Environment variables:
 
 from __future__ import annotations
 
-import getpass
 import os
-import re
-from dataclasses import dataclass
+import sys
 from pathlib import Path
-from typing import Any, Final
+
+# Every command loads settings: nothing here imports typing, re, dataclasses (which brings
+# inspect and ast) or platformdirs on Linux. mypy treats any constant named TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 APP_NAME: Final = "switchboard"
 # Agents of a device we have not heard from for this long are shown offline: long enough to
@@ -47,33 +50,117 @@ DEFAULT_EDIT_WINDOW: Final = 30.0
 
 def default_home() -> Path:
     """Return the platform's user data dir for Switchboard."""
+    if sys.platform == "linux":  # platformdirs' answer, without importing it
+        data = os.environ.get("XDG_DATA_HOME", "")  # used when absolute, as platformdirs does
+        return Path(data if os.path.isabs(data) else os.path.expanduser("~/.local/share"), APP_NAME)
     import platformdirs  # noqa: PLC0415 - lazy: only when no SWITCHBOARD_HOME is set
 
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
+def _login_name() -> str:
+    """``getpass.getuser()``, without importing getpass (termios, warnings, contextlib)."""
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        user = os.environ.get(variable)
+        if user:
+            return user
+    import pwd  # noqa: PLC0415
+
+    return pwd.getpwuid(os.getuid())[0]
+
+
 def default_agent_name() -> str:
     """Return the login name, reduced to a valid agent name."""
+    import re  # noqa: PLC0415 - only without an agent name
+
     try:
-        login = getpass.getuser()
+        login = _login_name()
     except (KeyError, OSError):
         login = "user"
     name = re.sub(r"[^a-z0-9_.\-]", "-", login.lower()).strip("-._")[:32]
     return name or "user"
 
 
-@dataclass(frozen=True)
+_FIELDS = (
+    "home",
+    "agent",
+    "offline_timeout",
+    "log_level",
+    "relay_max_age",
+    "relay_max_bytes",
+    "expire_after",
+    "edit_window",
+)
+
+
 class Settings:
-    """Where things live and how long things take, for one home."""
+    """Where things live and how long things take, for one home.
+
+    Immutable, compared and hashed by value, like the frozen dataclass it replaces (importing
+    dataclasses costs every command inspect and ast); ``replace`` makes a changed copy.
+    """
+
+    __slots__ = _FIELDS
 
     home: Path
     agent: str | None
-    offline_timeout: float = DEFAULT_OFFLINE_TIMEOUT
-    log_level: str = "INFO"
-    relay_max_age: float = DEFAULT_RELAY_MAX_AGE
-    relay_max_bytes: int = DEFAULT_RELAY_MAX_BYTES
-    expire_after: float = DEFAULT_EXPIRE_AFTER
-    edit_window: float = DEFAULT_EDIT_WINDOW
+    offline_timeout: float
+    log_level: str
+    relay_max_age: float
+    relay_max_bytes: int
+    expire_after: float
+    edit_window: float
+
+    def __init__(
+        self,
+        home: Path,
+        agent: str | None,
+        *,
+        offline_timeout: float = DEFAULT_OFFLINE_TIMEOUT,
+        log_level: str = "INFO",
+        relay_max_age: float = DEFAULT_RELAY_MAX_AGE,
+        relay_max_bytes: int = DEFAULT_RELAY_MAX_BYTES,
+        expire_after: float = DEFAULT_EXPIRE_AFTER,
+        edit_window: float = DEFAULT_EDIT_WINDOW,
+    ) -> None:
+        values = (home, agent, offline_timeout, log_level, relay_max_age, relay_max_bytes,
+                  expire_after, edit_window)  # fmt: skip
+        for name, value in zip(_FIELDS, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: Settings are immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: Settings are immutable")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Settings)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle, without __setattr__
+        values = self._values()
+        return _rebuild, (values,)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"Settings({fields})"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed (``dataclasses.replace``)."""
+        values = {name: getattr(self, name) for name in _FIELDS}
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise TypeError(f"Settings has no field {sorted(unknown)[0]!r}")
+        return Settings(**{**values, **changes})
 
     @property
     def db_path(self) -> Path:
@@ -108,6 +195,10 @@ class Settings:
     def acting_agent(self) -> str:
         """Return the acting agent's name: ``--as``/``SWITCHBOARD_AGENT``, else the login name."""
         return self.agent or default_agent_name()
+
+
+def _rebuild(values: tuple[Any, ...]) -> Settings:
+    return Settings(**dict(zip(_FIELDS, values, strict=True)))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

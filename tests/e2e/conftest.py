@@ -234,6 +234,10 @@ class FakeDaemon:
             ],
         }
 
+    async def agent_hook(self, params: dict[str, Any]) -> Any:
+        self._record("agent.hook", params)
+        return {"agent": "luna:BOXE", "text": "[switchboard] nova:ABCD says hi"}
+
     async def inbox(self, params: dict[str, Any]) -> Any:
         self._record("inbox", params)
         return [MESSAGE]

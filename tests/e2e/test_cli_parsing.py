@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -168,3 +169,22 @@ def test_cli_global_options_work_before_and_after_the_command() -> None:
     assert (before.as_agent, before.home) == (after.as_agent, after.home) == ("luna", "/h")
     assert not hasattr(unset, "as_agent")
     assert not hasattr(unset, "home")
+
+
+def _helps(parser: argparse.ArgumentParser, top: str) -> dict[str, str]:
+    return {
+        " ".join(path): sub.format_help()
+        for path, sub, _ in command_paths(parser)
+        if path[0] == top
+    }
+
+
+@pytest.mark.parametrize("top", sorted({path[0] for path in ALL_COMMANDS}))
+def test_cli_parser_of_one_command_is_that_command_of_the_full_parser(top: str) -> None:
+    """``cli.main`` builds only the chosen command's parser (``COMMANDS``): it has the same
+    commands, options and help as that command in the parser of every command."""
+    assert top in cli_parser.COMMANDS
+    full = _helps(cli_parser.build_parser(), top)
+    alone = cli_parser.build_parser(top)
+    assert _helps(alone, top) == full
+    assert len(full) >= 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from switchboard.daemon.autostart import connect
 from switchboard.daemon.client import DEFAULT_CALL_TIMEOUT
 
+TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
+    from typing import Any
+
     from switchboard.config import Settings
 
 

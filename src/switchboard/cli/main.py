@@ -11,14 +11,13 @@ import nothing heavy (no asyncio, msgspec, cryptography or sqlite3).
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
-from typing import TYPE_CHECKING
 
-from switchboard.cli.output import error_line
-from switchboard.errors import SwitchboardError
-
+# Nothing else is imported before ``main`` has seen the command: a hook (every tool call of
+# every agent) must not pay for typing, json, enum or the parser. mypy treats any constant named
+# TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
 
@@ -128,7 +127,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     argparse._ = functools.cache(gettext.gettext)  # type: ignore[attr-defined]
 
     argv, text = split_send_text(argv)
-    args = build_parser().parse_args(argv)
+    # Only the chosen command's parser is built, unless a help or version option comes before
+    # the command (the top-level help lists every command).
+    index = _command_name(argv)
+    command = argv[index] if index is not None else None
+    if {"-h", "--help", "--version"} & set(argv[:index]):
+        command = None
+    args = build_parser(command).parse_args(argv)
     if args.handler == "messages:send":
         _finish_send(args, text)
     elif args.handler == "tasks:spawn":
@@ -164,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         from switchboard.harnesses.hook import main as hook_main  # noqa: PLC0415
 
         return hook_main(arguments)
+    import importlib  # noqa: PLC0415 - see the imports at the top
+
+    from switchboard.cli.output import error_line  # noqa: PLC0415
+    from switchboard.errors import SwitchboardError  # noqa: PLC0415
+
     try:
         args = _parse(arguments)
     except SystemExit as exc:  # argparse: --help, --version and usage errors
@@ -190,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _settings(args: argparse.Namespace) -> Settings:
     from switchboard.config import load_settings  # noqa: PLC0415
+    from switchboard.errors import SwitchboardError  # noqa: PLC0415
 
     try:
         home, agent = getattr(args, "home", None), getattr(args, "as_agent", None)

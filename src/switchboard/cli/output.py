@@ -6,20 +6,26 @@ output is for people: it may change between versions, and it tolerates missing f
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+
+from switchboard import jsonlite
+
+TYPE_CHECKING = False  # no typing at run time: every command starts with this module
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 
 def print_json(value: Any) -> None:
     """Print one JSON document (a listing's array, or an object), indented."""
+    import json  # noqa: PLC0415 - indented output needs json's own encoder
+
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def print_json_line(value: Any) -> None:
     """Print one compact JSON object as a line and flush it (JSON Lines, also when following)."""
-    print(json.dumps(value, ensure_ascii=False, separators=(",", ":")), flush=True)
+    print(jsonlite.dumps(value, compact=True, ascii=False), flush=True)
 
 
 def print_lines(lines: Iterable[str]) -> None:
@@ -190,5 +196,5 @@ def message_lines(message: dict[str, Any]) -> list[str]:
 def event_line(event: dict[str, Any]) -> str:
     """``events``: ``#42 10:12:11 luna:BOXE message_posted {...}``."""
     who = event.get("agent") or event.get("device") or "-"
-    data = json.dumps(event.get("data", {}), ensure_ascii=False)
+    data = jsonlite.dumps(event.get("data", {}), ascii=False)
     return f"#{event.get('id')} {when(event.get('ts'), sep='T')} {who} {event.get('type')} {data}"

@@ -1,19 +1,61 @@
 """The ``switchboard`` argument parser: every command, option and help text (DESIGN.md §5).
 
 Each leaf command sets ``handler`` to ``"module:function"`` in ``switchboard.cli.commands``;
-``cli.main`` imports only that module, so building the parser stays cheap.
+``cli.main`` imports only that module. ``COMMANDS`` names, for each top-level command, the
+function that adds it; ``build_parser(command)`` builds only that one (what ``cli.main`` does
+for every command it runs), ``build_parser()`` all of them, in the table's order (``--help``,
+an unknown command). tests/e2e/test_cli_parsing.py checks that each command's parser is the
+same either way.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Final
+import importlib
+import os
+import sys
 
 from switchboard import __version__
-from switchboard.cli.parser_coordination import add_coordination
-from switchboard.cli.parser_harness import add_harness
-from switchboard.cli.parser_tasks import add_tasks
-from switchboard.links.cli import add_link_flags
+
+TYPE_CHECKING = False  # no typing at run time (mypy treats TYPE_CHECKING as true)
+if TYPE_CHECKING:
+    from typing import Final
+
+# Top-level command -> the function that adds it ("module:function", called with the builder
+# and the subparsers; one function may add several commands, and a command named by none is
+# still parsed, by the full parser). A new command is one line here.
+COMMANDS: Final[dict[str, str]] = {
+    "init": "switchboard.cli.parser:_add_device",
+    "status": "switchboard.cli.parser:_add_device",
+    "daemon": "switchboard.cli.parser:_add_device",
+    "relay": "switchboard.cli.parser:_add_device",
+    "group": "switchboard.cli.parser:_add_groups",
+    "invite": "switchboard.cli.parser:_add_groups",
+    "join": "switchboard.cli.parser:_add_groups",
+    "link": "switchboard.cli.parser:_add_groups",
+    "agents": "switchboard.cli.parser:_add_messages",
+    "send": "switchboard.cli.parser:_add_messages",
+    "inbox": "switchboard.cli.parser:_add_messages",
+    "events": "switchboard.cli.parser:_add_events",
+    "room": "switchboard.cli.parser_coordination:add_rooms",
+    "set": "switchboard.cli.parser_coordination:add_presence",
+    "thread": "switchboard.cli.parser_coordination:add_history",
+    "search": "switchboard.cli.parser_coordination:add_history",
+    "sent": "switchboard.cli.parser_coordination:add_history",
+    "lease": "switchboard.cli.parser_coordination:add_leases",
+    "mcp": "switchboard.cli.parser_harness:add_mcp",
+    "hook": "switchboard.cli.parser_harness:add_mcp",
+    "install": "switchboard.cli.parser_harness:add_install",
+    "uninstall": "switchboard.cli.parser_harness:add_install",
+    "doctor": "switchboard.cli.parser_harness:add_doctor",
+    "ping": "switchboard.cli.parser:_add_device",
+    "spawn": "switchboard.cli.parser_tasks:add_tasks",
+    "tasks": "switchboard.cli.parser_tasks:add_tasks",
+    "task": "switchboard.cli.parser_tasks:add_tasks",
+    "approvals": "switchboard.cli.parser_tasks:add_tasks",
+    "approve": "switchboard.cli.parser_tasks:add_tasks",
+    "deny": "switchboard.cli.parser_tasks:add_tasks",
+}
 
 # config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks
 # that they agree).
@@ -60,10 +102,28 @@ def _port(text: str) -> int:
     return value
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized as it sizes itself but without importing shutil (bz2, lzma,
+    fnmatch): every ``add_argument`` makes one, so every command would pay for it."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
+        # shutil.get_terminal_size(): $COLUMNS, else the terminal's width, else 80.
+        try:
+            columns = int(os.environ["COLUMNS"])
+        except (KeyError, ValueError):
+            columns = 0
+        if columns <= 0:
+            try:
+                columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                columns = 0
+        super().__init__(prog, indent_increment, max_help_position, (columns or 80) - 2)
+
+
 def _common_options() -> argparse.ArgumentParser:
     # SUPPRESS keeps a leaf's unset option from overwriting the same option given before the
     # command name: both `switchboard --as luna send ...` and `switchboard send --as luna ...`.
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     common.add_argument(
         "--as",
         dest="as_agent",
@@ -89,7 +149,9 @@ class _Builder:
     def group(
         self, sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str
     ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-        parser = sub.add_parser(name, help=help, description=help, allow_abbrev=False)
+        parser = sub.add_parser(
+            name, help=help, description=help, allow_abbrev=False, formatter_class=_Formatter
+        )
         # An explicit prog spares argparse formatting the parent's usage for every group.
         return parser.add_subparsers(
             dest=f"{name}_command", metavar="COMMAND", required=True, prog=parser.prog
@@ -112,6 +174,7 @@ class _Builder:
             usage=usage,
             parents=[self.common],
             allow_abbrev=False,
+            formatter_class=_Formatter,
         )
         parser.set_defaults(handler=handler, command_parser=parser)
         return parser
@@ -212,6 +275,8 @@ def _add_device(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _add_groups(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from switchboard.links.cli import add_link_flags  # noqa: PLC0415 - only these commands
+
     group = b.group(sub, "group", "create a group")
     p = b.command(
         group,
@@ -255,6 +320,8 @@ def _add_groups(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _add_messages(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from switchboard.cli import parser_harness  # noqa: PLC0415 - send's harness options
+
     p = b.command(
         sub,
         "agents",
@@ -292,6 +359,7 @@ def _add_messages(b: _Builder, sub: argparse._SubParsersAction[argparse.Argument
         help="request: you are told if a recipient goes idle or offline without replying",
     )
     _json_flag(p, "the send result as JSON")
+    parser_harness.extend_send(p)
     p = b.command(
         sub,
         "inbox",
@@ -309,6 +377,8 @@ def _add_messages(b: _Builder, sub: argparse._SubParsersAction[argparse.Argument
 
 
 def _add_events(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from switchboard.cli import parser_harness  # noqa: PLC0415 - events' sub/unsub
+
     p = b.command(
         sub,
         "events",
@@ -329,6 +399,7 @@ def _add_events(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         "--wait", type=_seconds, metavar="SECS", help="follow for SECS seconds, then exit 0"
     )
     _json_flag(p, "JSON Lines: one event object a line")
+    parser_harness.extend_events(p)
 
 
 def _leaves(
@@ -351,8 +422,9 @@ def _json_everywhere(parser: argparse.ArgumentParser) -> None:
             _json_flag(leaf, "the result as one JSON object")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the ``switchboard`` parser with every command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the ``switchboard`` parser: with every command, or only with ``command`` (and
+    the commands its ``COMMANDS`` function adds with it) when the table names it."""
     builder = _Builder()
     parser = argparse.ArgumentParser(
         prog="switchboard",
@@ -360,17 +432,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         parents=[builder.common],
         allow_abbrev=False,
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"switchboard {__version__}")
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, prog="switchboard"
     )
-    _add_device(builder, sub)
-    _add_groups(builder, sub)
-    _add_messages(builder, sub)
-    _add_events(builder, sub)
-    add_coordination(builder, sub)
-    add_harness(builder, sub)
-    add_tasks(builder, sub)
+    chosen = [COMMANDS[command]] if command in COMMANDS else COMMANDS.values()
+    for where in dict.fromkeys(chosen):  # each function once, in the table's order
+        module, function = where.split(":")
+        getattr(importlib.import_module(module), function)(builder, sub)
     _json_everywhere(parser)
     return parser

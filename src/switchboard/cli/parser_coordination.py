@@ -1,23 +1,26 @@
 """Parser entries of the coordination commands: room, set, thread, search, sent, lease.
 
-``cli.parser.build_parser`` calls ``add_coordination``; like the parser, this imports nothing
-heavy, so building it stays cheap.
+``cli.parser.COMMANDS`` names the functions that add them; like the parser, this imports
+nothing heavy, so building it stays cheap.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-from typing import Any, Final
 
-_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+TYPE_CHECKING = False  # no typing at run time
+if TYPE_CHECKING:
+    from typing import Any, Final
+
+_DURATION: Final = r"(\d+(?:\.\d+)?)([smhd]?)"  # compiled by re on first use
 _UNITS: Final = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def duration(text: str) -> float:
     """Parse ``90``, ``90s``, ``30m``, ``2h`` or ``1d`` into seconds."""
-    match = _DURATION.fullmatch(text.strip().lower())
+    match = re.fullmatch(_DURATION, text.strip().lower())
     if not match or float(match[1]) <= 0:
         raise argparse.ArgumentTypeError(f"expected a duration like 30m, 2h or 90s, got {text!r}")
     return float(match[1]) * _UNITS[match[2]]
@@ -39,14 +42,16 @@ def _json(parser: argparse.ArgumentParser, what: str = "a JSON array") -> None:
 
 
 def add_coordination(b: Any, sub: Any) -> None:
-    """Add ``room``, ``set``, ``thread``, ``search``, ``sent`` and ``lease`` to ``sub``."""
-    _add_rooms(b, sub)
-    _add_presence(b, sub)
-    _add_history(b, sub)
-    _add_leases(b, sub)
+    """Add ``room``, ``set``, ``thread``, ``search``, ``sent`` and ``lease`` to ``sub``
+    (``cli.parser.COMMANDS`` adds them one by one)."""
+    add_rooms(b, sub)
+    add_presence(b, sub)
+    add_history(b, sub)
+    add_leases(b, sub)
 
 
-def _add_rooms(b: Any, sub: Any) -> None:
+def add_rooms(b: Any, sub: Any) -> None:
+    """Add ``room``."""
     room = b.group(sub, "room", "create, join, read and manage rooms")
     p = b.command(
         room,
@@ -96,7 +101,8 @@ def _add_rooms(b: Any, sub: Any) -> None:
     _json(p, "JSON Lines: one message object a line")
 
 
-def _add_presence(b: Any, sub: Any) -> None:
+def add_presence(b: Any, sub: Any) -> None:
+    """Add ``set``."""
     group = b.group(sub, "set", "set your status, summary, tags or visibility")
     p = b.command(
         group, "status", "presence:status", "set your status: active, idle, busy or offline"
@@ -125,7 +131,8 @@ def _add_presence(b: Any, sub: Any) -> None:
     _json(p, "the agent as JSON")
 
 
-def _add_history(b: Any, sub: Any) -> None:
+def add_history(b: Any, sub: Any) -> None:
+    """Add ``thread``, ``search`` and ``sent``."""
     thread = b.group(sub, "thread", "show conversation threads")
     p = b.command(thread, "show", "threads:show", "show a thread: a message id or a thread id")
     p.add_argument("id", metavar="ID", help="a message's id (42) or a thread id")
@@ -148,7 +155,8 @@ def _add_history(b: Any, sub: Any) -> None:
     _json(p)
 
 
-def _add_leases(b: Any, sub: Any) -> None:
+def add_leases(b: Any, sub: Any) -> None:
+    """Add ``lease``."""
     lease = b.group(sub, "lease", "announce the files you work on (file leases)")
     p = b.command(
         lease,

@@ -1,13 +1,17 @@
 """Parser entries for agents in harnesses: mcp, hook, install, uninstall, doctor; send --wait;
 events sub.
 
-``cli.parser.build_parser`` calls ``add_harness``; like the parser, this imports nothing heavy.
+``cli.parser.COMMANDS`` names the functions that add them; like the parser, this imports
+nothing heavy.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Final
+
+TYPE_CHECKING = False  # no typing at run time
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 HARNESS_NAMES: Final = ("claude", "codex", "gemini", "antigravity", "opencode", "cursor", "pi")
 
@@ -23,15 +27,15 @@ def _seconds(text: str) -> float:
 
 
 def add_harness(b: Any, sub: Any) -> None:
-    """Add ``mcp``, ``hook``, ``install``, ``uninstall``, ``doctor``; extend send and events."""
-    _add_mcp(b, sub)
-    _add_install(b, sub)
-    _add_doctor(b, sub)
-    _extend_send(sub.choices["send"])
-    _extend_events(sub.choices["events"])
+    """Add ``mcp``, ``hook``, ``install``, ``uninstall``, ``doctor`` (``cli.parser.COMMANDS``
+    adds them one by one; send and events call ``extend_send`` and ``extend_events``)."""
+    add_mcp(b, sub)
+    add_install(b, sub)
+    add_doctor(b, sub)
 
 
-def _add_mcp(b: Any, sub: Any) -> None:
+def add_mcp(b: Any, sub: Any) -> None:
+    """Add ``mcp`` and ``hook``."""
     p = b.command(
         sub,
         "mcp",
@@ -65,7 +69,8 @@ def _add_mcp(b: Any, sub: Any) -> None:
     )
 
 
-def _add_install(b: Any, sub: Any) -> None:
+def add_install(b: Any, sub: Any) -> None:
+    """Add ``install`` and ``uninstall``."""
     for name, help, description in (
         (
             "install",
@@ -100,7 +105,8 @@ def _add_install(b: Any, sub: Any) -> None:
             )
 
 
-def _add_doctor(b: Any, sub: Any) -> None:
+def add_doctor(b: Any, sub: Any) -> None:
+    """Add ``doctor``."""
     p = b.command(
         sub,
         "doctor",
@@ -121,7 +127,8 @@ def _add_doctor(b: Any, sub: Any) -> None:
     )
 
 
-def _extend_send(p: argparse.ArgumentParser) -> None:
+def extend_send(p: argparse.ArgumentParser) -> None:
+    """Add send's ``--wait``, ``--timeout`` and ``--priority``."""
     p.add_argument(
         "--wait",
         dest="wait_for",
@@ -137,7 +144,8 @@ def _extend_send(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _extend_events(p: argparse.ArgumentParser) -> None:
+def extend_events(p: argparse.ArgumentParser) -> None:
+    """Add events' ``sub``/``unsub``/``subs`` action, ``--file`` and ``--id``."""
     p.add_argument(
         "action",
         nargs="?",

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
 
 from switchboard.daemon.client import Client
 from switchboard.errors import DaemonUnavailable
 
+TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
+    from typing import Final
+
     from switchboard.config import Settings
 
 # How long ``connect()`` waits for a daemon it started to answer. A cold start opens SQLite and

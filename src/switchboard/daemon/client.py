@@ -14,22 +14,20 @@ first used, the typed methods import msgspec and the shapes when first used.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from switchboard import jsonlite
 from switchboard.errors import BY_CODE, DaemonUnavailable, SwitchboardError
 
+TYPE_CHECKING = False  # no typing at run time: every command's call comes through here
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
+    from typing import Any, Final
 
     from switchboard.daemon.shapes import Agent, DaemonInfo, EventRow, Message, SendResult, Status
-
-T = TypeVar("T")
 
 # How long a call waits for its answer unless told otherwise: the slowest ordinary call,
 # ``group create``, waits up to 10 s for its relay; calls that wait on purpose pass their own.
@@ -41,14 +39,14 @@ DEFAULT_MAX_RESPONSE_LINE: Final = 256 * 1024 * 1024
 
 def _encode(request_id: int, method: str, params: dict[str, Any] | None) -> bytes:
     request = {"id": request_id, "method": method, "params": params or {}}
-    return json.dumps(request, separators=(",", ":")).encode() + b"\n"
+    return jsonlite.dumps(request, compact=True).encode() + b"\n"
 
 
 def _decode(line: bytes, method: str) -> dict[str, Any]:
     if not line.endswith(b"\n"):
         raise DaemonUnavailable(f"the daemon closed the connection during {method}")
     try:
-        message = json.loads(line)
+        message = jsonlite.loads(line)
     except ValueError:
         message = None
     if not isinstance(message, dict):

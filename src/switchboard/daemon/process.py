@@ -14,7 +14,6 @@ file and retries for a moment.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
 import signal
@@ -56,7 +55,7 @@ def start_background(settings: Settings) -> int:
         The daemon's pid.
     """
     # Absolute: the daemon runs in its home, where a relative path would mean something else.
-    settings = dataclasses.replace(settings, home=settings.home.absolute())
+    settings = settings.replace(home=settings.home.absolute())
     ensure_home(settings.home)
     env = dict(os.environ, SWITCHBOARD_HOME=str(settings.home))
     log_fd = os.open(settings.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

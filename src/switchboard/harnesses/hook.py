@@ -7,9 +7,12 @@ the harness. One hook call is: read the payload (JSON on stdin), map it to one `
 request (``payloads.build_request``), make that one call to the daemon over its unix socket, and
 print the harness's JSON answer (``payloads.render``).
 
-- **Fast.** Only light stdlib modules are imported on this path (no asyncio, msgspec,
-  cryptography or mcp; ``cli.main`` routes here before building its parser), and the daemon is
-  asked exactly once. ``bench/hooks.py`` measures the round trip.
+- **Fast.** Only modules written in C are imported on this path besides our own (no json, re,
+  socket, typing or enum: each pulls in more Python modules, and together they would cost as
+  much as the interpreter's own start; ``jsonlite`` drives json's C core directly, the socket is
+  ``_socket``), ``cli.main`` routes here before it imports anything else, and the daemon is
+  asked exactly once. ``bench/hooks.py`` measures the round trip against ``python -c pass``;
+  tests/e2e/test_cli_imports.py keeps the imports in check.
 - **Never hangs.** The whole call has a time budget (``SWITCHBOARD_HOOK_TIMEOUT``, default
   2 s): reading stdin, connecting and waiting for the answer all count against it. A harness
   that never closes stdin, a daemon that accepts and never answers, both end in the no-op.
@@ -30,14 +33,13 @@ print the harness's JSON answer (``payloads.render``).
 
 from __future__ import annotations
 
-import json
+import _socket
 import os
-import re
 import select
-import socket
 import sys
 import time
 
+from switchboard import jsonlite
 from switchboard.harnesses import payloads
 
 # The whole hook's budget: far below every harness's hook timeout (Claude Code 600 s, Gemini
@@ -53,7 +55,7 @@ DEFAULT_IDLE_WAIT = 3000.0
 # A payload ``{"switchboard_probe": true}`` asks the hook who it is instead of recording
 # anything (``switchboard doctor`` runs each installed hook command with it).
 PROBE_KEY = "switchboard_probe"
-_SALVAGE = re.compile(rb'"(session_id|conversation_id|conversationId|cwd)"\s*:\s*"([^"\\]{1,512})"')
+_SALVAGE = rb'"(session_id|conversation_id|conversationId|cwd)"\s*:\s*"([^"\\]{1,512})"'
 _SKIP_PARENTS = frozenset(
     {"sh", "bash", "dash", "zsh", "fish", "ksh", "env", "timeout", "nice", "nohup", "uv", "uvx",
      "switchboard", "sb", "time", "sudo", "stdbuf"}
@@ -108,7 +110,7 @@ def parse_payload(data: bytes, complete: bool) -> tuple[dict[str, object], str]:
     """
     if complete:
         try:
-            value = json.loads(data)
+            value = jsonlite.loads(data)
         except ValueError:
             value = None
         if isinstance(value, dict):
@@ -116,7 +118,10 @@ def parse_payload(data: bytes, complete: bool) -> tuple[dict[str, object], str]:
         problem = "payload is not a JSON object" if value is not None else "malformed JSON"
     else:
         problem = "truncated or oversized payload"
-    salvaged = {key.decode(): val.decode() for key, val in _SALVAGE.findall(data[:65536])}
+    import re  # noqa: PLC0415 - only for a broken payload
+
+    found = re.findall(_SALVAGE, data[:65536])
+    salvaged = {key.decode(): val.decode() for key, val in found}
     return salvaged, problem
 
 
@@ -156,11 +161,37 @@ def _home() -> str:
     if home:
         return home
     if sys.platform == "linux":  # platformdirs' answer, without importing it
-        data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+        data = os.environ.get("XDG_DATA_HOME", "")  # as config.default_home
+        data = data if os.path.isabs(data) else os.path.expanduser("~/.local/share")
         return os.path.join(data, "switchboard")
     from switchboard.config import default_home  # noqa: PLC0415 - only without a home set
 
     return str(default_home())
+
+
+def _ask(socket_path: str, request: dict[str, object], timeout: float, limit: int) -> bytes:
+    """Send one request line over the daemon's socket; return the answer line (or what came
+    before the connection closed, or ``limit`` bytes of it)."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(max(timeout, 0.01))
+        sock.connect(socket_path)
+        sock.sendall(jsonlite.dumps(request, compact=True).encode() + b"\n")
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = sock.recv(min(1 << 16, limit - size))
+            if not chunk:
+                break
+            end = chunk.find(b"\n")
+            if end >= 0:
+                chunks.append(chunk[: end + 1])
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        sock.close()
 
 
 def call(socket_path: str, params: dict[str, object], timeout: float) -> dict[str, object]:
@@ -171,13 +202,7 @@ def call(socket_path: str, params: dict[str, object], timeout: float) -> dict[st
         ValueError: the answer is malformed, or an error.
     """
     request = {"id": 1, "method": "agent.hook", "params": params}
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(max(timeout, 0.01))
-        sock.connect(socket_path)
-        sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
-        with sock.makefile("rb") as file:
-            line = file.readline(64 * 1024 * 1024)
-    answer = json.loads(line)
+    answer = jsonlite.loads(_ask(socket_path, request, timeout, 64 * 1024 * 1024))
     if not isinstance(answer, dict) or not isinstance(answer.get("result"), dict):
         error = answer.get("error") if isinstance(answer, dict) else None
         message = error.get("message") if isinstance(error, dict) else "malformed answer"
@@ -218,12 +243,8 @@ def probe(budget: _Budget) -> dict[str, object]:
     daemon: object
     try:
         request = {"id": 1, "method": "ping", "params": {}}
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(max(budget.left(), 0.01))
-            sock.connect(os.path.join(home, "daemon.sock"))
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            with sock.makefile("rb") as file:
-                answer = json.loads(file.readline(1 << 20))
+        line = _ask(os.path.join(home, "daemon.sock"), request, budget.left(), 1 << 20)
+        answer = jsonlite.loads(line)
         daemon = answer.get("result", {}).get("pid") if isinstance(answer, dict) else None
     except (OSError, ValueError, AttributeError):
         daemon = None
@@ -301,7 +322,7 @@ def main(argv: list[str]) -> int:
         if status == 2:
             sys.stderr.write(message + "\n")
         else:
-            sys.stdout.write(json.dumps(out) + "\n")
+            sys.stdout.write(jsonlite.dumps(out) + "\n")
             if message:
                 _note(message)
         sys.stdout.flush()

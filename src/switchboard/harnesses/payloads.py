@@ -19,13 +19,15 @@ tests/harness/fixtures/):
 - OpenCode and Pi: our own plugin/extension calls us with our own payload and reads
   ``{"context": ...}`` (append to the tool result) or ``{"prompt": ...}`` (start a turn).
 
-Stdlib only: this runs inside every hook, whose start-up time every tool call pays.
+Imports nothing (``re`` only for a patch, ``typing`` only for the type checker): this runs
+inside every hook, whose start-up time every tool call pays.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Final
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 # harness -> event -> (kind, delivers?)
 EVENTS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
@@ -100,7 +102,7 @@ _EDIT_TOOLS: Final = frozenset(
 _SHELL_TOOLS: Final = frozenset(
     {"bash", "shell", "run_shell_command", "exec_command", "local_shell", "run_command", "terminal"}
 )
-_PATCH_FILE = re.compile(r"^\*\*\* (?:Update|Add|Delete) File: (.+)$", re.MULTILINE)
+_PATCH_FILE = r"(?m)^\*\*\* (?:Update|Add|Delete) File: (.+)$"
 _PATH_KEYS: Final = ("file_path", "filePath", "notebook_path", "path", "absolute_path",
                      "target_file", "TargetFile", "AbsolutePath")  # fmt: skip
 _COMMAND_KEYS: Final = ("command", "cmd", "CommandLine", "commandLine")
@@ -158,7 +160,9 @@ def tool_activity(payload: dict[str, Any]) -> dict[str, Any]:
         files += [_str(args[k], 4096) for k in _PATH_KEYS if isinstance(args.get(k), str)][:1]
         patch = args.get("input") or args.get("patch") or ""
         if isinstance(patch, str) and "*** " in patch:
-            files += _PATCH_FILE.findall(patch)[:50]
+            import re  # noqa: PLC0415 - only for a patch
+
+            files += re.findall(_PATCH_FILE, patch)[:50]
     if low in _SHELL_TOOLS or isinstance(payload.get("command"), str):
         raw = next((args[k] for k in _COMMAND_KEYS if k in args), payload.get("command"))
         if isinstance(raw, list):

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Final
 
 from switchboard.errors import UserError
+
+TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
+if TYPE_CHECKING:
+    from typing import Final
 
 PASSWORD_ENV: Final = "SWITCHBOARD_BROKER_PASSWORD"  # noqa: S105 - a variable name, not a password
 

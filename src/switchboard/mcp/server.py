@@ -94,6 +94,7 @@ class SwitchboardMCP:
         self.bridge = bridge
         self.registry = registry or build_registry()
         self.channel = Channel(bridge)
+        self._validators: dict[str, Any] = {}
         self.server: Server[Any] = Server(
             "switchboard",
             version=__version__,
@@ -122,9 +123,15 @@ class SwitchboardMCP:
         if tool is None:
             return _error(f"unknown tool {params.name[:64]!r}")
         args = params.arguments or {}
-        try:
-            jsonschema.validate(args, tool.input_schema)
-        except jsonschema.ValidationError as exc:
+        # jsonschema.validate(args, schema), with the schema checked and its validator built
+        # once per tool rather than on every call (most of a trivial tool call's time).
+        validator = self._validators.get(tool.name)
+        if validator is None:
+            cls = jsonschema.validators.validator_for(tool.input_schema)
+            cls.check_schema(tool.input_schema)
+            validator = self._validators[tool.name] = cls(tool.input_schema)
+        exc = jsonschema.exceptions.best_match(validator.iter_errors(args))
+        if exc is not None:
             where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
             return _error(f"invalid {where}: {exc.message[:300]}")
         try:

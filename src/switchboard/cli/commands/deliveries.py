@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from switchboard.cli import output
 from switchboard.cli.calls import call, params
 from switchboard.daemon.client import DEFAULT_CALL_TIMEOUT
 
+TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from switchboard.config import Settings
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from switchboard.cli import output
 from switchboard.cli.calls import call, params
 from switchboard.daemon.client import DEFAULT_CALL_TIMEOUT
 
+TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
     import argparse
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
 
 from switchboard.cli import output
 from switchboard.cli.calls import params
 from switchboard.daemon.autostart import connect
 from switchboard.daemon.client import Client
 
+TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from switchboard.config import Settings
 

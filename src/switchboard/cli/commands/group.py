@@ -7,15 +7,16 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
 
 from switchboard.cli import output
 from switchboard.cli.calls import call, params
 from switchboard.errors import UserError
 from switchboard.links.cli import options_from_args
 
+TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from switchboard.config import Settings
 

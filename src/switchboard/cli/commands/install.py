@@ -6,12 +6,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from switchboard.cli import output
 
+TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from switchboard.config import Settings
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from switchboard.cli import output
 from switchboard.cli.calls import call
 from switchboard.errors import Forbidden, UserError
 from switchboard.repos import repository
 
+TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from switchboard.config import Settings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
     import argparse
 
