@@ -10,8 +10,10 @@ A remote agent's shown status is its last ``status_changed`` while its device is
 ``unreachable`` as soon as the link says the device went away (the relay's presence notice,
 a broker's last will), with the time the device was last seen; and ``offline`` once the
 device has been silent longer than ``offline_timeout``. It leaves listings once it has been
-offline for ``expire_after`` seconds (its history stays). A local agent whose harness process
-(its anchor) died is ``offline`` by its own device's ``status_changed`` (daemon/coordination.py).
+offline for ``expire_after`` seconds (its history stays). An agent that is offline and never
+did anything but exist (``delivery.LIFECYCLE_TYPES``) is not listed either. A local agent whose
+harness process (its anchor) died is ``offline`` by its own device's ``status_changed``
+(daemon/coordination.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import msgspec
 from switchboard.daemon.params import params_of
 from switchboard.errors import NotFound, UserError
 from switchboard.events import STATUSES, VISIBILITIES, StatusChanged, VisibilityChanged
-from switchboard.store import projections, rooms
+from switchboard.store import delivery, projections, rooms
 
 if TYPE_CHECKING:
     from switchboard.config import Settings
@@ -170,8 +172,24 @@ class PresenceHandlers:
                     continue
                 if is_expired(row, self.d.device_id, self.d.settings, now):
                     continue
+                if await self._never_active(row, now):
+                    continue
             out.append(await self.agent_view(row, me, shown.get(key, "visible")))
         return out
+
+    async def _never_active(self, row: dict[str, Any], now: float) -> bool:
+        """An agent that is gone and never did anything (a harness's health check, a session
+        opened and closed without a turn) is not listed; ``agents --all`` still shows it."""
+        if effective_status(row, self.d.device_id, self.d.settings, now)[0] != "offline":
+            return False
+        cache: dict[tuple[str, str], tuple[str, bool]]
+        cache = self.__dict__.setdefault("_activity_cache", {})
+        key = (row["device_id"], row["name"])
+        seen = str(row["last_seen"] or "")
+        if key not in cache or cache[key][0] != seen:
+            active = await self.d.read(delivery.has_activity, row["device_id"], row["name"])
+            cache[key] = (seen, active)
+        return not cache[key][1]
 
     async def agent_view(
         self, row: dict[str, Any], me: str = "", visibility: str | None = None

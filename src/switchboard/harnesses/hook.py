@@ -23,6 +23,11 @@ print the harness's JSON answer (``payloads.render``).
   turns autostart off.
 - **Prompts stay private.** Prompt text is sent to the daemon (and so recorded in
   ``turn_started``) only when ``SWITCHBOARD_RECORD_PROMPTS=1``.
+- **Injected once taken.** What the daemon answers it only holds (daemon/inject.py): once
+  the answer is written to the harness, a second short call settles it as injected (or, if
+  the write failed, as not taken, so it is offered again). Only calls that deliver something
+  pay for it. OpenCode's and Pi's prompts are settled by our plugin instead
+  (``payloads.hands_over``), once the harness has started the turn.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ START_WAIT = 5.0
 MAX_PAYLOAD = 8 * 1024 * 1024
 # The idle wait (Claude Code asyncRewake): how long one waiting hook waits for a message.
 DEFAULT_IDLE_WAIT = 3000.0
+# The settling call after a delivering answer: a round trip of ~10 ms; a daemon that does not
+# answer in this time lets the hold lapse (the message is offered again later).
+SETTLE_TIMEOUT = 0.5
 _SALVAGE = re.compile(rb'"(session_id|conversation_id|conversationId|cwd)"\s*:\s*"([^"\\]{1,512})"')
 _SKIP_PARENTS = frozenset(
     {"sh", "bash", "dash", "zsh", "fish", "ksh", "env", "timeout", "nice", "nohup", "uv", "uvx",
@@ -201,11 +209,39 @@ def _start_daemon(home: str, wait: bool, socket_path: str, budget: _Budget) -> s
     return "starting"
 
 
+class Settle:
+    """The settling call owed for a held answer, made once it is written (or failed to be)."""
+
+    def __init__(self, socket_path: str, harness: str, handover: str) -> None:
+        self.socket_path, self.harness, self.handover = socket_path, harness, handover
+
+    def __call__(self, taken: bool, error: str = "") -> None:
+        kind = "injected" if taken else "inject_failed"
+        params: dict[str, object] = {
+            "harness": self.harness,
+            "kind": kind,
+            "handover": self.handover,
+            "error": error,
+        }
+        try:
+            call(self.socket_path, params, SETTLE_TIMEOUT)
+        except (OSError, ValueError) as exc:
+            _note(f"could not confirm the delivery: {exc}"[:300])
+
+
 def run(harness: str, event: str, argv: list[str]) -> tuple[dict[str, object], int, str]:
     """Handle one hook call; return ``(stdout JSON, exit status, stderr text)``."""
+    out, status, message, _ = run_held(harness, event, argv)
+    return out, status, message
+
+
+def run_held(
+    harness: str, event: str, argv: list[str]
+) -> tuple[dict[str, object], int, str, Settle | None]:
+    """Like ``run``, plus the ``Settle`` owed once the answer is written (``None``: none)."""
     found = payloads.classify(harness, event)
     if found is None:
-        return {}, 0, f"ignoring unknown harness event {harness} {event}"[:200]
+        return {}, 0, f"ignoring unknown harness event {harness} {event}"[:200], None
     kind = found[0]
     seconds = float(os.environ.get("SWITCHBOARD_HOOK_TIMEOUT") or DEFAULT_BUDGET)
     wait = DEFAULT_IDLE_WAIT if kind == "idle_wait" else 0.0
@@ -215,7 +251,7 @@ def run(harness: str, event: str, argv: list[str]) -> tuple[dict[str, object], i
     data, complete = read_payload(sys.stdin, _Budget(min(seconds, budget.left())))
     payload, problem = parse_payload(data, complete)
     if problem and not payload:
-        return {}, 0, f"{problem}; nothing done"
+        return {}, 0, f"{problem}; nothing done", None
     record = os.environ.get("SWITCHBOARD_RECORD_PROMPTS") == "1"
     request = payloads.build_request(harness, event, payload, record_prompts=record)
     assert request is not None
@@ -228,15 +264,19 @@ def run(harness: str, event: str, argv: list[str]) -> tuple[dict[str, object], i
         started = _start_daemon(home, kind == "session_start", socket_path, budget)
         if started != "ready":
             how = "starting one" if started == "starting" else "autostart is off"
-            return {}, 0, f"no daemon running ({how}); nothing delivered this time"
+            return {}, 0, f"no daemon running ({how}); nothing delivered this time", None
         try:
             answer = call(socket_path, request, budget.left())
         except (OSError, ValueError) as exc:
-            return {}, 0, f"daemon did not answer: {exc}"[:300]
+            return {}, 0, f"daemon did not answer: {exc}"[:300], None
     except (OSError, ValueError) as exc:
-        return {}, 0, f"daemon did not answer: {exc}"[:300]
+        return {}, 0, f"daemon did not answer: {exc}"[:300], None
     intro = payloads.intro(harness, str(answer.get("agent", ""))) if kind == "session_start" else ""
-    return payloads.render(harness, event, answer, intro)
+    out, status, message = payloads.render(harness, event, answer, intro)
+    handover = str(answer.get("handover") or "")
+    if not handover or payloads.hands_over(harness, kind):
+        return out, status, message, None
+    return out, status, message, Settle(socket_path, harness, handover)
 
 
 def main(argv: list[str]) -> int:
@@ -252,18 +292,25 @@ def main(argv: list[str]) -> int:
         print("{}")
         _note("usage: switchboard hook HARNESS EVENT")
         return 0
+    settle: Settle | None = None
     try:
-        out, status, message = run(args[0], args[1], args[2:])
+        out, status, message, settle = run_held(args[0], args[1], args[2:])
     except Exception as exc:  # noqa: BLE001 - a hook must never break its harness
         out, status, message = {}, 0, f"internal error: {type(exc).__name__}: {exc}"[:300]
     try:
         if status == 2:
             sys.stderr.write(message + "\n")
+            sys.stderr.flush()
         else:
             sys.stdout.write(json.dumps(out) + "\n")
+            sys.stdout.flush()
             if message:
                 _note(message)
-        sys.stdout.flush()
-    except OSError:
-        pass
+    except OSError as exc:
+        if settle is not None:
+            settle(False, f"the harness did not read the hook's answer: {exc}"[:300])
+        return status
+    if settle is not None:
+        shown = bool(out) or status == 2
+        settle(shown, "" if shown else "the harness's answer could not carry it")
     return status
