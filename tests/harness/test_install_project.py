@@ -368,3 +368,19 @@ def test_real_opencode_prepare_installs_its_plugin_dependencies(
     assert (config / "node_modules" / "@opencode-ai" / "plugin" / "package.json").exists()
     assert main(["install", "opencode"]) == 0
     assert "--prepare" not in capsys.readouterr().out
+
+
+def test_uninstall_without_its_record_says_what_it_left_empty(
+    machine: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uninstall from another Switchboard home finds no record of what install created: it
+    takes our entries out, leaves the emptied files, and says why."""
+    project = Path.cwd()
+    assert main(["install", "--project", "codex"]) == 0
+    monkeypatch.setenv("SWITCHBOARD_HOME", str(machine / "other"))
+    capsys.readouterr()
+    assert main(["uninstall", "--project", "codex"]) == 0
+    printed = capsys.readouterr().out
+    hooks = project / ".codex" / "hooks.json"
+    assert f"updated   {hooks} (left empty: no record says install created it" in printed
+    assert "switchboard" not in hooks.read_text()

@@ -141,7 +141,7 @@ def uninstall(edit: Edit, ledger: Ledger, *, dry_run: bool) -> tuple[Outcome, li
         The outcome, and the directories install created for the file (ledger names), for
         the caller to remove once empty.
     """
-    entry = ledger.get(edit.path) if dry_run else ledger.adopt_legacy(edit.path)
+    entry = ledger.adopt_legacy(edit.path, dry_run=dry_run)
     dirs = entry.dirs if entry is not None else []
     old = _read(edit.path)
     if old is None:
@@ -160,11 +160,13 @@ def uninstall(edit: Edit, ledger: Ledger, *, dry_run: bool) -> tuple[Outcome, li
     elif new is not None and created and _is_skeleton(_value(edit.path, new)):
         new = None
     note = "it holds entries that are not ours" if created and new is not None else ""
+    if entry is None and new not in (None, old) and _is_skeleton(_value(edit.path, new)):
+        note = "left empty: no record says install created it (another data directory?)"
     if new == old:
         if not dry_run:
             ledger.forget(edit.path)
         return Outcome(edit.path, "kept" if note else "unchanged", "", note), dirs
-    if note:
+    if created and note:
         note = f"kept: {note}"
     diff = _diff(edit.path, old, new)
     if not dry_run:

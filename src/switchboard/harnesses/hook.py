@@ -24,9 +24,9 @@ print the harness's JSON answer (``payloads.render``).
 - **Prompts stay private.** Prompt text is sent to the daemon (and so recorded in
   ``turn_started``) only when ``SWITCHBOARD_RECORD_PROMPTS=1``.
 - **Injected once taken.** What the daemon answers it only holds (daemon/inject.py): once
-  the answer is written to the harness, a second short call settles it as injected (or, if
-  the write failed, as not taken, so it is offered again). Only calls that deliver something
-  pay for it. OpenCode's and Pi's prompts are settled by our plugin instead
+  the answer is written to the harness, a second request (sent, not waited for) settles it as
+  injected (or, if the write failed, as not taken, so it is offered again). Only calls that
+  deliver something pay for it. OpenCode's and Pi's prompts are settled by our plugin instead
   (``payloads.hands_over``), once the harness has started the turn.
 """
 
@@ -52,8 +52,9 @@ START_WAIT = 5.0
 MAX_PAYLOAD = 8 * 1024 * 1024
 # The idle wait (Claude Code asyncRewake): how long one waiting hook waits for a message.
 DEFAULT_IDLE_WAIT = 3000.0
-# The settling call after a delivering answer: a round trip of ~10 ms; a daemon that does not
-# answer in this time lets the hold lapse (the message is offered again later).
+# The settling request after a delivering answer is sent, not waited for (the daemon settles
+# while the harness goes on); this bounds connecting and sending. A daemon that does not take
+# it lets the hold lapse (the message is offered again later).
 SETTLE_TIMEOUT = 0.5
 _SALVAGE = re.compile(rb'"(session_id|conversation_id|conversationId|cwd)"\s*:\s*"([^"\\]{1,512})"')
 _SKIP_PARENTS = frozenset(
@@ -217,15 +218,14 @@ class Settle:
 
     def __call__(self, taken: bool, error: str = "") -> None:
         kind = "injected" if taken else "inject_failed"
-        params: dict[str, object] = {
-            "harness": self.harness,
-            "kind": kind,
-            "handover": self.handover,
-            "error": error,
-        }
+        params = {"harness": self.harness, "kind": kind, "handover": self.handover, "error": error}
+        request = {"id": 2, "method": "agent.hook", "params": params}
         try:
-            call(self.socket_path, params, SETTLE_TIMEOUT)
-        except (OSError, ValueError) as exc:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(SETTLE_TIMEOUT)
+                sock.connect(self.socket_path)
+                sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+        except OSError as exc:
             _note(f"could not confirm the delivery: {exc}"[:300])
 
 
@@ -309,6 +309,12 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         if settle is not None:
             settle(False, f"the harness did not read the hook's answer: {exc}"[:300])
+        # No second complaint from the interpreter's own flush at exit (contextlib is one
+        # more import on every hook's start-up).
+        try:  # noqa: SIM105
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
         return status
     if settle is not None:
         shown = bool(out) or status == 2

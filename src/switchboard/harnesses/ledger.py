@@ -100,15 +100,16 @@ class Ledger:
             directory = directory.parent
         return missing
 
-    def adopt_legacy(self, path: Path) -> Entry | None:
-        """Move an earlier version's marker files beside ``path`` into the ledger."""
+    def adopt_legacy(self, path: Path, *, dry_run: bool = False) -> Entry | None:
+        """Move an earlier version's marker files beside ``path`` into the ledger (with
+        ``dry_run``, only read them); return what is recorded for ``path``."""
         created = path.with_name(path.name + LEGACY_CREATED)
         backup = path.with_name(path.name + LEGACY_BACKUP)
         if not created.exists() and not backup.exists():
             return self.get(path)
-        text = None
-        if backup.exists():
-            text = backup.read_text(encoding="utf-8")
+        text = backup.read_text(encoding="utf-8") if backup.exists() else None
+        if dry_run:
+            return self.get(path) or Entry(created.exists(), text)
         self.add(path, Entry(created.exists(), text))
         created.unlink(missing_ok=True)
         backup.unlink(missing_ok=True)
