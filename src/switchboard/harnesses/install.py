@@ -98,7 +98,8 @@ def run(
     """Install (or, with ``remove``, uninstall) each harness; one report per harness.
 
     A config file we cannot parse is left untouched and reported; the other files and
-    harnesses go ahead. Uninstall reports only what it changed or kept.
+    harnesses go ahead. Uninstall's outcomes are only what it changed or kept (a harness it
+    found nothing of has none).
     """
     ledger = Ledger(setup.ledger_path(), setup.root)
     reports = []
@@ -130,8 +131,7 @@ def run(
         if harness.advise is not None and (outcomes or not remove):
             notes.append(harness.advise(setup, remove))
         text = " ".join(note for note in notes if note)
-        if not remove or outcomes or error:
-            reports.append(Report(harness.name, harness.title, outcomes, text, error))
+        reports.append(Report(harness.name, harness.title, outcomes, text, error))
     if not dry_run:
         ledger.save()
     return reports

@@ -67,6 +67,8 @@ def _run(args: argparse.Namespace, settings: Settings, *, remove: bool) -> int:
         return 0
     reports = installer.run(chosen, setup, remove=remove, dry_run=args.dry_run)
     notes = _general_notes(args, setup, remove)
+    if remove and not (args.json and args.harnesses):  # only what it changed or kept
+        reports = [r for r in reports if r.outcomes or r.error]
     if args.json:
         result = {"harnesses": [_report_json(r) for r in reports], "dry_run": args.dry_run}
         output.print_json({**result, "notes": notes})
