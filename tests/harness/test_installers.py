@@ -159,9 +159,11 @@ def test_install_project_level(home: Path, tmp_path: Path) -> None:
     assert _json(tmp_path / "opencode.json")["plugin"] == ["./.switchboard/opencode-plugin.js"]
     assert not (tmp_path / ".opencode").exists()  # no config dir OpenCode would install into
     assert (tmp_path / ".pi" / "extensions" / "switchboard.ts").exists()
+    # Created with the $schema OpenCode would otherwise write into it at its next start.
+    assert _json(tmp_path / "opencode.json")["$schema"] == "https://opencode.ai/config.json"
     assert main(["uninstall", "--project"]) == 0
-    assert not (tmp_path / ".mcp.json").exists()
-    assert not (tmp_path / ".pi").exists()
+    for name in (".mcp.json", ".pi", "opencode.json", ".switchboard", ".claude", ".codex"):
+        assert not (tmp_path / name).exists(), name
 
 
 def test_install_refuses_a_config_it_cannot_parse(
