@@ -46,7 +46,7 @@ from brokerlab import Mosquitto, NatsServer  # noqa: E402
 from switchboard.crypto import GroupKeys, new_group_secret  # noqa: E402
 from switchboard.events import MessagePosted, encode_event  # noqa: E402
 from switchboard.links.base import make_link  # noqa: E402
-from switchboard.links.common import BrokerLink  # noqa: E402
+from switchboard.links.broker import BrokerLink  # noqa: E402
 from switchboard.proto.frames import Batch, encode_frame  # noqa: E402
 from switchboard.runloop import loop_kind, run  # noqa: E402
 from switchboard.store.db import Database  # noqa: E402

@@ -32,7 +32,7 @@ class _Wire(msgspec.Struct, frozen=True):
     s: bytes
     r: str
     k: bytes | None = None
-    o: str | None = None  # broker login for broker links (JSON; links.base.LinkOptions)
+    o: str | None = None  # broker login for broker links (JSON; transports.options.LinkOptions)
 
 
 @dataclass(frozen=True)

@@ -9,21 +9,16 @@ import pytest
 from cluster import free_port
 
 from switchboard.errors import ConnectError
-from switchboard.links.base import LinkOptions
 from switchboard.transports import mqtt, nats
+from switchboard.transports.options import LinkOptions
 
 
 def test_mqtt_connect_refused_is_connect_error(run: Callable[..., Any]) -> None:
     """Connecting to a port nobody listens on raises ConnectError, not a paho exception."""
     url = f"mqtt://127.0.0.1:{free_port()}"
 
-    async def connect() -> None:
-        with mqtt.map_mqtt_errors(url, connecting=True):
-            async with mqtt.client(url, LinkOptions(), timeout=2):
-                pass
-
     with pytest.raises(ConnectError):
-        run(connect())
+        run(mqtt.connect(url, LinkOptions(), timeout=2))
 
 
 def test_nats_connect_refused_is_connect_error(run: Callable[..., Any]) -> None:

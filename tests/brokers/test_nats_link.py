@@ -20,10 +20,10 @@ from switchboard.events import MessagePosted
 from switchboard.ids import device_id_from_public_key
 from switchboard.links.base import make_link
 from switchboard.links.mqtt_topics import group_hash
-from switchboard.links.nats import _stream_seq
 from switchboard.store import local
 from switchboard.store.db import Database
 from switchboard.store.log import EventLog
+from switchboard.transports.nats import stream_seq as _stream_seq
 
 
 def _stream_messages(url: str, group_id: str) -> int:

@@ -24,10 +24,11 @@ from typing import Any
 # cluster.py lives beside the L3 tests; test helpers are imported by bare name (no packages).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
+import msgspec
 from cluster import PY, Device, Relay, _Lines, free_port, timeout
 
 from switchboard.config import load_settings
-from switchboard.daemon import process
+from switchboard.daemon import process, shapes
 from switchboard.errors import SwitchboardError
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "check_link",
     "check_message",
     "check_send_result",
+    "check_shape",
     "check_time",
     "free_port",
     "interrupt",
@@ -206,9 +208,17 @@ def check_keys(obj: Any, keys: frozenset[str], what: str) -> None:
     assert not missing, f"{what} lacks {sorted(missing)}: {obj!r}"
 
 
+def check_shape(obj: Any, cls: type[msgspec.Struct]) -> None:
+    """Assert ``obj`` is exactly a ``daemon/shapes.py`` Struct as JSON: every field of it has
+    its declared type, and it holds no field the Struct does not declare."""
+    typed = msgspec.convert(obj, cls, strict=True)
+    assert msgspec.to_builtins(typed) == obj, f"{cls.__name__} does not declare all of {obj!r}"
+
+
 def check_agent(agent: Any) -> None:
     """Assert the DESIGN.md §5 agent shape."""
     check_keys(agent, AGENT_KEYS, "agent")
+    check_shape(agent, shapes.Agent)
     assert agent["address"] == f"{agent['name']}:{agent['device']}"
     assert isinstance(agent["local"], bool)
     assert isinstance(agent["status"], str)
@@ -219,6 +229,7 @@ def check_agent(agent: Any) -> None:
 def check_event(event: Any) -> None:
     """Assert the DESIGN.md §5 event shape."""
     check_keys(event, EVENT_KEYS, "event")
+    check_shape(event, shapes.EventRow)
     assert isinstance(event["id"], int)
     check_time(event["ts"])
     assert isinstance(event["type"], str)
@@ -230,6 +241,7 @@ def check_event(event: Any) -> None:
 def check_message(message: Any) -> None:
     """Assert the DESIGN.md §5 inbox message shape."""
     check_keys(message, MESSAGE_KEYS, "message")
+    check_shape(message, shapes.Message)
     assert isinstance(message["id"], int)
     check_time(message["ts"])
     assert isinstance(message["from"], str)
@@ -250,6 +262,7 @@ def check_link(link: Any) -> None:
 def check_send_result(result: Any) -> None:
     """Assert the DESIGN.md §5 send result shape."""
     check_keys(result, SEND_KEYS, "send result")
+    check_shape(result, shapes.SendResult)
     assert result["result"] in ("delivered", "queued")
     for recipient in result["recipients"]:
         check_keys(recipient, frozenset({"address", "state"}), "recipient")

@@ -23,6 +23,7 @@ from cli_homes import (
     check_link,
     check_message,
     check_send_result,
+    check_shape,
     interrupt,
     one_error_line,
     timeout,
@@ -30,6 +31,7 @@ from cli_homes import (
 from conftest import Pair
 
 from switchboard import invites
+from switchboard.daemon.shapes import Status
 
 # -- groups, invites, links --------------------------------------------------------------------
 
@@ -135,6 +137,7 @@ def test_status_json_has_device_daemon_groups_and_agents(pair: Pair) -> None:
     """`status --json` prints one object: device ids, the daemon's pid, each link, the agents."""
     status = pair.ha.json("status")
     check_keys(status, frozenset({"device", "daemon", "groups", "agents"}), "status")
+    check_shape(status, Status)
     device = status["device"]
     assert (device["short"], device["name"]) == (pair.a_short, "laptop")
     assert isinstance(device["id"], str)

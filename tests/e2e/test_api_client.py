@@ -13,7 +13,8 @@ from conftest import TIMEOUT, ApiHandlers, LoopThread
 from switchboard.config import Settings, load_settings
 from switchboard.daemon import process
 from switchboard.daemon.api import ApiServer
-from switchboard.daemon.client import AsyncClient, Client, connect, error_from_response
+from switchboard.daemon.autostart import connect
+from switchboard.daemon.client import AsyncClient, Client, error_from_response
 from switchboard.errors import (
     DaemonUnavailable,
     InvalidInvite,

@@ -16,7 +16,7 @@ import pytest
 from conftest import TIMEOUT, ApiHandlers, LoopThread
 
 from switchboard.daemon.api import DEFAULT_MAX_LINE, METHODS, STREAMING, ApiServer
-from switchboard.daemon.handlers import Handlers
+from switchboard.daemon.features import REGISTRY
 from switchboard.errors import SwitchboardError
 
 
@@ -363,5 +363,5 @@ def test_api_methods_cover_the_internals_contract() -> None:
         "shutdown",
     }
     assert documented <= METHODS
-    assert all(hasattr(Handlers, m.replace(".", "_")) for m in STREAMING)
+    assert frozenset(REGISTRY.streams) == STREAMING
     assert {"events.follow", "room.follow"} == STREAMING

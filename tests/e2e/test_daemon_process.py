@@ -11,7 +11,7 @@ from conftest import TIMEOUT
 
 from switchboard.config import Settings
 from switchboard.daemon import process
-from switchboard.daemon.client import connect
+from switchboard.daemon.autostart import connect
 from switchboard.errors import SwitchboardError
 
 

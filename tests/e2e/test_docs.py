@@ -1,4 +1,5 @@
-"""docs/cli.md documents every command, and its ``--help`` blocks match the parser.
+"""docs/cli.md documents every command, and its ``--help`` blocks match the parser; the Python
+API page's example is the file the tests run, and prints what the page says.
 
 Run this file to rewrite the blocks after changing the parser:
 ``.venv/bin/python tests/e2e/test_docs.py``.
@@ -8,14 +9,21 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import command_paths
+from conftest import TIMEOUT, command_paths
 
 from switchboard.cli.parser import build_parser
+from switchboard.config import load_settings
+from switchboard.daemon import process
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "cli.md"
+PYTHON_API = ROOT / "docs" / "python-api.md"
+EXAMPLE = ROOT / "example" / "python_api.py"
 # The width the help blocks are rendered at, so they don't depend on the terminal.
 COLUMNS = "100"
 BLOCK = re.compile(r"<!-- help: (?P<path>[^>]*?) -->\n(?P<body>.*?)<!-- /help -->\n", re.S)
@@ -65,6 +73,31 @@ def test_docs_help_blocks_match_the_parser() -> None:
         assert match["body"].split() == expected.split(), (
             f"help block for {match['path']!r} is stale: run python {__file__}"
         )
+
+
+def _fenced(text: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```\n", text, re.S | re.M)
+
+
+def test_docs_python_api_example_is_the_example_file() -> None:
+    """The example on docs/python-api.md is example/python_api.py, verbatim."""
+    assert _fenced(PYTHON_API.read_text(), "python") == [EXAMPLE.read_text()]
+
+
+def test_docs_python_api_example_runs_and_prints_what_the_page_says(short_tmp: Path) -> None:
+    """The example runs against a fresh home (its first call starts the daemon) and prints
+    the output the page shows."""
+    env = {**os.environ, "SWITCHBOARD_HOME": str(short_tmp)}
+    env.pop("SWITCHBOARD_AGENT", None)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLE)], env=env, capture_output=True, text=True,
+            timeout=TIMEOUT * 4, check=False,
+        )  # fmt: skip
+    finally:
+        process.stop(load_settings(env={}, home=short_tmp))
+    assert done.returncode == 0, done.stderr
+    assert [done.stdout] == _fenced(PYTHON_API.read_text(), "text")
 
 
 if __name__ == "__main__":

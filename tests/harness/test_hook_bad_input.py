@@ -16,7 +16,7 @@ from harness_kit import PY, Device, Session, events_of, fixture, run_hook, timeo
 
 from switchboard.config import load_settings
 from switchboard.daemon import process
-from switchboard.daemon.client import connect
+from switchboard.daemon.autostart import connect
 
 HEAVY = ("asyncio", "msgspec", "cryptography", "mcp", "sqlite3", "pydantic", "anyio")
 

@@ -4,16 +4,42 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
+import msgspec
 from harness_kit import PY, Device, Lines, Session, free_port, mcp_env, timeout
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp_kit import StdioProbe, call, mcp_session, run
 
+from switchboard.daemon import shapes
+
 TOOLS = {
     "whoami", "register", "list_agents", "send", "inbox", "wait_for_message", "reply",
     "query_events", "subscribe", "unsubscribe",
 }  # fmt: skip
+
+
+def _exactly(value: Any, cls: Any) -> None:
+    typed = msgspec.convert(value, cls, strict=True)
+    assert msgspec.to_builtins(typed) == value, f"{cls} does not declare all of {value!r}"
+
+
+def test_mcp_results_are_the_api_shapes(device: Device) -> None:
+    """What register, list_agents, send and query_events return is exactly the shape the CLI's
+    --json prints and the typed client decodes (daemon/shapes.py)."""
+    device.call("register", agent="nova")
+
+    async def body() -> None:
+        async with mcp_session({**device.env, "SWITCHBOARD_AGENT": "luna"}) as s:
+            _exactly((await call(s, "register", summary="typing shapes")).value, shapes.Agent)
+            _exactly((await call(s, "list_agents")).value, list[shapes.Agent])
+            _exactly((await call(s, "send", to="nova", text="shapes?")).value, shapes.SendResult)
+            events = (await call(s, "query_events", type="message_posted")).value
+            assert events
+            _exactly(events, list[shapes.EventRow])
+
+    run(body)
 
 
 def test_mcp_tools_are_listed_with_schemas(device: Device) -> None:

@@ -116,7 +116,8 @@ class Relay:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
-        _Lines(self.proc.stdout).wait_for(r"relay listening on", 20)
+        self._log = _Lines(self.proc.stdout)
+        self._log.wait_for(r"relay listening on", 20)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

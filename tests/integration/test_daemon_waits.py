@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from switchboard.config import load_settings
-from switchboard.daemon.handlers import Handlers
+from switchboard.daemon.queries import EventsParams, events_follow
 from switchboard.daemon.service import Daemon
 from switchboard.events import FileEdited
 from switchboard.store.query import DEFAULT_MAX_ROWS
@@ -41,8 +41,8 @@ def test_daemon_follow_streams_a_burst_larger_than_the_row_limit(tmp_path: Path)
             await daemon.log.append_many(
                 [("luna", FileEdited(path=f"f{n}.py", tool="Edit")) for n in range(count)]
             )
-            follow = Handlers(daemon).events_follow(
-                {"after": 0, "type": "file_edited", "wait": 0.01, "all_rooms": True}
+            follow = events_follow(
+                daemon, EventsParams(after=0, type="file_edited", wait=0.01, all_rooms=True)
             )
             return [row["seq"] async for row in follow]
         finally:

@@ -83,3 +83,13 @@ def test_structure_importing_session_loads_no_io_modules() -> None:
     loaded = set(json.loads(result.stdout))
     assert "switchboard.proto.session" in loaded
     assert not loaded & set(BANNED_AT_RUNTIME)
+
+
+BROKER_LIBRARIES = frozenset({"aiomqtt", "paho", "nats", "websockets"})
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "links").glob("*.py")), ids=lambda path: path.name)
+def test_structure_links_see_no_network_library(path: Path) -> None:
+    """Links reach brokers and the relay through transports/: no aiomqtt, paho, nats, websockets."""
+    roots = {name.partition(".")[0] for name in imported_modules(path)}
+    assert not roots & BROKER_LIBRARIES

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from switchboard.daemon.client import DEFAULT_CALL_TIMEOUT, connect
+from switchboard.daemon.autostart import connect
+from switchboard.daemon.client import DEFAULT_CALL_TIMEOUT
 
 if TYPE_CHECKING:
     from switchboard.config import Settings

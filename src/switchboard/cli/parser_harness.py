@@ -1,4 +1,5 @@
-"""Parser entries for agents in harnesses: mcp, hook, install, uninstall; send --wait; events sub.
+"""Parser entries for agents in harnesses: mcp, hook, install, uninstall, doctor; send --wait;
+events sub.
 
 ``cli.parser.build_parser`` calls ``add_harness``; like the parser, this imports nothing heavy.
 """
@@ -22,9 +23,10 @@ def _seconds(text: str) -> float:
 
 
 def add_harness(b: Any, sub: Any) -> None:
-    """Add ``mcp``, ``hook``, ``install``, ``uninstall``; extend ``send`` and ``events``."""
+    """Add ``mcp``, ``hook``, ``install``, ``uninstall``, ``doctor``; extend send and events."""
     _add_mcp(b, sub)
     _add_install(b, sub)
+    _add_doctor(b, sub)
     _extend_send(sub.choices["send"])
     _extend_events(sub.choices["events"])
 
@@ -98,6 +100,33 @@ def _add_install(b: Any, sub: Any) -> None:
                 action="store_true",
                 help="OpenCode: install its plugin dependencies now, not at its next start",
             )
+            p.add_argument(
+                "--trust",
+                action="store_true",
+                help="also record the harness's trust in our hooks (Codex: the hooks, and the "
+                "project with --project), as its own review would",
+            )
+
+
+def _add_doctor(b: Any, sub: Any) -> None:
+    p = b.command(
+        sub,
+        "doctor",
+        "doctor:doctor",
+        "check the daemon, its socket, links, clocks and harness entries; say how to fix",
+        "Check that this device's daemon runs and answers, that its socket is yours alone, "
+        "each group's link (state and lag), the clocks of the other devices, and that every "
+        "Switchboard entry the harnesses hold (user level, and the project in this "
+        "directory) runs an existing switchboard whose hooks answer, and what each harness "
+        "still asks (Codex hook trust, Gemini folder trust and sign-in, Claude Code server "
+        "approval). One line per check, each problem with its fix; exit status 1 when a "
+        "check fails. Changes nothing and starts nothing.",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON array of {"name", "status", "detail", "fix"}',
+    )
 
 
 def _extend_send(p: argparse.ArgumentParser) -> None:

@@ -16,8 +16,10 @@ field or an unknown method gets a ``bad_request`` error and the connection keeps
 a line longer than ``max_line`` closes its connection, after an error line, because the rest of
 that line cannot be told from the next request.
 
-A method ``a.b`` is served by ``handlers.a_b(params)``. Only the names in ``METHODS`` are
-callable, so a helper on the handler object is never reachable from the socket.
+The server dispatches through one table, method name -> function (``Registry.bind``: every
+feature's methods, bound to the daemon). A stand-in object (a test's fake daemon) is turned
+into such a table by ``dispatch_of``: a method ``a.b`` is its ``a_b``, and only the names in
+``METHODS`` count, so a helper on the object is never reachable from the socket.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 
+from switchboard.daemon.features import REGISTRY
 from switchboard.errors import SwitchboardError
 
 log = logging.getLogger("switchboard.daemon.api")
@@ -43,60 +46,14 @@ log = logging.getLogger("switchboard.daemon.api")
 # 1 MiB leaves room for that and bounds what one client can make us buffer.
 DEFAULT_MAX_LINE: Final = 1024 * 1024
 
-#: The methods a client may call.
-METHODS: Final = frozenset(
-    {
-        "ping",
-        "status",
-        "init",
-        "register",
-        "agents",
-        "send",
-        "inbox",
-        "events",
-        "events.follow",
-        "group.create",
-        "invite",
-        "join",
-        "link.set",
-        "link.status",
-        "link.sync",
-        "shutdown",
-        # daemon/delivery.py: agents in harnesses
-        "agent.hook",
-        "agent.identify",
-        "inbox.take",
-        "message.get",
-        "message.ack",
-        "message.wait",
-        "events.subscribe",
-        "events.unsubscribe",
-        "events.subscriptions",
-        # daemon/rooms.py, presence.py, threads.py, leases.py: coordination
-        "room.create",
-        "room.join",
-        "room.leave",
-        "room.invite",
-        "room.kick",
-        "room.list",
-        "room.members",
-        "room.read",
-        "room.follow",
-        "presence.set",
-        "tags.set",
-        "thread.show",
-        "search",
-        "sent",
-        "event.record",
-        "lease.acquire",
-        "lease.release",
-        "lease.list",
-        "lease.check",
-    }
-)
+#: The methods a client may call: the merged tables of the daemon's features.
+METHODS: Final = REGISTRY.names
 
 #: The methods whose handler is an async generator; each item goes out as an ``item`` line.
-STREAMING: Final = frozenset({"events.follow", "room.follow"})
+STREAMING: Final = frozenset(REGISTRY.streams)
+
+#: What the server dispatches through: method name -> (``fn(params)``, is streaming).
+Dispatch = Mapping[str, tuple[Callable[[Any], Any], bool]]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
@@ -192,21 +149,29 @@ def _parse_request(line: bytes) -> tuple[int, str, dict[str, Any]]:
     method = request.get("method")
     if not isinstance(method, str):
         raise _BadRequest(request_id, "a request needs a string 'method'")
-    if method not in METHODS:
-        raise _BadRequest(request_id, f"unknown method {method[:64]!r}")
     params = request.get("params", {})
     if not isinstance(params, dict):
         raise _BadRequest(request_id, "'params' must be a JSON object")
     return request_id, method, params
 
 
+def dispatch_of(handlers: object) -> Dispatch:
+    """The dispatch table of an object with one method per API method (``a.b`` -> ``a_b``)."""
+    table: dict[str, tuple[Callable[[Any], Any], bool]] = {}
+    for method in METHODS:
+        fn = getattr(handlers, method.replace(".", "_"), None)
+        if fn is not None:
+            table[method] = (fn, method in STREAMING)
+    return table
+
+
 class ApiServer:
-    """Serves ``handlers`` on a unix socket, one JSON request per line.
+    """Serves API methods on a unix socket, one JSON request per line.
 
     Args:
-        handlers: an object with one method per API method (``a.b`` -> ``a_b``). Plain methods
-            are ``async def`` and return a JSON-able result; streaming methods are async
-            generators.
+        handlers: the dispatch table (``Registry.bind``), or an object turned into one by
+            ``dispatch_of``. Plain methods are ``async def`` and return a JSON-able result (or
+            a msgspec Struct); streaming methods are async generators.
         socket_path: where to listen. A stale socket left there by a dead daemon is replaced.
         max_line: the longest request line accepted, in bytes.
     """
@@ -214,7 +179,9 @@ class ApiServer:
     def __init__(
         self, handlers: object, socket_path: Path, *, max_line: int = DEFAULT_MAX_LINE
     ) -> None:
-        self.handlers = handlers
+        self.handlers: Dispatch = (
+            handlers if isinstance(handlers, Mapping) else dispatch_of(handlers)
+        )
         self.socket_path = Path(socket_path)
         self.max_line = max_line
         self._server: asyncio.AbstractServer | None = None
@@ -304,13 +271,13 @@ class ApiServer:
             await conn.send_error(exc.request_id, "bad_request", str(exc))
             return
         log.debug("< %s #%d", method, request_id)
-        handler = getattr(self.handlers, method.replace(".", "_"), None)
-        if handler is None:
-            await conn.send_error(request_id, "bad_request", f"unknown method {method!r}")
-        elif method in STREAMING:
-            await self._stream(conn, request_id, method, handler, params)
+        entry = self.handlers.get(method)
+        if entry is None:
+            await conn.send_error(request_id, "bad_request", f"unknown method {method[:64]!r}")
+        elif entry[1]:
+            await self._stream(conn, request_id, method, entry[0], params)
         else:
-            await self._call(conn, request_id, method, handler, params)
+            await self._call(conn, request_id, method, entry[0], params)
 
     async def _call(
         self, conn: _Connection, request_id: int, method: str, handler: Any, params: Any

@@ -1,8 +1,14 @@
-"""Clients of the daemon's local API (``daemon.api``): ``Client`` (sync, CLI), ``AsyncClient``.
+"""The local API's clients: ``Client`` (blocking) and ``AsyncClient`` (asyncio).
+
+These are public as ``switchboard.Client`` and ``switchboard.AsyncClient`` (docs/python-api.md).
+Each has ``call(method, params)`` and ``stream(...)`` for any API method, and typed methods for
+the main ones (``status``, ``agents``, ``send``, ``inbox``, ``events``, ...) that answer with
+the Structs of ``daemon/shapes.py``. A client only connects: starting a daemon that is not
+running is the surfaces' policy (daemon/autostart.py).
 
 Every CLI command imports this module, so it imports only light standard modules:
 ``switchboard send`` must start in well under 100 ms. ``AsyncClient`` imports ``asyncio`` when
-first used; ``connect()`` imports the start-up code only when the daemon is not running.
+first used, the typed methods import msgspec and the shapes when first used.
 """
 
 from __future__ import annotations
@@ -13,21 +19,21 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from switchboard.errors import BY_CODE, DaemonUnavailable, SwitchboardError
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Sequence
 
-    from switchboard.config import Settings
+    from switchboard.daemon.shapes import Agent, DaemonInfo, EventRow, Message, SendResult, Status
+
+T = TypeVar("T")
 
 # How long a call waits for its answer unless told otherwise: the slowest ordinary call,
 # ``group create``, waits up to 10 s for its relay; calls that wait on purpose pass their own.
 DEFAULT_CALL_TIMEOUT: Final = 30.0
-# How long ``connect()`` waits for a daemon it started to answer. A cold start opens SQLite and
-# migrates; seconds are plenty, and a hung start must not hang the CLI.
-DEFAULT_START_TIMEOUT: Final = 10.0
 # The longest answer line we read: only a guard against a runaway daemon of our own; an
 # ``events`` result of 10,000 rows of a few KiB each fits.
 DEFAULT_MAX_RESPONSE_LINE: Final = 256 * 1024 * 1024
@@ -93,6 +99,38 @@ def _result(
     raise DaemonUnavailable(f"the daemon sent a malformed answer to {method}")
 
 
+def _typed(value: Any, cls: Any) -> Any:
+    import msgspec  # noqa: PLC0415 - only typed calls pay for it
+
+    return msgspec.convert(value, cls)
+
+
+def _shape(name: str) -> Any:
+    """The shape named ``Status`` or ``list[Agent]`` (daemon/shapes.py)."""
+    from switchboard.daemon import shapes  # noqa: PLC0415 - only typed calls pay for it
+
+    inner = name.removeprefix("list[").removesuffix("]")
+    cls = getattr(shapes, inner)
+    return list[cls] if inner != name else cls  # type: ignore[valid-type]
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The params that were given (not ``None``), so the daemon's defaults hold."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _send_params(agent: str, to: str | Sequence[str], text: str, **more: Any) -> dict[str, Any]:
+    targets = [to] if isinstance(to, str) else list(to)
+    return {"agent": agent, "to": targets, "text": text, **_given(**more)}
+
+
+def _home_socket(home: str | Path | None, agent: str | None) -> tuple[Path, str]:
+    from switchboard.config import load_settings  # noqa: PLC0415
+
+    settings = load_settings(home=home)
+    return settings.socket_path, agent or settings.acting_agent()
+
+
 class Client:
     """A blocking connection to the local API; calls run one at a time.
 
@@ -102,16 +140,20 @@ class Client:
     Args:
         sock: a connected unix stream socket.
         max_line: the longest answer line accepted, in bytes.
+        agent: the acting agent of the typed methods (``send``, ``inbox``, ...).
     """
 
-    def __init__(self, sock: socket.socket, *, max_line: int = DEFAULT_MAX_RESPONSE_LINE) -> None:
+    def __init__(
+        self, sock: socket.socket, *, max_line: int = DEFAULT_MAX_RESPONSE_LINE, agent: str = ""
+    ) -> None:
         self._sock: socket.socket | None = sock
         self._file = sock.makefile("rb")
         self._max_line = max_line
         self._next_id = 1
+        self.agent = agent
 
     @classmethod
-    def open(cls, socket_path: Path | str, *, timeout: float = 5.0) -> Client:
+    def open(cls, socket_path: Path | str, *, timeout: float = 5.0, agent: str = "") -> Client:
         """Connect to a socket path; raise ``DaemonUnavailable`` if nothing listens there."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -120,7 +162,21 @@ class Client:
         except OSError as exc:
             sock.close()
             raise _connect_error(socket_path, exc) from exc
-        return cls(sock)
+        return cls(sock, agent=agent)
+
+    @classmethod
+    def for_home(cls, home: str | Path | None = None, *, agent: str | None = None) -> Client:
+        """Connect to the daemon of a home.
+
+        Args:
+            home: the data directory; default ``$SWITCHBOARD_HOME``, else the user data dir.
+            agent: the acting agent; default ``$SWITCHBOARD_AGENT``, else the login name.
+
+        Raises:
+            DaemonUnavailable: no daemon runs there (``switchboard.connect`` starts one).
+        """
+        path, name = _home_socket(home, agent)
+        return cls.open(path, agent=name)
 
     def close(self) -> None:
         """Close the connection. Idempotent."""
@@ -231,51 +287,86 @@ class Client:
             if not finished:
                 self.close()  # the daemon ends the stream when we hang up
 
+    # -- typed calls ------------------------------------------------------------------------
 
-def connect(
-    settings: Settings, *, autostart: bool = True, start_timeout: float = DEFAULT_START_TIMEOUT
-) -> Client:
-    """Connect to the daemon of ``settings.home``, starting it in the background if needed.
+    def _as(self, cls: str, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
+        return _typed(self.call(method, params, **kw), _shape(cls))
 
-    Args:
-        settings: which home's daemon.
-        autostart: start the daemon when none answers, and wait ``start_timeout`` for it.
-        start_timeout: seconds.
+    def ping(self) -> DaemonInfo:
+        """The daemon's pid and version."""
+        info: DaemonInfo = self._as("DaemonInfo", "ping")
+        return info
 
-    Raises:
-        DaemonUnavailable: no daemon answers (and ``autostart`` is off), or it did not start.
-    """
-    path = settings.socket_path
-    try:
-        return Client.open(path)
-    except DaemonUnavailable as exc:
-        if not isinstance(exc.__cause__, FileNotFoundError | ConnectionRefusedError):
-            raise  # something is wrong with the socket itself: starting a daemon won't help
-        if not autostart:
-            raise DaemonUnavailable(
-                f"no daemon is running for {settings.home} "
-                "(start it with 'switchboard daemon start')"
-            ) from None
-    from switchboard.daemon import process  # noqa: PLC0415 - only when the daemon is down
+    def status(self) -> Status:
+        """The device, the daemon, each group's link, and the agents."""
+        status: Status = self._as("Status", "status")
+        return status
 
-    pid = process.start_background(settings)
-    deadline = time.monotonic() + start_timeout
-    delay = 0.005
-    while True:
-        with contextlib.suppress(DaemonUnavailable):
-            return Client.open(path)
-        # A daemon that exits is fatal only if no other daemon (started by a concurrent command)
-        # holds the home: that one will answer soon.
-        if process.has_exited(pid) and not process.read_status(settings)["running"]:
-            raise DaemonUnavailable(f"the daemon exited during start-up; see {settings.log_path}")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise DaemonUnavailable(
-                f"the daemon did not answer on {path} within {start_timeout:g} s; "
-                f"see {settings.log_path}"
-            )
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.1)
+    def agents(self, *, all: bool = False) -> list[Agent]:
+        """Agents of every device of the group (``all``: hidden and expired ones too)."""
+        found: list[Agent] = self._as("list[Agent]", "agents", {"agent": self.agent, "all": all})
+        return found
+
+    def send(
+        self,
+        to: str | Sequence[str],
+        text: str,
+        *,
+        thread: str | None = None,
+        reply_to: str | int | None = None,
+        intent: str | None = None,
+        priority: str | None = None,
+        wait: float | None = None,
+    ) -> SendResult:
+        """Send ``text`` as the acting agent to ``to`` (``@name``, ``@name:DEV``, ``#room``,
+        ``+tag``, ``@all``); say per recipient whether it was delivered or queued."""
+        values = _send_params(
+            self.agent, to, text, thread=thread, reply_to=reply_to, intent=intent,
+            priority=priority, wait=wait,
+        )  # fmt: skip
+        result: SendResult = self._as("SendResult", "send", values)
+        return result
+
+    def inbox(self, *, peek: bool = False, wait: float = 0.0) -> list[Message]:
+        """The acting agent's unread messages (waiting up to ``wait`` s for one); marks them
+        read unless ``peek``."""
+        values = {"agent": self.agent, "peek": peek, "wait": wait}
+        found: list[Message] = self._as(
+            "list[Message]", "inbox", values, timeout=wait + DEFAULT_CALL_TIMEOUT
+        )
+        return found
+
+    def events(
+        self,
+        *,
+        type: str | None = None,
+        agent: str | None = None,
+        where: str | None = None,
+        last: int | None = None,
+        after: int | None = None,
+    ) -> list[EventRow]:
+        """Events of the log the acting agent may see: filters and read-only SQL (``where``)."""
+        values = _given(
+            type=type, agent=agent, where=where, last=last, after=after, reader=self.agent
+        )
+        found: list[EventRow] = self._as("list[EventRow]", "events", values)
+        return found
+
+    def follow(
+        self,
+        *,
+        type: str | None = None,
+        agent: str | None = None,
+        where: str | None = None,
+        after: int | None = None,
+        duration: float | None = None,
+    ) -> Iterator[EventRow]:
+        """Yield events as they are stored, from now (or after ``after``), for ``duration`` s
+        (``None``: until you stop iterating)."""
+        values = _given(type=type, agent=agent, where=where, after=after, reader=self.agent)
+        cls = _shape("EventRow")
+        for item in self.stream("events.follow", values, duration=duration):
+            yield _typed(item, cls)
 
 
 class AsyncClient:
@@ -287,16 +378,33 @@ class AsyncClient:
     Args:
         socket_path: the daemon's socket.
         max_line: the longest response line accepted, in bytes.
+        agent: the acting agent of the typed methods (``send``, ``inbox``, ...).
     """
 
     def __init__(
-        self, socket_path: Path | str, *, max_line: int = DEFAULT_MAX_RESPONSE_LINE
+        self,
+        socket_path: Path | str,
+        *,
+        max_line: int = DEFAULT_MAX_RESPONSE_LINE,
+        agent: str = "",
     ) -> None:
         self.socket_path = Path(socket_path)
+        self.agent = agent
         self._max_line = max_line
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock: asyncio.Lock | None = None
         self._next_id = 1
+
+    @classmethod
+    def for_home(cls, home: str | Path | None = None, *, agent: str | None = None) -> AsyncClient:
+        """A client of the daemon of a home (connected at the first call).
+
+        Args:
+            home: the data directory; default ``$SWITCHBOARD_HOME``, else the user data dir.
+            agent: the acting agent; default ``$SWITCHBOARD_AGENT``, else the login name.
+        """
+        path, name = _home_socket(home, agent)
+        return cls(path, agent=name)
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         import asyncio  # noqa: PLC0415 - keeps the sync client's import path light
@@ -388,6 +496,83 @@ class AsyncClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    # -- typed calls ------------------------------------------------------------------------
+
+    async def _as(self, cls: str, method: str, params: dict[str, Any] | None = None) -> Any:
+        return _typed(await self.call(method, params), _shape(cls))
+
+    async def ping(self) -> DaemonInfo:
+        """The daemon's pid and version."""
+        info: DaemonInfo = await self._as("DaemonInfo", "ping")
+        return info
+
+    async def status(self) -> Status:
+        """The device, the daemon, each group's link, and the agents."""
+        status: Status = await self._as("Status", "status")
+        return status
+
+    async def agents(self, *, all: bool = False) -> list[Agent]:
+        """Agents of every device of the group (``all``: hidden and expired ones too)."""
+        values = {"agent": self.agent, "all": all}
+        found: list[Agent] = await self._as("list[Agent]", "agents", values)
+        return found
+
+    async def send(
+        self,
+        to: str | Sequence[str],
+        text: str,
+        *,
+        thread: str | None = None,
+        reply_to: str | int | None = None,
+        intent: str | None = None,
+        priority: str | None = None,
+        wait: float | None = None,
+    ) -> SendResult:
+        """Send ``text`` as the acting agent to ``to``; see ``Client.send``."""
+        values = _send_params(
+            self.agent, to, text, thread=thread, reply_to=reply_to, intent=intent,
+            priority=priority, wait=wait,
+        )  # fmt: skip
+        result: SendResult = await self._as("SendResult", "send", values)
+        return result
+
+    async def inbox(self, *, peek: bool = False, wait: float = 0.0) -> list[Message]:
+        """The acting agent's unread messages; see ``Client.inbox``."""
+        values = {"agent": self.agent, "peek": peek, "wait": wait}
+        found: list[Message] = await self._as("list[Message]", "inbox", values)
+        return found
+
+    async def events(
+        self,
+        *,
+        type: str | None = None,
+        agent: str | None = None,
+        where: str | None = None,
+        last: int | None = None,
+        after: int | None = None,
+    ) -> list[EventRow]:
+        """Events of the log the acting agent may see; see ``Client.events``."""
+        values = _given(
+            type=type, agent=agent, where=where, last=last, after=after, reader=self.agent
+        )
+        found: list[EventRow] = await self._as("list[EventRow]", "events", values)
+        return found
+
+    async def follow(
+        self,
+        *,
+        type: str | None = None,
+        agent: str | None = None,
+        where: str | None = None,
+        after: int | None = None,
+    ) -> AsyncIterator[EventRow]:
+        """Yield events as they are stored, from now (or after ``after``), on a connection of
+        its own; leaving the loop ends the stream."""
+        values = _given(type=type, agent=agent, where=where, after=after, reader=self.agent)
+        cls = _shape("EventRow")
+        async for item in self.stream("events.follow", values):
+            yield _typed(item, cls)
 
 
 async def _close_writer(writer: asyncio.StreamWriter) -> None:

@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING
 
 from switchboard import ids
 from switchboard.daemon import presence
-from switchboard.daemon.presence import effective_status, ghost_since
+from switchboard.daemon.presence import effective_status
+from switchboard.daemon.registry import Feature, after_commit
 from switchboard.events import (
     Body,
     Event,
@@ -55,7 +56,7 @@ from switchboard.events import (
 from switchboard.store import delivery, leases, projections, rooms
 
 if TYPE_CHECKING:
-    from switchboard.daemon.service import Daemon
+    from switchboard.daemon.context import Context
 
 log = logging.getLogger("switchboard.daemon.coordination")
 
@@ -127,8 +128,8 @@ def room_mates(
 class Coordination:
     """Runs the coordination loop of one daemon."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
+    def __init__(self, ctx: Context) -> None:
+        self.d = ctx
         self._wake: asyncio.Event | None = None
         self._edits: list[int] = []
         self._local_edit: str | None = None  # ts of the latest edit here; None: not read yet
@@ -172,12 +173,6 @@ class Coordination:
                 self._back.add(event.agent)
             if event.type in _WAKING and self._wake is not None:
                 self._wake.set()
-
-    def accepts(self, conn: sqlite3.Connection, recipient: str, event: Event) -> bool:
-        """Whether a local agent accepts a message: a ghost refuses those sent since."""
-        device, name = _split(recipient)
-        since = ghost_since(conn, device, name)
-        return since is None or event.ts < since
 
     async def _run_loop(self) -> None:
         assert self._wake is not None
@@ -238,7 +233,7 @@ class Coordination:
             body = StatusChanged(status="offline", reason="process exited")
             await self.d.log.append_many([(name, body) for name in dead])
         if gone:
-            await self.d.db.write(lambda conn: delivery.forget_anchors(conn, gone))
+            await self.d.write(lambda conn: delivery.forget_anchors(conn, gone))
 
     # -- 2-4. statuses and watches ---------------------------------------------------------------
 
@@ -346,6 +341,21 @@ class Coordination:
         return "?"
 
 
-def _split(address: str) -> Key:
-    name, _, device = address.rpartition(":")
-    return device, name
+def _start(ctx: Context) -> None:
+    ctx.part(Coordination).start()
+
+
+async def _stop(ctx: Context) -> None:
+    await ctx.part(Coordination).stop()
+
+
+def _on_stored(ctx: Context, stored: list[tuple[int, Event]]) -> None:
+    ctx.part(Coordination).on_stored(stored)
+
+
+FEATURE = Feature(
+    "coordination",
+    reactions=[after_commit(_on_stored, *(_WAKING | _COMES_BACK))],
+    start=_start,
+    stop=_stop,
+)

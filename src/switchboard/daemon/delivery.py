@@ -1,7 +1,6 @@
 """API methods for agents in harnesses: hooks, identity, context delivery, receipts, subscriptions.
 
-``DeliveryHandlers`` is a mixin of ``daemon.handlers.Handlers`` (it uses ``self.d``, the
-``Daemon``). The methods, named in ``daemon.api.METHODS``:
+The methods (``FEATURE`` below):
 
 - ``agent.hook``: one call per harness hook: resolve the agent, record what the hook saw
   (session lifecycle, turn boundaries, file edits, commands) and return what to place into the
@@ -13,12 +12,11 @@
   ``handover`` token; an ``agent.hook`` of kind ``injected`` (the harness took the block) or
   ``inject_failed`` (it did not: offered again, the failure reported) settles it
   (daemon/inject.py, "Held until taken").
-- ``message.get``, ``message.ack``, ``message.wait`` (daemon/receipts.py): one message by
-  local id; mark messages read; wait until every recipient of a message reached
-  ``delivered``, ``injected`` or ``read`` (``switchboard send --wait``).
 - ``events.subscribe``, ``events.unsubscribe``, ``events.subscriptions``.
 
-Receipt states, precisely (what ``message.wait`` reports per recipient):
+``message.get``, ``message.ack`` and ``message.wait`` (one message by local id; mark messages
+read; wait until every recipient reached a state: ``switchboard send --wait``) are
+daemon/receipts.py. Receipt states, precisely (what ``message.wait`` reports per recipient):
 
 - ``queued``: posted; the recipient's device has not confirmed it holds the message.
 - ``delivered``: the recipient's device holds it in the recipient's inbox (``message_delivered``;
@@ -38,26 +36,26 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from switchboard import ids
+from switchboard import ids, wrapping
+from switchboard.daemon.agents import local_agent
 from switchboard.daemon.inject import DEFAULT_REOFFER_AFTER, Injector
 from switchboard.daemon.params import (
     MAX_WAIT,
+    AgentParams,
     Chars,
     ExitStatus,
     LocalId,
     Pid,
     Seconds,
-    params_of,
 )
-from switchboard.daemon.receipts import ReceiptHandlers
+from switchboard.daemon.registry import Feature
 from switchboard.daemon.sessions import Identity, Sessions, check_kind
 from switchboard.errors import NotFound, UserError
 from switchboard.events import StatusChanged, now_ts
-from switchboard.harnesses import wrapping
 from switchboard.store import delivery
 
 if TYPE_CHECKING:
-    from switchboard.daemon.service import Daemon
+    from switchboard.daemon.context import Context
 
 #: What a hook call can be about (harnesses/payloads.py maps each harness event to one).
 HOOK_KINDS: Final = frozenset(
@@ -73,17 +71,16 @@ MAX_IDLE_WAIT: Final = 3_600.0
 _NEVER: Final = float("inf")
 
 
-class HookParams(msgspec.Struct, forbid_unknown_fields=False):
+class HookParams(AgentParams):
     harness: str = ""
     kind: str = ""
     session: str = ""
-    agent: str = ""
     anchor: str = ""
     cwd: str = ""
     pid: Pid | None = None
     source: str = ""
     tool: str = ""
-    files: list[str] = []
+    files: list[str] = msgspec.field(default_factory=list)
     command: str | None = None
     exit: ExitStatus | None = None
     prompt: str | None = None
@@ -97,10 +94,9 @@ class HookParams(msgspec.Struct, forbid_unknown_fields=False):
     error: str = ""  # inject_failed: what went wrong
 
 
-class IdentifyParams(msgspec.Struct, forbid_unknown_fields=False):
+class IdentifyParams(AgentParams):
     harness: str = ""
     session: str = ""
-    agent: str = ""
     anchor: str = ""
     hint: str = ""
     create: bool = True
@@ -109,8 +105,7 @@ class IdentifyParams(msgspec.Struct, forbid_unknown_fields=False):
     pid: Pid | None = None
 
 
-class TakeParams(msgspec.Struct, forbid_unknown_fields=False):
-    agent: str = ""
+class TakeParams(AgentParams):
     context: str = ""
     hint: str = ""
     anchor: str = ""
@@ -125,223 +120,220 @@ class TakeParams(msgspec.Struct, forbid_unknown_fields=False):
     hold: bool = False
 
 
-class SubscribeParams(msgspec.Struct, forbid_unknown_fields=False):
-    agent: str = ""
+class SubscribeParams(AgentParams):
     type: str | None = None
     of: str | None = None  # the acting agent glob ("agent" names the subscriber)
     file: str | None = None
     id: LocalId | None = None
 
 
-class _State:
+class DeliveryState:
     """Per-daemon delivery state (in memory; losing it on restart only costs a reminder)."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.injector = Injector(daemon)
-        self.sessions = Sessions(daemon)
+    def __init__(self, ctx: Context) -> None:
+        self.injector = Injector(ctx)
+        self.sessions = Sessions(ctx)
         self.stop_blocks: dict[str, int] = {}
         self.waiters: dict[str, int] = {}
         self.busy: dict[str, bool] = {}  # context -> in a turn (prompt/tool since the stop)
 
 
-class DeliveryHandlers(ReceiptHandlers):
-    """The delivery methods of the local API (a mixin of ``Handlers``)."""
+# -- hooks ------------------------------------------------------------------------------
 
-    d: Daemon
 
-    @property
-    def _dl(self) -> _State:
-        state = self.__dict__.get("_delivery_state")
-        if state is None:
-            state = self.__dict__["_delivery_state"] = _State(self.d)
-        assert isinstance(state, _State)
-        return state
-
-    # -- hooks ------------------------------------------------------------------------------
-
-    async def agent_hook(self, params: Any) -> dict[str, Any]:
-        """Record one harness hook and return what to place into the agent's context."""
-        p: HookParams = params_of(HookParams, params)
-        kind = check_kind(p.kind, HOOK_KINDS)
-        if not p.harness:
-            raise UserError("a hook call needs its harness")
-        st = self._dl
-        if kind in ("injected", "inject_failed"):
-            # The harness took (or did not take) a block an earlier call handed over.
-            error = p.error[:300] or f"{p.harness} did not take it"
-            return await st.injector.settle(p.handover, taken=kind == "injected", error=error)
-        # A session that ends without ever having been seen is no agent: harnesses fire
-        # SessionEnd for their own short-lived processes too (``claude mcp list`` runs one per
-        # health check), and registering a name for each would clutter ``agents``.
-        ident = await st.sessions.identify(
-            harness=p.harness, session=p.session, anchor=p.anchor, agent=p.agent,
-            create=kind != "session_end",
-        )  # fmt: skip
-        if ident is None:
-            return {"agent": "", "context": "", "text": ""}
-        force = kind == "session_start"
-        await st.sessions.ensure_registered(ident.name, p.harness, p.cwd, p.pid, force=force)
-        items = st.sessions.activity_events(ident.name, kind, p, ident)
-        if items:
-            await self.d.log.append_many([(ident.name, body) for body in items])
-        if kind in ("session_start", "compact") or (items and ident.session is None):
-            ident = (
-                await st.sessions.identify(
-                    harness=p.harness, session=p.session, anchor=p.anchor, agent=ident.name
-                )
-                or ident
+async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
+    """Record one harness hook and return what to place into the agent's context."""
+    kind = check_kind(p.kind, HOOK_KINDS)
+    if not p.harness:
+        raise UserError("a hook call needs its harness")
+    st = ctx.part(DeliveryState)
+    if kind in ("injected", "inject_failed"):
+        # The harness took (or did not take) a block an earlier call handed over.
+        error = p.error[:300] or f"{p.harness} did not take it"
+        return await st.injector.settle(p.handover, taken=kind == "injected", error=error)
+    # A session that ends without ever having been seen is no agent: harnesses fire
+    # SessionEnd for their own short-lived processes too (``claude mcp list`` runs one per
+    # health check), and registering a name for each would clutter ``agents``.
+    ident = await st.sessions.identify(
+        harness=p.harness, session=p.session, anchor=p.anchor, agent=p.agent,
+        create=kind != "session_end",
+    )  # fmt: skip
+    if ident is None:
+        return {"agent": "", "context": "", "text": ""}
+    force = kind == "session_start"
+    await st.sessions.ensure_registered(ident.name, p.harness, p.cwd, p.pid, force=force)
+    items = st.sessions.activity_events(ident.name, kind, p, ident)
+    if items:
+        await ctx.log.append_many([(ident.name, body) for body in items])
+    if kind in ("session_start", "compact") or (items and ident.session is None):
+        ident = (
+            await st.sessions.identify(
+                harness=p.harness, session=p.session, anchor=p.anchor, agent=ident.name
             )
-        result: dict[str, Any] = {
-            "agent": st.injector.address(ident.name),
-            "context": ident.context,
-            "text": "",
-        }
-        if kind in ("prompt", "tool", "session_end"):
-            # A new turn: the idle wait (if any) ends, and stops may block again.
-            st.stop_blocks.pop(ident.context, None)
-            st.waiters[ident.context] = st.waiters.get(ident.context, 0) + 1
-            st.busy[ident.context] = kind != "session_end"
-        elif kind == "stop":
-            st.busy[ident.context] = False
-        if kind == "idle_wait":
-            return {**result, **await self._idle_wait(ident, p)}
-        if not p.deliver or kind == "session_end":
-            return result
-        if kind == "stop" and st.stop_blocks.get(ident.context, 0) >= MAX_STOP_BLOCKS:
-            return {**result, "block": False}
-        # A stop is blocked for messages only: events and reminders wait for the next turn.
-        stop = kind == "stop"
-        taken = await st.injector.take(
-            ident.name, ident.context, via=f"hook:{p.harness}:{kind}", mcp=p.mcp,
-            max_chars=p.max_chars, events=not stop, reoffer=_NEVER if stop else p.reoffer,
-            hold=p.hold,
-        )  # fmt: skip
-        result.update(
-            text=taken["text"],
-            messages=[m["id"] for m in taken["messages"]],
-            urgent=any(m["priority"] == "urgent" for m in taken["messages"]),
+            or ident
         )
-        if "handover" in taken:
-            result["handover"] = taken["handover"]
-        if kind == "stop":
-            block = bool(taken["messages"])
-            st.stop_blocks[ident.context] = st.stop_blocks.get(ident.context, 0) + int(block)
-            st.busy[ident.context] = block
-            result["block"] = block
+    result: dict[str, Any] = {
+        "agent": st.injector.address(ident.name),
+        "context": ident.context,
+        "text": "",
+    }
+    if kind in ("prompt", "tool", "session_end"):
+        # A new turn: the idle wait (if any) ends, and stops may block again.
+        st.stop_blocks.pop(ident.context, None)
+        st.waiters[ident.context] = st.waiters.get(ident.context, 0) + 1
+        st.busy[ident.context] = kind != "session_end"
+    elif kind == "stop":
+        st.busy[ident.context] = False
+    if kind == "idle_wait":
+        return {**result, **await _idle_wait(ctx, ident, p)}
+    if not p.deliver or kind == "session_end":
         return result
+    if kind == "stop" and st.stop_blocks.get(ident.context, 0) >= MAX_STOP_BLOCKS:
+        return {**result, "block": False}
+    # A stop is blocked for messages only: events and reminders wait for the next turn.
+    stop = kind == "stop"
+    taken = await st.injector.take(
+        ident.name, ident.context, via=f"hook:{p.harness}:{kind}", mcp=p.mcp,
+        max_chars=p.max_chars, events=not stop, reoffer=_NEVER if stop else p.reoffer,
+        hold=p.hold,
+    )  # fmt: skip
+    result.update(
+        text=taken["text"],
+        messages=[m["id"] for m in taken["messages"]],
+        urgent=any(m["priority"] == "urgent" for m in taken["messages"]),
+    )
+    if "handover" in taken:
+        result["handover"] = taken["handover"]
+    if kind == "stop":
+        block = bool(taken["messages"])
+        st.stop_blocks[ident.context] = st.stop_blocks.get(ident.context, 0) + int(block)
+        st.busy[ident.context] = block
+        result["block"] = block
+    return result
 
-    async def _idle_wait(self, ident: Identity, p: HookParams) -> dict[str, Any]:
-        """Wait (up to ``p.wait``) for a message for an idle agent; end early when superseded."""
-        st = self._dl
-        if st.busy.get(ident.context):
-            return {"text": "", "superseded": True}  # a new turn began before we got here
-        token = st.waiters[ident.context] = st.waiters.get(ident.context, 0) + 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(max(p.wait, 0.0), MAX_IDLE_WAIT)
-        while st.waiters.get(ident.context) == token:
-            mark = self.d.changes
-            if await st.injector.pending(ident.name, ident.context):
-                taken = await st.injector.take(
-                    ident.name, ident.context, via=f"hook:{p.harness}:idle", mcp=p.mcp,
-                    events=False, reoffer=_NEVER, max_chars=p.max_chars, hold=p.hold,
-                )  # fmt: skip
-                if taken["messages"]:
-                    found = {
-                        "text": taken["text"],
-                        "messages": [m["id"] for m in taken["messages"]],
-                    }
-                    if "handover" in taken:
-                        found["handover"] = taken["handover"]
-                    return found
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return {"text": "", "timeout": True}
-            await self.d.wait_advanced(min(remaining, 30.0), since=mark)
-        return {"text": "", "superseded": True}
 
-    # -- identity and delivery for MCP and plugins ------------------------------------------
-
-    async def agent_identify(self, params: Any) -> dict[str, Any] | None:
-        """Who the caller is: its agent (registered on first use) and its current context."""
-        p: IdentifyParams = params_of(IdentifyParams, params)
-        st = self._dl
-        agent = p.rename or p.agent
-        ident = await st.sessions.identify(
-            harness=p.harness, session=p.session, anchor=p.anchor, agent=agent, hint=p.hint,
-            create=p.create,
-        )  # fmt: skip
-        if ident is None:
-            return None
-        if p.rename and ident.session is not None and ident.session["name"] != ident.name:
-            await st.sessions.rebind(ident)
-        if p.rename and p.agent and p.agent != ident.name:
-            # The old name was this agent until now: it is not coming back.
-            gone = StatusChanged(status="offline", reason=f"renamed to {ident.name}")
-            await self.d.log.append(ids.parse_name(p.agent), gone)
-        await st.sessions.ensure_registered(ident.name, p.harness or "mcp", p.cwd, p.pid)
-        context = await st.sessions.current_context(ident.name, p.hint or ident.context, p.anchor)
-        return {"agent": st.injector.address(ident.name), "name": ident.name, "context": context}
-
-    async def inbox_take(self, params: Any) -> dict[str, Any]:
-        """What is due for the caller's context, wrapped; optionally wait and mark it read."""
-        p: TakeParams = params_of(TakeParams, params)
-        st = self._dl
-        name = await self._local_agent(p.agent)
-        context = p.context or await st.sessions.current_context(name, p.hint, p.anchor)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + min(max(p.wait, 0.0), MAX_WAIT)
-        while True:
-            mark = self.d.changes
+async def _idle_wait(ctx: Context, ident: Identity, p: HookParams) -> dict[str, Any]:
+    """Wait (up to ``p.wait``) for a message for an idle agent; end early when superseded."""
+    st = ctx.part(DeliveryState)
+    if st.busy.get(ident.context):
+        return {"text": "", "superseded": True}  # a new turn began before we got here
+    token = st.waiters[ident.context] = st.waiters.get(ident.context, 0) + 1
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(max(p.wait, 0.0), MAX_IDLE_WAIT)
+    while st.waiters.get(ident.context) == token:
+        mark = ctx.changes
+        if await st.injector.pending(ident.name, ident.context):
             taken = await st.injector.take(
-                name, context, via=p.via, everything=p.all, ack=p.ack, events=p.events,
-                reoffer=p.reoffer, mcp=p.mcp, max_chars=p.max_chars, hold=p.hold,
+                ident.name, ident.context, via=f"hook:{p.harness}:idle", mcp=p.mcp,
+                events=False, reoffer=_NEVER, max_chars=p.max_chars, hold=p.hold,
             )  # fmt: skip
-            remaining = deadline - loop.time()
-            if taken["messages"] or taken["events"] or remaining <= 0:
-                return {"agent": st.injector.address(name), **taken}
-            with contextlib.suppress(TimeoutError):
-                await self.d.wait_advanced(remaining, since=mark)
+            if taken["messages"]:
+                found = {"text": taken["text"], "messages": [m["id"] for m in taken["messages"]]}
+                if "handover" in taken:
+                    found["handover"] = taken["handover"]
+                return found
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return {"text": "", "timeout": True}
+        await ctx.wait_advanced(min(remaining, 30.0), since=mark)
+    return {"text": "", "superseded": True}
 
-    # -- subscriptions ----------------------------------------------------------------------
 
-    async def events_subscribe(self, params: Any) -> dict[str, Any]:
-        """Tell the acting agent about future events matching type/agent/file globs."""
-        p: SubscribeParams = params_of(SubscribeParams, params)
-        name = await self._local_agent(p.agent)
-        patterns = (p.type or "*", p.of or "*", p.file or None)
-        if any(len(x or "") > 256 for x in patterns):
-            raise UserError("a subscription pattern is longer than 256 characters")
-        ts = now_ts()
+# -- identity and delivery for MCP and plugins ------------------------------------------
 
-        def add(conn: Any) -> int:
-            cursor = delivery.newest_event_id(conn)
-            return delivery.add_subscription(conn, name, patterns, cursor, ts)
 
-        sub_id = await self.d.db.write(add)
-        return {"id": sub_id, "type": patterns[0], "agent": patterns[1], "file": patterns[2]}
+async def agent_identify(ctx: Context, p: IdentifyParams) -> dict[str, Any] | None:
+    """Who the caller is: its agent (registered on first use) and its current context."""
+    st = ctx.part(DeliveryState)
+    agent = p.rename or p.agent
+    ident = await st.sessions.identify(
+        harness=p.harness, session=p.session, anchor=p.anchor, agent=agent, hint=p.hint,
+        create=p.create,
+    )  # fmt: skip
+    if ident is None:
+        return None
+    if p.rename and ident.session is not None and ident.session["name"] != ident.name:
+        await st.sessions.rebind(ident)
+    if p.rename and p.agent and p.agent != ident.name:
+        # The old name was this agent until now: it is not coming back.
+        gone = StatusChanged(status="offline", reason=f"renamed to {ident.name}")
+        await ctx.log.append(ids.parse_name(p.agent), gone)
+    await st.sessions.ensure_registered(ident.name, p.harness or "mcp", p.cwd, p.pid)
+    context = await st.sessions.current_context(ident.name, p.hint or ident.context, p.anchor)
+    return {"agent": st.injector.address(ident.name), "name": ident.name, "context": context}
 
-    async def events_unsubscribe(self, params: Any) -> dict[str, Any]:
-        """Remove one subscription of the acting agent (``id``), or all of them."""
-        p: SubscribeParams = params_of(SubscribeParams, params)
-        name = await self._local_agent(p.agent)
-        removed = await self.d.db.write(
-            lambda conn: delivery.remove_subscriptions(conn, name, p.id)
-        )
-        if p.id is not None and not removed:
-            raise NotFound(f"no subscription #{p.id}")
-        return {"removed": removed}
 
-    async def events_subscriptions(self, params: Any) -> list[dict[str, Any]]:
-        """The acting agent's subscriptions."""
-        p: SubscribeParams = params_of(SubscribeParams, params)
-        name = await self._local_agent(p.agent)
-        rows = await self.d.read(delivery.list_subscriptions, name)
-        return [
-            {
-                "id": r["id"],
-                "type": r["type_glob"],
-                "agent": r["agent_glob"],
-                "file": r["file_glob"],
-            }
-            for r in rows
-        ]
+async def inbox_take(ctx: Context, p: TakeParams) -> dict[str, Any]:
+    """What is due for the caller's context, wrapped; optionally wait and mark it read."""
+    st = ctx.part(DeliveryState)
+    name = await local_agent(ctx, p.agent)
+    context = p.context or await st.sessions.current_context(name, p.hint, p.anchor)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(max(p.wait, 0.0), MAX_WAIT)
+    while True:
+        mark = ctx.changes
+        taken = await st.injector.take(
+            name, context, via=p.via, everything=p.all, ack=p.ack, events=p.events,
+            reoffer=p.reoffer, mcp=p.mcp, max_chars=p.max_chars, hold=p.hold,
+        )  # fmt: skip
+        remaining = deadline - loop.time()
+        if taken["messages"] or taken["events"] or remaining <= 0:
+            return {"agent": st.injector.address(name), **taken}
+        with contextlib.suppress(TimeoutError):
+            await ctx.wait_advanced(remaining, since=mark)
+
+
+# -- subscriptions ----------------------------------------------------------------------
+
+
+async def events_subscribe(ctx: Context, p: SubscribeParams) -> dict[str, Any]:
+    """Tell the acting agent about future events matching type/agent/file globs."""
+    name = await local_agent(ctx, p.agent)
+    patterns = (p.type or "*", p.of or "*", p.file or None)
+    if any(len(x or "") > 256 for x in patterns):
+        raise UserError("a subscription pattern is longer than 256 characters")
+    ts = now_ts()
+
+    def add(conn: Any) -> int:
+        cursor = delivery.newest_event_id(conn)
+        return delivery.add_subscription(conn, name, patterns, cursor, ts)
+
+    sub_id = await ctx.write(add)
+    return {"id": sub_id, "type": patterns[0], "agent": patterns[1], "file": patterns[2]}
+
+
+async def events_unsubscribe(ctx: Context, p: SubscribeParams) -> dict[str, Any]:
+    """Remove one subscription of the acting agent (``id``), or all of them."""
+    name = await local_agent(ctx, p.agent)
+    removed = await ctx.write(lambda conn: delivery.remove_subscriptions(conn, name, p.id))
+    if p.id is not None and not removed:
+        raise NotFound(f"no subscription #{p.id}")
+    return {"removed": removed}
+
+
+async def events_subscriptions(ctx: Context, p: SubscribeParams) -> list[dict[str, Any]]:
+    """The acting agent's subscriptions."""
+    name = await local_agent(ctx, p.agent)
+    rows = await ctx.read(delivery.list_subscriptions, name)
+    return [
+        {
+            "id": r["id"],
+            "type": r["type_glob"],
+            "agent": r["agent_glob"],
+            "file": r["file_glob"],
+        }
+        for r in rows
+    ]
+
+
+FEATURE = Feature(
+    "delivery",
+    methods={
+        "agent.hook": agent_hook,
+        "agent.identify": agent_identify,
+        "inbox.take": inbox_take,
+        "events.subscribe": events_subscribe,
+        "events.unsubscribe": events_unsubscribe,
+        "events.subscriptions": events_subscriptions,
+    },
+)

@@ -6,7 +6,7 @@ Every push path (a hook's ``additionalContext``, a Stop block, an MCP channel no
 unread block on an MCP tool result, a plugin's prompt) asks ``take(agent, context)`` what to
 place into that model context *now*. The answer is:
 
-- each unread message not yet injected into this context, in full (wrapped: harnesses/wrapping);
+- each unread message not yet injected into this context, in full (wrapped: switchboard/wrapping);
 - a one-line reminder for unread messages injected here more than ``reoffer`` seconds ago (at
   most ``MAX_REMINDERS`` times each): "offered again" without placing the same message twice
   into one context;
@@ -37,13 +37,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from switchboard import ids
+from switchboard import ids, wrapping
 from switchboard.events import InjectionFailed, MessageInjected, MessageRead
-from switchboard.harnesses import wrapping
 from switchboard.store import delivery, query, rooms
 
 if TYPE_CHECKING:
-    from switchboard.daemon.service import Daemon
+    from switchboard.daemon.context import Context
 
 # A message placed in a context but not acknowledged is mentioned again (by id, not in full)
 # after this long: long enough not to nag during a task, short enough that it is not forgotten.
@@ -84,8 +83,8 @@ def _age(ts: str) -> float:
 class Injector:
     """Delivery into agents' contexts for one daemon."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
+    def __init__(self, ctx: Context) -> None:
+        self.d = ctx
         self._locks: dict[str, asyncio.Lock] = {}
         self._reminded: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._held: dict[str, _Held] = {}
@@ -300,9 +299,7 @@ class Injector:
             shown = matched[:limit]
             if advance and scanned:
                 cursor = scanned if len(shown) == len(matched) else shown[-1]["id"]
-                await self.d.db.write(
-                    lambda conn: delivery.advance_subscriptions(conn, name, cursor)
-                )
+                await self.d.write(lambda conn: delivery.advance_subscriptions(conn, name, cursor))
         return shown
 
     async def _subscribed(self, name: str) -> tuple[int, list[dict[str, Any]]]:
@@ -334,7 +331,7 @@ class Injector:
     async def _advance(self, name: str, cursor: int | None) -> None:
         if cursor is None:
             return
-        await self.d.db.write(lambda conn: delivery.advance_subscriptions(conn, name, cursor))
+        await self.d.write(lambda conn: delivery.advance_subscriptions(conn, name, cursor))
 
 
 def _cursor(rendered: wrapping.Rendered, scanned: int, matched: list[Any]) -> int | None:

@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from switchboard import ids
-from switchboard.daemon.params import params_of
+from switchboard.daemon.agents import ensure_agent
+from switchboard.daemon.params import AgentParams
+from switchboard.daemon.registry import Feature
 from switchboard.errors import Forbidden, NotFound, UserError
 from switchboard.events import LeaseAcquired, LeaseReleased, format_ts, now_ts
 from switchboard.store import leases
 
 if TYPE_CHECKING:
-    from switchboard.daemon.service import Daemon
+    from switchboard.daemon.context import Context
 
 # Default and longest lease: a lease outliving a day of work is a forgotten one.
 DEFAULT_TTL = 30 * 60.0
@@ -35,9 +37,8 @@ MAX_TTL = 7 * 24 * 3600.0
 MAX_PATHS = 10_000
 
 
-class LeaseParams(msgspec.Struct, forbid_unknown_fields=False):
-    agent: str = ""
-    paths: list[str] = []
+class LeaseParams(AgentParams):
+    paths: list[str] = msgspec.field(default_factory=list)
     repo: str = ""
     ttl: float = DEFAULT_TTL
     reason: str = ""
@@ -80,96 +81,102 @@ def _conflict_text(path: str, row: dict[str, Any], *, wanted_exclusive: bool) ->
     return text
 
 
-class LeaseHandlers:
-    """API methods ``lease.acquire``, ``lease.release``, ``lease.list`` and ``lease.check``."""
+async def _lease_begin(ctx: Context, p: LeaseParams) -> str:
+    if len(p.paths) > MAX_PATHS:
+        raise UserError(f"{len(p.paths)} paths exceed the limit of {MAX_PATHS}")
+    return await ensure_agent(ctx, p.agent)
 
-    d: Daemon
 
-    if TYPE_CHECKING:
+async def _others(ctx: Context, repo: str, name: str) -> list[dict[str, Any]]:
+    rows = await ctx.read(leases.active_leases, repo, now_ts())
+    me = (ctx.device_id, name)
+    return [r for r in rows if (r["device_id"], r["name"]) != me]
 
-        async def ensure_agent(self, agent: str) -> str: ...
 
-    async def _lease_begin(self, params: Any) -> tuple[LeaseParams, str]:
-        p: LeaseParams = params_of(LeaseParams, params)
-        if len(p.paths) > MAX_PATHS:
-            raise UserError(f"{len(p.paths)} paths exceed the limit of {MAX_PATHS}")
-        return p, await self.ensure_agent(p.agent)
-
-    async def _others(self, repo: str, name: str) -> list[dict[str, Any]]:
-        rows = await self.d.read(leases.active_leases, repo, now_ts())
-        me = (self.d.device_id, name)
-        return [r for r in rows if (r["device_id"], r["name"]) != me]
-
-    async def lease_acquire(self, params: Any) -> dict[str, Any]:
-        """Lease paths for ``ttl`` seconds; refuse a conflict with an exclusive lease."""
-        p, name = await self._lease_begin(params)
-        patterns = list(dict.fromkeys(_pattern(path) for path in p.paths))
-        if not patterns:
-            raise UserError("no path to lease")
-        if not 0 < p.ttl <= MAX_TTL:
-            raise UserError(f"lease ttl of {p.ttl:g} s is outside 0-{MAX_TTL:g} s")
-        refused, warnings = [], []
-        for row in await self._others(p.repo, name):
-            for pattern in patterns:
-                if not leases.overlaps(pattern, row["pattern"]):
-                    continue
-                if row["exclusive"] or p.exclusive:
-                    refused.append(_conflict_text(pattern, row, wanted_exclusive=p.exclusive))
-                else:
-                    warnings.append(_conflict_text(pattern, row, wanted_exclusive=False))
-        if refused:
-            raise Forbidden("lease refused: " + "; ".join(refused))
-        expires = format_ts(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=p.ttl))
-        body = LeaseAcquired(
-            paths=patterns, expires=expires, repo=p.repo, exclusive=p.exclusive,
-            reason=" ".join(p.reason.split())[:500],
-        )  # fmt: skip
-        _, event = await self.d.log.append(name, body)
-        held = await self._held(p.repo, name)
-        ref = f"{event.origin}/{event.seq}"
-        return {"leases": [h for h in held if h["ref"] == ref], "warnings": warnings}
-
-    async def lease_release(self, params: Any) -> dict[str, Any]:
-        """Release the acting agent's leases on the given paths (none given: all in the repo)."""
-        p, name = await self._lease_begin(params)
-        patterns = [_pattern(path) for path in p.paths]
-        held = await self._held(p.repo, name)
-        released = [h for h in held if not patterns or h["path"] in patterns]
-        if not released:
-            raise NotFound("no such lease held" if patterns else "no lease held")
-        await self.d.log.append(name, LeaseReleased(paths=patterns, repo=p.repo))
-        return {"released": released}
-
-    async def _held(self, repo: str, name: str) -> list[dict[str, Any]]:
-        now = now_ts()
-        rows = await self.d.read(leases.active_leases, repo, now)
-        me = (self.d.device_id, name)
-        return [lease_json(r, now) for r in rows if (r["device_id"], r["name"]) == me]
-
-    async def lease_list(self, params: Any) -> list[dict[str, Any]]:
-        """Active leases (of ``repo``, or every repository when it is empty); ``all`` adds
-        expired and released ones."""
-        p = params_of(LeaseParams, params)
-        now = now_ts()
-        if p.all:
-            rows = await self.d.read(leases.all_leases, 1000)
-            rows = [r for r in rows if not p.repo or r["repo"] == p.repo]
-        else:
-            rows = await self.d.read(leases.active_leases, p.repo or None, now)
-        return [lease_json(r, now) for r in rows]
-
-    async def lease_check(self, params: Any) -> dict[str, Any]:
-        """Whether paths (e.g. a commit's) are free of other agents' exclusive leases."""
-        p, name = await self._lease_begin(params)
-        now = now_ts()
-        conflicts = []
-        for row in await self._others(p.repo, name):
-            if not row["exclusive"]:
+async def lease_acquire(ctx: Context, p: LeaseParams) -> dict[str, Any]:
+    """Lease paths for ``ttl`` seconds; refuse a conflict with an exclusive lease."""
+    name = await _lease_begin(ctx, p)
+    patterns = list(dict.fromkeys(_pattern(path) for path in p.paths))
+    if not patterns:
+        raise UserError("no path to lease")
+    if not 0 < p.ttl <= MAX_TTL:
+        raise UserError(f"lease ttl of {p.ttl:g} s is outside 0-{MAX_TTL:g} s")
+    refused, warnings = [], []
+    for row in await _others(ctx, p.repo, name):
+        for pattern in patterns:
+            if not leases.overlaps(pattern, row["pattern"]):
                 continue
-            for path in p.paths:
-                if leases.covers(row["pattern"], _pattern(path)):
-                    conflicts.append(
-                        {"path": path, "lease": lease_json(row, now),
-                         "message": _conflict_text(path, row, wanted_exclusive=False)}
-                    )  # fmt: skip
-        return {"ok": not conflicts, "conflicts": conflicts}
+            if row["exclusive"] or p.exclusive:
+                refused.append(_conflict_text(pattern, row, wanted_exclusive=p.exclusive))
+            else:
+                warnings.append(_conflict_text(pattern, row, wanted_exclusive=False))
+    if refused:
+        raise Forbidden("lease refused: " + "; ".join(refused))
+    expires = format_ts(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=p.ttl))
+    body = LeaseAcquired(
+        paths=patterns, expires=expires, repo=p.repo, exclusive=p.exclusive,
+        reason=" ".join(p.reason.split())[:500],
+    )  # fmt: skip
+    _, event = await ctx.log.append(name, body)
+    held = await _held(ctx, p.repo, name)
+    ref = f"{event.origin}/{event.seq}"
+    return {"leases": [h for h in held if h["ref"] == ref], "warnings": warnings}
+
+
+async def lease_release(ctx: Context, p: LeaseParams) -> dict[str, Any]:
+    """Release the acting agent's leases on the given paths (none given: all in the repo)."""
+    name = await _lease_begin(ctx, p)
+    patterns = [_pattern(path) for path in p.paths]
+    held = await _held(ctx, p.repo, name)
+    released = [h for h in held if not patterns or h["path"] in patterns]
+    if not released:
+        raise NotFound("no such lease held" if patterns else "no lease held")
+    await ctx.log.append(name, LeaseReleased(paths=patterns, repo=p.repo))
+    return {"released": released}
+
+
+async def _held(ctx: Context, repo: str, name: str) -> list[dict[str, Any]]:
+    now = now_ts()
+    rows = await ctx.read(leases.active_leases, repo, now)
+    me = (ctx.device_id, name)
+    return [lease_json(r, now) for r in rows if (r["device_id"], r["name"]) == me]
+
+
+async def lease_list(ctx: Context, p: LeaseParams) -> list[dict[str, Any]]:
+    """Active leases (of ``repo``, or every repository when it is empty); ``all`` adds
+    expired and released ones."""
+    now = now_ts()
+    if p.all:
+        rows = await ctx.read(leases.all_leases, 1000)
+        rows = [r for r in rows if not p.repo or r["repo"] == p.repo]
+    else:
+        rows = await ctx.read(leases.active_leases, p.repo or None, now)
+    return [lease_json(r, now) for r in rows]
+
+
+async def lease_check(ctx: Context, p: LeaseParams) -> dict[str, Any]:
+    """Whether paths (e.g. a commit's) are free of other agents' exclusive leases."""
+    name = await _lease_begin(ctx, p)
+    now = now_ts()
+    conflicts = []
+    for row in await _others(ctx, p.repo, name):
+        if not row["exclusive"]:
+            continue
+        for path in p.paths:
+            if leases.covers(row["pattern"], _pattern(path)):
+                conflicts.append(
+                    {"path": path, "lease": lease_json(row, now),
+                     "message": _conflict_text(path, row, wanted_exclusive=False)}
+                )  # fmt: skip
+    return {"ok": not conflicts, "conflicts": conflicts}
+
+
+FEATURE = Feature(
+    "leases",
+    methods={
+        "lease.acquire": lease_acquire,
+        "lease.release": lease_release,
+        "lease.list": lease_list,
+        "lease.check": lease_check,
+    },
+)

@@ -37,6 +37,10 @@ Chars = Annotated[int, msgspec.Meta(ge=500, le=1_000_000)]
 _AT = re.compile(r"^(?P<what>.*?) - at `\$\.(?P<field>[\w.\[\]]+)`$")
 
 
+class NoParams(msgspec.Struct):
+    """Params of a method that takes none (any given are ignored)."""
+
+
 class AgentParams(msgspec.Struct, forbid_unknown_fields=False):
     """Params of a method that acts for an agent (``agent``: its name)."""
 

@@ -47,7 +47,7 @@ def start_background(settings: Settings) -> int:
 
     The daemon runs in a session of its own (a closed terminal does not stop it), reads from
     ``/dev/null`` and appends its output to ``settings.log_path``. This returns at once; use
-    ``client.connect()`` to wait until it answers.
+    ``autostart.connect()`` to wait until it answers.
 
     Args:
         settings: the home to serve.

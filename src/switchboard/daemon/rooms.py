@@ -26,10 +26,11 @@ import sqlite3
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from switchboard import ids
-from switchboard.daemon.params import Count, LocalId, Seconds, params_of
+from switchboard.daemon.agents import agent_view, ensure_agent
+from switchboard.daemon.params import AgentParams, Count, LocalId, Seconds
+from switchboard.daemon.registry import Feature
+from switchboard.daemon.shapes import Agent
 from switchboard.daemon.threads import message_json
 from switchboard.errors import Forbidden, NotFound, UserError
 from switchboard.events import (
@@ -47,11 +48,10 @@ from switchboard.events import (
 from switchboard.store import projections, rooms, search
 
 if TYPE_CHECKING:
-    from switchboard.daemon.service import Daemon
+    from switchboard.daemon.context import Context
 
 
-class RoomParams(msgspec.Struct, forbid_unknown_fields=False):
-    agent: str = ""
+class RoomParams(AgentParams):
     name: str = ""
     kind: str = "public"
     description: str = ""
@@ -108,230 +108,230 @@ def room_recipients(conn: sqlite3.Connection, room: str, dev: str, sender: str) 
     ]
 
 
-class RoomHandlers:
-    """API methods ``room.*``."""
+async def _room_begin(ctx: Context, p: RoomParams) -> tuple[str, str]:
+    return await ensure_agent(ctx, p.agent), _room(p.name)
 
-    d: Daemon
 
-    if TYPE_CHECKING:
+async def room_create(ctx: Context, p: RoomParams) -> dict[str, Any]:
+    """Create a room; the acting agent is its first member."""
+    name, room = await _room_begin(ctx, p)
+    if p.kind not in ROOM_KINDS:
+        raise UserError(f"unknown room kind {p.kind[:20]!r}: use {', '.join(ROOM_KINDS)}")
+    if await ctx.read(rooms.get_room, room) is not None:
+        raise UserError(f"room name #{room} is taken")
+    body = RoomCreated(room=room, kind=p.kind, description=" ".join(p.description.split()))
+    await ctx.log.append(name, body)
+    return await _view(ctx, room, name)
 
-        async def ensure_agent(self, agent: str) -> str: ...
 
-        async def agent_view(
-            self, row: dict[str, Any], me: str = "", visibility: str | None = None
-        ) -> dict[str, Any]: ...
+async def room_join(ctx: Context, p: RoomParams) -> dict[str, Any]:
+    """Join a room (private and secret rooms: by invitation); return it and its members."""
+    name, room = await _room_begin(ctx, p)
+    row = await ctx.read(check_room, room, ctx.device_id, name)
+    if not row["member"]:
+        if row["kind"] != "public" and not row["invited"]:
+            raise Forbidden(f"#{room} is {row['kind']}: join by invitation only")
+        notice = await _notice(ctx, room, name, "member_joined", f"joined #{room}")
+        await ctx.log.append_many([(name, RoomJoined(room=room)), *notice])
+    return {"room": await _view(ctx, room, name), "members": await _members(ctx, room, name)}
 
-    async def _room_begin(self, params: Any) -> tuple[RoomParams, str, str]:
-        p: RoomParams = params_of(RoomParams, params)
-        return p, await self.ensure_agent(p.agent), _room(p.name)
 
-    async def room_create(self, params: Any) -> dict[str, Any]:
-        """Create a room; the acting agent is its first member."""
-        p, name, room = await self._room_begin(params)
-        if p.kind not in ROOM_KINDS:
-            raise UserError(f"unknown room kind {p.kind[:20]!r}: use {', '.join(ROOM_KINDS)}")
-        if await self.d.read(rooms.get_room, room) is not None:
-            raise UserError(f"room name #{room} is taken")
-        body = RoomCreated(room=room, kind=p.kind, description=" ".join(p.description.split()))
-        await self.d.log.append(name, body)
-        return await self._view(room, name)
+async def room_leave(ctx: Context, p: RoomParams) -> dict[str, Any]:
+    """Leave a room."""
+    name, room = await _room_begin(ctx, p)
+    row = await ctx.read(check_room, room, ctx.device_id, name)
+    if not row["member"]:
+        raise UserError(f"not a member of #{room}")
+    notice = await _notice(ctx, room, name, "member_left", f"left #{room}")
+    await ctx.log.append_many([(name, RoomLeft(room=room)), *notice])
+    return await _view(ctx, room, name)
 
-    async def room_join(self, params: Any) -> dict[str, Any]:
-        """Join a room (private and secret rooms: by invitation); return it and its members."""
-        _, name, room = await self._room_begin(params)
-        row = await self.d.read(check_room, room, self.d.device_id, name)
-        if not row["member"]:
-            if row["kind"] != "public" and not row["invited"]:
-                raise Forbidden(f"#{room} is {row['kind']}: join by invitation only")
-            notice = await self._notice(room, name, "member_joined", f"joined #{room}")
-            await self.d.log.append_many([(name, RoomJoined(room=room)), *notice])
-        return {"room": await self._view(room, name), "members": await self._members(room, name)}
 
-    async def room_leave(self, params: Any) -> dict[str, Any]:
-        """Leave a room."""
-        _, name, room = await self._room_begin(params)
-        row = await self.d.read(check_room, room, self.d.device_id, name)
-        if not row["member"]:
-            raise UserError(f"not a member of #{room}")
-        notice = await self._notice(room, name, "member_left", f"left #{room}")
-        await self.d.log.append_many([(name, RoomLeft(room=room)), *notice])
-        return await self._view(room, name)
+async def room_invite(ctx: Context, p: RoomParams) -> dict[str, Any]:
+    """Invite an agent into a room (a member invites); the invitee is told."""
+    name, room = await _room_begin(ctx, p)
+    row = await ctx.read(check_room, room, ctx.device_id, name)
+    if not row["member"]:
+        raise Forbidden(f"only members of #{room} invite")
+    invitee = await _agent_address(ctx, p.member)
+    text = (
+        f"{_display(ctx, name)} invited you to #{room} ({row['kind']}); "
+        f"join with: switchboard room join {room}"
+    )
+    notice = NoticePosted(
+        kind="invited", recipients=[invitee], text=text, to=[f"#{room}"], room=room,
+        subject=f"{name}:{ctx.device_id}",
+    )  # fmt: skip
+    await ctx.log.append_many([(name, RoomInvited(room=room, invitee=invitee)), ("", notice)])
+    return await _view(ctx, room, name)
 
-    async def room_invite(self, params: Any) -> dict[str, Any]:
-        """Invite an agent into a room (a member invites); the invitee is told."""
-        p, name, room = await self._room_begin(params)
-        row = await self.d.read(check_room, room, self.d.device_id, name)
-        if not row["member"]:
-            raise Forbidden(f"only members of #{room} invite")
-        invitee = await self._agent_address(p.member)
-        text = (
-            f"{self._display(name)} invited you to #{room} ({row['kind']}); "
-            f"join with: switchboard room join {room}"
-        )
-        notice = NoticePosted(
-            kind="invited", recipients=[invitee], text=text, to=[f"#{room}"], room=room,
-            subject=f"{name}:{self.d.device_id}",
-        )  # fmt: skip
-        await self.d.log.append_many(
-            [(name, RoomInvited(room=room, invitee=invitee)), ("", notice)]
-        )
-        return await self._view(room, name)
 
-    async def room_kick(self, params: Any) -> dict[str, Any]:
-        """Remove a member and its invitation (the room's creator only)."""
-        p, name, room = await self._room_begin(params)
-        row = await self.d.read(check_room, room, self.d.device_id, name)
-        if (row["creator_device"], row["creator_name"]) != (self.d.device_id, name):
-            raise Forbidden(f"only the creator of #{room} removes members")
-        member = await self._agent_address(p.member)
-        device, member_name = rooms.split_address(member)
-        is_in = await self.d.read(rooms.is_member, room, device, member_name)
-        if not is_in and not await self.d.read(rooms.is_invited, room, device, member_name):
-            raise NotFound(f"{p.member} is not in #{room}")
-        told = NoticePosted(
-            kind="member_left", recipients=[member], text=f"you were removed from #{room}",
-            to=[f"#{room}"], room=room, subject=member,
-        )  # fmt: skip
-        others = await self._notice(room, member_name, "member_left", f"was removed from #{room}",
-                                    device=device, skip=member)  # fmt: skip
-        items = [(name, RoomKicked(room=room, member=member)), ("", told), *others]
-        await self.d.log.append_many(items)
-        return await self._view(room, name)
+async def room_kick(ctx: Context, p: RoomParams) -> dict[str, Any]:
+    """Remove a member and its invitation (the room's creator only)."""
+    name, room = await _room_begin(ctx, p)
+    row = await ctx.read(check_room, room, ctx.device_id, name)
+    if (row["creator_device"], row["creator_name"]) != (ctx.device_id, name):
+        raise Forbidden(f"only the creator of #{room} removes members")
+    member = await _agent_address(ctx, p.member)
+    device, member_name = rooms.split_address(member)
+    is_in = await ctx.read(rooms.is_member, room, device, member_name)
+    if not is_in and not await ctx.read(rooms.is_invited, room, device, member_name):
+        raise NotFound(f"{p.member} is not in #{room}")
+    told = NoticePosted(
+        kind="member_left", recipients=[member], text=f"you were removed from #{room}",
+        to=[f"#{room}"], room=room, subject=member,
+    )  # fmt: skip
+    others = await _notice(ctx, room, member_name, "member_left", f"was removed from #{room}",
+                                device=device, skip=member)  # fmt: skip
+    items = [(name, RoomKicked(room=room, member=member)), ("", told), *others]
+    await ctx.log.append_many(items)
+    return await _view(ctx, room, name)
 
-    async def room_list(self, params: Any) -> list[dict[str, Any]]:
-        """Rooms the acting agent may know of: public and private ones, and its secret ones."""
-        p = params_of(RoomParams, params)
-        name = await self.ensure_agent(p.agent)
-        rows = await self.d.read(rooms.list_rooms, self.d.device_id, name)
-        return [_room_json(r) for r in rows if r["kind"] != "secret" or r["member"]]
 
-    async def room_members(self, params: Any) -> list[dict[str, Any]]:
-        """A room's listed members, each with its status (members only, public rooms: all)."""
-        _, name, room = await self._room_begin(params)
-        await self.d.read(check_readable, room, self.d.device_id, name)
-        return await self._members(room, name)
+async def room_list(ctx: Context, p: RoomParams) -> list[dict[str, Any]]:
+    """Rooms the acting agent may know of: public and private ones, and its secret ones."""
+    name = await ensure_agent(ctx, p.agent)
+    rows = await ctx.read(rooms.list_rooms, ctx.device_id, name)
+    return [_room_json(r) for r in rows if r["kind"] != "secret" or r["member"]]
 
-    async def room_read(self, params: Any) -> list[dict[str, Any]]:
-        """A room's messages from the reader's cursor (or ``since`` an id, or the ``last`` N);
-        moves the cursor past what it returns and marks those messages read."""
-        p, name, room = await self._room_begin(params)
-        await self.d.read(check_readable, room, self.d.device_id, name)
-        if p.since is not None:
-            after = p.since
-        elif p.last is not None:
-            after = 0
-        else:
-            after = await self.d.read(rooms.cursor_of, room, self.d.device_id, name)
-        rows = await self.d.read(search.room_history, room, self.d.device_id, name, after, p.last)
-        await self._advance(room, name, rows)
-        return [message_json(row) for row in rows]
 
-    async def room_follow(self, params: Any) -> AsyncIterator[dict[str, Any]]:
-        """Yield a room's messages as they arrive, from the reader's cursor (or ``since``)."""
-        p, name, room = await self._room_begin(params)
-        await self.d.read(check_readable, room, self.d.device_id, name)
+async def room_members(ctx: Context, p: RoomParams) -> list[Agent]:
+    """A room's listed members, each with its status (members only, public rooms: all)."""
+    name, room = await _room_begin(ctx, p)
+    await ctx.read(check_readable, room, ctx.device_id, name)
+    return await _members(ctx, room, name)
+
+
+async def room_read(ctx: Context, p: RoomParams) -> list[dict[str, Any]]:
+    """A room's messages from the reader's cursor (or ``since`` an id, or the ``last`` N);
+    moves the cursor past what it returns and marks those messages read."""
+    name, room = await _room_begin(ctx, p)
+    await ctx.read(check_readable, room, ctx.device_id, name)
+    if p.since is not None:
         after = p.since
-        if after is None:
-            after = await self.d.read(rooms.cursor_of, room, self.d.device_id, name)
-        loop_time = _clock()
-        deadline = None if p.wait is None else loop_time() + max(p.wait, 0.0)
-        while True:
-            mark = self.d.changes
-            rows = await self.d.read(search.room_history, room, self.d.device_id, name, after, None)
-            await self._advance(room, name, rows)
-            for row in rows:
-                after = max(after, row["id"])
-                yield message_json(row)
-            remaining = None if deadline is None else deadline - loop_time()
-            if remaining is not None and remaining <= 0:
-                return
-            await self.d.wait_advanced(60.0 if remaining is None else remaining, since=mark)
+    elif p.last is not None:
+        after = 0
+    else:
+        after = await ctx.read(rooms.cursor_of, room, ctx.device_id, name)
+    rows = await ctx.read(search.room_history, room, ctx.device_id, name, after, p.last)
+    await _advance(ctx, room, name, rows)
+    return [message_json(row) for row in rows]
 
-    # -- helpers -------------------------------------------------------------------------------
 
-    async def _advance(self, room: str, name: str, rows: list[dict[str, Any]]) -> None:
-        if not rows:
+async def room_follow(ctx: Context, p: RoomParams) -> AsyncIterator[dict[str, Any]]:
+    """Yield a room's messages as they arrive, from the reader's cursor (or ``since``)."""
+    name, room = await _room_begin(ctx, p)
+    await ctx.read(check_readable, room, ctx.device_id, name)
+    after = p.since
+    if after is None:
+        after = await ctx.read(rooms.cursor_of, room, ctx.device_id, name)
+    loop_time = _clock()
+    deadline = None if p.wait is None else loop_time() + max(p.wait, 0.0)
+    while True:
+        mark = ctx.changes
+        rows = await ctx.read(search.room_history, room, ctx.device_id, name, after, None)
+        await _advance(ctx, room, name, rows)
+        for row in rows:
+            after = max(after, row["id"])
+            yield message_json(row)
+        remaining = None if deadline is None else deadline - loop_time()
+        if remaining is not None and remaining <= 0:
             return
-        newest = rows[-1]
-        items: list[tuple[str, Body]] = []
-        cursor = await self.d.read(rooms.cursor_of, room, self.d.device_id, name)
-        if newest["id"] > cursor:
-            items.append((name, RoomRead(room=room, last=newest["ref"])))
-        unread = await self.d.read(_unread_of, [r["id"] for r in rows], self.d.device_id, name)
-        reader = f"{name}:{self.d.device_id}"
-        items += [(name, MessageRead(message=r["ref"], reader=reader)) for r in rows
-                  if r["id"] in unread]  # fmt: skip
-        await self.d.log.append_many(items)
+        await ctx.wait_advanced(60.0 if remaining is None else remaining, since=mark)
 
-    async def _notice(
-        self,
-        room: str,
-        subject: str,
-        kind: str,
-        what: str,
-        *,
-        device: str | None = None,
-        skip: str | None = None,
-    ) -> list[tuple[str, Body]]:
-        """A notice to the room's members (not the subject) that ``subject`` did ``what``."""
-        device = device or self.d.device_id
-        shown = await self.d.read(rooms.visibility_of)
-        if shown.get((device, subject), "visible") != "visible":
-            return []
-        members = await self.d.read(rooms.member_keys, room)
-        recipients = [
-            f"{n}:{dev}"
-            for dev, n in members
-            if (dev, n) != (device, subject) and shown.get((dev, n)) != "ghost"
-        ]
-        recipients = [r for r in recipients if r != skip]
-        if not recipients:
-            return []
-        who = ids.format_address(subject, await self._short(device))
-        text = f"{who} {what}"
-        body = NoticePosted(kind=kind, recipients=recipients, text=text, to=[f"#{room}"],
-                            room=room, subject=f"{subject}:{device}")  # fmt: skip
-        return [("", body)]
 
-    async def _short(self, device: str) -> str:
-        devices = await self.d.read(projections.list_devices)
-        return next((d["short"] for d in devices if d["device_id"] == device), "?")
+# -- helpers -------------------------------------------------------------------------------
 
-    def _display(self, name: str) -> str:
-        return ids.format_address(name, self.d.short)
 
-    async def _agent_address(self, text: str) -> str:
-        """Resolve ``@name`` or ``name:DEV`` to one reachable agent's internal address."""
-        target = ids.parse_target(text or "")
-        if not isinstance(target, ids.AgentTarget):
-            raise UserError(f"not an agent: {text[:40]}")
-        found = await self.d.read(projections.find_agents, target.name, target.device)
-        found = [r for r in found if target.device in (None, r["short"])]
-        shown = await self.d.read(rooms.visibility_of)
-        found = [r for r in found if shown.get((r["device_id"], r["name"])) != "ghost"]
-        if not found:
-            raise NotFound(f"unknown agent {text[:40]}")
-        if len(found) > 1:
-            raise UserError(f"@{target.name} is on several devices: say name:DEVICE")
-        return f"{found[0]['name']}:{found[0]['device_id']}"
+async def _advance(ctx: Context, room: str, name: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    newest = rows[-1]
+    items: list[tuple[str, Body]] = []
+    cursor = await ctx.read(rooms.cursor_of, room, ctx.device_id, name)
+    if newest["id"] > cursor:
+        items.append((name, RoomRead(room=room, last=newest["ref"])))
+    unread = await ctx.read(_unread_of, [r["id"] for r in rows], ctx.device_id, name)
+    reader = f"{name}:{ctx.device_id}"
+    items += [(name, MessageRead(message=r["ref"], reader=reader)) for r in rows
+              if r["id"] in unread]  # fmt: skip
+    await ctx.log.append_many(items)
 
-    async def _view(self, room: str, name: str) -> dict[str, Any]:
-        rows = await self.d.read(rooms.list_rooms, self.d.device_id, name)
-        return _room_json(next(r for r in rows if r["name"] == room))
 
-    async def _members(self, room: str, me: str) -> list[dict[str, Any]]:
-        keys = set(await self.d.read(rooms.member_keys, room))
-        shown = await self.d.read(rooms.visibility_of)
-        out = []
-        for row in await self.d.read(projections.list_agents):
-            key = (row["device_id"], row["name"])
-            if key not in keys:
-                continue
-            visibility = shown.get(key, "visible")
-            if visibility != "visible" and key != (self.d.device_id, me):
-                continue
-            out.append(await self.agent_view(row, me, visibility))
-        return out
+async def _notice(
+    ctx: Context,
+    room: str,
+    subject: str,
+    kind: str,
+    what: str,
+    *,
+    device: str | None = None,
+    skip: str | None = None,
+) -> list[tuple[str, Body]]:
+    """A notice to the room's members (not the subject) that ``subject`` did ``what``."""
+    device = device or ctx.device_id
+    shown = await ctx.read(rooms.visibility_of)
+    if shown.get((device, subject), "visible") != "visible":
+        return []
+    members = await ctx.read(rooms.member_keys, room)
+    recipients = [
+        f"{n}:{dev}"
+        for dev, n in members
+        if (dev, n) != (device, subject) and shown.get((dev, n)) != "ghost"
+    ]
+    recipients = [r for r in recipients if r != skip]
+    if not recipients:
+        return []
+    who = ids.format_address(subject, await _short(ctx, device))
+    text = f"{who} {what}"
+    body = NoticePosted(kind=kind, recipients=recipients, text=text, to=[f"#{room}"],
+                        room=room, subject=f"{subject}:{device}")  # fmt: skip
+    return [("", body)]
+
+
+async def _short(ctx: Context, device: str) -> str:
+    devices = await ctx.read(projections.list_devices)
+    return next((d["short"] for d in devices if d["device_id"] == device), "?")
+
+
+def _display(ctx: Context, name: str) -> str:
+    return ids.format_address(name, ctx.short)
+
+
+async def _agent_address(ctx: Context, text: str) -> str:
+    """Resolve ``@name`` or ``name:DEV`` to one reachable agent's internal address."""
+    target = ids.parse_target(text or "")
+    if not isinstance(target, ids.AgentTarget):
+        raise UserError(f"not an agent: {text[:40]}")
+    found = await ctx.read(projections.find_agents, target.name, target.device)
+    found = [r for r in found if target.device in (None, r["short"])]
+    shown = await ctx.read(rooms.visibility_of)
+    found = [r for r in found if shown.get((r["device_id"], r["name"])) != "ghost"]
+    if not found:
+        raise NotFound(f"unknown agent {text[:40]}")
+    if len(found) > 1:
+        raise UserError(f"@{target.name} is on several devices: say name:DEVICE")
+    return f"{found[0]['name']}:{found[0]['device_id']}"
+
+
+async def _view(ctx: Context, room: str, name: str) -> dict[str, Any]:
+    rows = await ctx.read(rooms.list_rooms, ctx.device_id, name)
+    return _room_json(next(r for r in rows if r["name"] == room))
+
+
+async def _members(ctx: Context, room: str, me: str) -> list[Agent]:
+    keys = set(await ctx.read(rooms.member_keys, room))
+    shown = await ctx.read(rooms.visibility_of)
+    out = []
+    for row in await ctx.read(projections.list_agents):
+        key = (row["device_id"], row["name"])
+        if key not in keys:
+            continue
+        visibility = shown.get(key, "visible")
+        if visibility != "visible" and key != (ctx.device_id, me):
+            continue
+        out.append(await agent_view(ctx, row, me, visibility))
+    return out
 
 
 def _room_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -361,3 +361,19 @@ def _clock() -> Any:
     import asyncio  # noqa: PLC0415 - the daemon's loop clock
 
     return asyncio.get_running_loop().time
+
+
+FEATURE = Feature(
+    "rooms",
+    methods={
+        "room.create": room_create,
+        "room.join": room_join,
+        "room.leave": room_leave,
+        "room.invite": room_invite,
+        "room.kick": room_kick,
+        "room.list": room_list,
+        "room.members": room_members,
+        "room.read": room_read,
+    },
+    streams={"room.follow": room_follow},
+)

@@ -4,9 +4,11 @@ Theory of operation
 -------------------
 Everything enters through the event log. A local call (``send``) appends events; a link
 receives events from the group. Either way the log calls ``_on_stored`` once per commit with
-what was stored, and that one function fans out: it wakes each link's sender (replication),
-wakes followers (``events --follow``, ``inbox --wait``), resolves waiters for receipts, and
-answers a message that arrived for one of our agents with a ``message_delivered`` receipt.
+what was stored: it wakes followers (``events --follow``, ``inbox --wait``) and each link's
+sender (replication), then runs the features' after-commit reactions. Received events also get
+the features' in-transaction reactions (a ``message_delivered`` receipt for a message to one of
+our agents). What the features are, and what they react to, is ``daemon/features.py``'s table:
+this module names none of them. ``Daemon`` is the ``Context`` (daemon/context.py) they get.
 
 Presence is ephemeral: the relay tells a link which devices are connected; we keep that in the
 ``devices`` table (not in the log) and derive each remote agent's shown status from it.
@@ -15,7 +17,6 @@ Presence is ephemeral: the relay tells a link which devices are connected; we ke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -23,15 +24,14 @@ import socket
 import sqlite3
 import threading
 import time
-from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from switchboard import __version__, runloop
 from switchboard.config import Settings, ensure_home
 from switchboard.crypto import create_identity, public_bytes
-from switchboard.daemon import presence
-from switchboard.daemon.coordination import Coordination
-from switchboard.events import Event, MessageDelivered, MessagePosted, body_of, now_ts
+from switchboard.daemon.features import REGISTRY
+from switchboard.errors import SwitchboardError
+from switchboard.events import Body, Event, now_ts
 from switchboard.ids import device_id_from_public_key
 from switchboard.links.base import Link, make_link
 from switchboard.proto.session import Established
@@ -40,9 +40,12 @@ from switchboard.store.db import Database
 from switchboard.store.log import EventLog
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
     from switchboard.daemon.api import ApiServer
+    from switchboard.daemon.context import Context
+
+T = TypeVar("T")
 
 log = logging.getLogger("switchboard.daemon")
 
@@ -69,26 +72,25 @@ class Daemon:
         self._advanced = asyncio.Event()
         # Counts log and presence changes; callers of wait_advanced read it before they look.
         self.changes = 0
-        self._receipt_waiters: dict[str, list[asyncio.Event]] = defaultdict(list)
         self._api: ApiServer | None = None
         self._remove_listener: Callable[[], None] | None = None
-        self.coordination = Coordination(self)  # liveness, notices, watches (coordination.py)
+        self._parts: dict[Callable[..., Any], Any] = {}
+        self.registry = REGISTRY
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         """Run until ``shutdown()``; call ``ready`` once the API accepts connections."""
         from switchboard.daemon.api import ApiServer  # noqa: PLC0415 - keeps import order simple
-        from switchboard.daemon.handlers import Handlers  # noqa: PLC0415
 
         await self.db.write(self._ensure_self)
         self._remove_listener = self.log.add_listener(self._on_stored)
         self.log.react_with(self._react)
-        self.coordination.start()
+        self.registry.start(self)
         for group in await self.read(projections.list_groups):
             if group["enabled"]:
-                self._start_peer(group)
-        self._api = ApiServer(Handlers(self), self.settings.socket_path)
+                self.start_link(group)
+        self._api = ApiServer(self.registry.bind(self), self.settings.socket_path)
         await self._api.start()
         log.info("daemon %s ready on %s", self.short, self.settings.socket_path)
         if ready is not None:
@@ -113,7 +115,7 @@ class Daemon:
         steps: list[tuple[str, Awaitable[None]]] = []
         if self._api is not None:
             steps.append(("local API", self._api.aclose()))
-        steps.append(("coordination", self.coordination.stop()))
+        steps += self.registry.stops(self)
         steps += [(f"link {group[:8]}", peer.stop()) for group, peer in self.peers.items()]
         for name, step in steps:
             try:
@@ -156,6 +158,18 @@ class Daemon:
 
         return await asyncio.to_thread(call)
 
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(writer connection)`` in one transaction of the single writer."""
+        return await self.db.write(fn)
+
+    def part(self, make: Callable[[Context], T]) -> T:
+        """The one ``make(self)`` of this daemon, made on first use (a feature's state)."""
+        try:
+            found: T = self._parts[make]
+        except KeyError:
+            found = self._parts[make] = make(self)
+        return found
+
     @property
     def short(self) -> str:
         """This device's short id, as the group sees it."""
@@ -167,8 +181,13 @@ class Daemon:
 
     # -- links -----------------------------------------------------------------------------------
 
-    def _start_peer(self, group: dict[str, Any], *, create: bool = False) -> Link:
-        # The URL's scheme picks the link: relay, MQTT broker or NATS (links/base.py).
+    @property
+    def links(self) -> Mapping[str, Link]:
+        """The running link of each group, by group id."""
+        return self.peers
+
+    def start_link(self, group: dict[str, Any], *, create: bool = False) -> Link:
+        """Start the link of a group row; the URL's scheme picks its kind (links/base.py)."""
         peer = make_link(
             group,
             log=self.log,
@@ -212,11 +231,17 @@ class Daemon:
         await self.db.write(write)
         self._wake_followers()
 
-    async def stop_peer(self, group_id: str) -> None:
+    async def stop_link(self, group_id: str) -> None:
         """Stop a group's link."""
         peer = self.peers.pop(group_id, None)
         if peer is not None:
             await peer.stop()
+
+    async def call_device(self, device: str, kind: str, payload: bytes, *, timeout: float) -> bytes:
+        """Send a ``kind`` request to one device of the group and return its answer."""
+        # The links' directed channel (issue 11, section 5) lands here; until then no link
+        # carries one.
+        raise SwitchboardError(f"no link carries a directed channel yet (request {kind[:40]!r})")
 
     # -- the one fan-out point -------------------------------------------------------------------
 
@@ -224,34 +249,17 @@ class Daemon:
         self._wake_followers()  # first: a reader waits on the loop for exactly this
         for peer in self.peers.values():
             peer.notify()
-        for _, event in stored:
-            if event.type in ("message_delivered", "message_read"):
-                ref = event.data.get("message")
-                for waiter in self._receipt_waiters.get(str(ref), ()):
-                    waiter.set()
-        self.coordination.on_stored(stored)
+        self.registry.react_after_commit(self, stored)
 
-    def _react(self, conn: sqlite3.Connection, stored: list[tuple[int, Event]]) -> list[Any]:
-        """A message that reached this device for its agents is delivered here: the receipt
-        goes into the transaction that stored the message (in the writer thread)."""
-        suffix = ":" + self.device_id
-        receipts: list[Any] = []
-        for _, event in stored:
-            body = _safe_body(event) if event.type == "message_posted" else None
-            if not isinstance(body, MessagePosted):
-                continue
-            # A ghost refuses it; an agent that is gone holds it, undelivered, until it is back.
-            mine = [
-                r
-                for r in body.recipients
-                if r.endswith(suffix)
-                and self.coordination.accepts(conn, r, event)
-                and not presence.gone(conn, r)
-            ]
-            if mine:
-                ref = f"{event.origin}/{event.seq}"
-                receipts.append(("", MessageDelivered(message=ref, recipients=mine)))
-        return receipts
+    def _react(
+        self, conn: sqlite3.Connection, stored: list[tuple[int, Event]]
+    ) -> list[tuple[str, Body]]:
+        # Received events, in the writer's transaction that stores them (registry.IN_TXN).
+        return self.registry.react_in_txn(self, conn, stored)
+
+    def wake(self) -> None:
+        """Tell every ``wait_advanced`` that something changed."""
+        self._wake_followers()
 
     def _wake_followers(self) -> None:
         self.changes += 1
@@ -277,35 +285,9 @@ class Daemon:
             return False
         return True
 
-    async def wait_receipt(self, ref: str, done: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``done()`` holds, re-checking at each receipt for message ``ref``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not done():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            waiter = asyncio.Event()
-            self._receipt_waiters[ref].append(waiter)
-            try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.wait(), remaining)
-            finally:
-                self._receipt_waiters[ref].remove(waiter)
-                if not self._receipt_waiters[ref]:
-                    del self._receipt_waiters[ref]
-        return True
-
     def status_of_daemon(self) -> dict[str, Any]:
         """The ``daemon`` part of ``status``."""
         return {"running": True, "pid": os.getpid(), "version": __version__}
-
-
-def _safe_body(event: Event) -> Any:
-    try:
-        return body_of(event)
-    except Exception:  # noqa: BLE001 - bad data from a peer is ignored, never fatal
-        return None
 
 
 def run(settings: Settings) -> None:

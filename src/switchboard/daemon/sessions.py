@@ -43,7 +43,7 @@ from switchboard.events import (
 from switchboard.store import delivery, projections
 
 if TYPE_CHECKING:
-    from switchboard.daemon.service import Daemon
+    from switchboard.daemon.context import Context
 
 # A harness name, session id or path longer than this is refused or cut: real ones are far
 # shorter, and these strings land in events every device stores.
@@ -75,8 +75,8 @@ def _field(value: Any, limit: int = MAX_FIELD) -> str:
 class Sessions:
     """Identity and activity of agents running in harnesses, for one daemon."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
+    def __init__(self, ctx: Context) -> None:
+        self.d = ctx
         self._anchors: dict[str, tuple[str, str]] = {}
         self._activity: dict[str, tuple[list[str], int]] = {}
         self._picked: set[str] = set()  # names picked here (not chosen), while we run
@@ -137,7 +137,7 @@ class Sessions:
 
     async def _bind(self, anchor: str, name: str, harness: str, session: str) -> None:
         ts = now_ts()
-        await self.d.db.write(
+        await self.d.write(
             lambda conn: delivery.bind_anchor(
                 conn, anchor, name, harness=harness, session=session, ts=ts
             )

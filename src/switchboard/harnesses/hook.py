@@ -21,6 +21,9 @@ print the harness's JSON answer (``payloads.render``).
   background and answers the no-op at once, rather than make a tool call wait ~0.3 s: the
   messages are not lost, they are delivered at the next hook. ``SWITCHBOARD_HOOK_AUTOSTART=0``
   turns autostart off.
+- **A probe is harmless.** The payload ``{"switchboard_probe": true}`` (``switchboard
+  doctor``) records nothing and starts nothing: the answer names our version, the home and
+  the pid of the daemon that answered a ping there (``null``: none).
 - **Prompts stay private.** Prompt text is sent to the daemon (and so recorded in
   ``turn_started``) only when ``SWITCHBOARD_RECORD_PROMPTS=1``.
 - **Injected once taken.** What the daemon answers it only holds (daemon/inject.py): once
@@ -56,6 +59,9 @@ DEFAULT_IDLE_WAIT = 3000.0
 # while the harness goes on); this bounds connecting and sending. A daemon that does not take
 # it lets the hold lapse (the message is offered again later).
 SETTLE_TIMEOUT = 0.5
+# A payload ``{"switchboard_probe": true}`` asks the hook who it is instead of recording
+# anything (``switchboard doctor`` runs each installed hook command with it).
+PROBE_KEY = "switchboard_probe"
 _SALVAGE = re.compile(rb'"(session_id|conversation_id|conversationId|cwd)"\s*:\s*"([^"\\]{1,512})"')
 _SKIP_PARENTS = frozenset(
     {"sh", "bash", "dash", "zsh", "fish", "ksh", "env", "timeout", "nice", "nohup", "uv", "uvx",
@@ -229,6 +235,35 @@ class Settle:
             _note(f"could not confirm the delivery: {exc}"[:300])
 
 
+def probe(budget: _Budget) -> dict[str, object]:
+    """The answer to ``switchboard doctor``'s probe payload: who we are, where we would call.
+
+    Nothing is recorded and no daemon is started: the daemon, if one listens, is only pinged.
+    """
+    from switchboard import __version__  # noqa: PLC0415 - only for the probe
+
+    home = _home()
+    daemon: object
+    try:
+        request = {"id": 1, "method": "ping", "params": {}}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(max(budget.left(), 0.01))
+            sock.connect(os.path.join(home, "daemon.sock"))
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            with sock.makefile("rb") as file:
+                answer = json.loads(file.readline(1 << 20))
+        daemon = answer.get("result", {}).get("pid") if isinstance(answer, dict) else None
+    except (OSError, ValueError, AttributeError):
+        daemon = None
+    return {
+        PROBE_KEY: {
+            "version": __version__,
+            "home": home,
+            "daemon": daemon,
+        }
+    }
+
+
 def run(harness: str, event: str, argv: list[str]) -> tuple[dict[str, object], int, str]:
     """Handle one hook call; return ``(stdout JSON, exit status, stderr text)``."""
     out, status, message, _ = run_held(harness, event, argv)
@@ -243,6 +278,10 @@ def run_held(
     if found is None:
         return {}, 0, f"ignoring unknown harness event {harness} {event}"[:200], None
     kind = found[0]
+    if kind == "idle_wait" and os.environ.get("CLAUDE_CODE_ENTRYPOINT") == "sdk-cli":
+        # claude -p: the session ends with this turn, so there is no idle session to wake,
+        # and Claude Code would wait ~30 s for this background hook before it exits.
+        return {}, 0, "", None
     seconds = float(os.environ.get("SWITCHBOARD_HOOK_TIMEOUT") or DEFAULT_BUDGET)
     wait = DEFAULT_IDLE_WAIT if kind == "idle_wait" else 0.0
     if "--wait" in argv[:-1]:
@@ -250,6 +289,8 @@ def run_held(
     budget = _Budget(seconds + wait)
     data, complete = read_payload(sys.stdin, _Budget(min(seconds, budget.left())))
     payload, problem = parse_payload(data, complete)
+    if payload.get(PROBE_KEY) is True and not problem:
+        return probe(_Budget(seconds)), 0, "", None
     if problem and not payload:
         return {}, 0, f"{problem}; nothing done", None
     record = os.environ.get("SWITCHBOARD_RECORD_PROMPTS") == "1"

@@ -1,55 +1,58 @@
-"""The ``Link`` interface the daemon holds per group, link options, and ``make_link``.
+"""The ``Link`` interface the daemon holds per group, and ``make_link``, which picks the kind.
 
 Theory of operation
 -------------------
 The daemon does not care how a group's events travel; it starts a link, wakes it when the log
 advances (``notify``), asks it how far behind the group it is (``lag``, ``status``) and waits on
-it (``wait_established``, ``wait_synced``, ``wait_caught_up``). ``daemon.peer.Peer`` (a sync
-session to the embedded relay) already had that surface; ``Link`` names it, so a group can be
-linked through the relay, any MQTT broker, or NATS JetStream, chosen by the URL's scheme:
+it (``wait_established``, ``wait_synced``, ``wait_caught_up``). A group can be linked through
+the relay, any MQTT broker, or NATS JetStream, chosen by the URL's scheme (``SCHEMES``):
 
 ============================  =====================================  ==========================
 scheme                        link                                   who keeps history
 ============================  =====================================  ==========================
-``ws``, ``wss``, ``memory``   ``daemon.peer.Peer`` (unchanged)       the relay's mailbox
+``ws``, ``wss``, ``memory``   ``links.relay.RelayLink``              the relay's mailbox
 ``mqtt``, ``mqtts``           ``links.mqtt.MqttLink``                the online devices
 ``mqtt-public``               resolved at ``group create`` to one    the online devices
                               ``mqtt://`` broker of a short list
 ``nats``, ``tls``             ``links.nats.NatsLink``                the JetStream stream
 ============================  =====================================  ==========================
 
-Broker credentials (``LinkOptions``) live beside the group in ``groups.link_options`` (JSON,
-in the 0600 database), never in the URL, so ``status`` can show the URL as is.
+Every kind is a ``links.supervisor.SupervisedLink``: one supervisor loop, one way to wait and
+to open envelopes. Broker credentials (``transports.options.LinkOptions``) live beside the
+group in ``groups.link_options`` (JSON, in the 0600 database), never in the URL, so ``status``
+can show the URL as is.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Final, Protocol
-
-import msgspec
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from switchboard.crypto import GroupKeys
-from switchboard.errors import SwitchboardError, UserError
+from switchboard.errors import UserError
+from switchboard.links.relay import RelayLink
+from switchboard.transports.options import LinkOptions, decode_options
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from switchboard.daemon.peer import LinkStatus
     from switchboard.errors import SwitchboardError
-    from switchboard.proto.session import Established
+    from switchboard.links.status import LinkStatus
+    from switchboard.links.supervisor import OnEstablished, OnPresence
     from switchboard.store.log import EventLog
 
-OnPresence = Callable[[str, bool], Awaitable[None]]
-OnEstablished = Callable[["Established"], Awaitable[None]]
-
-RELAY_SCHEMES: Final = ("ws", "wss", "memory")
-MQTT_SCHEMES: Final = ("mqtt", "mqtts")
-NATS_SCHEMES: Final = ("nats", "tls")
+Kind = Literal["relay", "mqtt", "nats"]
 PUBLIC_MQTT: Final = "mqtt-public"
-CANCEL_AGAIN: Final = 0.1  # seconds before a connection's loop that did not end is cancelled again
+# Which kind of link each URL scheme selects (``mqtt-public`` is resolved to ``mqtt://``).
+SCHEMES: Final[dict[str, Kind]] = {
+    "ws": "relay",
+    "wss": "relay",
+    "memory": "relay",
+    "mqtt": "mqtt",
+    "mqtts": "mqtt",
+    PUBLIC_MQTT: "mqtt",
+    "nats": "nats",
+    "tls": "nats",
+}
 
 
 class Link(Protocol):
@@ -82,126 +85,6 @@ class Link(Protocol):
         """Wait until this device holds what the group held when the link connected."""
 
 
-class LinkOptions(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
-    """How to authenticate to a broker. Secrets: never log or show these.
-
-    Attributes:
-        username: broker user name (MQTT ``username``, NATS ``user``).
-        password: broker password.
-        tls_ca: file of CA certificates to trust instead of the system's.
-        tls_cert: client certificate file (mutual TLS).
-        tls_key: the client certificate's key file.
-        creds: a NATS ``.creds`` file (JWT + nkey seed).
-    """
-
-    username: str | None = None
-    password: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    creds: str | None = None
-
-    def __repr__(self) -> str:
-        # Keep the password out of logs and tracebacks.
-        return f"LinkOptions(username={self.username!r}, tls={self.tls_ca or self.tls_cert!r})"
-
-    @property
-    def wants_tls(self) -> bool:
-        """Whether any TLS file was given (which turns TLS on)."""
-        return any((self.tls_ca, self.tls_cert, self.tls_key))
-
-    def for_invite(self) -> LinkOptions | None:
-        """What an invite carries: the shared login, not this device's own TLS files.
-
-        The group secret is in the invite anyway, so a shared broker login adds no new
-        exposure and lets a joiner connect with nothing else. File paths are this machine's:
-        a joiner passes its own ``--tls-*`` files on ``join``.
-        """
-        shared = LinkOptions(username=self.username, password=self.password)
-        return None if shared == LinkOptions() else shared
-
-    def merged(self, override: LinkOptions) -> LinkOptions:
-        """Return these options with every field that ``override`` sets replaced."""
-        fields = {k: v for k, v in msgspec.structs.asdict(override).items() if v is not None}
-        return msgspec.structs.replace(self, **fields)
-
-
-def decode_options(raw: str | bytes | None) -> LinkOptions:
-    """Decode ``groups.link_options`` (JSON or ``None``).
-
-    Raises:
-        UserError: the stored options are not valid.
-    """
-    if not raw:
-        return LinkOptions()
-    try:
-        return msgspec.json.decode(raw, type=LinkOptions)
-    except msgspec.DecodeError as exc:
-        raise UserError(f"bad link options: {exc}") from exc
-
-
-def encode_options(options: LinkOptions) -> str | None:
-    """Encode options for ``groups.link_options`` (``None`` when there are none)."""
-    return None if options == LinkOptions() else msgspec.json.encode(options).decode()
-
-
-async def run_until_first_ends(coros: dict[str, Coroutine[Any, Any, Any]]) -> None:
-    """Run the named loops of one connection until the first ends; cancel the others.
-
-    Raises:
-        BaseException: the first failure among the loops that ended.
-    """
-    tasks = [asyncio.create_task(coro, name=name) for name, coro in coros.items()]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        # Cancel until each has ended: one cancellation can be lost (Python 3.11's wait_for,
-        # which nats-py uses, swallows it when its future completes at the same moment), and a
-        # loop that goes on waiting would hold the link on a dead connection for good.
-        pending = set(tasks)
-        while pending:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN)
-        for task in tasks:  # mark their failures seen: they are the first one's fallout
-            if not task.cancelled():
-                task.exception()
-    for task in done:
-        exc = task.exception()
-        if exc is not None:
-            raise exc
-
-
-async def wait_first_connection(
-    established: asyncio.Event,
-    failure: Callable[[], SwitchboardError | None],
-    fatal: tuple[type[SwitchboardError], ...],
-    what: str,
-    timeout: float,
-) -> SwitchboardError | None:
-    """Wait until ``established`` is set; return the failure that prevented it, if any.
-
-    Args:
-        established: set once the link first connected.
-        failure: returns the link's latest failure.
-        fatal: failures that end the wait at once (a refused login, a wrong secret).
-        what: names the far end in the timeout message ("relay ws://...").
-        timeout: seconds.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not established.is_set():
-        last = failure()
-        if isinstance(last, fatal):
-            return last
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return last or SwitchboardError(f"{what} did not answer within {timeout:g} s")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(established.wait(), min(remaining, 0.05))
-    return None
-
-
 def scheme_of(url: str) -> str:
     """Return a link URL's scheme, lower-cased (``mqtt-public`` has none: it is its own)."""
     if url.strip().lower() == PUBLIC_MQTT:
@@ -209,14 +92,9 @@ def scheme_of(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
-def kind_of(url: str) -> str:
+def kind_of(url: str) -> Kind:
     """Return the kind of link a URL selects: ``relay``, ``mqtt`` or ``nats``."""
-    scheme = scheme_of(url)
-    if scheme in MQTT_SCHEMES or scheme == PUBLIC_MQTT:
-        return "mqtt"
-    if scheme in NATS_SCHEMES:
-        return "nats"
-    return "relay"
+    return SCHEMES.get(scheme_of(url), "relay")
 
 
 async def resolve_url(url: str, options: LinkOptions, timeout: float = 5.0) -> str:
@@ -234,8 +112,8 @@ async def resolve_url(url: str, options: LinkOptions, timeout: float = 5.0) -> s
         from switchboard.links import mqtt  # noqa: PLC0415 - brokers' libraries load lazily
 
         return await mqtt.first_public_broker(options, timeout)
-    if scheme not in RELAY_SCHEMES + MQTT_SCHEMES + NATS_SCHEMES:
-        known = ", ".join(s + "://" for s in RELAY_SCHEMES + MQTT_SCHEMES + NATS_SCHEMES)
+    if scheme not in SCHEMES:
+        known = ", ".join(s + "://" for s in SCHEMES if s != PUBLIC_MQTT)
         raise UserError(f"unsupported link URL {url!r}: use {known} or {PUBLIC_MQTT}")
     return url
 
@@ -270,19 +148,9 @@ def make_link(
     url: str = group["relay_url"]
     kind = kind_of(url)
     if kind == "relay":
-        from switchboard.daemon.peer import Peer  # noqa: PLC0415 - avoid an import cycle
-
-        return Peer(
-            log=log,
-            keys=keys,
-            url=url,
-            device_id=device_id,
-            identity=identity,
-            relay_key=group.get("relay_key"),
-            create=create,
-            on_presence=on_presence,
-            on_established=on_established,
-        )
+        return RelayLink(log=log, keys=keys, url=url, device_id=device_id, identity=identity,
+                         relay_key=group.get("relay_key"), create=create,
+                         on_presence=on_presence, on_established=on_established)  # fmt: skip
     options = decode_options(group.get("link_options"))
     if kind == "mqtt":
         from switchboard.links.mqtt import MqttLink  # noqa: PLC0415 - lazy: aiomqtt
@@ -293,28 +161,3 @@ def make_link(
 
     return NatsLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
                     create=create, on_presence=on_presence)  # fmt: skip
-
-
-def options_from_params(raw: dict[str, Any] | None) -> LinkOptions:
-    """Validate link options given to the API (``group.create`` / ``join`` ``options``).
-
-    Raises:
-        UserError: unknown fields or wrong types.
-    """
-    if not raw:
-        return LinkOptions()
-    try:
-        return msgspec.convert(raw, LinkOptions)
-    except msgspec.ValidationError as exc:
-        raise UserError(f"bad link options: {exc}") from exc
-
-
-def store_options(conn: Any, group_id: str, raw: str | None) -> None:
-    """Write a group's link options (JSON or ``None``) beside its row in ``groups``."""
-    conn.execute("UPDATE groups SET link_options = ? WHERE group_id = ?", (raw, group_id))
-
-
-def invite_options(raw: str | None) -> str | None:
-    """What of a group's stored options an invite carries (see ``LinkOptions.for_invite``)."""
-    shared = decode_options(raw).for_invite()
-    return None if shared is None else encode_options(shared)

@@ -19,30 +19,23 @@ published while a device is briefly away, up to its own limit.
   ``queue_type``), and one task handles the inbox in order. paho has acknowledged a message
   once it is there, so when a connection breaks its inbox is stored before the link
   reconnects.
-- **Catch-up**: a device announces what it holds (``Have`` on ``have/<self>``) on connecting,
-  after each answer it receives, on a gap, and every ``HAVE_PERIOD``. A device that holds more
-  of an origin *O* answers on ``to/<asker>`` when *O* is itself (at once) or *O* is offline
-  (after a random delay of up to ``ANSWER_SPREAD``). Before answering it re-reads the asker's
-  latest ``Have``: the asker announces each answer it received, so when several devices could
-  answer, the first one's answer is visible on the bus and the others send only what is still
-  missing (usually nothing). Answers are capped at ``MAX_ANSWER`` events; the asker's next
-  ``Have`` asks for the rest.
-- **Learning what we lack**: a ``Have`` showing a device ahead of us makes us announce our own
-  ``Have`` (after the same kind of delay, and only if we are still behind then), which makes it
-  answer us.
+- **Catch-up**: the sans-IO ``proto.catchup.CatchUp`` decides when a device announces what it
+  holds (``Have`` on ``have/<self>``) and whom it answers with what (a ``Batch`` on
+  ``to/<asker>``): the rules, and why they converge, are in its docstring. This link feeds it
+  what arrives and the loop's clock, draws its random delays with ``random.uniform``, and does
+  what it asks (``catchup_loop``; each answer in a task of its own, capped at ``MAX_ANSWER``
+  events: the asker's next ``Have`` asks for the rest).
 - **Presence**: ``presence/<self>`` holds a retained ``1`` while we are connected; our last will
   (retained ``0``) marks us offline when our connection dies, and we publish ``0`` on a clean
   stop.
 
-Convergence, with the relay's guarantee: the log drops duplicates and gaps, so any order and
-any repetition of batches is safe; a device behind on an origin keeps announcing (gaps,
-periodic ``Have``) until the origin, or while it is offline any device holding more of it,
-answers. Exactly what the relay guarantees holds for every device that is online together with
+Convergence, with the relay's guarantee, holds for every device that is online together with
 a holder of the events; an origin's events are unreachable only while the origin and every
-holder are offline, as with any peer-to-peer log.
+holder are offline, as with any peer-to-peer log. "Caught up" (``wait_caught_up``) cannot be
+exact here, since nobody knows the whole group's log (``CatchUp.is_caught_up``).
 
-"Caught up" (``wait_caught_up``) cannot be exact here, since nobody knows the whole group's
-log: it means our ``Have`` went out, the answer window passed, and batches stopped arriving.
+Every call to the broker goes through ``transports.brokers.MqttClient`` (aiomqtt behind it,
+in ``transports.mqtt``); this module sees no library type and no library exception.
 """
 
 from __future__ import annotations
@@ -54,34 +47,20 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from switchboard.errors import (
-    ConnectError,
-    RemoteProtocolError,
-    SwitchboardError,
-    TransportTimeout,
-)
+from switchboard.errors import ConnectError, RemoteProtocolError, SwitchboardError
 from switchboard.events import now_ts
-from switchboard.links.base import run_until_first_ends
-from switchboard.links.common import (
-    CHUNK_EVENTS,
-    SAVE_EVERY,
-    BrokerLink,
-    load_meta,
-    log,
-    save_meta,
-)
+from switchboard.links.broker import CHUNK_EVENTS, SAVE_EVERY, BrokerLink, load_meta, save_meta
 from switchboard.links.mqtt_topics import OFFLINE, ONLINE, Kind, Topics
-from switchboard.proto import cursors
+from switchboard.links.status import LinkState
+from switchboard.links.supervisor import log, run_until_first_ends
+from switchboard.proto.catchup import CatchUp, SendAnswer, SendHave
 from switchboard.proto.frames import Have, decode_frame, encode_frame
 from switchboard.transports import mqtt as mqtt_transport
-from switchboard.transports.mqtt import V5, V311, VersionRefused, map_mqtt_errors
+from switchboard.transports.mqtt import V5, V311, VersionRefused
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
-    import aiomqtt
-
-    from switchboard.links.base import LinkOptions
+    from switchboard.transports.brokers import MqttClient
+    from switchboard.transports.options import LinkOptions
 
 # Tried in order by `group create --relay mqtt-public`; the first that accepts us is kept.
 # Safe only because brokers see ciphertext (crypto.py); anyone may read these topics.
@@ -94,12 +73,9 @@ PUBLIC_ENV: Final = "SWITCHBOARD_MQTT_PUBLIC"  # comma-separated list that repla
 # Seconds for connecting and for each acknowledged call; under ``group create``'s wait for
 # the link (10 s), so that what a refused TLS session says (``tls_refusal``) reaches the user.
 TIMEOUT: Final = 5.0
-HAVE_PERIOD: Final = 30.0  # every device announces what it holds this often (convergence)
-ANSWER_SPREAD: Final = 1.0  # longest random delay before answering for an offline origin
-HAVE_DEBOUNCE: Final = 0.05  # announcements asked for within this window go out as one
-QUIET: Final = 0.5  # no batch for this long after the answer window: caught up
-SENT_MEMORY: Final = 5.0  # what we answered counts as held by the asker for this long
 MAX_ANSWER: Final = 5 * CHUNK_EVENTS  # events per answer; the asker's next Have asks for more
+
+Inbox = asyncio.Queue[tuple[Kind, str, bytes]]
 
 
 def public_brokers() -> list[str]:
@@ -120,15 +96,15 @@ async def first_public_broker(options: LinkOptions, timeout: float) -> str:
     for url in public_brokers():
         try:
             async with asyncio.timeout(timeout):
-                with map_mqtt_errors(url, connecting=True):
-                    async with mqtt_transport.client(url, options, timeout=timeout):
-                        return mqtt_transport.parse_url(url).url
+                client = await mqtt_transport.connect(url, options, timeout=timeout)
+                await client.aclose()
+                return client.endpoint
         except (SwitchboardError, TimeoutError) as exc:
             tried.append(f"{url} ({exc})")
     raise ConnectError("mqtt-public", "no public broker answered: " + "; ".join(tried))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class MqttLink(BrokerLink):
     """The link of one group through an MQTT broker."""
 
@@ -137,41 +113,50 @@ class MqttLink(BrokerLink):
     version: int = V5  # MQTT 5 until the broker refuses it (then 3.1.1 for good)
     _spoke_5: bool = field(init=False, default=False)
     _topics: Topics = field(init=False)
-    _mqtt: aiomqtt.Client | None = field(init=False, default=None)
-    _haves: dict[str, dict[str, int]] = field(init=False, default_factory=dict)
-    _sent: dict[str, tuple[float, dict[str, int]]] = field(init=False, default_factory=dict)
-    _pending: dict[str, asyncio.Task[None]] = field(init=False, default_factory=dict)
-    _have_due: asyncio.Event = field(init=False, default_factory=asyncio.Event)
-    _asked_at: float | None = field(init=False, default=None)
-    _last_batch_at: float = field(init=False, default=0.0)
-    _caught: bool = field(init=False, default=False)
+    _mqtt: MqttClient | None = field(init=False, default=None)
+    # The catch-up protocol, kept across connections (what others hold outlives one).
+    _catchup: CatchUp | None = field(init=False, default=None)
+    _nudge: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _answers: dict[str, asyncio.Task[None]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._topics = Topics(self.keys.group, self.device_id)
         self._meta_key = f"link.mqtt.published.{self.keys.group}"
 
+    def _core(self) -> CatchUp:
+        if self._catchup is None:
+            now = asyncio.get_running_loop().time()
+            self._catchup = CatchUp(self.device_id, now, random.uniform)
+        return self._catchup
+
+    def _caught_up(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        return self._catchup is not None and self._catchup.is_caught_up(now)
+
     # -- one connection --------------------------------------------------------------------------
 
     async def _run_once(self) -> None:
-        self.status.state = "connecting"
-        endpoint = mqtt_transport.parse_url(self.url).url
+        self.status.state = LinkState.CONNECTING
         self.published = max(self.published, int(await load_meta(self.log, self._meta_key) or 0))
-        inbox: asyncio.Queue[tuple[Kind, str, bytes]] = asyncio.Queue()
-        client = await self._connect(endpoint, inbox)
+        inbox: Inbox = asyncio.Queue()
+        client = await self._connect(inbox)
         try:
-            me = self._topics.of("presence", self.device_id)
-            with map_mqtt_errors(endpoint):
-                await client.subscribe(
-                    mqtt_transport.subscriptions(self._topics.subscriptions, self.version)
-                )
-                await client.publish(me, ONLINE, qos=1, retain=True)
+            await client.subscribe(self._topics.subscriptions)
+            await client.publish(self._topics.of("presence", self.device_id), ONLINE, retain=True)
             self._mqtt = client
-            self._asked_at, self._caught = None, False
-            await self._connected(endpoint)
-            self.status.protocol = "MQTT 5" if self.version == V5 else "MQTT 3.1.1"
-            self._have_due.set()
+            self._core().connect(asyncio.get_running_loop().time())
+            await self._connected(client.endpoint)
+            self.status.protocol = "MQTT 5" if client.version == V5 else "MQTT 3.1.1"
+            self._nudge.set()
             try:
-                await self._run_tasks(client, endpoint, inbox)
+                await run_until_first_ends(
+                    {
+                        "mqtt.receive_loop": self._receive_loop(inbox),
+                        "mqtt.lost": client.wait_closed(),
+                        "mqtt.publish_loop": self._publish_loop(client),
+                        "mqtt.catchup_loop": self._catchup_loop(client),
+                    }
+                )
             except Exception:
                 # paho acknowledged these to the broker: store them now, or they would wait
                 # for a Have round (not when cancelled: stop() wants us gone).
@@ -179,103 +164,67 @@ class MqttLink(BrokerLink):
                 raise
         finally:
             self._mqtt = None
-            for task in self._pending.values():
+            for task in self._answers.values():
                 task.cancel()
-            self._pending.clear()
-            with contextlib.suppress(Exception):
-                await client.__aexit__(None, None, None)
+            self._answers.clear()
+            await client.aclose()
 
-    async def _connect(
-        self, endpoint: str, inbox: asyncio.Queue[tuple[Kind, str, bytes]]
-    ) -> aiomqtt.Client:
+    async def _connect(self, inbox: Inbox) -> MqttClient:
         """Connect with MQTT 5, or 3.1.1 from the first broker refusal of version 5 on.
 
         MQTT 5 lets us subscribe without our own messages (No Local): the broker does not
         send every batch back to its publisher.
         """
-        me = self._topics.of("presence", self.device_id)
 
-        def deliver(message: aiomqtt.Message) -> None:  # as paho reads it: filter, hand over
-            parsed = self._topics.parse(str(message.topic))
-            payload = message.payload
-            if parsed is not None and isinstance(payload, bytes | bytearray):
+        def deliver(topic: str, payload: bytes) -> None:  # as paho reads it: filter, hand over
+            parsed = self._topics.parse(topic)
+            if parsed is not None:
                 kind, device = parsed
                 if device != self.device_id or kind == "to":
-                    inbox.put_nowait((kind, device, bytes(payload)))
+                    inbox.put_nowait((kind, device, payload))
 
+        will = (self._topics.of("presence", self.device_id), OFFLINE, True)
         version = self.version
         while True:
-            client = mqtt_transport.client(
-                self.url, self.options, identifier=self._topics.client_id(),
-                will=(me, OFFLINE, True), clean_session=False, version=version,
-                deliver=deliver, timeout=TIMEOUT,
-            )  # fmt: skip
             try:
-                with map_mqtt_errors(endpoint, connecting=True):
-                    await client.__aenter__()
-            except (ConnectError, TransportTimeout) as exc:
-                await _abandon(client)  # aiomqtt leaves paho's socket open after a failure
-                if isinstance(exc, TransportTimeout):
-                    refusal = await mqtt_transport.tls_refusal(self.url, self.options)
-                    if refusal is not None:
-                        raise refusal from None
+                client: MqttClient = await mqtt_transport.connect(
+                    self.url, self.options, identifier=self._topics.client_id(), will=will,
+                    clean_session=False, version=version, deliver=deliver, timeout=TIMEOUT,
+                )  # fmt: skip
+            except ConnectError as exc:
                 # Some brokers close the connection on an MQTT 5 CONNECT instead of refusing
                 # it: until 5 has worked once, try 3.1.1 before giving up.
-                refused = isinstance(exc, VersionRefused)
-                if (
-                    version == V5
-                    and isinstance(exc, ConnectError)
-                    and (refused or not self._spoke_5)
-                ):
+                if version == V5 and (isinstance(exc, VersionRefused) or not self._spoke_5):
                     version = V311
                     continue
                 raise
             if version == V311 and self.version == V5:
-                log.info("= mqtt broker %s speaks 3.1.1, not 5", endpoint)
+                log.info("= mqtt broker %s speaks 3.1.1, not 5", client.endpoint)
             self.version = version
             self._spoke_5 = self._spoke_5 or version == V5
             return client
 
-    async def _drain(self, inbox: asyncio.Queue[tuple[Kind, str, bytes]]) -> None:
+    async def _drain(self, inbox: Inbox) -> None:
         """Store the batches left in the inbox of a connection that ended."""
         while not inbox.empty():
             kind, _, payload = inbox.get_nowait()
             if kind in ("ev", "to"):
                 await self.store(self.open_batch(payload))
 
-    async def _run_tasks(
-        self, client: aiomqtt.Client, endpoint: str, inbox: asyncio.Queue[tuple[Kind, str, bytes]]
-    ) -> None:
-        await run_until_first_ends(
-            {
-                "mqtt.receive": self._receive_loop(inbox),
-                "mqtt.lost": self._lost(client, endpoint),
-                "mqtt.publish": self._publish_loop(client, endpoint),
-                "mqtt.have": self._have_loop(client, endpoint),
-            }
-        )
-
     async def _goodbye(self) -> None:
         if self._mqtt is not None:
-            me = self._topics.of("presence", self.device_id)
-            with map_mqtt_errors(self.url):
-                await self._mqtt.publish(me, OFFLINE, qos=1, retain=True)
+            await self._mqtt.publish(
+                self._topics.of("presence", self.device_id), OFFLINE, retain=True
+            )
         await save_meta(self.log, self._meta_key, str(self.published))
 
     # -- loops -----------------------------------------------------------------------------------
 
-    async def _receive_loop(self, inbox: asyncio.Queue[tuple[Kind, str, bytes]]) -> None:
+    async def _receive_loop(self, inbox: Inbox) -> None:
         while True:
             await self._on_message(*await inbox.get())
 
-    async def _lost(self, client: aiomqtt.Client, endpoint: str) -> None:
-        """Raise when the connection ends (messages go to the inbox; see ``_connect``)."""
-        with map_mqtt_errors(endpoint):
-            async for _ in client.messages:
-                pass
-        raise SwitchboardError("broker connection ended")
-
-    async def _publish_loop(self, client: aiomqtt.Client, endpoint: str) -> None:
+    async def _publish_loop(self, client: MqttClient) -> None:
         topic = self._topics.of("ev", self.device_id)
         loop = asyncio.get_running_loop()
         saved, saved_at = self.published, 0.0
@@ -287,126 +236,68 @@ class MqttLink(BrokerLink):
             self._wake.clear()
             while pending := self.own_pending(self.published, MAX_ANSWER):
                 for chunk, frame in self.batches(pending):
-                    with map_mqtt_errors(endpoint):
-                        await client.publish(topic, frame, qos=1)
+                    await client.publish(topic, frame)
                     self.published = chunk[-1].seq
                     self.status.last_push = now_ts()
             if saved != self.published and loop.time() - saved_at >= SAVE_EVERY:
                 saved, saved_at = self.published, loop.time()
                 await save_meta(self.log, self._meta_key, str(saved))
 
-    async def _have_loop(self, client: aiomqtt.Client, endpoint: str) -> None:
+    async def _catchup_loop(self, client: MqttClient) -> None:
+        """Do what the catch-up core asks, when it asks (its deadline, or new input)."""
+        loop, core = asyncio.get_running_loop(), self._core()
         topic = self._topics.of("have", self.device_id)
-        loop = asyncio.get_running_loop()
         while True:
-            period = HAVE_PERIOD * random.uniform(0.8, 1.2)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._have_due.wait(), period)
-            await asyncio.sleep(HAVE_DEBOUNCE)
-            self._have_due.clear()
-            frame = encode_frame(Have(vector=self.log.vector()))
-            with map_mqtt_errors(endpoint):
-                await client.publish(topic, frame, qos=1)
-            if self._asked_at is None:
-                self._asked_at = loop.time()
+                async with asyncio.timeout(max(0.0, core.next_deadline() - loop.time())):
+                    await self._nudge.wait()
+            self._nudge.clear()
+            core.tick(loop.time(), self.log.vector())
+            for action in core.actions_to_take():
+                if isinstance(action, SendHave):
+                    await client.publish(topic, encode_frame(Have(vector=self.log.vector())))
+                elif isinstance(action, SendAnswer):
+                    self._answers[action.device] = asyncio.create_task(
+                        self._answer(client, action), name=f"mqtt.answer:{action.device}"
+                    )
+
+    async def _answer(self, client: MqttClient, action: SendAnswer) -> None:
+        loop, core = asyncio.get_running_loop(), self._core()
+        topic = self._topics.of("to", action.device)
+        events = self.log.since({**self.log.vector(), **action.want}, MAX_ANSWER)
+        try:
+            for chunk, frame in self.batches(events):
+                await client.publish(topic, frame)
+                core.answer_sent(action.device, {e.origin: e.seq for e in chunk}, loop.time())
+        except SwitchboardError:
+            pass  # the connection broke: the link's loops notice and reconnect
+        finally:
+            core.answer_done(action.device)
+            self._answers.pop(action.device, None)
 
     # -- what arrives ----------------------------------------------------------------------------
 
     async def _on_message(self, kind: Kind, device: str, payload: bytes) -> None:
+        loop, core = asyncio.get_running_loop(), self._core()
+        deadline = core.next_deadline()
         if kind == "presence":
             online = payload == ONLINE
-            if online and device not in self.online:
-                self._sent.pop(device, None)  # a new session: trust its next Have as is
+            core.receive_presence(device, online)
             await self._set_presence(device, online)
         elif kind == "have":
-            self._on_have(device, payload)
+            vector = self._have_of(payload)
+            if vector is not None:
+                core.receive_have(device, vector, self.log.vector(), loop.time())
         else:
             received = await self.store(self.open_batch(payload))
-            self._last_batch_at = asyncio.get_running_loop().time()
-            if received.gaps or kind == "to":
-                self._have_due.set()  # ask for the rest / show the group we were answered
+            core.receive_batch(answer=kind == "to", gaps=received.gaps > 0, now=loop.time())
+        if core.has_actions() or core.next_deadline() < deadline:
+            self._nudge.set()  # not per live batch: most change nothing for the catch-up loop
 
-    def _on_have(self, device: str, payload: bytes) -> None:
+    def _have_of(self, payload: bytes) -> dict[str, int] | None:
         try:
             frame = decode_frame(payload)
         except RemoteProtocolError as exc:
             self._tampered(str(exc))
-            return
-        if not isinstance(frame, Have):
-            return
-        self._haves[device] = dict(frame.vector)
-        mine = self.log.vector()
-        if self._servable(device) and device not in self._pending:
-            delay = 0.0 if mine.get(self.device_id, 0) > frame.vector.get(self.device_id, 0) else (
-                random.uniform(HAVE_DEBOUNCE, ANSWER_SPREAD)
-            )  # fmt: skip
-            self._later(device, delay, self._answer(device))
-        if _ahead(frame.vector, mine) and f"have:{device}" not in self._pending:
-            delay = random.uniform(HAVE_DEBOUNCE, ANSWER_SPREAD / 2)
-            self._later(f"have:{device}", delay, self._announce_if_behind(device))
-
-    def _later(self, key: str, delay: float, coro: Awaitable[None]) -> None:
-        async def run() -> None:
-            try:
-                await asyncio.sleep(delay)
-                await coro
-            finally:
-                self._pending.pop(key, None)
-
-        self._pending[key] = asyncio.create_task(run(), name=f"mqtt.{key}")
-
-    async def _announce_if_behind(self, device: str) -> None:
-        if _ahead(self._haves.get(device, {}), self.log.vector()):
-            self._have_due.set()
-
-    def _held_by(self, device: str) -> dict[str, int]:
-        """What ``device`` is known to hold: its last Have and what we recently sent it."""
-        held = self._haves.get(device, {})
-        sent_at, sent = self._sent.get(device, (0.0, {}))
-        if asyncio.get_running_loop().time() - sent_at < SENT_MEMORY:
-            held = cursors.merge(held, sent)
-        return held
-
-    def _servable(self, device: str) -> dict[str, int]:
-        """Per origin we should answer ``device`` for: the seq it holds."""
-        held, mine = self._held_by(device), self.log.vector()
-        return {
-            origin: held.get(origin, 0)
-            for origin, seq in mine.items()
-            if seq > held.get(origin, 0)
-            and origin != device
-            and (origin == self.device_id or origin not in self.online)
-        }
-
-    async def _answer(self, device: str) -> None:
-        client, want = self._mqtt, self._servable(device)
-        if client is None or not want:
-            return
-        bound = {**self.log.vector(), **want}
-        events = self.log.since(bound, MAX_ANSWER)
-        topic = self._topics.of("to", device)
-        for chunk, frame in self.batches(events):
-            with map_mqtt_errors(self.url):
-                await client.publish(topic, frame, qos=1)
-            sent = cursors.merge(self._held_by(device), {e.origin: e.seq for e in chunk})
-            self._sent[device] = (asyncio.get_running_loop().time(), sent)
-
-    def _caught_up(self) -> bool:
-        if self._caught:
-            return True
-        now = asyncio.get_running_loop().time()
-        if self._asked_at is None or now - self._asked_at < ANSWER_SPREAD + QUIET:
-            return False
-        self._caught = now - self._last_batch_at >= QUIET
-        return self._caught
-
-
-def _ahead(theirs: dict[str, int], mine: dict[str, int]) -> bool:
-    return any(seq > mine.get(origin, 0) for origin, seq in theirs.items())
-
-
-async def _abandon(client: aiomqtt.Client) -> None:
-    """Close what a failed connect left open (a late CONNACK would revive our session)."""
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(1.0):
-            await client.__aexit__(None, None, None)
+            return None
+        return dict(frame.vector) if isinstance(frame, Have) else None

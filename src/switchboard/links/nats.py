@@ -30,67 +30,51 @@ JetStream keeps history, so it plays the relay's mailbox and the devices only ta
 - ``wait_caught_up`` is exact: the stream's last sequence when we connected, reached.
 
 Options in the URL's query: ``replicas=N`` (stream and bucket replicas in a cluster, default 1).
+
+Every call to the server goes through ``transports.brokers.JetStreamClient`` (nats-py behind
+it, in ``transports.nats``); this module sees no library type and no library exception.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qs
 
-import nats.js.errors
-from nats.js import api
-
 from switchboard.errors import SwitchboardError
-from switchboard.events import now_ts
-from switchboard.links.base import run_until_first_ends
-from switchboard.links.common import (
-    CHUNK_EVENTS,
-    SAVE_EVERY,
-    BrokerLink,
-    load_meta,
-    save_meta,
-)
+from switchboard.events import Event, now_ts
+from switchboard.links.broker import CHUNK_EVENTS, SAVE_EVERY, BrokerLink, load_meta, save_meta
 from switchboard.links.mqtt_topics import group_hash
+from switchboard.links.status import LinkState
+from switchboard.links.supervisor import run_until_first_ends
 from switchboard.proto.frames import MAX_VECTOR_ORIGINS, Batch, decode_frame
 from switchboard.store import local
 from switchboard.transports import nats as nats_transport
-from switchboard.transports.nats import map_nats_errors
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from nats.aio.client import Client as NatsClient
-    from nats.aio.msg import Msg
-    from nats.js import JetStreamContext
-    from nats.js.kv import KeyValue
-
     from switchboard.store.log import Received
-
-log = logging.getLogger("switchboard.link")
+    from switchboard.transports.brokers import JetStreamClient, PresenceBucket, StreamMessage
 
 DUPLICATE_WINDOW: Final = 120.0  # seconds the stream remembers Nats-Msg-Id values
 PRESENCE_TTL: Final = 15.0  # a device not heard of for this long is offline
 HEARTBEAT: Final = 5.0  # presence puts; three fit in one TTL
 RECEIVE_CHUNK: Final = 256  # stream messages stored per transaction
-ACK_TOKENS: Final = 9  # tokens of a consumer's reply subject without domain and account
-WRONG_LAST_SEQUENCE: Final = 10071  # JetStream's err_code for a failed expected-last check
 # Every device reads the stream with its own consumer. nats-server 2.15 caps a stream at 1,000
 # consumers unless the stream names its own limit: ours is the protocol's largest group.
 MAX_CONSUMERS: Final = MAX_VECTOR_ORIGINS
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class NatsLink(BrokerLink):
     """The link of one group through NATS JetStream."""
 
     kind = "nats"
 
-    _nc: NatsClient | None = field(init=False, default=None)
-    _kv: KeyValue | None = field(init=False, default=None)
+    _js: JetStreamClient | None = field(init=False, default=None)
+    _kv: PresenceBucket | None = field(init=False, default=None)
     _last_subject_seq: int = field(init=False, default=0)
     _cursor: int = field(init=False, default=0)
     _target: int | None = field(init=False, default=None)
@@ -110,80 +94,43 @@ class NatsLink(BrokerLink):
     # -- one connection --------------------------------------------------------------------------
 
     async def _run_once(self) -> None:
-        self.status.state = "connecting"
-        lost = asyncio.Event()
-
-        async def on_lost() -> None:
-            lost.set()
-
-        endpoint = self.url.split("?", 1)[0]
-        nc = await nats_transport.connect(self.url, self.options, on_lost=on_lost,
+        self.status.state = LinkState.CONNECTING
+        js: JetStreamClient = await nats_transport.connect(self.url, self.options,
                                           name=f"switchboard-{self.device_id[:8]}")  # fmt: skip
-        self._nc = nc
+        self._js = js
         try:
-            js = nc.jetstream()
-            with map_nats_errors(endpoint):
-                created = await self._ensure_stream(js)
-                self._kv = await self._ensure_bucket(js)
-                await self._resync_own(js)
-            start = await self._load_cursor(created)
-            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            with map_nats_errors(endpoint):
-                await self._subscribe(js, start, created, failed)
-                await self._kv.put(self.device_id, b"1")
-            await self._connected(nc.connected_url.netloc if nc.connected_url else endpoint)
+            info = await js.ensure_stream(
+                self.stream, [f"{self.prefix}.*"], replicas=self.replicas,
+                duplicate_window=DUPLICATE_WINDOW, max_consumers=MAX_CONSUMERS,
+            )  # fmt: skip
+            self._target = info.last_seq
+            self._kv = kv = await js.ensure_bucket(
+                self.bucket, ttl=PRESENCE_TTL, replicas=self.replicas
+            )
+            await self._resync_own(js)
+            start = await self._load_cursor(info.created)
+            self._cursor, self._saved_at = start, 0.0
+
+            async def consume(msgs: list[StreamMessage]) -> None:
+                await self._consume(msgs, info.created)
+
+            await js.consume(self.stream, f"{self.prefix}.*", after=start, on_batch=consume,
+                             max_batch=RECEIVE_CHUNK)  # fmt: skip
+            await kv.put(self.device_id, b"1")
+            await self._connected(js.server)
             self.status.protocol = "JetStream"
-            await self._run_tasks(js, failed, lost, endpoint)
+            await run_until_first_ends(
+                {
+                    "nats.lost": js.wait_closed(),
+                    "nats.publish_loop": self._publish_loop(js),
+                    "nats.presence_loop": self._presence_loop(kv),
+                    "nats.watch_loop": self._watch_loop(kv),
+                }
+            )
+            raise SwitchboardError(f"connection to {self.url.split('?', 1)[0]} ended")
         finally:
-            self._nc, self._kv = None, None
-            with contextlib.suppress(Exception):
-                await nc.close()
-
-    async def _run_tasks(
-        self, js: JetStreamContext, failed: asyncio.Future[None], lost: asyncio.Event,
-        endpoint: str,
-    ) -> None:  # fmt: skip
-        await run_until_first_ends(
-            {
-                "nats.consume": _raised(failed),
-                "nats.publish": self._publish_loop(js, endpoint),
-                "nats.presence": self._presence_loop(endpoint),
-                "nats.watch": self._watch_loop(endpoint),
-                "nats.lost": lost.wait(),
-            }
-        )
-        raise SwitchboardError(f"connection to {endpoint} ended")
-
-    async def _ensure_stream(self, js: JetStreamContext) -> str:
-        """Create the group's stream unless it exists; return its creation time (an id)."""
-        try:
-            info = await js.stream_info(self.stream)
-        except nats.js.errors.NotFoundError:
-            config = api.StreamConfig(
-                name=self.stream,
-                subjects=[f"{self.prefix}.*"],
-                storage=api.StorageType.FILE,
-                duplicate_window=DUPLICATE_WINDOW,
-                num_replicas=self.replicas,
-                allow_direct=True,
-                max_consumers=MAX_CONSUMERS,
-            )
-            info = await js.add_stream(config)
-        if (info.config.max_consumers or 0) < MAX_CONSUMERS:  # made by an older Switchboard
-            config = replace(info.config, max_consumers=MAX_CONSUMERS)
-            with contextlib.suppress(nats.js.errors.APIError):  # servers before 2.12 refuse
-                info = await js.update_stream(config)
-        self._target = info.state.last_seq
-        return str(info.created or "")
-
-    async def _ensure_bucket(self, js: JetStreamContext) -> KeyValue:
-        try:
-            return await js.key_value(self.bucket)
-        except nats.js.errors.BucketNotFoundError:
-            config = api.KeyValueConfig(
-                bucket=self.bucket, ttl=PRESENCE_TTL, history=1, replicas=self.replicas
-            )
-            return await js.create_key_value(config)
+            self._js, self._kv = None, None
+            await js.aclose()
 
     async def _load_cursor(self, created: str) -> int:
         """Where to replay from: our stored cursor, unless the stream is not the one we read."""
@@ -194,79 +141,37 @@ class NatsLink(BrokerLink):
         self._cursor = int(cursor)
         return self._cursor if self._target is None or self._cursor <= self._target else 0
 
-    async def _subscribe(
-        self, js: JetStreamContext, start: int, created: str, failed: asyncio.Future[None]
-    ) -> None:
-        """Read the stream from ``start`` on; a failure to store ends the connection."""
-        batch: list[Msg] = []
-        sub: list[JetStreamContext.PushSubscription] = []
-
-        async def deliver(msg: Msg) -> None:
-            # nats-py calls this for one message at a time, in order, and buffers the rest:
-            # while more are buffered (a replay), gather them to store in one transaction.
-            if failed.done():
-                return  # the connection is ending; what was not stored is read again
-            batch.append(msg)
-            if len(batch) < RECEIVE_CHUNK and sub and sub[0].pending_msgs:
-                return
-            msgs = batch[:]
-            batch.clear()
-            try:
-                await self._consume(msgs, created)
-            except Exception as exc:  # noqa: BLE001 - raised again in the link's task
-                if not failed.done():
-                    failed.set_exception(exc)
-
-        if start:
-            config = api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start + 1
-            )
-        else:
-            config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
-        self._cursor, self._saved_at = start, 0.0
-        sub.append(await js.subscribe(
-            f"{self.prefix}.*", stream=self.stream, cb=deliver, ordered_consumer=True,
-            config=config, idle_heartbeat=2.0,
-        ))  # fmt: skip
-
     async def _goodbye(self) -> None:
         if self._kv is not None:
-            with map_nats_errors(self.url):
-                await self._kv.delete(self.device_id)
+            await self._kv.delete(self.device_id)
 
     # -- publishing our own events ---------------------------------------------------------------
 
-    async def _resync_own(self, js: JetStreamContext) -> None:
+    async def _resync_own(self, js: JetStreamClient) -> None:
         """Learn what the stream holds of us: its last message on our subject."""
-        try:
-            raw = await js.get_last_msg(self.stream, self.subject)
-        except nats.js.errors.NotFoundError:
+        last = await js.last_message(self.stream, self.subject)
+        if last is None:
             self._last_subject_seq = self.published = 0
             return
-        frame = decode_frame(raw.data or b"")
+        frame = decode_frame(last.data)
         assert isinstance(frame, Batch) and frame.envelopes, "our subject holds our batches"
-        self._last_subject_seq = raw.seq or 0
+        self._last_subject_seq = last.stream_seq
         self.published = frame.envelopes[-1].seq
 
-    async def _publish_loop(self, js: JetStreamContext, endpoint: str) -> None:
+    async def _publish_loop(self, js: JetStreamClient) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while pending := self.own_pending(self.published, 5 * CHUNK_EVENTS):
-                with map_nats_errors(endpoint):
-                    await self._publish(js, pending)
+                await self._publish(js, pending)
 
-    async def _publish(self, js: JetStreamContext, pending: list[Any]) -> None:
+    async def _publish(self, js: JetStreamClient, pending: list[Event]) -> None:
         for chunk, frame in self.batches(pending):
-            headers = {
-                "Nats-Msg-Id": f"{self.device_id}/{chunk[0].seq}",
-                "Nats-Expected-Last-Subject-Sequence": str(self._last_subject_seq),
-            }
-            try:
-                ack = await js.publish(self.subject, frame, headers=headers)
-            except nats.js.errors.BadRequestError as exc:
-                if exc.err_code != WRONG_LAST_SEQUENCE:
-                    raise
+            ack = await js.publish(
+                self.subject, frame, msg_id=f"{self.device_id}/{chunk[0].seq}",
+                expected_last_subject_seq=self._last_subject_seq,
+            )  # fmt: skip
+            if ack is None:
                 await self._resync_own(js)  # someone (an earlier us) published first
                 return
             if ack.stream != self.stream:  # cheaper than an expected-stream header on each
@@ -283,13 +188,13 @@ class NatsLink(BrokerLink):
 
     # -- replay and live delivery ----------------------------------------------------------------
 
-    async def _consume(self, msgs: list[Msg], created: str) -> None:
+    async def _consume(self, msgs: list[StreamMessage], created: str) -> None:
         """Store the events of stream messages (skipping our own) and advance the cursor."""
         events = []
         for msg in msgs:
             if msg.subject != self.subject:
                 events.extend(self.open_batch(msg.data))
-        cursor = max(self._cursor, _stream_seq(msgs[-1]))
+        cursor = max(self._cursor, msgs[-1].stream_seq)
         value = f"{created}@{cursor}"
         now = asyncio.get_running_loop().time()
         if events:
@@ -317,48 +222,24 @@ class NatsLink(BrokerLink):
 
     # -- presence --------------------------------------------------------------------------------
 
-    async def _presence_loop(self, endpoint: str) -> None:
+    async def _presence_loop(self, kv: PresenceBucket) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEARTBEAT)
-            assert self._kv is not None
-            with map_nats_errors(endpoint):
-                await self._kv.put(self.device_id, b"1")
+            await kv.put(self.device_id, b"1")
             now = loop.time()
             for device, heard in list(self._heard.items()):
                 if now - heard > PRESENCE_TTL:
                     del self._heard[device]
                     await self._set_presence(device, False)
 
-    async def _watch_loop(self, endpoint: str) -> None:
-        assert self._kv is not None
+    async def _watch_loop(self, kv: PresenceBucket) -> None:
         loop = asyncio.get_running_loop()
-        with map_nats_errors(endpoint):
-            watcher = await self._kv.watchall()
-            async for entry in watcher:
-                if entry is None or entry.key == self.device_id:
-                    continue  # None: the initial values were all delivered
-                online = entry.operation not in ("DEL", "PURGE")
-                if online:
-                    self._heard[entry.key] = loop.time()
-                else:
-                    self._heard.pop(entry.key, None)
-                await self._set_presence(entry.key, online)
-
-
-async def _raised(failed: asyncio.Future[None]) -> None:
-    """Wait for the consumer to fail (it never ends otherwise) and raise its failure."""
-    await failed
-
-
-def _stream_seq(msg: Msg) -> int:
-    """The stream sequence of a message a consumer delivered.
-
-    It is the sixth token of the reply (ack) subject, ``$JS.ACK.<stream>.<consumer>.<delivered>.
-    <stream seq>.<consumer seq>.<time>.<pending>``; ``msg.metadata`` parses the same and more
-    (a timestamp) at several times the cost, and still reads any other form of that subject.
-    """
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == ACK_TOKENS and tokens[5].isdigit():
-        return int(tokens[5])
-    return msg.metadata.sequence.stream
+        async for key, online in kv.watch():
+            if key == self.device_id:
+                continue
+            if online:
+                self._heard[key] = loop.time()
+            else:
+                self._heard.pop(key, None)
+            await self._set_presence(key, online)

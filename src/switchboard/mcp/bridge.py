@@ -7,7 +7,7 @@ the same anchor the harness's hooks report, so hook and MCP server agree on one 
 (daemon/sessions.py). Lazily, because the harness runs its SessionStart hook (which binds the
 session) before the model can call a tool.
 
-When the daemon is down the bridge starts it (``client.connect``) once per failing call.
+When the daemon is down the bridge starts it (``autostart.connect``) once per failing call.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any, Final
 
-from switchboard.daemon.client import AsyncClient, connect
+from switchboard.daemon.autostart import connect
+from switchboard.daemon.client import AsyncClient
 from switchboard.errors import DaemonUnavailable
 from switchboard.harnesses.hook import anchor as harness_anchor
 

@@ -34,9 +34,8 @@ import jsonschema
 import mcp_types as types
 from mcp.server.lowlevel import Server
 
-from switchboard import __version__
+from switchboard import __version__, wrapping
 from switchboard.errors import SwitchboardError
-from switchboard.harnesses import wrapping
 from switchboard.mcp import rooms_tools, tools
 from switchboard.mcp.bridge import Bridge
 from switchboard.mcp.channel import CHANNEL_CAPABILITY, Channel

@@ -35,6 +35,9 @@ after a gap is decided by the log holder (``proto.cursors.classify``), never her
 
 Peer input never raises out of ``receive_*``: a bad frame fails the session, which queues
 ``Bye(code, reason)``, moves to ``CLOSED`` and keeps the cause in ``cause``.
+
+What the session reports (``Established``, ``BatchReceived``, ...) is defined in
+``proto.session_events`` and imported from here.
 """
 
 from __future__ import annotations
@@ -80,6 +83,24 @@ from switchboard.proto.frames import (
     decode_frame,
     encode_frame,
 )
+from switchboard.proto.session_events import (
+    AckReceived,
+    BatchReceived,
+    Closed,
+    Established,
+    HaveReceived,
+    HelloReceived,
+    PresenceReceived,
+    SessionEvent,
+    SessionStatistics,
+)
+
+__all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_BATCH_BYTES",
+    "DEFAULT_PING_INTERVAL", "AckReceived", "BatchReceived", "Closed", "Established",
+    "HaveReceived", "HelloReceived", "PresenceReceived", "Role", "SessionEvent",
+    "SessionStatistics", "State", "SyncSession", "transition_table",
+]  # fmt: skip
 
 # Send a Ping after this long without sending anything: keeps NAT and proxies from dropping an
 # idle link and lets the peer notice a dead one.
@@ -112,91 +133,6 @@ class State(enum.Enum):
     WELCOMING = "welcoming"  # server, proof checked, waiting for send_welcome()
     OPEN = "open"
     CLOSED = "closed"
-
-
-# -- what the session reports ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HelloReceived:
-    """Server side: a client asks to join ``group``; answer with ``accept_hello`` or ``reject``."""
-
-    group: str
-    device: str
-    group_key: bytes
-    create: bool
-
-
-@dataclass(frozen=True)
-class Established:
-    """The handshake succeeded. ``peer`` is the other side's id, ``peer_key`` its proven
-    identity key (the server's key on a client, the device's key on a server), ``online`` the
-    devices the relay reported."""
-
-    peer: str
-    peer_key: bytes
-    online: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class HaveReceived:
-    """The peer holds these seqs per origin; send it what it lacks."""
-
-    vector: dict[str, int]
-
-
-@dataclass(frozen=True)
-class BatchReceived:
-    """Envelopes arrived; store the new ones, then ``send_ack``."""
-
-    envelopes: tuple[Envelope, ...]
-
-
-@dataclass(frozen=True)
-class AckReceived:
-    """The peer has durably stored these seqs per origin."""
-
-    vector: dict[str, int]
-
-
-@dataclass(frozen=True)
-class PresenceReceived:
-    """A device of the group connected to or disconnected from the relay."""
-
-    device: str
-    online: bool
-
-
-@dataclass(frozen=True)
-class Closed:
-    """The session ended; ``error`` is ``None`` for a normal close."""
-
-    code: int
-    reason: str
-    error: SwitchboardError | None = None
-
-
-SessionEvent = (
-    HelloReceived
-    | Established
-    | HaveReceived
-    | BatchReceived
-    | AckReceived
-    | PresenceReceived
-    | Closed
-)
-
-
-@dataclass(frozen=True)
-class SessionStatistics:
-    """Counters of one session."""
-
-    frames_in: int
-    frames_out: int
-    bytes_in: int
-    bytes_out: int
-    envelopes_in: int
-    envelopes_out: int
 
 
 # -- the transition table ------------------------------------------------------------------------

@@ -56,6 +56,11 @@ def add_group(  # noqa: PLR0917 - the daemon passes a group's fields in table or
     )
 
 
+def set_group_link_options(conn: sqlite3.Connection, group_id: str, raw: str | None) -> None:
+    """Write a group's link options (``transports.options`` JSON, or ``None``; secret)."""
+    conn.execute("UPDATE groups SET link_options = ? WHERE group_id = ?", (raw, group_id))
+
+
 def list_groups(conn: sqlite3.Connection) -> list[Row]:
     """Return every group's configuration (secrets included: never show these rows as is)."""
     return rows_of(conn.execute("SELECT * FROM groups ORDER BY created_ts, group_id"))

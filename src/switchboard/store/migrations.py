@@ -362,5 +362,5 @@ _M_DELIVERY_001: Final = (
 
 @migration
 def m_links_001_link_options(conn: sqlite3.Connection) -> None:
-    """Broker login and TLS files per group (JSON of ``links.base.LinkOptions``; secret)."""
+    """Broker login and TLS files per group (JSON of ``transports.options.LinkOptions``; secret)."""
     conn.execute("ALTER TABLE groups ADD COLUMN link_options TEXT")

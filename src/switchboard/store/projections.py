@@ -41,6 +41,7 @@ from switchboard.store.local import (
     remove_group,
     rows_of,
     set_group_enabled,
+    set_group_link_options,
     set_group_relay_key,
     set_meta,
 )  # fmt: skip
@@ -49,7 +50,7 @@ __all__ = [
     "Row", "add_group", "apply", "apply_many", "ensure_device", "find_agents", "get_group",
     "get_meta", "inbox_unread", "list_agents", "list_devices", "list_groups",
     "parse_internal_address", "receipts_for", "remove_group", "rows_of", "set_group_enabled",
-    "set_group_relay_key", "set_meta", "set_presence",
+    "set_group_link_options", "set_group_relay_key", "set_meta", "set_presence",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)

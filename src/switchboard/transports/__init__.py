@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from switchboard.errors import ConnectError
 from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE
-from switchboard.transports.base import Guarantees, Listener, Transport, map_errors
+from switchboard.transports.base import Guarantees, Listener, Transport
 
-__all__ = ["SCHEMES", "Guarantees", "Listener", "Transport", "connect", "map_errors"]
+__all__ = ["SCHEMES", "Guarantees", "Listener", "Transport", "connect"]
 
 SCHEMES = ("memory", "ws", "wss")
 

@@ -1,8 +1,9 @@
-"""The ``Transport`` and ``Listener`` interfaces, their ``Guarantees``, and ``map_errors``.
+"""The ``Transport`` and ``Listener`` interfaces and their ``Guarantees``.
 
 A transport carries whole frames (``bytes``) between two ends, one frame per message; it never
 looks inside them. Every adapter translates the exceptions of the library it wraps into the
-``TransportError`` family exactly once, by running each library call inside ``map_errors``.
+``TransportError`` family exactly once, where it calls the library (``websocket.py``
+``map_websocket_errors``; the broker adapters' ``map_mqtt_errors`` and ``map_nats_errors``).
 
 Close semantics, which the conformance suite (``tests/transports/conformance.py``) checks for
 every implementation:
@@ -17,21 +18,8 @@ every implementation:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol
-
-from switchboard.errors import (
-    ConnectError,
-    ConnectionLost,
-    SwitchboardError,
-    TransportClosed,
-    TransportError,
-    TransportTimeout,
-)
-
-Phase = Literal["connect", "listen", "io"]
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -81,72 +69,3 @@ class Listener(Protocol):
 
     async def aclose(self) -> None:
         """Stop accepting, close open connections and wait for their handlers."""
-
-
-def _close_detail(exc: BaseException) -> str:
-    # websockets' ConnectionClosed carries the close frames; name the code, not the reason
-    # text, which the peer chose and which we do not echo into our logs.
-    for frame in (getattr(exc, "rcvd", None), getattr(exc, "sent", None)):
-        code = getattr(frame, "code", None)
-        if isinstance(code, int):
-            return f" (close code {code})"
-    return ""
-
-
-@contextlib.contextmanager
-def map_errors(
-    endpoint: str, *, phase: Phase = "io", closed: Callable[[], bool] | None = None
-) -> Iterator[None]:
-    """Translate foreign exceptions raised inside the block into the ``TransportError`` tree.
-
-    Args:
-        endpoint: the peer or address, for messages ("ws://127.0.0.1:7787").
-        phase: ``"connect"`` (errors mean we could not connect), ``"listen"`` (we could not
-            bind) or ``"io"`` (an open connection broke).
-        closed: tells whether *we* closed the transport, so that a closed connection is
-            reported as ``TransportClosed`` rather than ``ConnectionLost``.
-
-    Raises:
-        ConnectError: connecting failed (refused, unreachable, TLS or WebSocket handshake).
-        TransportError: binding a listener failed.
-        TransportTimeout: the operation timed out.
-        ConnectionLost: an open connection broke or the peer closed it.
-        TransportClosed: the connection was used after we closed it.
-    """
-    # Imported here so that memory-only users never import websockets.
-    from websockets.exceptions import (  # noqa: PLC0415 - lazy: see above
-        ConnectionClosed,
-        InvalidHandshake,
-        InvalidURI,
-        WebSocketException,
-    )
-
-    try:
-        yield
-    except SwitchboardError:
-        raise
-    except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError since Python 3.11
-        raise TransportTimeout(f"{_verb(phase)} {endpoint} timed out") from exc
-    except ConnectionClosed as exc:
-        if closed is not None and closed():
-            raise TransportClosed(f"connection to {endpoint} is closed") from exc
-        if phase == "connect":
-            raise ConnectError(endpoint, "connection closed during handshake") from exc
-        raise ConnectionLost(f"connection to {endpoint} closed{_close_detail(exc)}") from exc
-    except InvalidURI as exc:
-        raise ConnectError(endpoint, "invalid websocket url") from exc
-    except InvalidHandshake as exc:
-        raise ConnectError(endpoint, f"websocket handshake failed: {exc}") from exc
-    except WebSocketException as exc:
-        raise ConnectionLost(f"connection to {endpoint} failed: {type(exc).__name__}") from exc
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        if phase == "connect":
-            raise ConnectError(endpoint, reason.lower()) from exc
-        if phase == "listen":
-            raise TransportError(f"cannot listen on {endpoint}: {reason.lower()}") from exc
-        raise ConnectionLost(f"connection to {endpoint} broke: {reason.lower()}") from exc
-
-
-def _verb(phase: Phase) -> str:
-    return {"connect": "connecting to", "listen": "listening on", "io": "i/o with"}[phase]

@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 Everything that touches aiomqtt/paho for Switchboard goes through this module, so their
-exceptions stop here (``map_mqtt_errors``) and the links above see only our ``TransportError``
-tree (and ``AuthError`` for a refused login).
+exceptions stop here (``map_mqtt_errors``): ``connect`` returns an ``AiomqttClient``, the
+``transports.brokers.MqttClient`` the MQTT link uses, and the links above see only that and
+our ``TransportError`` tree (and ``AuthError`` for a refused login or certificate).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -32,7 +33,8 @@ from switchboard.errors import (
 from switchboard.transports import tls
 
 if TYPE_CHECKING:
-    from switchboard.links.base import LinkOptions
+    from switchboard.transports.brokers import Deliver
+    from switchboard.transports.options import LinkOptions
 
 DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
 # Seconds between MQTT PINGREQs; the broker fires our last will after 1.5x this of silence.
@@ -174,7 +176,40 @@ def map_mqtt_errors(endpoint: str, *, connecting: bool = False) -> Iterator[None
         raise ConnectionLost(f"connection to {endpoint} broke: {exc}") from exc
 
 
-def client(
+class AiomqttClient:
+    """An open aiomqtt connection: the ``transports.brokers.MqttClient`` of the MQTT link.
+
+    Every call maps aiomqtt's and paho's exceptions (``map_mqtt_errors``).
+    """
+
+    def __init__(self, client: aiomqtt.Client, endpoint: str, version: int) -> None:
+        self.endpoint = endpoint
+        self.version = version
+        self._client = client
+
+    async def subscribe(self, topics: list[str]) -> None:
+        """QoS 1 subscriptions; in MQTT 5 without our own messages (No Local)."""
+        with map_mqtt_errors(self.endpoint):
+            await self._client.subscribe(subscriptions(topics, self.version))
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish at QoS 1 and wait for the PUBACK."""
+        with map_mqtt_errors(self.endpoint):
+            await self._client.publish(topic, payload, qos=1, retain=retain)
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection ends (messages go to ``deliver``; see ``connect``)."""
+        with map_mqtt_errors(self.endpoint):
+            async for _ in self._client.messages:
+                pass
+        raise ConnectionLost("broker connection ended")
+
+    async def aclose(self) -> None:
+        """Disconnect; whatever the library says about a connection already gone is moot."""
+        await _abandon(self._client)
+
+
+async def connect(
     url: str,
     options: LinkOptions,
     *,
@@ -183,9 +218,9 @@ def client(
     clean_session: bool = True,
     timeout: float = 10.0,
     version: int = V311,
-    deliver: Callable[[aiomqtt.Message], None] | None = None,
-) -> aiomqtt.Client:
-    """Return an aiomqtt client for a broker URL (enter it with ``async with`` to connect).
+    deliver: Deliver | None = None,
+) -> AiomqttClient:
+    """Connect to an MQTT broker.
 
     Args:
         url: ``mqtt://`` or ``mqtts://`` broker.
@@ -196,10 +231,54 @@ def client(
         clean_session: whether the broker forgets our session when we disconnect.
         timeout: seconds for connecting and for each acknowledged call.
         version: ``V311`` or ``V5``; an MQTT 5 persistent session lasts ``SESSION_EXPIRY``.
-        deliver: called with each incoming message as paho reads it, on the loop; it must not
-            raise or block. ``client.messages`` then yields nothing: iterate it only to learn
-            that the connection ended. This spares each message aiomqtt's iterator, which
-            starts a task and an ``asyncio.wait`` per message.
+        deliver: called with ``(topic, payload)`` of each incoming message as paho reads it,
+            on the loop; it must not raise or block. This spares each message aiomqtt's
+            iterator, which starts a task and an ``asyncio.wait`` per message.
+
+    Raises:
+        AuthError: the broker refused the login, or its TLS layer our certificate.
+        VersionRefused: the broker does not speak ``version``.
+        ConnectError: connecting failed.
+        TransportTimeout: the broker did not answer in time.
+    """
+    endpoint = parse_url(url).url
+    client = _client(url, options, identifier=identifier, will=will, clean_session=clean_session,
+                     timeout=timeout, version=version, deliver=deliver)  # fmt: skip
+    try:
+        with map_mqtt_errors(endpoint, connecting=True):
+            await client.__aenter__()
+    except BaseException as exc:
+        await _abandon(client)  # aiomqtt leaves paho's socket open after a failure
+        if isinstance(exc, TransportTimeout):
+            refusal = await tls_refusal(url, options)
+            if refusal is not None:
+                raise refusal from None
+        raise
+    return AiomqttClient(client, endpoint, version)
+
+
+async def _abandon(client: aiomqtt.Client) -> None:
+    """Close what a connection left open (a late CONNACK would revive our session)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await client.__aexit__(None, None, None)
+
+
+def _client(
+    url: str,
+    options: LinkOptions,
+    *,
+    identifier: str | None = None,
+    will: tuple[str, bytes, bool] | None = None,
+    clean_session: bool = True,
+    timeout: float = 10.0,
+    version: int = V311,
+    deliver: Deliver | None = None,
+) -> aiomqtt.Client:
+    """Return an aiomqtt client for a broker URL (``connect`` enters it); see ``connect``.
+
+    With ``deliver``, ``client.messages`` yields nothing: ``wait_closed`` iterates it only to
+    learn that the connection ended.
     """
     address = parse_url(url)
     queue_type = None
@@ -208,7 +287,9 @@ def client(
 
         class Handoff(asyncio.Queue[aiomqtt.Message]):
             def put_nowait(self, item: aiomqtt.Message) -> None:
-                handler(item)
+                payload = item.payload
+                if isinstance(payload, bytes | bytearray):
+                    handler(str(item.topic), bytes(payload))
 
         queue_type = Handoff
     properties = None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from switchboard.errors import AuthError
 
 if TYPE_CHECKING:
-    from switchboard.links.base import LinkOptions
+    from switchboard.transports.options import LinkOptions
 
 
 def context(options: LinkOptions, tls: bool) -> ssl.SSLContext | None:

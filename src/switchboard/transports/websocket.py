@@ -7,20 +7,35 @@ ciphertext, which does not compress, and compression only adds work and memory p
 
 from __future__ import annotations
 
+import contextlib
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Literal
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidURI,
+    WebSocketException,
+)
 
-from switchboard.errors import ConnectError
+from switchboard.errors import (
+    ConnectError,
+    ConnectionLost,
+    SwitchboardError,
+    TransportClosed,
+    TransportError,
+    TransportTimeout,
+)
 from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE
-from switchboard.transports.base import Guarantees, Transport, map_errors
+from switchboard.transports.base import Guarantees, Transport
 
 Handler = Callable[[Transport], Awaitable[None]]
+Phase = Literal["connect", "listen", "io"]
 
 
 class WebSocketTransport:
@@ -43,7 +58,7 @@ class WebSocketTransport:
 
     async def send(self, frame: bytes) -> None:
         """Send one frame as one binary message (see ``Transport.send``)."""
-        with map_errors(self.peer, closed=self._is_closed):
+        with map_websocket_errors(self.peer, closed=self._is_closed):
             await self._ws.send(frame, text=False)
 
     async def receive(self) -> bytes:
@@ -52,13 +67,13 @@ class WebSocketTransport:
         A text message is returned as its UTF-8 bytes: it is not a valid frame, and saying so
         is the session's job, not the transport's.
         """
-        with map_errors(self.peer, closed=self._is_closed):
+        with map_websocket_errors(self.peer, closed=self._is_closed):
             return await self._ws.recv(decode=False)
 
     async def aclose(self) -> None:
         """Run the WebSocket closing handshake. Idempotent."""
         self._closed = True
-        with map_errors(self.peer, closed=self._is_closed):
+        with map_websocket_errors(self.peer, closed=self._is_closed):
             await self._ws.close()
 
     async def wait_closed(self) -> None:
@@ -112,7 +127,7 @@ async def connect(
     if ssl is not None and not secure:
         raise ConnectError(url, "a tls context was given for a ws:// url")
     options: dict[str, Any] = {"ssl": ssl} if secure and ssl is not None else {}
-    with map_errors(url, phase="connect"):
+    with map_websocket_errors(url, phase="connect"):
         connection = await ws_connect(
             url,
             open_timeout=timeout,
@@ -151,9 +166,73 @@ async def serve(
     async def on_connection(connection: ServerConnection) -> None:
         await handler(WebSocketTransport(connection, _endpoint(connection.remote_address, secure)))
 
-    with map_errors(_endpoint((host, port), secure), phase="listen"):
+    with map_websocket_errors(_endpoint((host, port), secure), phase="listen"):
         server = await ws_serve(
             on_connection, host, port, ssl=ssl, max_size=max_frame_size, compression=None
         )
     bound = server.sockets[0].getsockname()[1] if server.sockets else port
     return WebSocketListener(server, int(bound))
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def _close_detail(exc: BaseException) -> str:
+    # websockets' ConnectionClosed carries the close frames; name the code, not the reason
+    # text, which the peer chose and which we do not echo into our logs.
+    for frame in (getattr(exc, "rcvd", None), getattr(exc, "sent", None)):
+        code = getattr(frame, "code", None)
+        if isinstance(code, int):
+            return f" (close code {code})"
+    return ""
+
+
+@contextlib.contextmanager
+def map_websocket_errors(
+    endpoint: str, *, phase: Phase = "io", closed: Callable[[], bool] | None = None
+) -> Iterator[None]:
+    """Translate websockets' exceptions raised inside the block into the ``TransportError`` tree.
+
+    Args:
+        endpoint: the peer or address, for messages ("ws://127.0.0.1:7787").
+        phase: ``"connect"`` (errors mean we could not connect), ``"listen"`` (we could not
+            bind) or ``"io"`` (an open connection broke).
+        closed: tells whether *we* closed the transport, so that a closed connection is
+            reported as ``TransportClosed`` rather than ``ConnectionLost``.
+
+    Raises:
+        ConnectError: connecting failed (refused, unreachable, TLS or WebSocket handshake).
+        TransportError: binding a listener failed.
+        TransportTimeout: the operation timed out.
+        ConnectionLost: an open connection broke or the peer closed it.
+        TransportClosed: the connection was used after we closed it.
+    """
+    try:
+        yield
+    except SwitchboardError:
+        raise
+    except TimeoutError as exc:  # asyncio.TimeoutError is TimeoutError since Python 3.11
+        raise TransportTimeout(f"{_verb(phase)} {endpoint} timed out") from exc
+    except ConnectionClosed as exc:
+        if closed is not None and closed():
+            raise TransportClosed(f"connection to {endpoint} is closed") from exc
+        if phase == "connect":
+            raise ConnectError(endpoint, "connection closed during handshake") from exc
+        raise ConnectionLost(f"connection to {endpoint} closed{_close_detail(exc)}") from exc
+    except InvalidURI as exc:
+        raise ConnectError(endpoint, "invalid websocket url") from exc
+    except InvalidHandshake as exc:
+        raise ConnectError(endpoint, f"websocket handshake failed: {exc}") from exc
+    except WebSocketException as exc:
+        raise ConnectionLost(f"connection to {endpoint} failed: {type(exc).__name__}") from exc
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if phase == "connect":
+            raise ConnectError(endpoint, reason.lower()) from exc
+        if phase == "listen":
+            raise TransportError(f"cannot listen on {endpoint}: {reason.lower()}") from exc
+        raise ConnectionLost(f"connection to {endpoint} broke: {reason.lower()}") from exc
+
+
+def _verb(phase: Phase) -> str:
+    return {"connect": "connecting to", "listen": "listening on", "io": "i/o with"}[phase]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from switchboard.cli import output
 from switchboard.daemon import process
-from switchboard.daemon.client import connect
+from switchboard.daemon.autostart import connect
 
 if TYPE_CHECKING:
     import argparse

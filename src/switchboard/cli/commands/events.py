@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from switchboard.cli import output
 from switchboard.cli.calls import params
-from switchboard.daemon.client import Client, connect
+from switchboard.daemon.autostart import connect
+from switchboard.daemon.client import Client
 
 if TYPE_CHECKING:
     import argparse

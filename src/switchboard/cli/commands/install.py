@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,14 +70,16 @@ def _run(args: argparse.Namespace, settings: Settings, *, remove: bool) -> int:
     notes = _general_notes(args, setup, remove)
     if remove and not (args.json and args.harnesses):  # only what it changed or kept
         reports = [r for r in reports if r.outcomes or r.error]
+    after = [After() if remove or args.dry_run else _after(r, setup, args.trust) for r in reports]
     if args.json:
-        result = {"harnesses": [_report_json(r) for r in reports], "dry_run": args.dry_run}
-        output.print_json({**result, "notes": notes})
-        for report in reports:
-            if report.error:
-                print(output.error_line(report.error), file=sys.stderr)
-        return 1 if any(report.error for report in reports) else 0
-    failed = _print_reports(reports, dry_run=args.dry_run)
+        harnesses = [_report_json(r, a) for r, a in zip(reports, after, strict=True)]
+        output.print_json({"harnesses": harnesses, "dry_run": args.dry_run, "notes": notes})
+        for report, done in zip(reports, after, strict=True):
+            for error in (report.error, done.error):
+                if error:
+                    print(output.error_line(error), file=sys.stderr)
+        return 1 if any(r.error or a.error for r, a in zip(reports, after, strict=True)) else 0
+    failed = _print_reports(reports, after, dry_run=args.dry_run)
     if remove and not reports:
         print("nothing of Switchboard's found to remove")
     for note in notes:
@@ -88,9 +91,9 @@ def _run(args: argparse.Namespace, settings: Settings, *, remove: bool) -> int:
     return 1 if failed else 0
 
 
-def _print_reports(reports: list[Any], *, dry_run: bool) -> bool:
+def _print_reports(reports: list[Any], after: list[After], *, dry_run: bool) -> bool:
     failed = False
-    for report in reports:
+    for report, done in zip(reports, after, strict=True):
         print(f"{report.title}:")
         for outcome in report.outcomes:
             note = f" ({outcome.note})" if outcome.note else ""
@@ -102,6 +105,13 @@ def _print_reports(reports: list[Any], *, dry_run: bool) -> bool:
             print(output.error_line(report.error), file=sys.stderr)
         if report.notes:
             print(f"  note: {report.notes}")
+        for line in done.trusted:
+            print(f"  trusted   {line}")
+        for ask in done.asks:
+            print(f"  {'needs' if ask.status == 'fail' else 'ask':<9} {ask.what}; {ask.fix}")
+        if done.error:
+            failed = True
+            print(output.error_line(done.error), file=sys.stderr)
     return failed
 
 
@@ -123,7 +133,33 @@ def _prepare(setup: Any, harnesses: list[str]) -> bool:
     return False
 
 
-def _report_json(report: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class After:
+    """What came after one harness's install: trust recorded, steps the harness still asks."""
+
+    trusted: list[str] = field(default_factory=list)
+    asks: list[Any] = field(default_factory=list)
+    error: str = ""
+
+
+def _after(report: Any, setup: Any, trust: bool) -> After:
+    """Trust our hooks where asked (``--trust``), then say what the harness still asks."""
+    from switchboard.errors import UserError  # noqa: PLC0415
+    from switchboard.harnesses import asks  # noqa: PLC0415
+
+    if report.error:
+        return After()
+    trusted: list[str] = []
+    error = ""
+    if trust and report.harness == "codex":
+        try:
+            trusted = asks.trust_codex(setup)
+        except UserError as exc:
+            error = f"codex: cannot record trust: {exc}"
+    return After(trusted, asks.asks_for(report.harness, setup), error)
+
+
+def _report_json(report: Any, done: After) -> dict[str, Any]:
     return {
         "harness": report.harness,
         "title": report.title,
@@ -132,7 +168,9 @@ def _report_json(report: Any) -> dict[str, Any]:
             for o in report.outcomes
         ],
         "notes": report.notes,
-        "error": report.error or None,
+        "error": report.error or done.error or None,
+        "trusted": done.trusted,
+        "asks": [{"status": a.status, "what": a.what, "fix": a.fix} for a in done.asks],
     }
 
 

@@ -16,7 +16,7 @@ def mcp(args: argparse.Namespace, settings: Settings) -> int:
     """Serve MCP until the client hangs up (stdio) or Ctrl-C (HTTP)."""
     import anyio  # noqa: PLC0415 - the MCP stack is imported only by this command
 
-    from switchboard.daemon.client import connect  # noqa: PLC0415
+    from switchboard.daemon.autostart import connect  # noqa: PLC0415
     from switchboard.logs import setup_logging  # noqa: PLC0415
     from switchboard.mcp import server  # noqa: PLC0415
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from switchboard.cli import output
 from switchboard.cli.calls import call, params
-from switchboard.daemon.client import connect
+from switchboard.daemon.autostart import connect
 
 if TYPE_CHECKING:
     import argparse

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchboard.harnesses import wrapping
+from switchboard import wrapping
 
 
 def _message(text: str, **extra: object) -> dict[str, object]:

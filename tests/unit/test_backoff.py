@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchboard.daemon.peer import FAST_RETRY_ATTEMPTS, FAST_RETRY_CAP, MAX_RETRY, Backoff
+from switchboard.links.backoff import FAST_RETRY_ATTEMPTS, FAST_RETRY_CAP, MAX_RETRY, Backoff
 
 
 def top(low: float, high: float) -> float:

@@ -1,0 +1,44 @@
+"""The daemon's features, one line each: the registry the API and the daemon work through.
+
+A new feature is one module ending in ``FEATURE = Feature(...)`` (daemon/registry.py) plus one
+line here (docs/internals.md, "Daemon features"). The order matters only for reactions and
+lifecycle hooks: reactions run in this order, ``start`` hooks too, ``stop`` hooks in reverse.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from switchboard.daemon import (
+    agents,
+    clocks,
+    coordination,
+    delivery,
+    device,
+    groups,
+    leases,
+    messages,
+    queries,
+    receipts,
+    rooms,
+    threads,
+)
+from switchboard.daemon.registry import Registry
+
+#: Every feature of the daemon, in reaction order.
+FEATURES: Final = (
+    device.FEATURE,  # ping, init, status, shutdown
+    agents.FEATURE,  # register, tags.set, agents, presence.set
+    groups.FEATURE,  # group.create, join, invite, link.*
+    messages.FEATURE,  # send, inbox; delivered receipts; receipt waits
+    queries.FEATURE,  # events, events.follow
+    delivery.FEATURE,  # agent.hook, agent.identify, inbox.take, events.subscribe & co
+    receipts.FEATURE,  # message.get, message.ack, message.wait
+    rooms.FEATURE,  # room.*
+    threads.FEATURE,  # thread.show, search, sent, event.record
+    leases.FEATURE,  # lease.*
+    coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
+    clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
+)
+
+REGISTRY: Final = Registry(FEATURES)

@@ -1,0 +1,153 @@
+"""The results that cross the local API, as msgspec Structs: the JSON shapes of DESIGN.md §5.
+
+The daemon builds its answers from these, the API server encodes them, and the typed clients
+(``switchboard.Client``, ``switchboard.AsyncClient``) decode into them, so the CLI's ``--json``,
+the MCP tools and the dashboard share one definition of each shape. Fields may be added, never
+renamed or removed (DESIGN.md §5). A field that is ``UNSET`` is left out of the JSON: the shape
+has it only sometimes (``device_last_seen`` of an agent that is not unreachable).
+
+This module imports msgspec and nothing of Switchboard, so a client may import it cheaply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+
+class Agent(msgspec.Struct, kw_only=True):
+    """An agent of some device of the group (``agents``, ``register``, ``status``)."""
+
+    address: str
+    """Display address ``name:SHORT``."""
+    name: str
+    device: str
+    """Its device's short id."""
+    local: bool
+    """On this device."""
+    status: str
+    """``active``, ``idle``, ``busy``, ``blocked``, ``unreachable`` or ``offline``."""
+    harness: str
+    cwd: str
+    summary: str
+    tags: list[str]
+    last_seen: str | None
+    device_last_seen: str | UnsetType | None = UNSET
+    """When its device was last seen; only while it is ``unreachable``."""
+    visibility: str | UnsetType = UNSET
+    """``visible``, ``hidden`` or ``ghost`` (listings; not in ``register``'s answer)."""
+
+
+class Recipient(msgspec.Struct, kw_only=True):
+    """One recipient of a sent message and how far the message got."""
+
+    address: str
+    state: str
+    """``delivered``, ``queued``, ``offline`` or ``read``."""
+
+
+class SendResult(msgspec.Struct, kw_only=True):
+    """What ``send`` answers."""
+
+    id: int
+    """The message's local id."""
+    result: str
+    """``delivered`` (every recipient), ``queued`` (some device has not confirmed) or
+    ``offline`` (some recipient is gone)."""
+    recipients: list[Recipient]
+
+
+class Message(msgspec.Struct, kw_only=True):
+    """A message or notice in an inbox (``inbox``)."""
+
+    id: int
+    ts: str
+    from_: str = msgspec.field(name="from")
+    """The sender's display address; a notice's device short id."""
+    to: list[str]
+    text: str
+    thread: str | None
+    intent: str | None = None
+    reply_to: str | None = None
+    notice: dict[str, Any] | None = None
+    """What a notice is (``kind``) and whom it concerns (``subject``); ``None``: a message."""
+
+
+class EventRow(msgspec.Struct, kw_only=True):
+    """One event of the log as users see it (``events``, ``events.follow``)."""
+
+    id: int
+    """Its local id on this device."""
+    ts: str
+    type: str
+    agent: str
+    """The acting agent's display address; ``""``: the device itself."""
+    device: str
+    """The origin device's short id."""
+    origin: str
+    seq: int
+    data: dict[str, Any]
+
+
+class Device(msgspec.Struct, kw_only=True):
+    """This device (``init``, ``status``)."""
+
+    id: str
+    short: str
+    name: str
+
+
+class DaemonInfo(msgspec.Struct, kw_only=True):
+    """The daemon (``ping``, ``status``)."""
+
+    running: bool
+    pid: int
+    version: str
+
+
+class GroupLink(msgspec.Struct, kw_only=True):
+    """A group's link as ``status`` shows it."""
+
+    url: str
+    enabled: bool
+    kind: str
+    """``relay``, ``mqtt`` or ``nats``."""
+    state: str
+    """``connecting``, ``connected``, ``disconnected`` or ``off``."""
+    lag: int | None
+    """This device's events the relay or broker does not hold yet (``None``: unknown)."""
+    last_push: str | None
+    last_error: str | None
+    tampered: int | UnsetType = UNSET
+    """Envelopes refused as tampered (a running link only)."""
+    protocol: str | UnsetType | None = UNSET
+
+
+class Group(msgspec.Struct, kw_only=True):
+    """A group this device is in."""
+
+    id: str
+    name: str
+    link: GroupLink
+
+
+class PeerClock(msgspec.Struct, kw_only=True):
+    """How far a peer's clock is from ours: bounds in seconds (``None``: not measured yet)."""
+
+    device: str
+    name: str
+    skew_min: float | None
+    skew_max: float | None
+    samples: int
+
+
+class Status(msgspec.Struct, kw_only=True):
+    """What ``status`` answers."""
+
+    device: Device
+    daemon: DaemonInfo
+    groups: list[Group]
+    agents: list[Agent]
+    clock: list[PeerClock] = []

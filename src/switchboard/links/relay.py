@@ -1,0 +1,229 @@
+"""``RelayLink``: one group's link to its relay, a ``SyncSession`` over a ``Transport``.
+
+Theory of operation
+-------------------
+A ``RelayLink`` keeps one client session to the group's relay alive. Four tasks share a session:
+
+- ``receive_loop``: frames in; ``BatchReceived`` envelopes are opened and checked
+  (``SupervisedLink.open_envelopes``) and queued for the store;
+- ``store_loop``: stores what queued up in one transaction, then acknowledges it;
+- ``send_loop``: whenever the log advances or the relay says what it holds (``Have``), sends
+  everything the relay is not known to hold, read from the log in chunks and sealed on the way
+  out. Catch-up and live forwarding are the same loop, so there is one way to send;
+- ``timer_loop``: calls ``tick()`` at the session's deadline (heartbeats, silent-peer timeout).
+
+Any of them ending ends the session; the supervisor loop (``links.supervisor``) reconnects on
+the schedule of ``links.backoff.Backoff``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Final
+
+from switchboard.errors import SwitchboardError
+from switchboard.events import Event, now_ts
+from switchboard.links.status import LinkState
+from switchboard.links.supervisor import (
+    OnEstablished,
+    SupervisedLink,
+    log,
+    run_until_first_ends,
+    seal_event,
+)
+from switchboard.proto import cursors
+from switchboard.proto.session import (
+    AckReceived,
+    BatchReceived,
+    Closed,
+    Established,
+    HaveReceived,
+    PresenceReceived,
+    Role,
+    SyncSession,
+)
+from switchboard.transports import connect
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from switchboard.proto.frames import Envelope
+    from switchboard.transports.base import Transport
+
+CONNECT_TIMEOUT: Final = 10.0
+# Events read and sealed per batch when catching a peer up: large enough to amortise one read
+# and one frame, small enough to keep a frame under the batch byte limit for typical events.
+SEND_CHUNK: Final = 500
+# Opened batches that may wait for the store before the receive loop stops reading (about
+# 16 frames: enough to keep the writer busy, little enough to bound memory per link).
+MAX_QUEUED_BATCHES: Final = 16
+# Events stored in one transaction at most when batches queued up.
+MAX_EVENTS_PER_COMMIT: Final = 20_000
+
+
+@dataclass(eq=False, kw_only=True)
+class RelayLink(SupervisedLink):
+    """The link of one group to its relay."""
+
+    kind: ClassVar[str] = "relay"
+    far_end: ClassVar[str] = "relay"
+    goodbye_timeout: ClassVar[float] = 1.0
+
+    identity: Ed25519PrivateKey
+    on_established: OnEstablished | None = None
+
+    _session: SyncSession | None = field(init=False, default=None)
+    _transport: Transport | None = field(init=False, default=None)
+    # Opened batches waiting for the store; bounded, so a fast relay waits for a slow disk.
+    _received: asyncio.Queue[list[Event]] = field(init=False, default_factory=asyncio.Queue)
+    # What the relay is known to hold: its Have, its Acks, and what it sent us.
+    _relay_holds: dict[str, int] = field(init=False, default_factory=dict)
+    # The relay's first Have of the current session: what "caught up" means.
+    _relay_have: dict[str, int] | None = field(init=False, default=None)
+
+    def lag(self) -> int:
+        """Events this device holds that the relay is not known to hold."""
+        return cursors.lag(self.log.vector(), self._relay_holds)
+
+    def _caught_up(self) -> bool:
+        """This device holds everything the relay said it held when we connected."""
+        return self._relay_have is not None and cursors.dominates(
+            self.log.vector(), self._relay_have
+        )
+
+    async def _goodbye(self) -> None:
+        session, transport = self._session, self._transport
+        if session is not None and transport is not None and session.is_open:
+            session.send_bye()
+            await self._flush(session, transport)
+
+    # -- one session -----------------------------------------------------------------------------
+
+    async def _run_once(self) -> None:
+        self.status.state = LinkState.CONNECTING
+        loop = asyncio.get_running_loop()
+        transport = await connect(self.url, timeout=CONNECT_TIMEOUT)
+        session = SyncSession(
+            Role.CLIENT,
+            self.device_id,
+            os.urandom(32),
+            loop.time(),
+            group=self.keys.group,
+            group_auth=self.keys.auth,
+            identity=self.identity,
+            pinned_server_key=self.relay_key,
+            create=self.create,
+        )
+        self._session, self._transport = session, transport
+        self._received = asyncio.Queue(MAX_QUEUED_BATCHES)
+        self._relay_have = None
+        session.start()
+        try:
+            await self._flush(session, transport)
+            await run_until_first_ends(
+                {
+                    "receive_loop": self._receive_loop(session, transport),
+                    "send_loop": self._send_loop(session, transport),
+                    "timer_loop": self._timer_loop(session, transport),
+                    "store_loop": self._store_loop(session, transport),
+                }
+            )
+            if session.cause is not None:
+                raise session.cause
+        finally:
+            self._session = self._transport = None
+            with contextlib.suppress(SwitchboardError, OSError):
+                await transport.aclose()
+            if self.on_presence is not None and self._up:
+                await self.on_presence("", False)  # link down: we no longer know who is online
+
+    # -- loops -----------------------------------------------------------------------------------
+
+    async def _receive_loop(self, session: SyncSession, transport: Transport) -> None:
+        while not session.close_expected():
+            try:
+                data = await transport.receive()
+            except SwitchboardError:
+                session.receive_eof()
+                await self._handle(session, transport)
+                return
+            session.receive_frame(data)
+            await self._handle(session, transport)
+        await self._flush(session, transport)
+
+    async def _send_loop(self, session: SyncSession, transport: Transport) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not session.is_open:
+                continue
+            while session.is_open:
+                pending = self.log.since(session.peer_vector, SEND_CHUNK)
+                if not pending:
+                    break
+                session.send_batch(seal_event(self.keys, event) for event in pending)
+                self.status.last_push = now_ts()
+                await self._flush(session, transport)
+
+    async def _timer_loop(self, session: SyncSession, transport: Transport) -> None:
+        loop = asyncio.get_running_loop()
+        while not session.close_expected():
+            deadline = session.next_deadline()
+            if deadline is None:
+                return
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            session.tick(loop.time())
+            await self._flush(session, transport)
+
+    async def _store_loop(self, session: SyncSession, transport: Transport) -> None:
+        # Storing runs beside receiving: while the writer commits one transaction, the next
+        # frames are read and opened, and everything that queued up meanwhile goes into the
+        # following transaction (one fsync for many batches under load, one per batch when idle).
+        while True:
+            events = await self._received.get()
+            while not self._received.empty() and len(events) < MAX_EVENTS_PER_COMMIT:
+                events += self._received.get_nowait()
+            received = await self.log.receive(events)
+            if session.is_open:
+                session.send_ack(self.log.vector())
+                if received.gaps and not self.status.tampered:
+                    session.send_have(self.log.vector())
+                await self._flush(session, transport)
+
+    # -- handling what the session reports -------------------------------------------------------
+
+    async def _handle(self, session: SyncSession, transport: Transport) -> None:
+        for event in session.events_received():
+            if isinstance(event, Established):
+                await self._on_established(session, event)
+            elif isinstance(event, BatchReceived):
+                await self._on_batch(event.envelopes)
+            elif isinstance(event, HaveReceived | AckReceived):
+                if isinstance(event, HaveReceived) and self._relay_have is None:
+                    self._relay_have = dict(event.vector)
+                self._relay_holds = cursors.merge(self._relay_holds, event.vector)
+                self._wake.set()
+            elif isinstance(event, PresenceReceived) and self.on_presence is not None:
+                await self.on_presence(event.device, event.online)
+            elif isinstance(event, Closed):
+                log.info("x relay link to %s closed: %s", self.url, event.reason)
+        await self._flush(session, transport)
+
+    async def _on_established(self, session: SyncSession, event: Established) -> None:
+        if self.relay_key is None:
+            self.relay_key = event.peer_key
+        if self.on_established is not None:
+            await self.on_established(event)
+        session.send_have(self.log.vector())
+        await self._connected(event.peer)
+
+    async def _on_batch(self, envelopes: tuple[Envelope, ...]) -> None:
+        self._relay_holds = cursors.merge(self._relay_holds, {e.origin: e.seq for e in envelopes})
+        await self._received.put(self.open_envelopes(envelopes))
+
+    async def _flush(self, session: SyncSession, transport: Transport) -> None:
+        for frame in session.frames_to_send():
+            await transport.send(frame)

@@ -1,0 +1,327 @@
+"""``SupervisedLink``: what every link shares, the relay's and the brokers' alike.
+
+Theory of operation
+-------------------
+A link keeps one connection alive per group. Each kind says how to run one connection
+(``_run_once``: connect, set up, call ``_connected()`` once established, return or raise when
+the connection ends) and how to say goodbye (``_goodbye``); everything around it is here, once:
+
+- ``run_loop``, the one supervisor per link: it runs connections one after the other and
+  sleeps between them on the schedule of ``links.backoff.Backoff`` (quick retries while a relay
+  or broker restarts, then slower; from the first step again once a connection was
+  established; at the cap at once after a refused login or rate limiting);
+- ``start``, ``stop`` and ``notify``; the waits (``wait_established``, ``wait_synced``,
+  ``wait_caught_up``) over ``status`` and the kind's ``lag()`` and ``_caught_up()``;
+- ``open_envelopes``: every event that arrives, by any link, is opened and checked here; one
+  that fails is counted in ``status.tampered`` and reported, never applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+import msgspec
+
+from switchboard.errors import AuthError, ByeCode, Rejected, SwitchboardError, TamperedEnvelope
+from switchboard.events import Event, decode_event, encode_event, now_ts
+from switchboard.links.backoff import Backoff
+from switchboard.links.status import LinkState, LinkStatus
+
+if TYPE_CHECKING:
+    from switchboard.crypto import GroupKeys
+    from switchboard.proto.frames import Envelope
+    from switchboard.proto.session import Established
+    from switchboard.store.log import EventLog
+
+log = logging.getLogger("switchboard.link")
+
+OnPresence = Callable[[str, bool], Awaitable[None]]
+OnEstablished = Callable[["Established"], Awaitable[None]]
+
+CANCEL_AGAIN: Final = 0.1  # seconds before a connection's loop that did not end is cancelled again
+POLL: Final = 0.01  # seconds between looks at a condition a wait is waiting for
+
+
+def seal_event(keys: GroupKeys, event: Event) -> Envelope:
+    """Seal an event for the wire: only its header ``(origin, seq)`` stays readable."""
+    return keys.seal(event.origin, event.seq, encode_event(event))
+
+
+def open_envelope(keys: GroupKeys, env: Envelope) -> Event:
+    """Open and decode an envelope; its event must carry the header's ``(origin, seq)``.
+
+    Raises:
+        TamperedEnvelope: it does not open with the group key, does not decode, or its event
+            claims another place in the log than its header.
+    """
+    plaintext = keys.open(env)
+    try:
+        event = decode_event(plaintext)
+    except msgspec.DecodeError as exc:
+        raise TamperedEnvelope(env.origin, env.seq) from exc
+    if event.origin != env.origin or event.seq != env.seq:
+        raise TamperedEnvelope(env.origin, env.seq)
+    return event
+
+
+@dataclass(eq=False, kw_only=True)
+class SupervisedLink:
+    """Base of every link: the supervisor loop, the waits and the envelope opener.
+
+    Class attributes a kind sets:
+        kind: names the link in log lines (``relay``, ``mqtt``, ``nats``).
+        far_end: names the other end in messages (``relay``, ``broker``).
+        goodbye_timeout: seconds ``stop`` gives ``_goodbye``.
+    """
+
+    kind: ClassVar[str] = "link"
+    far_end: ClassVar[str] = "server"
+    goodbye_timeout: ClassVar[float] = 2.0
+
+    log: EventLog
+    keys: GroupKeys
+    url: str
+    device_id: str
+    create: bool = False
+    on_presence: OnPresence | None = None
+    status: LinkStatus = field(default_factory=LinkStatus)
+    # The embedded relay's pinned identity key; brokers have none, so broker links keep None.
+    relay_key: bytes | None = None
+
+    _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _established: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = field(init=False, default=None)
+    _last_failure: SwitchboardError | None = field(init=False, default=None)
+    _stopping: bool = field(init=False, default=False)
+    # This connection was established: the backoff starts over after it.
+    _up: bool = field(init=False, default=False)
+
+    # -- the Link surface ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start keeping the link up, in the background."""
+        if self._task is None or self._task.done():
+            self._stopping = False
+            self._task = asyncio.create_task(
+                self.run_loop(), name=f"switchboard[{self.url}].run_loop"
+            )
+
+    async def stop(self) -> None:
+        """Say goodbye (``_goodbye``, bounded by ``goodbye_timeout``) and stop."""
+        self._stopping = True
+        if self.status.state is LinkState.CONNECTED:
+            with contextlib.suppress(SwitchboardError, OSError, TimeoutError):
+                await asyncio.wait_for(self._goodbye(), self.goodbye_timeout)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.status.state = LinkState.OFF
+
+    def notify(self) -> None:
+        """The log advanced: wake the sender."""
+        self._wake.set()
+
+    def lag(self) -> int:
+        """Events this device holds that the link is not known to have passed on."""
+        raise NotImplementedError
+
+    async def wait_established(self, timeout: float) -> SwitchboardError | None:
+        """Wait for the first connection; return the failure that prevented it, if any.
+
+        A refused login (and, from a relay, a refusal) ends the wait at once: retrying will
+        not change it.
+        """
+        return await wait_first_connection(
+            self._established,
+            lambda: self._last_failure,
+            (AuthError, Rejected),
+            f"{self.far_end} {self.url}",
+            timeout,
+        )
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Wait until the link is up and has passed on everything this device holds."""
+        return await self._wait_until(
+            lambda: self.status.state is LinkState.CONNECTED and self.lag() == 0, timeout
+        )
+
+    async def wait_caught_up(self, timeout: float) -> bool:
+        """Wait until this device holds what the group held when the link connected.
+
+        Gives up (``False``) when the connection drops meanwhile.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        if await self.wait_established(timeout) is not None:
+            return False
+        remaining = deadline - asyncio.get_running_loop().time()
+        return await self._wait_until(
+            self._caught_up,
+            remaining,
+            unless=lambda: self.status.state is not LinkState.CONNECTED,
+        )
+
+    async def _wait_until(
+        self,
+        done: Callable[[], bool],
+        timeout: float,
+        *,
+        unless: Callable[[], bool] = lambda: False,
+    ) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not done():
+            if loop.time() >= deadline or unless():
+                return False
+            await asyncio.sleep(POLL)
+        return True
+
+    # -- for each kind --------------------------------------------------------------------------
+
+    def _caught_up(self) -> bool:
+        raise NotImplementedError
+
+    async def _run_once(self) -> None:
+        """Run one connection until it ends (raise why, or return for an orderly end)."""
+        raise NotImplementedError
+
+    async def _goodbye(self) -> None:
+        """Tell the far end we leave, while still connected."""
+
+    async def _connected(self, far_end: str) -> None:
+        """The connection is established (``far_end``: who answered, for ``status``)."""
+        log.info("= %s link to %s established (%s)", self.kind, self.url, far_end)
+        self.status.state = LinkState.CONNECTED
+        self.status.connected_since = now_ts()
+        self.status.last_error = None
+        self.status.relay = far_end
+        self._last_failure = None
+        self._up = True
+        self.create = False  # registered or created now; a reconnect is an ordinary one
+        self._established.set()
+        self._wake.set()
+
+    async def _down(self) -> None:
+        """A connection ended (not called when the link is stopped)."""
+        if self.status.state is not LinkState.OFF:
+            self.status.state = LinkState.DISCONNECTED
+
+    # -- the supervisor loop ---------------------------------------------------------------------
+
+    async def run_loop(self) -> None:
+        """Keep a connection up until stopped, retrying on the schedule of ``Backoff``."""
+        backoff = Backoff()
+        while not self._stopping:
+            self._up = False
+            failure: SwitchboardError | None = None
+            try:
+                await self._run_once()
+            except SwitchboardError as exc:
+                failure = exc
+            except Exception as exc:  # the one supervisor per link (STYLE.md error rule 5)
+                log.error("! %s link to %s failed", self.kind, self.url, exc_info=True)
+                failure = SwitchboardError(f"internal error: {type(exc).__name__}")
+            if failure is not None:
+                self._record_failure(failure)
+            await self._down()
+            if self._stopping:
+                break
+            if self._up:
+                backoff.reset()
+            if _retrying_soon_is_pointless(failure):
+                backoff.slow_down()
+            await asyncio.sleep(backoff.next_delay())
+
+    def _record_failure(self, exc: SwitchboardError) -> None:
+        self._last_failure = exc
+        self.status.last_error = str(exc)
+        log.info("x %s link to %s: %s", self.kind, self.url, exc)
+
+    # -- envelopes -------------------------------------------------------------------------------
+
+    def open_envelopes(self, envelopes: Iterable[Envelope]) -> list[Event]:
+        """Open every envelope; skip (count and report) those that fail (``open_envelope``).
+
+        Later envelopes of a tampered one's origin are gaps to the log, which drops them.
+        """
+        events = []
+        for env in envelopes:
+            try:
+                events.append(open_envelope(self.keys, env))
+            except TamperedEnvelope as exc:
+                self._tampered(str(exc))
+        return events
+
+    def _tampered(self, reason: str) -> None:
+        self.status.tampered += 1
+        self.status.last_error = reason
+        log.warning("! %s link: %s", self.kind, reason)
+
+
+def _retrying_soon_is_pointless(failure: SwitchboardError | None) -> bool:
+    """A refused login or a relay's rate limiting: the same answer comes for a while."""
+    return isinstance(failure, AuthError) or (
+        isinstance(failure, Rejected) and failure.reason_code == ByeCode.RATE_LIMITED
+    )
+
+
+async def run_until_first_ends(coros: dict[str, Coroutine[Any, Any, Any]]) -> None:
+    """Run the named loops of one connection until the first ends; cancel the others.
+
+    Raises:
+        BaseException: the first failure among the loops that ended.
+    """
+    tasks = [asyncio.create_task(coro, name=name) for name, coro in coros.items()]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Cancel until each has ended: one cancellation can be lost (Python 3.11's wait_for,
+        # which nats-py uses, swallows it when its future completes at the same moment), and a
+        # loop that goes on waiting would hold the link on a dead connection for good.
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN)
+        for task in tasks:  # mark their failures seen: they are the first one's fallout
+            if not task.cancelled():
+                task.exception()
+    for task in done:
+        exc = task.exception()
+        if exc is not None:
+            raise exc
+
+
+async def wait_first_connection(
+    established: asyncio.Event,
+    failure: Callable[[], SwitchboardError | None],
+    fatal: tuple[type[SwitchboardError], ...],
+    what: str,
+    timeout: float,
+) -> SwitchboardError | None:
+    """Wait until ``established`` is set; return the failure that prevented it, if any.
+
+    Args:
+        established: set once the link first connected.
+        failure: returns the link's latest failure.
+        fatal: failures that end the wait at once (a refused login, a wrong secret).
+        what: names the far end in the timeout message ("relay ws://...").
+        timeout: seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not established.is_set():
+        last = failure()
+        if isinstance(last, fatal):
+            return last
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return last or SwitchboardError(f"{what} did not answer within {timeout:g} s")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(established.wait(), min(remaining, 0.05))
+    return None
