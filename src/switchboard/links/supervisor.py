@@ -13,7 +13,11 @@ the connection ends) and how to say goodbye (``_goodbye``); everything around it
 - ``start``, ``stop`` and ``notify``; the waits (``wait_established``, ``wait_synced``,
   ``wait_caught_up``) over ``status`` and the kind's ``lag()`` and ``_caught_up()``;
 - ``open_envelopes``: every event that arrives, by any link, is opened and checked here; one
-  that fails is counted in ``status.tampered`` and reported, never applied.
+  that fails is counted in ``status.tampered`` and reported, never applied;
+- ``channel``, the link's directed channel (``links.channel``): each kind carries its frames
+  (``send_direct``, and hands what arrives to ``channel.frame_received``); every call ends when
+  the link goes down or is stopped, and a kind ends a device's calls when it hears that the
+  device left (``channel.peer_gone``).
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ import msgspec
 from switchboard.errors import AuthError, ByeCode, Rejected, SwitchboardError, TamperedEnvelope
 from switchboard.events import Event, decode_event, encode_event, now_ts
 from switchboard.links.backoff import Backoff
+from switchboard.links.channel import DirectChannel, Handlers
 from switchboard.links.status import LinkState, LinkStatus
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from switchboard.crypto import GroupKeys
-    from switchboard.proto.frames import Envelope
+    from switchboard.proto.frames import Direct, Envelope
     from switchboard.proto.session import Established
     from switchboard.store.log import EventLog
 
@@ -92,6 +99,14 @@ class SupervisedLink:
     status: LinkStatus = field(default_factory=LinkStatus)
     # The embedded relay's pinned identity key; brokers have none, so broker links keep None.
     relay_key: bytes | None = None
+    # This device's key: the relay handshake proves it, and it signs directed frames.
+    identity: Ed25519PrivateKey
+    # What this device serves on the directed channel (one table for every link of a daemon).
+    handlers: Handlers = field(default_factory=Handlers)
+    channel: DirectChannel = field(init=False)
+    # The other devices of the group this link knows to be connected (relay: its Welcome and
+    # Presence; brokers: presence messages).
+    online: set[str] = field(init=False, default_factory=set)
 
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _established: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -100,6 +115,11 @@ class SupervisedLink:
     _stopping: bool = field(init=False, default=False)
     # This connection was established: the backoff starts over after it.
     _up: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.channel = DirectChannel(
+            self.keys, self.identity, self.device_id, self, self.handlers, self.status
+        )
 
     # -- the Link surface ------------------------------------------------------------------------
 
@@ -121,7 +141,17 @@ class SupervisedLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.channel.aclose()
         self.status.state = LinkState.OFF
+
+    async def send_direct(self, frame: Direct) -> None:
+        """Send a directed frame towards ``frame.recipient`` (``links.channel.Carrier``).
+
+        Raises:
+            Unreachable: the link knows the recipient cannot get it (or is not connected).
+            TransportError: the connection broke while sending.
+        """
+        raise NotImplementedError
 
     def notify(self) -> None:
         """The log advanced: wake the sender."""
@@ -208,6 +238,7 @@ class SupervisedLink:
 
     async def _down(self) -> None:
         """A connection ended (not called when the link is stopped)."""
+        self.channel.link_down(f"link to {self.url} lost")
         if self.status.state is not LinkState.OFF:
             self.status.state = LinkState.DISCONNECTED
 
