@@ -65,6 +65,9 @@ class AgentRegistered(Body, frozen=True, tag="agent_registered"):
     pid: int | None = None
     summary: str = ""
     tags: list[str] = []
+    #: The name was picked for it (``ids.pick_name``), not chosen by anyone: such an agent
+    #: that never does anything is not listed once gone (daemon/presence.py).
+    picked: bool = False
 
 
 class StatusChanged(Body, frozen=True, tag="status_changed"):
@@ -233,6 +236,22 @@ class MessageInjected(Body, frozen=True, tag="message_injected"):
     via: str = ""
 
 
+class InjectionFailed(Body, frozen=True, tag="injection_failed"):
+    """``injection_failed``: messages due for an agent were handed to its harness, which did
+    not take them (an error, or no turn started); they stay unread and are offered again.
+
+    Written by the recipient's device, once per context and error (not at every retry).
+    ``messages`` are refs (``origin/seq``), ``recipient`` the internal address, ``via`` the
+    path (``hook:pi:poll``), ``error`` what the harness or plugin said.
+    """
+
+    messages: list[str]
+    recipient: str
+    context: str
+    via: str = ""
+    error: str = ""
+
+
 class SessionStarted(Body, frozen=True, tag="session_started"):
     """``session_started``: an agent's harness session started, resumed or was cleared.
 
@@ -398,6 +417,7 @@ AnyBody = (
     | LeaseAcquired
     | LeaseReleased
     | MessageInjected
+    | InjectionFailed
     | SessionStarted
     | SessionStopped
     | ContextCompacted
@@ -436,6 +456,7 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
         LeaseAcquired,
         LeaseReleased,
         MessageInjected,
+        InjectionFailed,
         SessionStarted,
         SessionStopped,
         ContextCompacted,

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,10 +38,10 @@ def user_home() -> Iterator[Path]:
 
 
 def doctor(
-    home: Home, user_home: Path, cwd: Path | None = None
+    home: Home, user_home: Path, cwd: Path | None = None, path: str | None = None
 ) -> tuple[int, list[dict[str, Any]]]:
     """Run `doctor --json` (and the text form); return its exit status and its checks."""
-    env = {"HOME": str(user_home)}
+    env = {"HOME": str(user_home), **({"PATH": path} if path is not None else {})}
     where = cwd or user_home
     done = home.run("doctor", "--json", code=None, env=env, cwd=where)
     checks = json.loads(done.stdout)
@@ -66,13 +67,25 @@ def named(checks: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return found[0]
 
 
+def on_path(user_home: Path) -> str:
+    """A PATH whose ``switchboard`` is this checkout's (project files run it from PATH)."""
+    bin_dir = user_home / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    launcher = bin_dir / "switchboard"
+    launcher.write_text(f'#!/bin/sh\nexec {sys.executable} -m switchboard "$@"\n')
+    launcher.chmod(0o755)
+    return os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
+
+
 def failures(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in checks if c["status"] == "fail"]
 
 
-def install(home: Home, user_home: Path, *args: str, cwd: Path | None = None) -> str:
+def install(
+    home: Home, user_home: Path, *args: str, cwd: Path | None = None, path: str | None = None
+) -> str:
     """Run the real `switchboard install ARGS` into ``user_home``; return its output."""
-    env = {"HOME": str(user_home)}
+    env = {"HOME": str(user_home), **({"PATH": path} if path is not None else {})}
     return home.run("install", *args, env=env, cwd=cwd or user_home).stdout
 
 
@@ -199,11 +212,12 @@ def test_doctor_and_install_name_what_gemini_and_claude_will_ask(
     fresh_home.run("daemon", "start")
     project = user_home / "work" / "app"
     project.mkdir(parents=True)
-    said = install(fresh_home, user_home, "--project", "claude", "gemini", cwd=project)
+    path = on_path(user_home)  # the project files run `switchboard` from PATH
+    said = install(fresh_home, user_home, "--project", "claude", "gemini", cwd=project, path=path)
     assert "pending approval" in said and "Use this MCP server" in said
     assert f"Gemini CLI has not been told to trust {project}" in said
     assert "no auth type selected" in said
-    code, checks = doctor(fresh_home, user_home, cwd=project)
+    code, checks = doctor(fresh_home, user_home, cwd=project, path=path)
     claude = named(checks, "claude project setup")
     assert claude["status"] == "warn" and "pending approval" in claude["detail"]
     gemini = [c for c in checks if c["name"] == "gemini project setup"]
@@ -212,7 +226,7 @@ def test_doctor_and_install_name_what_gemini_and_claude_will_ask(
     # A project's own approval counts only in a folder whose trust dialog was accepted.
     local = project / ".claude" / "settings.local.json"
     local.write_text(json.dumps({"enabledMcpjsonServers": ["switchboard"]}))
-    _, checks = doctor(fresh_home, user_home, cwd=project)
+    _, checks = doctor(fresh_home, user_home, cwd=project, path=path)
     assert named(checks, "claude project setup")["status"] == "warn"
     # What the harnesses write when the user answers their dialogs.
     answered = {"hasTrustDialogAccepted": True, "enabledMcpjsonServers": ["switchboard"]}
@@ -222,14 +236,14 @@ def test_doctor_and_install_name_what_gemini_and_claude_will_ask(
     (user_home / ".gemini" / "trustedFolders.json").write_text(json.dumps(folders))
     settings = {"security": {"auth": {"selectedType": "gemini-api-key"}}}
     (user_home / ".gemini" / "settings.json").write_text(json.dumps(settings))
-    code, checks = doctor(fresh_home, user_home, cwd=project)
+    code, checks = doctor(fresh_home, user_home, cwd=project, path=path)
     assert code == 0, failures(checks)
     assert named(checks, "claude project setup")["status"] == "ok"
     assert named(checks, "gemini project setup")["status"] == "ok"
     (user_home / ".gemini" / "trustedFolders.json").write_text(
         json.dumps({str(project): "DO_NOT_TRUST"})
     )
-    code, checks = doctor(fresh_home, user_home, cwd=project)
+    code, checks = doctor(fresh_home, user_home, cwd=project, path=path)
     gemini_check = named(checks, "gemini project setup")
     assert gemini_check["status"] == "fail" and "distrusts" in gemini_check["detail"]
     assert "/permissions" in gemini_check["fix"]

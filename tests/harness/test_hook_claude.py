@@ -38,7 +38,8 @@ def test_claude_post_tool_use_injects_pending_message_once(device: Device) -> No
     assert f'id="{message_id}"' in text
     assert first.out["hookSpecificOutput"]["hookEventName"] == "PostToolUse"
     assert luna.hook("PostToolUse").out == {}
-    waited = device.call("message.wait", id=message_id, state="injected", timeout=0)
+    # The hook settles its delivery once its answer is written: wait for that.
+    waited = device.call("message.wait", id=message_id, state="injected", timeout=10)
     assert waited["complete"]
     assert waited["recipients"][0]["state"] == "injected"
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 import pytest
-from harness_kit import Device, Session, events_of
+from harness_kit import PY, Device, Session, events_of, fixture, timeout
 
 # (harness, session-start event or None, mid-turn event, its answer shape, stop event, stop shape)
 CASES = [
@@ -139,3 +140,29 @@ def test_opencode_poll_prompts_an_idle_session(device: Device) -> None:
     assert "are you there?" in out["prompt"]
     assert out["urgent"] is True
     assert json.dumps(out).count("are you there?") == 1
+
+
+def test_hook_answer_the_harness_never_reads_is_not_injected(device: Device) -> None:
+    """A hook whose stdout is closed before it answers (the harness gave up on it) settles its
+    block as not taken: nothing is recorded as injected, the failure is an injection_failed
+    event, and the next hook offers the message in full again."""
+    agent = Session(device, "claude", "gone-1", agent="cl")
+    agent.hook("SessionStart")
+    device.call("send", agent="nova", to=["@cl"], text="did you get this?")
+    payload = fixture("claude", "PostToolUse", "gone-1")
+    proc = subprocess.Popen(
+        [PY, "-m", "switchboard", "hook", "claude", "PostToolUse"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=agent.env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.close()  # the harness is gone before the answer comes
+    _, err = proc.communicate(json.dumps(payload).encode(), timeout=timeout(30))
+    assert proc.returncode == 0, err
+    assert events_of(device, "message_injected") == []
+    [failed] = device.wait_events(1, type="injection_failed")  # settled after the exit
+    assert "did not read the hook's answer" in failed["data"]["error"]
+    assert failed["data"]["via"] == "hook:claude:tool"
+    again = agent.hook("PostToolUse")
+    assert "did you get this?" in again.out["hookSpecificOutput"]["additionalContext"]
+    [injected] = device.wait_events(1, type="message_injected")  # settled after the answer
+    assert injected["data"]["via"] == "hook:claude:tool"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from switchboard.cli.main import main
-from switchboard.harnesses.configfiles import BACKUP_SUFFIX
 from switchboard.harnesses.jsonc import parse
 
 HOMES = Path(__file__).with_name("homes")
@@ -82,7 +81,11 @@ def test_install_detects_every_harness_and_merges(
     assert cursor_hooks["hooks"]["afterFileEdit"][0] == {"command": "./hooks/format.sh"}
     assert cursor_hooks["hooks"]["stop"][0]["loop_limit"] == 3
     assert (home / ".pi" / "agent" / "extensions" / "switchboard.ts").exists()
-    assert (home / ".claude.json").with_name(".claude.json" + BACKUP_SUFFIX).exists()
+    assert not list(home.rglob("*switchboard-*")), "bookkeeping lives in SWITCHBOARD_HOME"
+    ledger = json.loads((home.parent / "sb" / "installs.json").read_text())
+    files = ledger["roots"][str(home)]["files"]
+    assert files[".claude.json"]["backup"] is None  # Claude rewrites it: no stale copy
+    assert files[".claude/settings.json"]["backup"] is not None
 
 
 def test_install_twice_changes_nothing(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,12 +100,14 @@ def test_install_twice_changes_nothing(home: Path, capsys: pytest.CaptureFixture
 
 
 def test_uninstall_restores_every_file_exactly(home: Path) -> None:
-    """Install then uninstall gives back the original home byte for byte."""
+    """Install then uninstall gives back the original home byte for byte, and leaves no
+    bookkeeping behind."""
     before = _snapshot(home)
     assert main(["install"]) == 0
     assert _snapshot(home) != before
     assert main(["uninstall"]) == 0
     assert _snapshot(home) == before
+    assert not (home.parent / "sb" / "installs.json").exists()
 
 
 def test_uninstall_keeps_entries_added_after_install(home: Path) -> None:
@@ -150,11 +155,15 @@ def test_install_project_level(home: Path, tmp_path: Path) -> None:
     assert (tmp_path / ".cursor" / "hooks.json").exists()
     assert (tmp_path / ".gemini" / "settings.json").exists()
     assert "switchboard" in (tmp_path / ".codex" / "config.toml").read_text()
-    assert (tmp_path / ".opencode" / "plugins" / "switchboard.js").exists()
+    assert (tmp_path / ".switchboard" / "opencode-plugin.js").exists()
+    assert _json(tmp_path / "opencode.json")["plugin"] == ["./.switchboard/opencode-plugin.js"]
+    assert not (tmp_path / ".opencode").exists()  # no config dir OpenCode would install into
     assert (tmp_path / ".pi" / "extensions" / "switchboard.ts").exists()
+    # Created with the $schema OpenCode would otherwise write into it at its next start.
+    assert _json(tmp_path / "opencode.json")["$schema"] == "https://opencode.ai/config.json"
     assert main(["uninstall", "--project"]) == 0
-    assert not (tmp_path / ".mcp.json").exists()
-    assert not (tmp_path / ".pi" / "extensions" / "switchboard.ts").exists()
+    for name in (".mcp.json", ".pi", "opencode.json", ".switchboard", ".claude", ".codex"):
+        assert not (tmp_path / name).exists(), name
 
 
 def test_install_refuses_a_config_it_cannot_parse(

@@ -198,7 +198,8 @@ def test_mcp_no_channel_push_without_the_capability(device: Device) -> None:
 
 
 def test_mcp_register_renames_the_agent(device: Device) -> None:
-    """register(name=...) changes the caller's address; the old auto-name goes offline."""
+    """register(name=...) changes the caller's address; the old auto-name goes offline (and,
+    picked and never used, out of listings)."""
     claude = Session(device, "claude", "rename-1")
 
     async def body() -> None:
@@ -207,9 +208,10 @@ def test_mcp_register_renames_the_agent(device: Device) -> None:
             renamed = await call(s, "register", name="Atlas", summary="renamed")
             assert renamed.value["address"] == f"atlas:{device.short}"
             assert (await call(s, "whoami")).value["name"] == "atlas"
-            agents = {a["name"]: a for a in device.call("agents")}
+            agents = {a["name"]: a for a in device.call("agents", all=True)}
             assert agents[old]["status"] == "offline"
             assert agents["atlas"]["summary"] == "renamed"
+            assert {a["name"] for a in device.call("agents")} == {"atlas"}
 
     run(body)
 

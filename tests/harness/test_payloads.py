@@ -98,7 +98,12 @@ def test_payloads_our_own_tools_are_not_recorded_as_activity() -> None:
         ("cursor", "postToolUse", {"text": "T"}, {"additional_context": "T"}),
         ("cursor", "stop", {"text": "T", "block": True}, {"followup_message": "T"}),
         ("opencode", "tool.execute.after", {"text": "T"}, {"context": "T"}),
-        ("pi", "agent_end", {"text": "T", "urgent": True}, {"prompt": "T", "urgent": True}),
+        (
+            "pi",
+            "agent_end",
+            {"text": "T", "urgent": True, "handover": "h1"},
+            {"prompt": "T", "urgent": True, "handover": "h1"},
+        ),
         ("claude", "PostToolUse", {"text": ""}, {}),
         ("claude", "PostToolUse", None, {}),
     ],

@@ -34,11 +34,16 @@ class Homes:
         self.home.mkdir()
         self.project.mkdir()
         subprocess.run(["git", "init", "-q", str(self.project)], check=True)
+        # The project files run `switchboard` from PATH: this checkout's, through a launcher.
+        launcher = root / "bin" / "switchboard"
+        launcher.parent.mkdir()
+        launcher.write_text(f'#!/bin/sh\nexec {PY} -m switchboard "$@"\n')
+        launcher.chmod(0o755)
         self.env = {
             **os.environ,
             "HOME": str(self.home),
             "SWITCHBOARD_HOME": str(root / "sb"),
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PATH": os.pathsep.join([str(BIN), str(launcher.parent), os.environ.get("PATH", "")]),
         }
         for name in list(self.env):
             if name.startswith(("GEMINI_", "GOOGLE_", "CLAUDE_", "ANTHROPIC_")):

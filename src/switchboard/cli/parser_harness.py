@@ -77,15 +77,18 @@ def add_install(b: Any, sub: Any) -> None:
             "wire Switchboard into installed harnesses (MCP server, hooks, plugins)",
             "Detect Claude Code, Codex CLI, Gemini CLI, Antigravity CLI, OpenCode, Cursor and "
             "Pi (or take the names given) and merge Switchboard's MCP server and hooks or "
-            "plugin into their config files, keeping your entries and comments and a backup "
-            "of each file. Running it again changes nothing.",
+            "plugin into their config files, keeping your entries and comments; what it "
+            "changed is recorded in this device's data directory, not beside the files. "
+            "Running it again changes nothing. --project writes files a team can commit: they "
+            "run switchboard from PATH and name no path of this machine.",
         ),
         (
             "uninstall",
             "remove exactly what install added",
             "Remove Switchboard's entries (and plugin files) from the harnesses' config "
-            "files, leaving everything else; a file nobody else changed is restored from its "
-            "backup byte for byte.",
+            "files, leaving everything else; a file nobody else changed gets its bytes back, "
+            "files and directories install created go once nothing else is in them. Lists "
+            "only what it changed or kept, and why it kept it.",
         ),
     ):
         p = b.command(sub, name, f"install:{name}", help, description)
@@ -97,6 +100,11 @@ def add_install(b: Any, sub: Any) -> None:
         )
         p.add_argument("--dry-run", action="store_true", help="show the diff, write nothing")
         if name == "install":
+            p.add_argument(
+                "--prepare",
+                action="store_true",
+                help="OpenCode: install its plugin dependencies now, not at its next start",
+            )
             p.add_argument(
                 "--trust",
                 action="store_true",

@@ -26,7 +26,7 @@ from switchboard.events import (
     StatusChanged,
     VisibilityChanged,
 )
-from switchboard.store import projections, rooms
+from switchboard.store import delivery, projections, rooms
 
 if TYPE_CHECKING:
     from switchboard.daemon.context import Context
@@ -153,8 +153,32 @@ async def listed_agents(ctx: Context, p: AgentsParams) -> list[Agent]:
                 continue
             if is_expired(row, ctx.device_id, ctx.settings, now):
                 continue
+            if await _never_active(ctx, row, now):
+                continue
         out.append(await agent_view(ctx, row, me, shown.get(key, "visible")))
     return out
+
+
+class _Activity:
+    """Whether an agent ever did anything, per ``(device, name)``, kept while its
+    ``last_seen`` stays (the answer is a log scan; it changes only when that moves)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.known: dict[tuple[str, str], tuple[str, bool]] = {}
+
+
+async def _never_active(ctx: Context, row: dict[str, Any], now: float) -> bool:
+    """An agent that is gone and never did anything (a harness's health check, a session
+    opened and closed without a turn) is not listed; ``agents --all`` still shows it."""
+    if effective_status(row, ctx.device_id, ctx.settings, now)[0] != "offline":
+        return False
+    known = ctx.part(_Activity).known
+    key = (row["device_id"], row["name"])
+    seen = str(row["last_seen"] or "")
+    if key not in known or known[key][0] != seen:
+        active = await ctx.read(delivery.has_activity, row["device_id"], row["name"])
+        known[key] = (seen, bool(active))
+    return not known[key][1]
 
 
 def _tags(given: list[str]) -> list[str]:

@@ -8,6 +8,10 @@ The methods (``FEATURE`` below):
 - ``agent.identify``: who is the caller (the MCP server asks with its harness anchor).
 - ``inbox.take``: the wrapped block of what is due for a context (tool results, channels,
   plugins), optionally waiting for something to arrive and marking it read.
+- With ``hold``, ``agent.hook`` and ``inbox.take`` record nothing yet and answer a
+  ``handover`` token; an ``agent.hook`` of kind ``injected`` (the harness took the block) or
+  ``inject_failed`` (it did not: offered again, the failure reported) settles it
+  (daemon/inject.py, "Held until taken").
 - ``events.subscribe``, ``events.unsubscribe``, ``events.subscriptions``.
 
 ``message.get``, ``message.ack`` and ``message.wait`` (one message by local id; mark messages
@@ -55,8 +59,9 @@ if TYPE_CHECKING:
 
 #: What a hook call can be about (harnesses/payloads.py maps each harness event to one).
 HOOK_KINDS: Final = frozenset(
-    {"session_start", "prompt", "tool", "stop", "compact", "session_end", "poll", "idle_wait"}
-)
+    {"session_start", "prompt", "tool", "stop", "compact", "session_end", "poll", "idle_wait",
+     "injected", "inject_failed"}
+)  # fmt: skip
 # A stop is blocked to deliver messages at most this many times in a row without a new prompt
 # or tool use, whatever the harness's own guard says (Claude Code's stop_hook_active has been
 # seen staying false): a loop of blocks must end even if messages keep coming.
@@ -84,6 +89,9 @@ class HookParams(AgentParams):
     mcp: bool = True
     reoffer: Seconds = DEFAULT_REOFFER_AFTER
     max_chars: Chars = wrapping.DEFAULT_MAX_CHARS
+    hold: bool = False  # settle the answer's handover once the harness took it
+    handover: str = ""  # injected / inject_failed: the token of the block handed over
+    error: str = ""  # inject_failed: what went wrong
 
 
 class IdentifyParams(AgentParams):
@@ -109,6 +117,7 @@ class TakeParams(AgentParams):
     reoffer: Seconds = DEFAULT_REOFFER_AFTER
     mcp: bool = True
     max_chars: Chars = wrapping.DEFAULT_MAX_CHARS
+    hold: bool = False
 
 
 class SubscribeParams(AgentParams):
@@ -138,10 +147,19 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
     if not p.harness:
         raise UserError("a hook call needs its harness")
     st = ctx.part(DeliveryState)
+    if kind in ("injected", "inject_failed"):
+        # The harness took (or did not take) a block an earlier call handed over.
+        error = p.error[:300] or f"{p.harness} did not take it"
+        return await st.injector.settle(p.handover, taken=kind == "injected", error=error)
+    # A session that ends without ever having been seen is no agent: harnesses fire
+    # SessionEnd for their own short-lived processes too (``claude mcp list`` runs one per
+    # health check), and registering a name for each would clutter ``agents``.
     ident = await st.sessions.identify(
-        harness=p.harness, session=p.session, anchor=p.anchor, agent=p.agent
-    )
-    assert ident is not None
+        harness=p.harness, session=p.session, anchor=p.anchor, agent=p.agent,
+        create=kind != "session_end",
+    )  # fmt: skip
+    if ident is None:
+        return {"agent": "", "context": "", "text": ""}
     force = kind == "session_start"
     await st.sessions.ensure_registered(ident.name, p.harness, p.cwd, p.pid, force=force)
     items = st.sessions.activity_events(ident.name, kind, p, ident)
@@ -177,12 +195,15 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
     taken = await st.injector.take(
         ident.name, ident.context, via=f"hook:{p.harness}:{kind}", mcp=p.mcp,
         max_chars=p.max_chars, events=not stop, reoffer=_NEVER if stop else p.reoffer,
+        hold=p.hold,
     )  # fmt: skip
     result.update(
         text=taken["text"],
         messages=[m["id"] for m in taken["messages"]],
         urgent=any(m["priority"] == "urgent" for m in taken["messages"]),
     )
+    if "handover" in taken:
+        result["handover"] = taken["handover"]
     if kind == "stop":
         block = bool(taken["messages"])
         st.stop_blocks[ident.context] = st.stop_blocks.get(ident.context, 0) + int(block)
@@ -204,10 +225,13 @@ async def _idle_wait(ctx: Context, ident: Identity, p: HookParams) -> dict[str, 
         if await st.injector.pending(ident.name, ident.context):
             taken = await st.injector.take(
                 ident.name, ident.context, via=f"hook:{p.harness}:idle", mcp=p.mcp,
-                events=False, reoffer=_NEVER, max_chars=p.max_chars,
+                events=False, reoffer=_NEVER, max_chars=p.max_chars, hold=p.hold,
             )  # fmt: skip
             if taken["messages"]:
-                return {"text": taken["text"], "messages": [m["id"] for m in taken["messages"]]}
+                found = {"text": taken["text"], "messages": [m["id"] for m in taken["messages"]]}
+                if "handover" in taken:
+                    found["handover"] = taken["handover"]
+                return found
         remaining = deadline - loop.time()
         if remaining <= 0:
             return {"text": "", "timeout": True}
@@ -250,7 +274,7 @@ async def inbox_take(ctx: Context, p: TakeParams) -> dict[str, Any]:
         mark = ctx.changes
         taken = await st.injector.take(
             name, context, via=p.via, everything=p.all, ack=p.ack, events=p.events,
-            reoffer=p.reoffer, mcp=p.mcp, max_chars=p.max_chars,
+            reoffer=p.reoffer, mcp=p.mcp, max_chars=p.max_chars, hold=p.hold,
         )  # fmt: skip
         remaining = deadline - loop.time()
         if taken["messages"] or taken["events"] or remaining <= 0:

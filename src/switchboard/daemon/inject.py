@@ -17,17 +17,28 @@ the sender sees it), the subscription cursors advance. A lock per agent makes th
 record one step, so two hooks of one session firing together never inject a message twice.
 A new context (new session, ``/clear``, compaction) has no injections yet, so unread messages are
 offered in full again there: the old context that held them is gone.
+
+**Held until taken.** A message counts as injected only once the harness has taken it. A path
+that hands the block over after we answer (a hook's stdout, a plugin's ``sendUserMessage`` or
+``promptAsync``, a channel notification) takes with ``hold``: nothing is recorded yet, the
+block's messages are held for that context (not offered there again meanwhile) under a
+*handover* token, and ``settle(token, ok)`` records them (``ok``) or releases them to be offered
+again and reports the failure once (an ``injection_failed`` event and a log line). A hold that
+is never settled (the hook was killed) lapses after ``HOLD_TTL`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import secrets
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from switchboard import ids, wrapping
-from switchboard.events import MessageInjected, MessageRead
+from switchboard.events import InjectionFailed, MessageInjected, MessageRead
 from switchboard.store import delivery, query, rooms
 
 if TYPE_CHECKING:
@@ -42,6 +53,26 @@ MAX_REMINDERS: Final = 2
 MAX_UNREAD: Final = 50
 # Events scanned per delivery for subscriptions; a burst beyond this is delivered next time.
 MAX_SCAN: Final = 500
+# A hold not settled in this time lapses (its hook or plugin died): longer than the slowest
+# hand-over we wait for (a plugin gives a harness 60 s to start the turn), short enough that a
+# lost confirmation delays a message by minutes, not for good.
+HOLD_TTL: Final = 180.0
+# Holds kept at most, all agents together; the oldest lapse first beyond this.
+MAX_HOLDS: Final = 1_000
+
+log = logging.getLogger("switchboard.inject")
+
+
+@dataclass
+class _Held:
+    """A block handed to a harness, not yet known to be taken."""
+
+    name: str
+    context: str
+    via: str
+    refs: list[str]  # messages shown in full, not injected here before
+    cursor: int | None  # where the subscription cursors move once it is taken
+    since: float
 
 
 def _age(ts: str) -> float:
@@ -56,6 +87,8 @@ class Injector:
         self.d = ctx
         self._locks: dict[str, asyncio.Lock] = {}
         self._reminded: dict[tuple[str, str, str], tuple[int, float]] = {}
+        self._held: dict[str, _Held] = {}
+        self._failed: dict[tuple[str, str], str] = {}  # (agent, context) -> last error told
 
     def lock(self, name: str) -> asyncio.Lock:
         """The lock that serialises deliveries to agent ``name``."""
@@ -86,6 +119,7 @@ class Injector:
         reoffer: float = DEFAULT_REOFFER_AFTER,
         mcp: bool = True,
         max_chars: int = wrapping.DEFAULT_MAX_CHARS,
+        hold: bool = False,
     ) -> dict[str, Any]:
         """Place what is due into ``context`` of agent ``name``; return the wrapped block.
 
@@ -100,13 +134,19 @@ class Injector:
             reoffer: seconds after which an injected, unread message is mentioned again.
             mcp: whether the agent has the MCP tools (changes the answering hint).
             max_chars: the size limit of the block.
+            hold: record nothing yet; the caller settles the returned ``handover`` once the
+                harness took the block (or failed to).
 
         Returns:
-            ``{"text", "messages", "events", "reminders", "left_out", "context"}``; ``text``
-            is empty when nothing is due.
+            ``{"text", "messages", "events", "reminders", "left_out", "context"}``, and
+            ``handover`` with ``hold`` when something is shown; ``text`` is empty when
+            nothing is due.
         """
         async with self.lock(name):
             fresh, shown = await self.d.read(self._unread, name, context, everything)
+            if not everything:
+                pending = self._held_refs(name, context)
+                fresh = [m for m in fresh if m["ref"] not in pending]
             done = {m["ref"]: m["injected_ts"] for m in fresh + shown if m["injected_ts"]}
             reminders = [] if everything else self._due(name, context, shown, reoffer)
             scanned, matched = await self._subscribed(name) if events else (0, [])
@@ -118,10 +158,16 @@ class Injector:
                 mcp=mcp,
                 max_chars=max_chars,
             )
-            await self._record(name, context, via, rendered, done, ack=ack)
-            await self._advance(name, rendered, scanned, matched)
+            cursor = _cursor(rendered, scanned, matched)
+            token = ""
+            if hold and not ack and rendered.text:
+                refs = [ref for ref in rendered.messages if ref not in done]
+                token = self._hold(_Held(name, context, via, refs, cursor, time.monotonic()))
+            else:
+                await self._record(name, context, via, rendered.messages, done, ack=ack)
+                await self._advance(name, cursor)
         shown = set(rendered.messages)
-        return {
+        result = {
             "text": rendered.text,
             "messages": [_public(m) for m in fresh if m["ref"] in shown],
             "events": rendered.events,
@@ -129,6 +175,70 @@ class Injector:
             "left_out": rendered.left_out,
             "context": context,
         }
+        if token:
+            result["handover"] = token
+        return result
+
+    # -- holds: handed over, not yet taken -------------------------------------------------
+
+    def _hold(self, held: _Held) -> str:
+        self._lapse()
+        token = secrets.token_hex(8)
+        self._held[token] = held
+        return token
+
+    def _lapse(self) -> None:
+        """Forget holds older than HOLD_TTL (and the oldest beyond MAX_HOLDS)."""
+        now = time.monotonic()
+        for token, held in list(self._held.items()):
+            if now - held.since > HOLD_TTL or len(self._held) >= MAX_HOLDS:
+                del self._held[token]
+
+    def _held_refs(self, name: str, context: str) -> set[str]:
+        self._lapse()
+        return {
+            ref
+            for held in self._held.values()
+            if held.name == name and held.context == context
+            for ref in held.refs
+        }
+
+    async def settle(self, token: str, *, taken: bool, error: str = "") -> dict[str, Any]:
+        """The harness took the block handed over under ``token`` (record it as injected), or
+        did not (release it, so it is offered again, and report the failure).
+
+        Returns:
+            ``{"settled": False}`` for a token we do not hold (lapsed, or the daemon
+            restarted: the block is offered again), else ``{"settled": True, "messages": N}``.
+        """
+        held = self._held.pop(token, None)
+        if held is None:
+            return {"settled": False}
+        async with self.lock(held.name):
+            if taken:
+                self._failed.pop((held.name, held.context), None)
+                await self._record(held.name, held.context, held.via, held.refs, {}, ack=False)
+                await self._advance(held.name, held.cursor)
+            else:
+                await self._report(held, " ".join(error.split())[:300] or "no reason given")
+        return {"settled": True, "messages": len(held.refs)}
+
+    async def _report(self, held: _Held, error: str) -> None:
+        """Tell of a failed hand-over: in the log each time, as an event once per error (a
+        harness that fails at every poll must not flood the log every device keeps)."""
+        key = (held.name, held.context)
+        new = self._failed.get(key) != error
+        level = logging.WARNING if new else logging.DEBUG
+        log.log(level, "! %s could not take %d message(s) (%s): %s",
+                self.address(held.name), len(held.refs), held.via, error)  # fmt: skip
+        if not new or not held.refs:
+            return
+        self._failed[key] = error
+        me = f"{held.name}:{self.d.device_id}"
+        body = InjectionFailed(
+            messages=held.refs, recipient=me, context=held.context, via=held.via, error=error
+        )
+        await self.d.log.append(held.name, body)
 
     def _unread(
         self, conn: Any, name: str, context: str, everything: bool
@@ -164,7 +274,7 @@ class Injector:
         name: str,
         context: str,
         via: str,
-        rendered: wrapping.Rendered,
+        refs: list[str],
         done: dict[str, str],
         *,
         ack: bool,
@@ -172,11 +282,11 @@ class Injector:
         me = f"{name}:{self.d.device_id}"
         items: list[tuple[str, Any]] = [
             (name, MessageInjected(message=ref, recipient=me, context=context, via=via))
-            for ref in rendered.messages
+            for ref in refs
             if ref not in done
         ]
         if ack:
-            items += [(name, MessageRead(message=ref, reader=me)) for ref in rendered.messages]
+            items += [(name, MessageRead(message=ref, reader=me)) for ref in refs]
         if items:
             await self.d.log.append_many(items)
 
@@ -218,16 +328,20 @@ class Injector:
         ]
         return (rows[-1]["id"] if rows else start), matched
 
-    async def _advance(
-        self, name: str, rendered: wrapping.Rendered, scanned: int, matched: list[Any]
-    ) -> None:
-        if not scanned:
+    async def _advance(self, name: str, cursor: int | None) -> None:
+        if cursor is None:
             return
-        cursor = scanned
-        if len(rendered.events) < len(matched):
-            # Not all matching events fit: continue after the last one shown.
-            cursor = rendered.events[-1] if rendered.events else matched[0]["id"] - 1
         await self.d.write(lambda conn: delivery.advance_subscriptions(conn, name, cursor))
+
+
+def _cursor(rendered: wrapping.Rendered, scanned: int, matched: list[Any]) -> int | None:
+    """Where subscription cursors move after this block (``None``: nothing was scanned)."""
+    if not scanned:
+        return None
+    if len(rendered.events) < len(matched):
+        # Not all matching events fit: continue after the last one shown.
+        return rendered.events[-1] if rendered.events else int(matched[0]["id"]) - 1
+    return scanned
 
 
 def _public(message: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,10 @@ A remote agent's shown status is its last ``status_changed`` while its device is
 ``unreachable`` as soon as the link says the device went away (the relay's presence notice,
 a broker's last will), with the time the device was last seen; and ``offline`` once the
 device has been silent longer than ``offline_timeout``. It leaves listings once it has been
-offline for ``expire_after`` seconds (its history stays). A local agent whose harness process
-(its anchor) died is ``offline`` by its own device's ``status_changed`` (daemon/coordination.py).
+offline for ``expire_after`` seconds (its history stays). An agent that is offline and never
+did anything but exist (``store.delivery.LIFECYCLE_TYPES``) is not listed either
+(daemon/agents.py). A local agent whose harness process (its anchor) died is ``offline`` by its
+own device's ``status_changed`` (daemon/coordination.py).
 """
 
 from __future__ import annotations

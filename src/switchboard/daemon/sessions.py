@@ -79,6 +79,7 @@ class Sessions:
         self.d = ctx
         self._anchors: dict[str, tuple[str, str]] = {}
         self._activity: dict[str, tuple[list[str], int]] = {}
+        self._picked: set[str] = set()  # names picked here (not chosen), while we run
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -101,12 +102,14 @@ class Sessions:
         bound = await self.d.read(delivery.find_anchor, anchor) if anchor else None
         if agent:
             name = ids.parse_name(agent)
+            self._picked.discard(name)
         elif row is not None:
             name = row["name"]
         elif bound is not None:
             name = bound["name"]
         elif create:
             name = await self._pick_name()
+            self._picked.add(name)
         else:
             return None
         if anchor and self._anchors.get(anchor) != (name, session):
@@ -183,8 +186,9 @@ class Sessions:
         summary = found[0]["summary"] if found else ""
         tags = found[0]["tags"] if found else []
         body = AgentRegistered(
-            name=name, harness=harness, cwd=cwd, pid=pid, summary=summary, tags=tags
-        )
+            name=name, harness=harness, cwd=cwd, pid=pid, summary=summary, tags=tags,
+            picked=name in self._picked,
+        )  # fmt: skip
         await self.d.log.append(name, body)
 
     def activity_events(self, name: str, kind: str, p: Any, ident: Identity) -> list[Body]:

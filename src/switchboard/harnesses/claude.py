@@ -100,6 +100,9 @@ def edits(setup: Setup) -> list[Edit]:
             mcp_path,
             lambda doc: set_server(doc, server, entry),
             lambda doc: remove_server(doc, server),
+            # ~/.claude.json is Claude Code's own state, rewritten at every start: a copy of
+            # it would be stale at once, and removing exactly our entry is the restore.
+            rewritten=setup.project is None,
         ),
         json_edit(settings, _add_hooks(setup), _remove_hooks),
     ]

@@ -1,8 +1,8 @@
-"""Merge our entries into harness config files, tag them, back up, and take them out again.
+"""Merge our entries into harness config files, tag them, and take them out again.
 
 Every installer module (claude.py, codex.py, ...) describes its work as ``Edit`` values: a file
 and two pure functions, one adding our entries to its text, one removing them. This module
-runs them (``apply``) and holds the rules they share:
+runs them (``install``, ``uninstall``) and holds the rules they share:
 
 - **Merge, never overwrite.** JSON(C) files are edited as text (harnesses/jsonc.py), TOML with
   tomlkit: the user's entries, comments and formatting stay as they were.
@@ -11,10 +11,13 @@ runs them (``apply``) and holds the rules they share:
   files by a first-line marker. Uninstall removes exactly what matches, nothing else.
 - **Idempotent.** Adding an entry that is already there (same command) changes nothing; an
   entry of ours that differs (an older install) is replaced, not duplicated.
-- **Backed up, and reverted exactly.** Before the first change to a file we copy it to
-  ``<file>.switchboard-backup`` (or leave ``<file>.switchboard-created`` when we create it).
-  When uninstall leaves a file whose content equals the backup's, it restores the backup byte
-  for byte (and removes a file we created, if nothing else was added to it since).
+- **Reverted exactly, with the bookkeeping elsewhere.** Before the first change to a file the
+  ledger (harnesses/ledger.py, in the device's home) records whether we created it, its text
+  then, and the directories we create for it. Uninstall restores that text byte for byte when
+  what is left equals it, removes a file we created once only its skeleton is left, and then
+  forgets the record: no backup outlives a successful uninstall. A file the harness itself
+  keeps rewriting (``~/.claude.json``) gets no backup at all: removing exactly our keys is its
+  restore.
 """
 
 from __future__ import annotations
@@ -30,9 +33,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from switchboard.harnesses.jsonc import JsoncError, JsonDoc, parse
+from switchboard.harnesses.ledger import Entry, Ledger
 
-BACKUP_SUFFIX: Final = ".switchboard-backup"
-CREATED_SUFFIX: Final = ".switchboard-created"
 #: The first line of every file we write whole (plugins, extensions).
 FILE_MARKER: Final = "switchboard: managed file"
 SERVER_KEY: Final = "switchboard"
@@ -53,21 +55,26 @@ def is_ours(command: Any) -> bool:
 class Edit:
     """One file to change: ``install(old text or None) -> new text``, and back.
 
-    ``uninstall`` returns the new text, or ``None`` to delete the file.
+    ``uninstall`` returns the new text, or ``None`` to delete the file. ``rewritten`` marks a
+    file the harness rewrites on its own (no backup is kept of it); ``remove_only`` a place
+    only earlier versions wrote to (install leaves it alone and does not list it).
     """
 
     path: Path
-    install: Callable[[str | None], str]
+    install: Callable[[str | None], str | None]
     uninstall: Callable[[str], str | None]
+    rewritten: bool = False
+    remove_only: bool = False
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened (or would happen, in a dry run) to one file."""
+    """What happened (or would happen, in a dry run) to one file or directory."""
 
     path: Path
-    action: str  # "created", "updated", "unchanged", "removed", "restored"
+    action: str  # "created", "updated", "unchanged", "removed", "restored", "kept"
     diff: str
+    note: str = ""  # why a file or directory of ours was kept
 
 
 def _read(path: Path) -> str | None:
@@ -108,63 +115,99 @@ def _value(path: Path, text: str) -> Any:
     return text
 
 
-def install(edit: Edit, *, dry_run: bool) -> Outcome:
-    """Apply one edit's ``install``, backing the file up before its first change."""
+def install(edit: Edit, ledger: Ledger, *, dry_run: bool) -> Outcome:
+    """Apply one edit's ``install``, recording the file in the ledger before its first change."""
     old = _read(edit.path)
     new = edit.install(old)
-    if new == old:
+    if new == old or new is None:
+        if not dry_run:
+            ledger.adopt_legacy(edit.path)
         return Outcome(edit.path, "unchanged", "")
     diff = _diff(edit.path, old, new)
     if not dry_run:
-        backup = edit.path.with_name(edit.path.name + BACKUP_SUFFIX)
-        created = edit.path.with_name(edit.path.name + CREATED_SUFFIX)
-        if old is None and not backup.exists():
-            edit.path.parent.mkdir(parents=True, exist_ok=True)
-            created.touch()
-        elif old is not None and not backup.exists() and not created.exists():
-            _write(backup, old)
+        if ledger.adopt_legacy(edit.path) is None:
+            backup = None if old is None or edit.rewritten else old
+            dirs = ledger.missing_dirs(edit.path.parent)
+            ledger.add(edit.path, Entry(created=old is None, backup=backup, dirs=dirs))
         _write(edit.path, new)
     return Outcome(edit.path, "created" if old is None else "updated", diff)
 
 
-def uninstall(edit: Edit, *, dry_run: bool) -> Outcome:
-    """Apply one edit's ``uninstall``; restore the backup when nothing else changed."""
+def uninstall(edit: Edit, ledger: Ledger, *, dry_run: bool) -> tuple[Outcome, list[str]]:
+    """Apply one edit's ``uninstall``: restore the recorded text when nothing else changed,
+    remove a file we created once only its skeleton is left.
+
+    Returns:
+        The outcome, and the directories install created for the file (ledger names), for
+        the caller to remove once empty.
+    """
+    entry = ledger.adopt_legacy(edit.path, dry_run=dry_run)
+    dirs = entry.dirs if entry is not None else []
     old = _read(edit.path)
     if old is None:
-        return Outcome(edit.path, "unchanged", "")
-    new = edit.uninstall(old)
-    backup = edit.path.with_name(edit.path.name + BACKUP_SUFFIX)
-    created = edit.path.with_name(edit.path.name + CREATED_SUFFIX)
-    action = "updated"
-    original = _read(backup)
+        if not dry_run:
+            ledger.forget(edit.path)
+        return Outcome(edit.path, "unchanged", ""), dirs
+    new, action = edit.uninstall(old), "updated"
+    backup = entry.backup if entry is not None else None
+    created = entry is not None and entry.created
     if (
         new is not None
-        and original is not None
-        and _value(edit.path, new) == _value(edit.path, original)
+        and backup is not None
+        and _value(edit.path, new) == _value(edit.path, backup)
     ):
-        new, action = original, "restored"
-    elif new is not None and created.exists() and _is_skeleton(_value(edit.path, new)):
+        new, action = backup, "restored"
+    elif new is not None and created and _is_skeleton(_value(edit.path, new)):
         new = None
+    note = "it holds entries that are not ours" if created and new is not None else ""
+    if entry is None and new not in (None, old) and _is_skeleton(_value(edit.path, new)):
+        note = "left empty: no record says install created it (another data directory?)"
     if new == old:
-        return Outcome(edit.path, "unchanged", "")
-    if new is None:
-        action = "removed"
+        if not dry_run:
+            ledger.forget(edit.path)
+        return Outcome(edit.path, "kept" if note else "unchanged", "", note), dirs
+    if created and note:
+        note = f"kept: {note}"
     diff = _diff(edit.path, old, new)
     if not dry_run:
         if new is None:
             edit.path.unlink()
         else:
             _write(edit.path, new)
-        if action in ("restored", "removed"):
-            backup.unlink(missing_ok=True)
-            created.unlink(missing_ok=True)
-    return Outcome(edit.path, action, diff)
+        ledger.forget(edit.path)
+    return Outcome(edit.path, "removed" if new is None else action, diff, note), dirs
+
+
+def remove_dirs(ledger: Ledger, names: list[str], *, dry_run: bool) -> list[Outcome]:
+    """Remove the directories install created (deepest first) that are empty now; say which
+    are kept, and what they hold."""
+    outcomes = []
+    gone: set[Path] = set()
+    for name in sorted(set(names), key=lambda n: (-len(Path(n).parts), n)):
+        path = ledger.resolve(name)
+        if not path.is_dir():
+            continue
+        left = sorted(p.name for p in path.iterdir() if p not in gone)
+        if left:
+            shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+            outcomes.append(Outcome(path, "kept", "", f"it holds {shown}, not ours"))
+            continue
+        if not dry_run:
+            path.rmdir()
+        gone.add(path)
+        outcomes.append(Outcome(path, "removed", ""))
+    return outcomes
+
+
+#: Keys that only describe a file (Cursor's ``version``, OpenCode's ``$schema``): a file of ours
+#: holding nothing else is empty.
+SKELETON_KEYS: Final = frozenset({"version", "$schema"})
 
 
 def _is_skeleton(value: Any) -> bool:
-    """Only empty containers (and a ``version``) left: the shell of a file we created."""
+    """Only empty containers (and ``SKELETON_KEYS``) left: the shell of a file we created."""
     if isinstance(value, dict):
-        return all(key == "version" or _is_skeleton(item) for key, item in value.items())
+        return all(key in SKELETON_KEYS or _is_skeleton(item) for key, item in value.items())
     if isinstance(value, list):
         return not value
     return False
@@ -174,7 +217,11 @@ def _is_skeleton(value: Any) -> bool:
 
 
 def json_edit(
-    path: Path, add: Callable[[JsonDoc], None], remove: Callable[[JsonDoc], None]
+    path: Path,
+    add: Callable[[JsonDoc], None],
+    remove: Callable[[JsonDoc], None],
+    *,
+    rewritten: bool = False,
 ) -> Edit:
     """An ``Edit`` of a JSON(C) file by functions that change a ``JsonDoc``."""
 
@@ -188,7 +235,7 @@ def json_edit(
         remove(doc)
         return doc.text
 
-    return Edit(path, do_install, do_uninstall)
+    return Edit(path, do_install, do_uninstall, rewritten)
 
 
 def set_server(doc: JsonDoc, path: list[str], entry: dict[str, Any]) -> None:
@@ -267,11 +314,14 @@ def group_is_ours(group: Any) -> bool:
     return bool(hooks) and all(isinstance(h, dict) and is_ours(h.get("command")) for h in hooks)
 
 
-def write_file_edit(path: Path, content: str) -> Edit:
-    """An ``Edit`` that writes a whole file of ours (its first line carries ``FILE_MARKER``)."""
+def write_file_edit(path: Path, content: str, *, install: bool = True) -> Edit:
+    """An ``Edit`` that writes a whole file of ours (its first line carries ``FILE_MARKER``);
+    with ``install`` off, one that only removes it (a place earlier versions wrote to)."""
     assert FILE_MARKER in content.split("\n", 1)[0]
 
     def do_uninstall(text: str) -> str | None:
         return None if FILE_MARKER in text.split("\n", 1)[0] else text
 
+    if not install:
+        return Edit(path, lambda old: old, do_uninstall, remove_only=True)
     return Edit(path, lambda _old: content, do_uninstall)

@@ -29,6 +29,11 @@ print the harness's JSON answer (``payloads.render``).
   the pid of the daemon that answered a ping there (``null``: none).
 - **Prompts stay private.** Prompt text is sent to the daemon (and so recorded in
   ``turn_started``) only when ``SWITCHBOARD_RECORD_PROMPTS=1``.
+- **Injected once taken.** What the daemon answers it only holds (daemon/inject.py): once
+  the answer is written to the harness, a second request (sent, not waited for) settles it as
+  injected (or, if the write failed, as not taken, so it is offered again). Only calls that
+  deliver something pay for it. OpenCode's and Pi's prompts are settled by our plugin instead
+  (``payloads.hands_over``), once the harness has started the turn.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ START_WAIT = 5.0
 MAX_PAYLOAD = 8 * 1024 * 1024
 # The idle wait (Claude Code asyncRewake): how long one waiting hook waits for a message.
 DEFAULT_IDLE_WAIT = 3000.0
+# The settling request after a delivering answer is sent, not waited for (the daemon settles
+# while the harness goes on); this bounds connecting and sending. A daemon that does not take
+# it lets the hold lapse (the message is offered again later).
+SETTLE_TIMEOUT = 0.5
 # A payload ``{"switchboard_probe": true}`` asks the hook who it is instead of recording
 # anything (``switchboard doctor`` runs each installed hook command with it).
 PROBE_KEY = "switchboard_probe"
@@ -232,6 +241,27 @@ def _start_daemon(home: str, wait: bool, socket_path: str, budget: _Budget) -> s
     return "starting"
 
 
+class Settle:
+    """The settling call owed for a held answer, made once it is written (or failed to be)."""
+
+    def __init__(self, socket_path: str, harness: str, handover: str) -> None:
+        self.socket_path, self.harness, self.handover = socket_path, harness, handover
+
+    def __call__(self, taken: bool, error: str = "") -> None:
+        kind = "injected" if taken else "inject_failed"
+        params = {"harness": self.harness, "kind": kind, "handover": self.handover, "error": error}
+        request = {"id": 2, "method": "agent.hook", "params": params}
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.settimeout(SETTLE_TIMEOUT)
+            sock.connect(self.socket_path)
+            sock.sendall(jsonlite.dumps(request, compact=True).encode() + b"\n")
+        except OSError as exc:
+            _note(f"could not confirm the delivery: {exc}"[:300])
+        finally:
+            sock.close()
+
+
 def probe(budget: _Budget) -> dict[str, object]:
     """The answer to ``switchboard doctor``'s probe payload: who we are, where we would call.
 
@@ -259,14 +289,22 @@ def probe(budget: _Budget) -> dict[str, object]:
 
 def run(harness: str, event: str, argv: list[str]) -> tuple[dict[str, object], int, str]:
     """Handle one hook call; return ``(stdout JSON, exit status, stderr text)``."""
+    out, status, message, _ = run_held(harness, event, argv)
+    return out, status, message
+
+
+def run_held(
+    harness: str, event: str, argv: list[str]
+) -> tuple[dict[str, object], int, str, Settle | None]:
+    """Like ``run``, plus the ``Settle`` owed once the answer is written (``None``: none)."""
     found = payloads.classify(harness, event)
     if found is None:
-        return {}, 0, f"ignoring unknown harness event {harness} {event}"[:200]
+        return {}, 0, f"ignoring unknown harness event {harness} {event}"[:200], None
     kind = found[0]
     if kind == "idle_wait" and os.environ.get("CLAUDE_CODE_ENTRYPOINT") == "sdk-cli":
         # claude -p: the session ends with this turn, so there is no idle session to wake,
         # and Claude Code would wait ~30 s for this background hook before it exits.
-        return {}, 0, ""
+        return {}, 0, "", None
     seconds = float(os.environ.get("SWITCHBOARD_HOOK_TIMEOUT") or DEFAULT_BUDGET)
     wait = DEFAULT_IDLE_WAIT if kind == "idle_wait" else 0.0
     if "--wait" in argv[:-1]:
@@ -275,9 +313,9 @@ def run(harness: str, event: str, argv: list[str]) -> tuple[dict[str, object], i
     data, complete = read_payload(sys.stdin, _Budget(min(seconds, budget.left())))
     payload, problem = parse_payload(data, complete)
     if payload.get(PROBE_KEY) is True and not problem:
-        return probe(_Budget(seconds)), 0, ""
+        return probe(_Budget(seconds)), 0, "", None
     if problem and not payload:
-        return {}, 0, f"{problem}; nothing done"
+        return {}, 0, f"{problem}; nothing done", None
     record = os.environ.get("SWITCHBOARD_RECORD_PROMPTS") == "1"
     request = payloads.build_request(harness, event, payload, record_prompts=record)
     assert request is not None
@@ -290,15 +328,19 @@ def run(harness: str, event: str, argv: list[str]) -> tuple[dict[str, object], i
         started = _start_daemon(home, kind == "session_start", socket_path, budget)
         if started != "ready":
             how = "starting one" if started == "starting" else "autostart is off"
-            return {}, 0, f"no daemon running ({how}); nothing delivered this time"
+            return {}, 0, f"no daemon running ({how}); nothing delivered this time", None
         try:
             answer = call(socket_path, request, budget.left())
         except (OSError, ValueError) as exc:
-            return {}, 0, f"daemon did not answer: {exc}"[:300]
+            return {}, 0, f"daemon did not answer: {exc}"[:300], None
     except (OSError, ValueError) as exc:
-        return {}, 0, f"daemon did not answer: {exc}"[:300]
+        return {}, 0, f"daemon did not answer: {exc}"[:300], None
     intro = payloads.intro(harness, str(answer.get("agent", ""))) if kind == "session_start" else ""
-    return payloads.render(harness, event, answer, intro)
+    out, status, message = payloads.render(harness, event, answer, intro)
+    handover = str(answer.get("handover") or "")
+    if not handover or payloads.hands_over(harness, kind):
+        return out, status, message, None
+    return out, status, message, Settle(socket_path, harness, handover)
 
 
 def main(argv: list[str]) -> int:
@@ -314,18 +356,31 @@ def main(argv: list[str]) -> int:
         print("{}")
         _note("usage: switchboard hook HARNESS EVENT")
         return 0
+    settle: Settle | None = None
     try:
-        out, status, message = run(args[0], args[1], args[2:])
+        out, status, message, settle = run_held(args[0], args[1], args[2:])
     except Exception as exc:  # noqa: BLE001 - a hook must never break its harness
         out, status, message = {}, 0, f"internal error: {type(exc).__name__}: {exc}"[:300]
     try:
         if status == 2:
             sys.stderr.write(message + "\n")
+            sys.stderr.flush()
         else:
             sys.stdout.write(jsonlite.dumps(out) + "\n")
+            sys.stdout.flush()
             if message:
                 _note(message)
-        sys.stdout.flush()
-    except OSError:
-        pass
+    except OSError as exc:
+        if settle is not None:
+            settle(False, f"the harness did not read the hook's answer: {exc}"[:300])
+        # No second complaint from the interpreter's own flush at exit (contextlib is one
+        # more import on every hook's start-up).
+        try:  # noqa: SIM105
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return status
+    if settle is not None:
+        shown = bool(out) or status == 2
+        settle(shown, "" if shown else "the harness's answer could not carry it")
     return status

@@ -17,7 +17,13 @@ tests/harness/fixtures/):
   PostToolUse and Stop answers carry no text, so those only record.
 - Cursor: postToolUse ``{"additional_context": ...}``; stop ``{"followup_message": ...}``.
 - OpenCode and Pi: our own plugin/extension calls us with our own payload and reads
-  ``{"context": ...}`` (append to the tool result) or ``{"prompt": ...}`` (start a turn).
+  ``{"context": ...}`` (append to the tool result) or ``{"prompt": ..., "handover": ...}``
+  (start a turn), and tells us with ``injected`` / ``inject_failed`` (``{"handover",
+  "error"}``) whether the harness took the prompt.
+
+Every delivering call asks the daemon to *hold* what it answers (daemon/inject.py): the hook
+settles it once the answer is written to the harness, the plugin once the harness started the
+turn with it (``hands_over``).
 
 Imports nothing (``re`` only for a patch, ``typing`` only for the type checker): this runs
 inside every hook, whose start-up time every tool call pays.
@@ -78,6 +84,8 @@ EVENTS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
         "poll": ("poll", True),
         "session.compacted": ("compact", False),
         "session.deleted": ("session_end", False),
+        "injected": ("injected", False),
+        "inject_failed": ("inject_failed", False),
     },
     "pi": {
         "session_start": ("session_start", True),
@@ -86,6 +94,8 @@ EVENTS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
         "agent_end": ("stop", True),
         "poll": ("poll", True),
         "session_shutdown": ("session_end", False),
+        "injected": ("injected", False),
+        "inject_failed": ("inject_failed", False),
     },
 }
 
@@ -186,6 +196,12 @@ def classify(harness: str, event: str) -> tuple[str, bool] | None:
     return EVENTS.get(harness, {}).get(event)
 
 
+def hands_over(harness: str, kind: str) -> bool:
+    """Whether our plugin, not the hook, hands this answer to the harness (a prompt it starts a
+    turn with) and so settles the hold itself."""
+    return harness in ("opencode", "pi") and kind in ("stop", "poll")
+
+
 def build_request(
     harness: str, event: str, payload: dict[str, Any], *, record_prompts: bool = False
 ) -> dict[str, Any] | None:
@@ -210,8 +226,13 @@ def build_request(
             payload.get("source") or payload.get("reason") or payload.get("trigger"), 32
         ),
         "deliver": delivers,
+        "hold": delivers,
         "mcp": harness in HAS_MCP,
     }
+    if kind in ("injected", "inject_failed"):
+        request.update(
+            handover=_str(payload.get("handover"), 64), error=_str(payload.get("error"), 300)
+        )
     if kind == "tool":
         request.update(tool_activity(payload))
     if kind == "prompt" and record_prompts:
@@ -258,7 +279,8 @@ def render(
     # opencode, pi: our own plugin reads these.
     if kind == "tool":
         return {"context": text}, 0, ""
-    return {"prompt": text, "urgent": bool(answer.get("urgent"))}, 0, ""
+    handover = str(answer.get("handover") or "")
+    return {"prompt": text, "urgent": bool(answer.get("urgent")), "handover": handover}, 0, ""
 
 
 def intro(harness: str, address: str) -> str:

@@ -8,11 +8,16 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+#: How project-level files start Switchboard: by name, from the PATH of whoever runs the
+#: harness, so the files a team commits work on every member's machine with their own install.
+PORTABLE_COMMAND: Final = ("switchboard",)
 
 
 def default_command() -> list[str]:
-    """How a harness should start ``switchboard``: our own script, by absolute path.
+    """How a harness should start ``switchboard`` from user-level files: our own script, by
+    absolute path.
 
     The script next to this interpreter is the one of this installation (a virtualenv's, a
     pipx/uv tool's); a harness's PATH may not hold it. Without one, ``python -m switchboard``.
@@ -35,6 +40,8 @@ class Setup:
         switchboard_home: a ``SWITCHBOARD_HOME`` to pin in every entry (``None``: the
             harness's environment decides).
         path: the ``PATH`` to look for harness executables on.
+        state: the Switchboard home whose ledger records what install did (``None``: the
+            default home).
     """
 
     home: Path
@@ -42,6 +49,27 @@ class Setup:
     command: list[str] = field(default_factory=default_command)
     switchboard_home: str | None = None
     path: str = ""
+    state: Path | None = None
+
+    @classmethod
+    def for_project(cls, home: Path, project: Path, **options: Any) -> Setup:
+        """A project-level setup: the portable command, no home pinned in any file."""
+        return cls(home=home, project=project, command=list(PORTABLE_COMMAND), **options)
+
+    @property
+    def root(self) -> Path:
+        """The directory this install writes under: the project, or the user's home."""
+        return self.project if self.project is not None else self.home
+
+    def ledger_path(self) -> Path:
+        """Where the install bookkeeping lives (harnesses/ledger.py)."""
+        from switchboard.harnesses.ledger import FILE_NAME  # noqa: PLC0415 - install only
+
+        if self.state is not None:
+            return self.state / FILE_NAME
+        from switchboard.config import default_home  # noqa: PLC0415 - install only
+
+        return default_home() / FILE_NAME
 
     def user(self, *parts: str) -> Path:
         """A path under the user's home."""

@@ -10,10 +10,11 @@ tool results remain the floor.
 
 We push only to a client that declared the same capability in its ``initialize`` (or when
 ``SWITCHBOARD_CHANNEL=1`` says it is wanted), from one background task per server:
-``inbox.take`` waits for what is due and records it as injected (``via="channel"``), then the
-notification goes out. The SDK's typed notification path reshapes custom params, so the raw
-``notify(method, params)`` of the session's connection is used, reached in ``_raw_notify``: the
-one place that depends on an SDK internal (pinned ``mcp>=2.3,<3``).
+``inbox.take`` waits for what is due and holds it (``via="channel"``), the notification goes
+out, and only once it is written is the block recorded as injected (a failed write releases it,
+to be offered again; daemon/inject.py). The SDK's typed notification path reshapes custom
+params, so the raw ``notify(method, params)`` of the session's connection is used, reached in
+``_raw_notify``: the one place that depends on an SDK internal (pinned ``mcp>=2.3,<3``).
 """
 
 from __future__ import annotations
@@ -83,13 +84,16 @@ class Channel:
             await anyio.sleep(IDENTIFY_RETRY)
         while True:
             try:
-                taken = await self.bridge.take("channel", wait=POLL_WAIT)
+                taken = await self.bridge.take("channel", wait=POLL_WAIT, hold=True)
             except SwitchboardError as exc:
                 log.warning("! channel: %s", exc)
                 await anyio.sleep(IDENTIFY_RETRY)
                 continue
-            if taken["text"]:
-                await self._push(taken)
+            if not taken["text"]:
+                continue
+            error = await self._push(taken)
+            if taken.get("handover"):
+                await self._settle(taken["handover"], error)
 
     async def _identified(self) -> bool:
         try:
@@ -98,7 +102,16 @@ class Channel:
             log.warning("! channel: %s", exc)
             return False
 
-    async def _push(self, taken: dict[str, Any]) -> None:
+    async def _settle(self, handover: str, error: str) -> None:
+        params = {"harness": self.bridge.harness, "handover": handover, "error": error}
+        kind = "inject_failed" if error else "injected"
+        try:
+            await self.bridge.call("agent.hook", {**params, "kind": kind}, act=False)
+        except SwitchboardError as exc:  # the hold lapses; the message is offered again
+            log.warning("! channel: could not settle the delivery: %s", exc)
+
+    async def _push(self, taken: dict[str, Any]) -> str:
+        """Send one notification; return ``""``, or what went wrong."""
         assert self.session is not None
         messages = taken["messages"]
         meta = {
@@ -110,6 +123,8 @@ class Channel:
             meta["from"] = str(messages[0]["from"])
         try:
             await _raw_notify(self.session, {"content": taken["text"], "meta": meta})
-            self.sent += 1
         except (RuntimeError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             log.warning("! channel push failed: %s", exc)
+            return f"channel push failed: {exc}"[:300] or "channel push failed"
+        self.sent += 1
+        return ""

@@ -190,6 +190,31 @@ def forget_anchors(conn: sqlite3.Connection, anchors: list[str]) -> None:
     conn.executemany("DELETE FROM harness_anchors WHERE anchor = ?", [(a,) for a in anchors])
 
 
+#: Events that only say an agent exists (a session began or ended, its status changed): an
+#: agent with nothing but these, registered under a picked name, never did anything.
+LIFECYCLE_TYPES: Final = (
+    "status_changed", "session_started", "session_stopped", "context_compacted",
+    "visibility_changed",
+)  # fmt: skip
+
+
+def has_activity(conn: sqlite3.Connection, device_id: str, name: str) -> bool:
+    """Whether agent ``name`` of ``device_id`` was ever more than a picked name that exists:
+    an event beyond ``LIFECYCLE_TYPES``, or a registration under a chosen name.
+
+    A scan of the log for an agent that never did anything: callers cache the answer (it
+    changes only when the agent's ``last_seen`` does).
+    """
+    marks = ", ".join("?" * len(LIFECYCLE_TYPES))
+    row = conn.execute(
+        f"""SELECT 1 FROM events WHERE origin = ? AND agent = ? AND type NOT IN ({marks})
+        AND NOT (type = 'agent_registered' AND json_extract(data, '$.picked') = 1)
+        LIMIT 1""",  # noqa: S608 - placeholders only
+        (device_id, name, *LIFECYCLE_TYPES),
+    ).fetchone()
+    return row is not None
+
+
 # -- subscriptions (local) -------------------------------------------------------------------------
 
 

@@ -20,13 +20,40 @@ if TYPE_CHECKING:
 def _setup(args: argparse.Namespace, settings: Settings) -> Any:
     from switchboard.harnesses.setup import Setup  # noqa: PLC0415
 
+    home = Path(os.path.expanduser("~"))
+    path = os.environ.get("PATH", "")
+    if args.project:
+        # Files a team commits: `switchboard` from each member's PATH, and no data directory
+        # of this machine (their harness's environment decides, as for any other command).
+        return Setup.for_project(home, Path.cwd(), path=path, state=settings.home)
     pinned = os.environ.get("SWITCHBOARD_HOME") or getattr(args, "home", None)
     return Setup(
-        home=Path(os.path.expanduser("~")),
-        project=Path.cwd() if args.project else None,
+        home=home,
         switchboard_home=str(Path(pinned).absolute()) if pinned else None,
-        path=os.environ.get("PATH", ""),
+        path=path,
+        state=settings.home,
     )
+
+
+def _general_notes(args: argparse.Namespace, setup: Any, remove: bool) -> list[str]:
+    """Notes about the whole install (not one harness)."""
+    import shutil  # noqa: PLC0415
+
+    if remove or setup.project is None:
+        return []
+    notes = []
+    if shutil.which("switchboard", path=setup.path or None) is None:
+        notes.append(
+            "the project files run `switchboard` from PATH, and it is not on this PATH: "
+            "install it where every harness finds it (pipx install, uv tool install) or link "
+            "it into a directory on PATH"
+        )
+    if os.environ.get("SWITCHBOARD_HOME") or getattr(args, "home", None):
+        notes.append(
+            "the project files name no data directory: harnesses started with this "
+            "SWITCHBOARD_HOME use it, others the default one"
+        )
+    return notes
 
 
 def _run(args: argparse.Namespace, settings: Settings, *, remove: bool) -> int:
@@ -41,25 +68,38 @@ def _run(args: argparse.Namespace, settings: Settings, *, remove: bool) -> int:
             print("no harness found (name one: switchboard install claude codex ...)")
         return 0
     reports = installer.run(chosen, setup, remove=remove, dry_run=args.dry_run)
+    notes = _general_notes(args, setup, remove)
+    if remove and not (args.json and args.harnesses):  # only what it changed or kept
+        reports = [r for r in reports if r.outcomes or r.error]
     after = [After() if remove or args.dry_run else _after(r, setup, args.trust) for r in reports]
     if args.json:
-        output.print_json(
-            {
-                "harnesses": [_report_json(r, a) for r, a in zip(reports, after, strict=True)],
-                "dry_run": args.dry_run,
-            }
-        )
+        harnesses = [_report_json(r, a) for r, a in zip(reports, after, strict=True)]
+        output.print_json({"harnesses": harnesses, "dry_run": args.dry_run, "notes": notes})
         for report, done in zip(reports, after, strict=True):
             for error in (report.error, done.error):
                 if error:
                     print(output.error_line(error), file=sys.stderr)
         return 1 if any(r.error or a.error for r, a in zip(reports, after, strict=True)) else 0
+    failed = _print_reports(reports, after, dry_run=args.dry_run)
+    if remove and not reports:
+        print("nothing of Switchboard's found to remove")
+    for note in notes:
+        print(f"note: {note}")
+    if getattr(args, "prepare", False) and not args.dry_run and not remove:
+        failed = _prepare(setup, [r.harness for r in reports]) or failed
+    if args.dry_run:
+        print("dry run: nothing was written")
+    return 1 if failed else 0
+
+
+def _print_reports(reports: list[Any], after: list[After], *, dry_run: bool) -> bool:
     failed = False
     for report, done in zip(reports, after, strict=True):
         print(f"{report.title}:")
         for outcome in report.outcomes:
-            print(f"  {outcome.action:<9} {outcome.path}")
-            if args.dry_run and outcome.diff:
+            note = f" ({outcome.note})" if outcome.note else ""
+            print(f"  {outcome.action:<9} {outcome.path}{note}")
+            if dry_run and outcome.diff:
                 print(outcome.diff, end="")
         if report.error:
             failed = True
@@ -73,9 +113,25 @@ def _run(args: argparse.Namespace, settings: Settings, *, remove: bool) -> int:
         if done.error:
             failed = True
             print(output.error_line(done.error), file=sys.stderr)
-    if args.dry_run:
-        print("dry run: nothing was written")
-    return 1 if failed else 0
+    return failed
+
+
+def _prepare(setup: Any, harnesses: list[str]) -> bool:
+    """``install opencode --prepare``: OpenCode's plugin dependencies, now; True if it failed."""
+    from switchboard.errors import SwitchboardError  # noqa: PLC0415
+    from switchboard.harnesses import opencode  # noqa: PLC0415
+
+    if opencode.NAME not in harnesses:
+        message = "--prepare is for OpenCode: name it (install opencode --prepare)"
+        print(output.error_line(message), file=sys.stderr)
+        return True
+    print("OpenCode:")
+    try:
+        opencode.prepare(setup, sys.stdout)
+    except SwitchboardError as exc:
+        print(output.error_line(str(exc)), file=sys.stderr)
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -109,7 +165,7 @@ def _report_json(report: Any, done: After) -> dict[str, Any]:
         "harness": report.harness,
         "title": report.title,
         "outcomes": [
-            {"action": o.action, "path": str(o.path), "diff": o.diff or None}
+            {"action": o.action, "path": str(o.path), "diff": o.diff or None, "note": o.note}
             for o in report.outcomes
         ],
         "notes": report.notes,

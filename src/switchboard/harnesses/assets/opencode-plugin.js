@@ -7,13 +7,21 @@
 // - tool.execute.after: messages due are appended to the tool's output (mid-turn).
 // - session.idle and a poll every few seconds while idle: messages due start a new turn
 //   through the in-process SDK client (client.session.promptAsync).
-// Written for the OpenCode 1.x plugin API; OpenCode 2 plugins use another API.
+// - A message counts as delivered only once OpenCode has taken it: when the prompt's text
+//   part shows up in the session (message.part.updated). If promptAsync fails, OpenCode
+//   reports session.error for the session first, or nothing comes within HANDOVER_MS, we
+//   tell switchboard it was not taken: it stays unread and is offered again at a later poll
+//   (after 1, 2, 4 ... polls while it keeps failing), and polling goes on.
+// Written for the OpenCode 1.x plugin API; OpenCode 2 plugins use another API. It imports
+// nothing but node's own modules, so it needs no package of its own.
 
 import { spawn } from "node:child_process";
 
 const COMMAND = __SWITCHBOARD_COMMAND__;
 const POLL_MS = 5000;
 const HOOK_TIMEOUT_MS = 5000;
+const HANDOVER_MS = 60000;
+const MAX_SKIPPED_POLLS = 59;
 
 export function hook(event, payload) {
   return new Promise((resolve) => {
@@ -48,55 +56,117 @@ export function hook(event, payload) {
   });
 }
 
+function failure(result) {
+  // The SDK answers HTTP errors with { error, response } instead of throwing.
+  if (!result || typeof result !== "object") return "";
+  if (result.error) return `prompt failed: ${JSON.stringify(result.error).slice(0, 200)}`;
+  if (result.response && result.response.ok === false) return `prompt failed: HTTP ${result.response.status}`;
+  return "";
+}
+
+function errorText(error) {
+  if (!error) return "OpenCode reported an error";
+  const data = error.data || {};
+  return String(data.message || error.message || error.name || JSON.stringify(error)).slice(0, 300);
+}
+
 export const Switchboard = async ({ client, directory }) => {
   const idle = new Map(); // sessionID -> true while the session waits for input
   const args = new Map(); // callID -> tool arguments (tool.execute.before)
+  const pending = new Map(); // sessionID -> the prompt handed to OpenCode, until it is taken
+  const failures = new Map(); // sessionID -> hand-overs failed in a row
+  const skip = new Map(); // sessionID -> polls to let pass before the next try
 
-  async function prompt(sessionID, text) {
-    const request = { path: { id: sessionID }, body: { parts: [{ type: "text", text }] } };
-    idle.set(sessionID, false);
-    try {
-      await client.session.promptAsync(request);
-    } catch {
-      try {
-        await client.session.prompt(request);
-      } catch {
-        idle.set(sessionID, true);
+  function settle(sessionID, taken, error) {
+    const handed = pending.get(sessionID);
+    if (!handed) return;
+    clearTimeout(handed.timer);
+    pending.delete(sessionID);
+    if (taken) {
+      failures.delete(sessionID);
+      skip.delete(sessionID);
+    } else {
+      const count = (failures.get(sessionID) || 0) + 1;
+      failures.set(sessionID, count);
+      skip.set(sessionID, Math.min(2 ** (count - 1) - 1, MAX_SKIPPED_POLLS));
+      idle.set(sessionID, true);
+      if (client.app && client.app.log) {
+        Promise.resolve(
+          client.app.log({ body: { service: "switchboard", level: "warn", message: `message not delivered: ${error}` } }),
+        ).catch(() => {});
       }
     }
+    if (!handed.handover) return;
+    const payload = { session_id: sessionID, cwd: directory, handover: handed.handover, error: error || "" };
+    hook(taken ? "injected" : "inject_failed", payload).catch(() => {});
+  }
+
+  async function prompt(sessionID, answer) {
+    if (pending.has(sessionID)) return;
+    const text = answer.prompt;
+    const request = { path: { id: sessionID }, body: { parts: [{ type: "text", text }] } };
+    const handed = { text, handover: answer.handover || "" };
+    handed.timer = setTimeout(
+      () => settle(sessionID, false, `OpenCode started no turn with the message within ${HANDOVER_MS / 1000} s`),
+      HANDOVER_MS,
+    );
+    if (handed.timer.unref) handed.timer.unref();
+    pending.set(sessionID, handed);
+    idle.set(sessionID, false);
+    // Older OpenCode 1.x without promptAsync: prompt, which waits for the whole turn.
+    const send = typeof client.session.promptAsync === "function" ? "promptAsync" : "prompt";
+    let error = "";
+    try {
+      error = failure(await client.session[send](request));
+    } catch (exc) {
+      error = `${send} failed: ${(exc && exc.message) || exc}`;
+    }
+    if (error) settle(sessionID, false, error);
   }
 
   async function poll() {
     for (const [sessionID, isIdle] of idle) {
-      if (!isIdle) continue;
+      if (!isIdle || pending.has(sessionID)) continue;
+      const skipped = skip.get(sessionID) || 0;
+      if (skipped > 0) {
+        skip.set(sessionID, skipped - 1);
+        continue;
+      }
       const answer = await hook("poll", { session_id: sessionID, cwd: directory });
-      if (answer.prompt) await prompt(sessionID, answer.prompt);
+      if (answer.prompt) await prompt(sessionID, answer);
     }
   }
 
-  const timer = setInterval(() => {
-    poll().catch(() => {});
-  }, POLL_MS);
+  const timer = setInterval(() => poll().catch(() => {}), POLL_MS);
   if (timer.unref) timer.unref();
 
   return {
     event: async ({ event }) => {
       const props = event.properties || {};
-      const sessionID = props.sessionID || (props.info && props.info.id);
+      const part = props.part || {};
+      const sessionID = props.sessionID || part.sessionID || (props.info && (props.info.sessionID || props.info.id));
       if (!sessionID) return;
       const payload = { session_id: sessionID, cwd: directory };
-      if (event.type === "session.created") {
+      if (event.type === "message.part.updated") {
+        const handed = pending.get(sessionID);
+        if (handed && part.type === "text" && part.text === handed.text) settle(sessionID, true);
+      } else if (event.type === "session.error") {
+        if (pending.has(sessionID)) settle(sessionID, false, errorText(props.error));
+      } else if (event.type === "session.created") {
         idle.set(sessionID, true);
         await hook("session.created", payload);
       } else if (event.type === "session.idle") {
         idle.set(sessionID, true);
+        skip.delete(sessionID); // a turn just ended: worth trying at once
+        if (pending.has(sessionID)) return;
         const answer = await hook("session.idle", payload);
-        if (answer.prompt) await prompt(sessionID, answer.prompt);
+        if (answer.prompt) await prompt(sessionID, answer);
       } else if (event.type === "session.status" && props.status && props.status.type === "busy") {
         idle.set(sessionID, false);
       } else if (event.type === "session.compacted") {
         await hook("session.compacted", payload);
       } else if (event.type === "session.deleted") {
+        settle(sessionID, false, "the session was deleted before it took the message");
         idle.delete(sessionID);
         await hook("session.deleted", payload);
       }
