@@ -151,6 +151,8 @@ def pair(
         devices[1].call("join", invite=created["invite"])
         for dev in devices:
             dev.call("link.sync", timeout=timeout(30))
+        for dev in devices:  # each knows the other device (its device_joined arrived)
+            wait_until(lambda dev=dev: dev.call("status")["clock"], 30, f"{dev.name} knows a peer")
         yield devices[0], devices[1], work
     finally:
         for dev in devices:
