@@ -4,10 +4,12 @@ A spawned task of either runs the harness as an ACP agent under our ACP client
 (harnesses/acp.py). The stand-in answers the model's first request with one shell tool call
 that writes a file; the harness asks its client for permission, so the task blocks and the
 prompt shows in ``switchboard approvals`` (the CLI). ``approve`` lets the tool run: the file
-appears and the model's next request carries the tool's result. ``deny`` keeps it from
-running: the file never appears, and the model's next request carries the refusal (OpenCode
-ends its turn on a refusal unless ``experimental.continue_loop_on_deny`` is set, which the
-user's config here sets, so the model sees it).
+appears and the model's next request carries the tool's result, and a nudge sent while the
+prompt was pending reaches the model (OpenCode: on the tool's result, through our plugin;
+Gemini, whose ACP mode runs no hooks: as the next prompt, from our ACP client). ``deny``
+keeps it from running: the file never appears, and the model's next request carries the
+refusal (OpenCode ends its turn on a refusal unless ``experimental.continue_loop_on_deny`` is
+set, which the user's config here sets, so the model sees it).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from coord_cluster import wait_until
 from switchboard.tasks.commands import BUILTIN
 
 COMMAND = "echo hi > made.txt"
+NUDGE = "nudge-while-blocked: keep the file short"
 DRIVERS = {"gemini": Gemini(), "opencode": OpenCode()}
 # What each harness tells its model about a refused call (its own words, in the tool result).
 REFUSED = {"gemini": "was canceled by the user", "opencode": "The user rejected permission"}
@@ -113,6 +116,7 @@ def test_live_prompt_approved_runs_the_tool(spawned: Any) -> None:
     harness, device, home, stand = spawned
     assert BUILTIN[harness].prompts == "acp"
     task, prompt = _blocked(device, harness, home)
+    device.call("task.nudge", agent="boss", task=task, text=NUDGE)
     done = device.cli("approve", prompt["prompt"], agent="boss")
     assert "allow" in done.stdout
     row = _ended(device, task)
@@ -122,6 +126,15 @@ def test_live_prompt_approved_runs_the_tool(spawned: Any) -> None:
     assert after, [r.step for r in stand.requests]
     assert not any(after[0].after_tool_call(words) for words in REFUSED.values())
     assert standin_module.FINAL in row["result"]
+    if harness == "opencode":
+        # Its plugin runs under ACP: the nudge sent while the prompt was pending rides on the
+        # tool's result (tool.execute.after).
+        assert after[0].after_tool_call(NUDGE), after[0].text[:3000]
+    else:
+        # Gemini's ACP mode runs no hooks: our ACP client sends the nudge as the next prompt
+        # when the turn ends.
+        assert not after[0].after_tool_call(NUDGE)
+        assert any(NUDGE in r.text for r in after[1:]), [r.step for r in stand.requests]
     [unblocked] = device.call("events", type="task_unblocked", all_rooms=True)
     assert unblocked["data"]["answer"] == "allow"
 

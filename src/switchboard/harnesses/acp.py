@@ -19,6 +19,12 @@ answers, and the agent gets ``allow_once`` or ``reject_once``. When the daemon c
 asked, the answer is reject, the harness's own headless default. The exit status is 0 when
 the turn ended normally (``end_turn``), 1 otherwise, the agent's own when it dies.
 
+Gemini CLI's ACP mode runs its tools itself, without the scheduler that fires hooks, so our
+installed hooks do not run there and no message rides on a tool result. This client makes up
+for the end of the turn: when a Gemini turn ends and messages wait for the agent (a ``task
+nudge``), it sends them as the next prompt (``inbox.take``), up to ``MAX_FOLLOW_UPS`` times.
+OpenCode's plugin runs under ACP as it does elsewhere (messages ride on tool results).
+
 ACP carries no reason with a rejection: the agent reports the call as rejected by the user.
 OpenCode then ends its turn (unless ``experimental.continue_loop_on_deny`` is set); Gemini
 tells the model and goes on.
@@ -38,6 +44,9 @@ PROTOCOL_VERSION: Final = 1
 ASK_MARGIN: Final = 60.0
 PROMPT_WAIT: Final = 300.0
 MAX_DETAIL: Final = 500
+#: Harnesses whose ACP mode runs no hooks: this client delivers their messages between turns.
+HOOKLESS: Final = ("gemini",)
+MAX_FOLLOW_UPS: Final = 10
 
 
 class AgentGone(Exception):
@@ -152,6 +161,23 @@ def ask(tool: str, detail: str) -> bool:
     return bool(isinstance(answer, dict) and answer.get("allowed"))
 
 
+def waiting_messages() -> str:
+    """What waits for this task's agent, wrapped as the hooks would (marked delivered);
+    ``""`` when nothing does or the daemon cannot be asked."""
+    from switchboard.daemon.autostart import connect_home  # noqa: PLC0415 - only at a turn's end
+
+    harness = os.environ.get("SWITCHBOARD_HARNESS", "")
+    try:
+        with connect_home(autostart=False) as client:
+            taken = client.call("inbox.take", {
+                "agent": os.environ.get("SWITCHBOARD_AGENT", ""), "via": f"acp:{harness}",
+                "ack": True, "mcp": False,
+            })  # fmt: skip
+    except Exception:  # noqa: BLE001 - no delivery now; the agent's inbox still holds them
+        return ""
+    return str(taken.get("text") or "") if isinstance(taken, dict) else ""
+
+
 def permission_answer(params: dict[str, Any], decide: Any) -> dict[str, Any]:
     """The result of ``session/request_permission``: the agent's own allow-once or
     reject-once option, as ``decide(tool, detail)`` says."""
@@ -183,10 +209,15 @@ def run(program: list[str], task: str, out: IO[str]) -> int:
                                    "terminal": False},
         })  # fmt: skip
         session = conn.request("session/new", {"cwd": os.getcwd(), "mcpServers": []})
-        prompt = [{"type": "text", "text": task}]
-        done = conn.request("session/prompt", {"sessionId": session["sessionId"],
-                                               "prompt": prompt})  # fmt: skip
-        reason = (done or {}).get("stopReason", "")
+        text, turns, reason = task, 0, "end_turn"
+        while text and reason == "end_turn" and turns <= MAX_FOLLOW_UPS:
+            prompt = [{"type": "text", "text": text}]
+            done = conn.request("session/prompt", {"sessionId": session["sessionId"],
+                                                   "prompt": prompt})  # fmt: skip
+            reason = (done or {}).get("stopReason", "")
+            turns += 1
+            follow = os.environ.get("SWITCHBOARD_HARNESS") in HOOKLESS
+            text = waiting_messages() if follow and reason == "end_turn" else ""
         conn.line("" if reason == "end_turn" else f"[stopped: {reason}]")
         code = 0 if reason == "end_turn" else 1
     except AgentGone:
