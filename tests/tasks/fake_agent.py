@@ -10,7 +10,9 @@ argument), prints what it got, then runs the task text as a tiny script, one com
 - ``wait-message [SECS]``: wait for a message to this agent (``switchboard inbox``), print it;
 - ``ask TOOL DETAIL``: ask a permission the way the harness would, print the answer: Claude
   Code calls the ``--permission-prompt-tool`` of the MCP server its ``--mcp-config`` names;
-  ``cmd`` (a script) calls the daemon's ``prompt.ask``; the others, headless, deny;
+  ``cmd`` (a script) calls the daemon's ``prompt.ask``; Gemini CLI and OpenCode, run as ACP
+  agents (``gemini --acp``, ``opencode acp``), send ``session/request_permission`` to their
+  ACP client; the others, headless, deny;
   ``ask-brief TOOL DETAIL`` likewise, asking the daemon to wait 1 s only (``cmd``);
 - ``sleep SECS``; ``hang`` (sleep for an hour); ``ignore-term`` (SIGTERM does nothing now);
 - ``grandchild``: start a process that sleeps for an hour (a stop must end it too);
@@ -42,6 +44,76 @@ SKIP_FLAGS = {
     "--full-auto", "--yolo", "-y", "--approval-mode=yolo", "--auto",
 }  # fmt: skip
 EXIT_BAD_CONTRACT = 64
+
+
+# The ACP agent modes (harnesses/acp.py is their client): the task comes in session/prompt.
+ACP = {"gemini": ["--acp"], "opencode": ["acp"]}
+_REAL_STDOUT = sys.stdout
+
+
+class _AcpOut:
+    """In ACP mode, what the fake prints goes to the client as the agent's words."""
+
+    def write(self, text: str) -> int:
+        _acp_send(
+            {
+                "method": "session/update",
+                "params": {
+                    "sessionId": "s1",
+                    "update": {
+                        "sessionUpdate": "agent_message_chunk",
+                        "content": {"type": "text", "text": text},
+                    },
+                },
+            }
+        )
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _acp_send(message: dict[str, Any]) -> None:
+    _REAL_STDOUT.write(json.dumps({"jsonrpc": "2.0", **message}) + "\n")
+    _REAL_STDOUT.flush()
+
+
+def _acp_read() -> dict[str, Any]:
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit(0)
+    message: dict[str, Any] = json.loads(line)
+    return message
+
+
+def _acp_ask(tool: str, detail: str) -> str:
+    options = [{"optionId": "yes", "kind": "allow_once", "name": "Allow"},
+               {"optionId": "no", "kind": "reject_once", "name": "Reject"}]  # fmt: skip
+    call = {"kind": tool, "title": detail, "rawInput": {"command": detail}}
+    _acp_send({"id": 900, "method": "session/request_permission",
+               "params": {"sessionId": "s1", "toolCall": call, "options": options}})  # fmt: skip
+    answer = _acp_read()
+    picked = answer["result"]["outcome"].get("optionId")
+    return "answer allow" if picked == "yes" else "answer deny: rejected"
+
+
+def _acp_serve() -> int:
+    """initialize, session/new, then one session/prompt: its text run as the task."""
+    while True:
+        request = _acp_read()
+        method, rid = request.get("method"), request.get("id")
+        if method == "initialize":
+            _acp_send({"id": rid, "result": {"protocolVersion": 1}})
+        elif method == "session/new":
+            _acp_send({"id": rid, "result": {"sessionId": "s1"}})
+        elif method == "session/prompt":
+            task = "".join(p.get("text", "") for p in request["params"]["prompt"])
+            sys.stdout = _AcpOut()  # type: ignore[assignment]
+            status = _run_task(task, [])
+            if status:
+                return status
+            _acp_send({"id": rid, "result": {"stopReason": "end_turn"}})
+            return 0
 
 
 # Claude Code's options that take a value: our MCP server and the permission-prompt tool.
@@ -90,6 +162,8 @@ def _wait_message(seconds: float) -> None:
 
 def _ask(harness: str, tool: str, detail: str, wait: float = 60) -> str:
     """Ask a permission as ``harness`` would; return the answer's line."""
+    if harness in ACP and sys.argv[2:] == ACP[harness]:
+        return _acp_ask(tool, detail)
     if "--permission-prompt-tool" in OPTIONS:
         answer = _ask_mcp(tool, detail)
         if answer["behavior"] == "allow":
@@ -168,11 +242,16 @@ HARNESS: list[str] = []
 def main() -> int:
     harness, args = sys.argv[1], sys.argv[2:]
     HARNESS.append(harness)
+    if harness in ACP and args == ACP[harness]:
+        return _acp_serve()
     found = _task_of(harness, args) if harness in HEADLESS else (" ".join(args), [])
     if found is None:
         print(f"bad contract for {harness}: {json.dumps(args)}", flush=True)
         return EXIT_BAD_CONTRACT
-    task, flags = found
+    return _run_task(*found)
+
+
+def _run_task(task: str, flags: list[str]) -> int:
     print(f"TASK {json.dumps(task)}", flush=True)
     print(f"FLAGS {json.dumps(flags)}", flush=True)
     print(f"AGENT {os.environ.get('SWITCHBOARD_AGENT', '')}", flush=True)

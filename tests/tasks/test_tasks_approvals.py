@@ -44,6 +44,20 @@ def test_tasks_claude_prompt_through_the_permission_tool_allowed(device: Device)
     assert unblocked["data"]["by"].startswith("boss:")
 
 
+@pytest.mark.parametrize(("harness", "answer"), [("gemini", "approve"), ("opencode", "deny")])
+def test_tasks_acp_harness_prompt_travels(device: Device, harness: str, answer: str) -> None:
+    """Gemini CLI and OpenCode run as ACP agents under our client (harnesses/acp.py): their
+    session/request_permission blocks the task, and the answer is their allow/reject option."""
+    task_id = spawn(device, "ask execute rm -rf build\nsay after", harness=harness)["id"]
+    [prompt] = _pending(device)
+    assert (prompt["tool"], prompt["detail"]) == ("execute", "rm -rf build")
+    device.cli(answer, prompt["prompt"], agent="boss")
+    task = wait_task(device, task_id)
+    assert task["state"] == "completed", task["result"]
+    expected = "answer allow" if answer == "approve" else "answer deny: rejected"
+    assert expected in task["result"] and "after" in task["result"]
+
+
 def test_tasks_prompt_denied_with_reason_and_first_answer_wins(device: Device) -> None:
     """``deny --reason`` reaches the agent; a second answer is refused."""
     answer = spawn(device, "ask Bash git push --force\nsay after", harness="claude")

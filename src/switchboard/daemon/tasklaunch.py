@@ -57,6 +57,9 @@ class Launch:
     tags: tuple[str, ...] = field(default=())
 
 
+#: The ACP client that runs a Gemini CLI or OpenCode task headless (harnesses/acp.py).
+ACP_CLIENT: Final = (sys.executable, "-P", "-m", "switchboard.harnesses.acp")
+
 #: The MCP tool Claude Code asks permission prompts of in a task (mcp/tasks_tools.py).
 PROMPT_TOOL: Final = "mcp__switchboard__permission_prompt"
 
@@ -92,10 +95,15 @@ def command_of(launch: Launch, home: str = "") -> tuple[list[str], str | None]:
         at = template.index("--") if "--" in template else len(template)
         template[at:at] = builtin.skip_flags[:1]
     elif (
-        builtin is not None and builtin.prompts == "tool" and rule.args is None and home
+        builtin is not None and rule.args is None and home
         and not launch.terminal  # in a terminal a person answers
     ):  # fmt: skip
-        template += _prompt_relay(launch, home)
+        if builtin.prompts == "tool":
+            template += _prompt_relay(launch, home)
+        elif builtin.prompts == "acp":
+            # Our ACP client runs the harness's ACP agent mode and answers its permission
+            # requests through prompt.ask (harnesses/acp.py); it reads the task from stdin.
+            template, via = [*ACP_CLIENT, "--", *builtin.acp], "stdin"
     argv = build_argv(template, task=launch.text, task_via=via, directory=launch.cwd,
                       name=launch.agent)  # fmt: skip
     return argv, launch.text if via == "stdin" else None

@@ -46,9 +46,11 @@ class HarnessCommand:
         task_via: how the headless mode takes the task (``stdin`` or ``arg``).
         skip_flags: the flags that skip its own permission prompts (never added by default).
         prompts: how a permission prompt can be answered from elsewhere: ``tool`` (a
-            permission-prompt tool of our MCP server), ``hook`` (a hook decides), ``plugin``
-            (our plugin decides), ``none`` (the harness has no prompts, or headless mode
+            permission-prompt tool of our MCP server), ``acp`` (the harness runs as an ACP
+            agent, ``acp`` its argv, and our ACP client answers its permission requests:
+            harnesses/acp.py), ``none`` (the harness has no prompts, or headless mode
             answers every one itself).
+        acp: argv of its ACP agent mode (with ``prompts="acp"``).
     """
 
     name: str
@@ -57,6 +59,7 @@ class HarnessCommand:
     task_via: str = "stdin"
     skip_flags: tuple[str, ...] = ()
     prompts: str = "none"
+    acp: tuple[str, ...] = ()
 
 
 #: The built-in harnesses. ``cmd`` has no built-in program: the policy names one.
@@ -74,15 +77,19 @@ BUILTIN: Final[dict[str, HarnessCommand]] = {
             "codex", ("codex", "exec", "-"), ("codex", "--", "{task}"),
             skip_flags=("--dangerously-bypass-approvals-and-sandbox", "--full-auto"),
         ),
-        # gemini runs headless when stdin is piped; its BeforeTool hook can decide.
+        # gemini runs headless when stdin is piped, failing what would ask (its BeforeTool
+        # hook can only deny); as an ACP agent it asks its client.
         HarnessCommand(
             "gemini", ("gemini",), ("gemini", "--prompt-interactive={task}"),
-            skip_flags=("--yolo", "-y", "--approval-mode=yolo"), prompts="hook",
+            skip_flags=("--yolo", "-y", "--approval-mode=yolo"), prompts="acp",
+            acp=("gemini", "--acp"),
         ),
-        # opencode run reads piped stdin; headless it rejects what would ask, unless --auto.
+        # opencode run reads piped stdin; headless it rejects what would ask, unless --auto;
+        # as an ACP agent it asks its client.
         HarnessCommand(
             "opencode", ("opencode", "run"), ("opencode", "--prompt={task}"),
-            skip_flags=("--auto", "--dangerously-skip-permissions", "--yolo"), prompts="plugin",
+            skip_flags=("--auto", "--dangerously-skip-permissions", "--yolo"), prompts="acp",
+            acp=("opencode", "acp"),
         ),
         # pi -p reads piped stdin; pi has no permission prompts at all.
         HarnessCommand("pi", ("pi", "-p"), ("pi", "--", "{task}")),
