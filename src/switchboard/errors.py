@@ -6,6 +6,7 @@
     - ``RemoteProtocolError``: the peer sent something the protocol forbids
       - ``FrameTooLarge(size, limit)``
       - ``TamperedEnvelope``: an envelope failed authentication
+        - ``ForgedEvent``: an event's signature is missing or not its origin device's
   - ``AuthError``
     - ``InvalidInvite`` (expired, already used or malformed)
     - ``InvalidToken``
@@ -100,6 +101,18 @@ class TamperedEnvelope(RemoteProtocolError):
         )
         self.origin = origin
         self.seq = seq
+
+
+class ForgedEvent(TamperedEnvelope):
+    """An event opened with the group key but is not signed by the device it names as origin.
+
+    Only a member can seal such an envelope: it claims another device's origin, or alters or
+    re-numbers an event of that device.
+    """
+
+    def __init__(self, origin: str, seq: int, why: str) -> None:
+        super().__init__(origin, seq)
+        self.args = (f"event {seq} from device {origin[:12]} is forged: {why}",)
 
 
 # -- auth --------------------------------------------------------------------------------------

@@ -122,6 +122,8 @@ class GroupLink(msgspec.Struct, kw_only=True):
     last_error: str | None
     tampered: int | UnsetType = UNSET
     """Envelopes refused as tampered (a running link only)."""
+    forged: int | UnsetType = UNSET
+    """Of those, events that opened but were not signed by their origin device."""
     protocol: str | UnsetType | None = UNSET
 
 

@@ -156,8 +156,8 @@ def make_link(
         from switchboard.links.mqtt import MqttLink  # noqa: PLC0415 - lazy: aiomqtt
 
         return MqttLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
-                        create=create, on_presence=on_presence)  # fmt: skip
+                        identity=identity, create=create, on_presence=on_presence)  # fmt: skip
     from switchboard.links.nats import NatsLink  # noqa: PLC0415 - lazy: nats-py
 
     return NatsLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
-                    create=create, on_presence=on_presence)  # fmt: skip
+                    identity=identity, create=create, on_presence=on_presence)  # fmt: skip

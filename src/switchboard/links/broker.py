@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from switchboard.errors import RemoteProtocolError
-from switchboard.links.supervisor import SupervisedLink, seal_event
+from switchboard.links.supervisor import SupervisedLink
 from switchboard.proto.frames import Batch, Envelope, decode_frame, encode_frame
 from switchboard.store import local
 from switchboard.store.log import Received
@@ -88,8 +88,8 @@ class BrokerLink(SupervisedLink):
         chunk: list[Event] = []
         envelopes: list[Envelope] = []
         size = 0
-        for event in events:
-            env = seal_event(self.keys, event)
+        events = list(events)
+        for event, env in zip(events, self.seal(events), strict=True):
             if chunk and (len(chunk) >= CHUNK_EVENTS or size + len(env.box) > CHUNK_BYTES):
                 yield chunk, encode_frame(Batch(envelopes=envelopes))
                 chunk, envelopes, size = [], [], 0
@@ -122,7 +122,7 @@ class BrokerLink(SupervisedLink):
         """
         if not events:
             return Received(accepted=[], duplicates=0, gaps=0)
-        return await self.log.receive(events, also)
+        return await self.log.receive(events, also, proofs=self.take_proofs(events))
 
     def own_pending(self, after: int, limit: int) -> list[Event]:
         """This device's own events after seq ``after``, at most ``limit``."""

@@ -120,6 +120,7 @@ class MqttLink(BrokerLink):
     _answers: dict[str, asyncio.Task[None]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self._topics = Topics(self.keys.group, self.device_id)
         self._meta_key = f"link.mqtt.published.{self.keys.group}"
 

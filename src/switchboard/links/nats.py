@@ -83,6 +83,7 @@ class NatsLink(BrokerLink):
     _saved_at: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         gh = group_hash(self.keys.group)
         self.stream, self.bucket = f"SB_{gh}", f"SB_{gh}_presence"
         self.prefix = f"sb.{gh}.ev"

@@ -32,7 +32,6 @@ from switchboard.links.supervisor import (
     SupervisedLink,
     log,
     run_until_first_ends,
-    seal_event,
 )
 from switchboard.proto import cursors
 from switchboard.proto.session import (
@@ -48,8 +47,6 @@ from switchboard.proto.session import (
 from switchboard.transports import connect
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from switchboard.proto.frames import Envelope
     from switchboard.transports.base import Transport
 
@@ -72,7 +69,6 @@ class RelayLink(SupervisedLink):
     far_end: ClassVar[str] = "relay"
     goodbye_timeout: ClassVar[float] = 1.0
 
-    identity: Ed25519PrivateKey
     on_established: OnEstablished | None = None
 
     _session: SyncSession | None = field(init=False, default=None)
@@ -164,7 +160,10 @@ class RelayLink(SupervisedLink):
                 pending = self.log.since(session.peer_vector, SEND_CHUNK)
                 if not pending:
                     break
-                session.send_batch(seal_event(self.keys, event) for event in pending)
+                sealed = self.seal(pending)
+                if not sealed:
+                    break  # only others' unsigned events from before signatures: not served
+                session.send_batch(sealed)
                 self.status.last_push = now_ts()
                 await self._flush(session, transport)
 
@@ -186,7 +185,7 @@ class RelayLink(SupervisedLink):
             events = await self._received.get()
             while not self._received.empty() and len(events) < MAX_EVENTS_PER_COMMIT:
                 events += self._received.get_nowait()
-            received = await self.log.receive(events)
+            received = await self.log.receive(events, proofs=self.take_proofs(events))
             if session.is_open:
                 session.send_ack(self.log.vector())
                 if received.gaps and not self.status.tampered:

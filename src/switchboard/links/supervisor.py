@@ -12,8 +12,12 @@ the connection ends) and how to say goodbye (``_goodbye``); everything around it
   established; at the cap at once after a refused login or rate limiting);
 - ``start``, ``stop`` and ``notify``; the waits (``wait_established``, ``wait_synced``,
   ``wait_caught_up``) over ``status`` and the kind's ``lag()`` and ``_caught_up()``;
-- ``open_envelopes``: every event that arrives, by any link, is opened and checked here; one
-  that fails is counted in ``status.tampered`` and reported, never applied.
+- ``seal_events``: every event that leaves, by any link, is sealed here: this device's own
+  signed as one batch (``crypto.Signer``), another device's with the proof it came with;
+- ``open_envelopes``: every event that arrives, by any link, is opened and checked here, its
+  signature included (``crypto.Verifier``); one that fails is counted in ``status.tampered``
+  (a forgery also in ``status.forged``) and reported, never applied. The proofs of what opened
+  wait in ``proofs`` until the store takes them (``take_proofs``).
 """
 
 from __future__ import annotations
@@ -21,18 +25,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import msgspec
 
-from switchboard.errors import AuthError, ByeCode, Rejected, SwitchboardError, TamperedEnvelope
+from switchboard.crypto import (
+    EventProof,
+    Signer,
+    Verifier,
+    decode_proof,
+    decode_signed,
+    encode_proof,
+    encode_signed,
+)
+from switchboard.errors import (
+    AuthError,
+    ByeCode,
+    ForgedEvent,
+    Rejected,
+    SwitchboardError,
+    TamperedEnvelope,
+)
 from switchboard.events import Event, decode_event, encode_event, now_ts
 from switchboard.links.backoff import Backoff
 from switchboard.links.status import LinkState, LinkStatus
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from switchboard.crypto import GroupKeys
     from switchboard.proto.frames import Envelope
     from switchboard.proto.session import Established
@@ -47,26 +69,57 @@ CANCEL_AGAIN: Final = 0.1  # seconds before a connection's loop that did not end
 POLL: Final = 0.01  # seconds between looks at a condition a wait is waiting for
 
 
-def seal_event(keys: GroupKeys, event: Event) -> Envelope:
-    """Seal an event for the wire: only its header ``(origin, seq)`` stays readable."""
-    return keys.seal(event.origin, event.seq, encode_event(event))
+def seal_events(
+    keys: GroupKeys,
+    signer: Signer,
+    events: Iterable[Event],
+    proofs: Mapping[tuple[str, int], bytes],
+) -> list[Envelope]:
+    """Seal events for the wire: only their headers ``(origin, seq)`` stay readable.
+
+    This device's own events are signed together, one signature for the lot; another device's
+    carry the proof stored with them (``proofs``), and one without (received before signatures
+    existed) is left out: no receiver would accept it.
+    """
+    events = list(events)
+    encoded = [encode_event(event) for event in events]
+    pairs = list(zip(events, encoded, strict=True))
+    own = [(e.seq, data) for e, data in pairs if e.origin == signer.origin]
+    signed = iter(signer.sign(signer.origin, own))
+    envelopes = []
+    for event, data in pairs:
+        if event.origin == signer.origin:
+            proof = next(signed)
+        else:
+            stored = proofs.get(event.key)
+            if stored is None:
+                continue
+            proof = decode_proof(stored)
+        envelopes.append(keys.seal(event.origin, event.seq, encode_signed(data, proof)))
+    return envelopes
 
 
-def open_envelope(keys: GroupKeys, env: Envelope) -> Event:
-    """Open and decode an envelope; its event must carry the header's ``(origin, seq)``.
+def open_envelope(keys: GroupKeys, verifier: Verifier, env: Envelope) -> tuple[Event, EventProof]:
+    """Open, decode and verify an envelope; its event must carry the header's ``(origin, seq)``.
 
     Raises:
         TamperedEnvelope: it does not open with the group key, does not decode, or its event
             claims another place in the log than its header.
+        ForgedEvent: it opened, but its origin device did not sign it.
     """
     plaintext = keys.open(env)
     try:
-        event = decode_event(plaintext)
+        signed = decode_signed(plaintext)
+    except msgspec.DecodeError as exc:
+        raise ForgedEvent(env.origin, env.seq, "not signed") from exc
+    try:
+        event = decode_event(signed.event)
     except msgspec.DecodeError as exc:
         raise TamperedEnvelope(env.origin, env.seq) from exc
     if event.origin != env.origin or event.seq != env.seq:
         raise TamperedEnvelope(env.origin, env.seq)
-    return event
+    verifier.verify(env.origin, env.seq, signed.event, signed.proof)
+    return event, signed.proof
 
 
 @dataclass(eq=False, kw_only=True)
@@ -92,6 +145,13 @@ class SupervisedLink:
     status: LinkStatus = field(default_factory=LinkStatus)
     # The embedded relay's pinned identity key; brokers have none, so broker links keep None.
     relay_key: bytes | None = None
+    # This device's key: it signs what the device writes (and proves the device to a relay).
+    identity: Ed25519PrivateKey
+
+    signer: Signer = field(init=False)
+    verifier: Verifier = field(init=False)
+    # Proofs of events opened and not yet stored, by ``(origin, seq)`` (``take_proofs``).
+    proofs: dict[tuple[str, int], bytes] = field(init=False, default_factory=dict)
 
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _established: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -100,6 +160,10 @@ class SupervisedLink:
     _stopping: bool = field(init=False, default=False)
     # This connection was established: the backoff starts over after it.
     _up: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.signer = Signer(self.keys.group, self.identity)
+        self.verifier = Verifier(self.keys.group)
 
     # -- the Link surface ------------------------------------------------------------------------
 
@@ -252,10 +316,30 @@ class SupervisedLink:
         events = []
         for env in envelopes:
             try:
-                events.append(open_envelope(self.keys, env))
+                event, proof = open_envelope(self.keys, self.verifier, env)
+            except ForgedEvent as exc:
+                self.status.forged += 1
+                self._tampered(str(exc))
             except TamperedEnvelope as exc:
                 self._tampered(str(exc))
+            else:
+                events.append(event)
+                self.proofs[event.key] = encode_proof(proof)
         return events
+
+    def seal(self, events: Iterable[Event]) -> list[Envelope]:
+        """Seal events for this link's group (``seal_events``)."""
+        events = list(events)
+        return seal_events(self.keys, self.signer, events, self.log.proofs(events))
+
+    def take_proofs(self, events: Iterable[Event]) -> dict[tuple[str, int], bytes]:
+        """Hand the store the proofs of ``events`` (and forget them here)."""
+        taken = {}
+        for event in events:
+            proof = self.proofs.pop(event.key, None)
+            if proof is not None:
+                taken[event.key] = proof
+        return taken
 
     def _tampered(self, reason: str) -> None:
         self.status.tampered += 1

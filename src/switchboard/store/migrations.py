@@ -364,3 +364,16 @@ _M_DELIVERY_001: Final = (
 def m_links_001_link_options(conn: sqlite3.Connection) -> None:
     """Broker login and TLS files per group (JSON of ``transports.options.LinkOptions``; secret)."""
     conn.execute("ALTER TABLE groups ADD COLUMN link_options TEXT")
+
+
+@migration
+def m_pairing_001_event_proofs(conn: sqlite3.Connection) -> None:
+    """Other devices' signatures of their events (``crypto.EventProof``), kept to re-serve them."""
+    conn.execute(
+        """CREATE TABLE event_proofs (
+            origin TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            proof BLOB NOT NULL,
+            PRIMARY KEY (origin, seq)
+        ) WITHOUT ROWID"""
+    )
