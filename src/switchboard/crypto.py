@@ -344,6 +344,7 @@ class Verifier:
 
     group: str
     _verified: dict[tuple[bytes, bytes, int], bytes] = field(default_factory=dict, repr=False)
+    _owners: dict[bytes, str] = field(default_factory=dict, repr=False)  # key -> device id
 
     def verify(self, origin: str, seq: int, event: bytes, proof: EventProof) -> None:
         """Check that ``origin``'s device signed ``event`` at ``seq``.
@@ -352,11 +353,17 @@ class Verifier:
             ForgedEvent: the key is not the origin's, the path does not lead to a root, or
                 the signature of that root is not the key's.
         """
-        try:
-            if device_id_from_public_key(proof.key) != origin:
-                raise ForgedEvent(origin, seq, "signed by another device's key")
-        except InvalidAddress as exc:
-            raise ForgedEvent(origin, seq, "malformed signing key") from exc
+        owner = self._owners.get(proof.key)
+        if owner is None:
+            try:
+                owner = device_id_from_public_key(proof.key)
+            except InvalidAddress as exc:
+                raise ForgedEvent(origin, seq, "malformed signing key") from exc
+            if len(self._owners) >= VERIFIED_ROOTS:
+                self._owners.clear()
+            self._owners[proof.key] = owner
+        if owner != origin:
+            raise ForgedEvent(origin, seq, "signed by another device's key")
         leaf = leaf_hash(self.group, origin, seq, event)
         root = root_of(leaf, proof.index, proof.count, proof.path)
         if root is None:
