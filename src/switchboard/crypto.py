@@ -93,6 +93,12 @@ def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
     return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
+def fingerprint(public_key: bytes) -> str:
+    """A device key's fingerprint for people to compare: 20 hex digits in groups of four."""
+    digest = hashlib.sha256(b"switchboard fingerprint v1\x00" + public_key).hexdigest()[:20]
+    return " ".join(digest[i : i + 4] for i in range(0, 20, 4))
+
+
 def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """Return whether ``signature`` is ``public_key``'s signature of ``message``."""
     try:

@@ -30,6 +30,7 @@ from switchboard.mcp.server import build_registry
 CLI_RUNS: dict[str, list[str]] = {
     "init": ["init", "--name", "laptop"],
     "status": ["status"],
+    "devices": ["devices"],
     "group create": ["group", "create", "--name", "team", "--relay", "ws://127.0.0.1:9"],
     "invite": ["invite", "--group", "team"],
     "join": ["join", INVITE],
@@ -72,7 +73,7 @@ NO_PARAMS = {
 LISTS = {
     "agents", "inbox", "events", "room.list", "room.members", "room.read", "thread.show",
     "search", "sent", "lease.list", "link.set", "link.status", "link.sync",
-    "events.subscriptions",
+    "events.subscriptions", "devices",
 }  # fmt: skip
 CANNED: dict[str, Any] = {
     "agents": [AGENT],

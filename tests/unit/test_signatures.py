@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
@@ -154,3 +155,35 @@ def test_signatures_proofs_are_stored_and_served_on(tmp_path: Path) -> None:
         assert seal_events(KEYS, Signer(GROUP, MALLORY), held, {}) == []
     finally:
         db.close()
+
+
+@settings(max_examples=200)
+@given(st.integers(2, 30), st.data())
+def test_signatures_a_relay_cannot_splice_or_alter_a_batch(count: int, data: st.DataObject) -> None:
+    """A relay rewrites a signed batch (headers, nonces, boxes swapped or altered): every
+    envelope either opens to exactly what was sent at its place or is refused."""
+    sent_events = [event(A, seq, f"t{seq}") for seq in range(1, count + 1)]
+    sent = seal_events(KEYS, SIGNER, sent_events, {})
+    by_place = {e.key: e for e in sent_events}
+    envs = list(sent)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i, j = data.draw(st.integers(0, count - 1)), data.draw(st.integers(0, count - 1))
+        how = data.draw(st.sampled_from(["swap_box", "swap_nonce", "seq", "flip", "replay"]))
+        a, b = envs[i], envs[j]
+        if how == "swap_box":
+            envs[i] = msgspec.structs.replace(a, box=b.box)
+        elif how == "swap_nonce":
+            envs[i] = msgspec.structs.replace(a, nonce=b.nonce)
+        elif how == "seq":
+            envs[i] = msgspec.structs.replace(a, seq=b.seq)
+        elif how == "flip":
+            envs[i] = msgspec.structs.replace(a, box=_flip(a.box, data.draw(st.integers(0, 999))))
+        else:
+            envs.append(b)
+    verifier = Verifier(GROUP)
+    for env in envs:
+        try:
+            opened, _ = open_envelope(KEYS, verifier, env)
+        except TamperedEnvelope:
+            continue
+        assert opened == by_place[(env.origin, env.seq)]

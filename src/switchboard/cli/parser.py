@@ -141,6 +141,13 @@ def _add_device(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         "show the device, daemon, groups, links and agents",
     )
     _json_flag(p, "one JSON object")
+    p = b.command(
+        sub,
+        "devices",
+        "device:devices",
+        "list the group's devices: name, short id, key fingerprint, last seen, link",
+    )
+    _json_flag(p)
 
     daemon = b.group(sub, "daemon", "run, start, stop or inspect this device's daemon")
     p = b.command(

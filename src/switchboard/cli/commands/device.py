@@ -1,4 +1,4 @@
-"""``init`` and ``status``: this device."""
+"""``init``, ``status`` and ``devices``: this device and the group's."""
 
 from __future__ import annotations
 
@@ -30,4 +30,25 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
         output.print_json(result)
     else:
         output.print_lines(output.status_lines(result))
+    return 0
+
+
+def devices(args: argparse.Namespace, settings: Settings) -> int:
+    """List the group's devices: name, short id, key fingerprint, last seen, link."""
+    found = call(settings, "devices")
+    if args.json:
+        output.print_json(found)
+        return 0
+    rows = (
+        (
+            d["short"] + (" *" if d["this"] else ""),
+            d["name"],
+            d["fingerprint"] + ("" if d["key_ok"] or not d["fingerprint"] else " (bad key)"),
+            "now" if d["this"] else ("online" if d["online"] else output.when(d["last_seen"])),
+            d["link"],
+        )
+        for d in found
+    )
+    headers = ("DEVICE", "NAME", "KEY FINGERPRINT", "LAST SEEN", "LINK")
+    output.print_lines(output.table(headers, rows))
     return 0
