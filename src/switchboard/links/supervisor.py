@@ -67,6 +67,9 @@ OnEstablished = Callable[["Established"], Awaitable[None]]
 
 CANCEL_AGAIN: Final = 0.1  # seconds before a connection's loop that did not end is cancelled again
 POLL: Final = 0.01  # seconds between looks at a condition a wait is waiting for
+# Proofs of opened events waiting for the store: far more than the receive queues hold, so
+# reaching it means events were opened and never stored (a connection dropped under them).
+MAX_WAITING_PROOFS: Final = 100_000
 
 
 def seal_events(
@@ -324,6 +327,8 @@ class SupervisedLink:
                 self._tampered(str(exc))
             else:
                 events.append(event)
+                if len(self.proofs) >= MAX_WAITING_PROOFS:
+                    self.proofs.clear()
                 self.proofs[event.key] = encode_proof(proof)
         return events
 
