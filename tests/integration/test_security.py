@@ -237,3 +237,32 @@ def test_security_forged_origin_is_rejected_and_reported(tmp_path: Path) -> None
             assert "forged" in c.log_text
         finally:
             c.stop()
+
+
+def test_security_members_serve_on_what_others_signed(tmp_path: Path) -> None:
+    """A relay that lost its envelopes is refilled by a member, with the origin's proofs:
+    a newcomer verifies and applies the events of a device that is offline all along."""
+    relay = Relay(tmp_path / "relay")
+    with group_of(tmp_path, "laptop", "desk", relay=relay) as (_, (a, b)):
+        for n in range(5):
+            a.call("send", agent="luna", to=["@luna"], text=f"t{n}")
+        origin = a.call("status")["device"]["id"]
+        top = max(e["seq"] for e in a.call("events", where=f"origin = '{origin}'"))
+        b.wait_events(top, where=f"origin = '{origin}'")
+        invite = a.call("invite")["invite"]
+        a.stop()
+        b.stop()
+        relay.kill()
+        with sqlite3.connect(next((tmp_path / "relay").rglob("*.db"))) as db:
+            db.execute("DELETE FROM envelopes")
+            db.execute("DELETE FROM vectors")
+        relay.start()
+        b.start()  # only the desk holds the laptop's events now, and serves them on
+        c = Device(tmp_path / "newcomer", "newcomer").start()
+        try:
+            c.call("join", invite=invite)
+            c.wait_events(top, where=f"origin = '{origin}'")
+            link = c.call("status")["groups"][0]["link"]
+            assert link["tampered"] == 0 and link["forged"] == 0
+        finally:
+            c.stop()
