@@ -151,8 +151,12 @@ def test_signatures_proofs_are_stored_and_served_on(tmp_path: Path) -> None:
         assert sorted(proofs) == [(A, 1), (A, 2), (A, 3)]
         again = seal_events(KEYS, Signer(GROUP, MALLORY), held, proofs)
         assert [open_envelope(KEYS, Verifier(GROUP), env)[0] for env in again] == held
-        # An event of another device without a proof is not served at all.
-        assert seal_events(KEYS, Signer(GROUP, MALLORY), held, {}) == []
+        # An event of another device without a proof is not served, nor any later one of
+        # its origin (it would lie past a hole); the origin is reported unserved.
+        unserved: set[str] = set()
+        holed = {key: proof for key, proof in proofs.items() if key != (A, 2)}
+        again = seal_events(KEYS, Signer(GROUP, MALLORY), held, holed, unserved)
+        assert [env.seq for env in again] == [1] and unserved == {A}
     finally:
         db.close()
 

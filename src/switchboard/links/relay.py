@@ -157,13 +157,16 @@ class RelayLink(SupervisedLink):
             if not session.is_open:
                 continue
             while session.is_open:
-                pending = self.log.since(session.peer_vector, SEND_CHUNK)
+                # Origins held without proofs (``unserved``) count as passed on: only what
+                # can be served is read again.
+                held = self.log.vector()
+                view = cursors.merge(session.peer_vector, {o: held[o] for o in self.unserved})
+                pending = self.log.since(view, SEND_CHUNK)
                 if not pending:
                     break
                 sealed = self.seal(pending)
-                if not sealed:
-                    break  # only others' unsigned events from before signatures: not served
-                session.send_batch(sealed)
+                if sealed:
+                    session.send_batch(sealed)
                 self.status.last_push = now_ts()
                 await self._flush(session, transport)
 

@@ -77,12 +77,14 @@ def seal_events(
     signer: Signer,
     events: Iterable[Event],
     proofs: Mapping[tuple[str, int], bytes],
+    unserved: set[str] | None = None,
 ) -> list[Envelope]:
     """Seal events for the wire: only their headers ``(origin, seq)`` stay readable.
 
     This device's own events are signed together, one signature for the lot; another device's
-    carry the proof stored with them (``proofs``), and one without (received before signatures
-    existed) is left out: no receiver would accept it.
+    carry the proof stored with them (``proofs``). One without (received before signatures
+    existed) is left out, no receiver would accept it, and so are its origin's later events
+    (one past a hole could not be stored); their origins are added to ``unserved``.
     """
     events = list(events)
     encoded = [encode_event(event) for event in events]
@@ -90,15 +92,19 @@ def seal_events(
     own = [(e.seq, data) for e, data in pairs if e.origin == signer.origin]
     signed = iter(signer.sign(signer.origin, own))
     envelopes = []
+    holes: set[str] = set()
     for event, data in pairs:
         if event.origin == signer.origin:
             proof = next(signed)
         else:
             stored = proofs.get(event.key)
-            if stored is None:
+            if stored is None or event.origin in holes:
+                holes.add(event.origin)
                 continue
             proof = decode_proof(stored)
         envelopes.append(keys.seal(event.origin, event.seq, encode_signed(data, proof)))
+    if unserved is not None:
+        unserved |= holes
     return envelopes
 
 
@@ -155,6 +161,8 @@ class SupervisedLink:
     verifier: Verifier = field(init=False)
     # Proofs of events opened and not yet stored, by ``(origin, seq)`` (``take_proofs``).
     proofs: dict[tuple[str, int], bytes] = field(init=False, default_factory=dict)
+    # Origins of which this device holds events it cannot serve (held without a proof).
+    unserved: set[str] = field(init=False, default_factory=set)
 
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _established: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -335,7 +343,7 @@ class SupervisedLink:
     def seal(self, events: Iterable[Event]) -> list[Envelope]:
         """Seal events for this link's group (``seal_events``)."""
         events = list(events)
-        return seal_events(self.keys, self.signer, events, self.log.proofs(events))
+        return seal_events(self.keys, self.signer, events, self.log.proofs(events), self.unserved)
 
     def take_proofs(self, events: Iterable[Event]) -> dict[tuple[str, int], bytes]:
         """Hand the store the proofs of ``events`` (and forget them here)."""
