@@ -32,7 +32,7 @@ from switchboard.events import Event, decode_event, encode_event  # noqa: E402
 from switchboard.links.supervisor import open_envelope, seal_events  # noqa: E402
 
 GROUP = "bench"
-SIZES = (1, 10, 100, 500, 2000)
+SIZES = (1, 16, 100, 500, 2000)
 
 
 def events(origin: str, count: int) -> list[Event]:
