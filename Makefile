@@ -60,6 +60,7 @@ bench: $(STAMP) brokers compile
 	$(BIN)/python bench/brokers.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/hooks.py
+	$(BIN)/python bench/tasks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

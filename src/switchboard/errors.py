@@ -7,6 +7,7 @@
       - ``FrameTooLarge(size, limit)``
       - ``TamperedEnvelope``: an envelope failed authentication
         - ``ForgedEvent``: an event's signature is missing or not its origin device's
+      - ``TamperedDirect``: a directed frame failed authentication (sender, seal or recipient)
   - ``AuthError``
     - ``InvalidInvite`` (expired, already used or malformed)
     - ``InvalidToken``
@@ -16,7 +17,9 @@
     - ``ConnectionLost``: broken by the peer or network
     - ``TransportClosed``: closed by us
     - ``TransportTimeout``
+    - ``Unreachable(device)``: the device is not connected to the group's link
   - ``Rejected(reason_code)``: a relay or broker refused the request
+  - ``RemoteError(remote_code)``: another device answered a directed call with an error
   - ``StoreError``
     - ``QueryRejected``
     - ``MigrationError``
@@ -115,6 +118,16 @@ class ForgedEvent(TamperedEnvelope):
         self.args = (f"event {seq} from device {origin[:12]} is forged: {why}",)
 
 
+class TamperedDirect(RemoteProtocolError):
+    """A directed frame failed authentication: altered, forged sender, or not addressed to us."""
+
+    def __init__(self, sender: str, reason: str) -> None:
+        super().__init__(
+            f"directed frame from device {sender[:12]} rejected: {reason}", ByeCode.TAMPERED
+        )
+        self.sender = sender
+
+
 # -- auth --------------------------------------------------------------------------------------
 
 
@@ -172,6 +185,17 @@ class TransportTimeout(TransportError):
     """An operation on the link took longer than allowed."""
 
 
+class Unreachable(TransportError):
+    """A directed frame or call could not reach its device (not connected, gone, or refused)."""
+
+    code = "unreachable"
+
+    def __init__(self, device: str, reason: str) -> None:
+        super().__init__(f"device {device[:12]} is unreachable: {reason}")
+        self.device = device
+        self.reason = reason
+
+
 class Rejected(SwitchboardError):
     """A relay or broker refused the request."""
 
@@ -180,6 +204,17 @@ class Rejected(SwitchboardError):
     def __init__(self, message: str, reason_code: int) -> None:
         super().__init__(message)
         self.reason_code = reason_code
+
+
+class RemoteError(SwitchboardError):
+    """Another device answered a directed call with an error (its code and message)."""
+
+    code = "remote_error"
+
+    def __init__(self, device: str, remote_code: str, message: str) -> None:
+        super().__init__(f"device {device[:12]} answered {remote_code}: {message}")
+        self.device = device
+        self.remote_code = remote_code
 
 
 # -- store -------------------------------------------------------------------------------------
@@ -241,6 +276,8 @@ BY_CODE: dict[str, type[SwitchboardError]] = {
         InvalidToken,
         Forbidden,
         TransportError,
+        Unreachable,
+        RemoteError,
         StoreError,
         QueryRejected,
         MigrationError,

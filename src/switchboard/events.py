@@ -280,6 +280,104 @@ class TurnEnded(Body, frozen=True, tag="turn_ended"):
     session: str
 
 
+# -- delegation: tasks (the receiving device writes them all; tasks/lifecycle.py) -------------
+
+
+class TaskRequested(Body, frozen=True, tag="task_requested"):
+    """``task_requested``: a device was asked to run a task (written by that device).
+
+    ``requester`` is the asking agent's internal address; ``dir`` the directory as asked
+    (``""``: the policy's default), ``name`` the agent name asked for.
+    """
+
+    task: str
+    requester: str
+    harness: str
+    text: str
+    dir: str = ""
+    name: str = ""
+    tags: list[str] = []
+    terminal: bool = False
+
+
+class TaskAccepted(Body, frozen=True, tag="task_accepted"):
+    """``task_accepted``: the policy allows the task; ``agent`` is the name it will run as,
+    ``dir`` the resolved directory."""
+
+    task: str
+    agent: str
+    dir: str
+    max_runtime: float
+
+
+class TaskRefused(Body, frozen=True, tag="task_refused"):
+    """``task_refused``: the policy (or a limit) refused the task, and why."""
+
+    task: str
+    reason: str
+
+
+class TaskStarted(Body, frozen=True, tag="task_started"):
+    """``task_started``: the task's process runs: ``pid`` and its start time (``started``,
+    from ``/proc``), so a restarted daemon can tell it from a recycled pid; ``window`` is the
+    tmux window of a ``--terminal`` task."""
+
+    task: str
+    pid: int
+    started: str
+    agent: str
+    window: str = ""
+
+
+class TaskBlocked(Body, frozen=True, tag="task_blocked"):
+    """``task_blocked``: the task's agent waits on a permission prompt (``prompt`` its id)."""
+
+    task: str
+    prompt: str
+    tool: str = ""
+    detail: str = ""  # the command, or the path, it asks for
+
+
+class TaskUnblocked(Body, frozen=True, tag="task_unblocked"):
+    """``task_unblocked``: a permission prompt was answered (``allow``, ``deny`` or
+    ``timeout``), by whom (an internal address) and why."""
+
+    task: str
+    prompt: str
+    answer: str
+    by: str = ""
+    reason: str = ""
+
+
+class TaskProgress(Body, frozen=True, tag="task_progress"):
+    """``task_progress``: the latest line of the task's output (rate-limited)."""
+
+    task: str
+    text: str
+
+
+class TaskInterrupted(Body, frozen=True, tag="task_interrupted"):
+    """``task_interrupted``: a stop or kill was asked (``how``: ``stop``, ``kill`` or
+    ``max_runtime``), by whom."""
+
+    task: str
+    how: str
+    by: str = ""
+
+
+class TaskEnded(Body, frozen=True, tag="task_ended"):
+    """``task_ended``: the task ended: ``state`` is ``completed``, ``failed``, ``stopped``,
+    ``killed`` or ``lost``; ``result`` the output's tail, ``diff_stat`` of a git directory."""
+
+    task: str
+    state: str
+    exit_status: int | None = None
+    reason: str = ""
+    result: str = ""
+    diff_stat: str = ""
+    runtime: float = 0.0
+
+
 AnyBody = (
     DeviceJoined
     | AgentRegistered
@@ -305,6 +403,15 @@ AnyBody = (
     | ContextCompacted
     | TurnStarted
     | TurnEnded
+    | TaskRequested
+    | TaskAccepted
+    | TaskRefused
+    | TaskStarted
+    | TaskBlocked
+    | TaskUnblocked
+    | TaskProgress
+    | TaskInterrupted
+    | TaskEnded
 )
 
 BODY_TYPES: Final[dict[str, type[Body]]] = {
@@ -334,6 +441,15 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
         ContextCompacted,
         TurnStarted,
         TurnEnded,
+        TaskRequested,
+        TaskAccepted,
+        TaskRefused,
+        TaskStarted,
+        TaskBlocked,
+        TaskUnblocked,
+        TaskProgress,
+        TaskInterrupted,
+        TaskEnded,
     )
 }
 

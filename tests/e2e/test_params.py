@@ -31,6 +31,7 @@ CLI_RUNS: dict[str, list[str]] = {
     "init": ["init", "--name", "laptop"],
     "status": ["status"],
     "devices": ["devices"],
+    "ping": ["ping", "--count", "2", "--interval", "0", "--timeout", "1", "BOXE"],
     "group create": ["group", "create", "--name", "team", "--relay", "ws://127.0.0.1:9"],
     "invite": ["invite", "--group", "team"],
     "join": ["join", INVITE],
@@ -64,6 +65,18 @@ CLI_RUNS: dict[str, list[str]] = {
     "lease release": ["lease", "release", "a.py"],
     "lease list": ["lease", "list", "--all"],
     "lease check": ["lease", "check", "a.py"],
+    "spawn allow": ["spawn", "allow", "LAPT", "--harness", "claude", "--dir", "/srv"],
+    "spawn deny": ["spawn", "deny", "LAPT"],
+    "spawn policy": ["spawn", "policy"],
+    "tasks": ["tasks", "--all"],
+    "task show": ["task", "show", "k7m2"],
+    "task logs": ["task", "logs", "--follow", "k7m2"],
+    "task nudge": ["task", "nudge", "k7m2", "--", "hurry"],
+    "task stop": ["task", "stop", "k7m2"],
+    "task kill": ["task", "kill", "k7m2"],
+    "approvals": ["approvals"],
+    "approve": ["approve", "pabc"],
+    "deny": ["deny", "--reason", "no", "pabc"],
 }  # fmt: skip
 # Commands that make no daemon call with params of their own (or start processes).
 NO_PARAMS = {
@@ -73,7 +86,7 @@ NO_PARAMS = {
 LISTS = {
     "agents", "inbox", "events", "room.list", "room.members", "room.read", "thread.show",
     "search", "sent", "lease.list", "link.set", "link.status", "link.sync",
-    "events.subscriptions", "devices",
+    "events.subscriptions", "devices", "tasks", "approvals",
 }  # fmt: skip
 CANNED: dict[str, Any] = {
     "agents": [AGENT],
@@ -88,7 +101,21 @@ CANNED: dict[str, Any] = {
                     "recipients": ["luna:o"]},
     "agent.identify": {"name": "luna", "agent": "luna:BOXE", "context": "mcp:x"},
     "inbox.take": {"messages": [], "events": [], "text": "", "left_out": 0},
+    "spawn.policy": {"max_tasks": 4, "max_runtime": 60.0, "grace": 1.0, "devices": [],
+                     "harnesses": {}, "local": {"allowed": False}},
+    "spawn.deny": {"changed": True, "policy": {"max_tasks": 4, "max_runtime": 60.0,
+                   "grace": 1.0, "devices": [], "harnesses": {}, "local": {"allowed": False}}},
+    "task.show": {"id": "k7m2qx9a", "state": "running", "device": "BOXE", "harness": "cmd",
+                  "agent": None, "requester": "luna:BOXE", "dir": "/", "requested": None,
+                  "started": None, "runtime": None, "exit_status": None, "reason": "",
+                  "window": "", "prompt": None, "text": "t", "diff_stat": "", "output": None,
+                  "progress": "", "result": ""},
+    "task.nudge": {"id": 43, "result": "queued", "recipients": []},
+    "task.stop": {"id": "k7m2qx9a", "asked": "stop"},
+    "task.kill": {"id": "k7m2qx9a", "asked": "kill"},
+    "prompt.answer": {"prompt": "pabc", "task": "k7m2qx9a", "answer": "allow"},
 }  # fmt: skip
+CANNED["spawn.allow"] = CANNED["spawn.policy"]
 
 Calls = list[tuple[str, dict[str, Any]]]
 

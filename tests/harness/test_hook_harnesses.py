@@ -90,12 +90,15 @@ def test_codex_apply_patch_and_exit_status_are_recorded(device: Device) -> None:
 
 
 def test_gemini_records_shell_and_compaction(device: Device) -> None:
-    """run_shell_command becomes command_run; PreCompress starts a new context."""
+    """run_shell_command becomes command_run; a manual PreCompress starts a new context, an
+    automatic one (fired at every compression check, compressing or not) does not."""
     agent = Session(device, "gemini", "gem-act", agent="gm")
     agent.hook("SessionStart")
     agent.hook("AfterTool:Shell")
-    agent.hook("PreCompress")
+    assert agent.hook("PreCompress").out == {}
     assert events_of(device, "command_run")[-1]["data"]["command"] == "npm test"
+    assert not events_of(device, "context_compacted")
+    agent.hook("PreCompress:Manual")
     assert events_of(device, "context_compacted")[-1]["data"]["session"] == "gem-act"
 
 

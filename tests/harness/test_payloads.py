@@ -11,13 +11,15 @@ from switchboard.harnesses import payloads
 from switchboard.harnesses.hook import parse_payload
 
 FIXTURES = Path(__file__).with_name("fixtures")
+# Documented payloads we answer with the no-op without asking the daemon.
+IGNORED = {("gemini", "PreCompress")}
 
 
 def _fixtures() -> list[tuple[str, str, dict]]:
     out = []
     for path in sorted(FIXTURES.glob("*.json")):
         for event, payload in json.loads(path.read_text()).items():
-            if not event.startswith("_"):
+            if not event.startswith("_") and (path.stem, event) not in IGNORED:
                 out.append((path.stem, event.split(":")[0], payload))
     return out
 
@@ -33,6 +35,15 @@ def test_payloads_every_documented_event_maps_to_a_request(
     assert request["kind"] in ("session_start", "prompt", "tool", "stop", "compact",
                                "session_end", "poll", "idle_wait")  # fmt: skip
     assert request["harness"] == harness
+
+
+def test_payloads_gemini_automatic_precompress_is_ignored() -> None:
+    """Gemini's "auto" PreCompress fires at every compression check, so it is no compaction."""
+    payload = json.loads((FIXTURES / "gemini.json").read_text())["PreCompress"]
+    assert payload["trigger"] == "auto"
+    assert payloads.build_request("gemini", "PreCompress", payload) is None
+    manual = payloads.build_request("gemini", "PreCompress", {**payload, "trigger": "manual"})
+    assert manual is not None and manual["kind"] == "compact"
 
 
 def test_payloads_prompt_is_sent_only_when_recording_is_on() -> None:

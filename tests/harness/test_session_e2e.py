@@ -71,6 +71,20 @@ def test_session_e2e_idle_hook_wakes_agent(pair: tuple[Device, Device]) -> None:
     assert luna.hook("PostToolUse").out == {}
 
 
+def test_session_e2e_idle_hook_does_not_wait_in_print_mode(device: Device) -> None:
+    """Under ``claude -p`` (entrypoint sdk-cli) the idle hook answers at once: the session
+    ends with its turn, and Claude Code would wait for the hook before exiting."""
+    luna = Session(device, "claude", "e2e-7", agent="luna")
+    luna.hook("SessionStart")
+    luna.hook("Stop")
+    payload = fixture("claude", "Idle", "e2e-7")
+    env = {**luna.env, "CLAUDE_CODE_ENTRYPOINT": "sdk-cli"}
+    waiting = start_hook(env, "claude", "Idle", payload, "--wait", "600")
+    out, _ = waiting.communicate(timeout=timeout(30))
+    assert waiting.returncode == 0
+    assert json.loads(out) == {}
+
+
 def test_session_e2e_new_prompt_supersedes_idle_wait(device: Device) -> None:
     """A new turn ends the idle wait quietly (exit 0, no-op) instead of waking the agent."""
     luna = Session(device, "claude", "e2e-3", agent="luna")

@@ -31,8 +31,6 @@ CODEX = HERE / "harnesses" / "node_modules" / ".bin" / "codex"
 PY = sys.executable
 FACTOR = float(os.environ.get("SWITCHBOARD_TEST_TIMEOUT_FACTOR", "1"))
 
-pytestmark = pytest.mark.skipif(not CODEX.exists(), reason="make harnesses installs Codex")
-
 
 class _Model(BaseHTTPRequestHandler):
     """Answers every Responses API call with one final message, streamed as Codex expects."""

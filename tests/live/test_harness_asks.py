@@ -79,7 +79,6 @@ def homes() -> Iterator[Homes]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.skipif(not (BIN / "gemini").exists(), reason="make harnesses installs Gemini CLI")
 def test_gemini_untrusted_folder_disables_our_server_as_doctor_says(homes: Homes) -> None:
     """Untrusted folder: `gemini mcp list` shows switchboard Disabled and doctor fails; after
     the trust Gemini's dialog records, Connected and no folder finding."""
@@ -95,7 +94,6 @@ def test_gemini_untrusted_folder_disables_our_server_as_doctor_says(homes: Homes
     assert not [c for c in homes.setup_check("gemini") if "trust" in c["detail"]]
 
 
-@pytest.mark.skipif(not (BIN / "claude").exists(), reason="make harnesses installs Claude Code")
 def test_claude_project_server_pending_approval_as_doctor_says(homes: Homes) -> None:
     """A project's server: `claude mcp list` says Pending approval and doctor warns; after the
     fix doctor names (the user's enabledMcpjsonServers), Connected and ok."""

@@ -24,11 +24,12 @@ from switchboard.crypto import GroupKeys, create_identity, public_bytes
 from switchboard.errors import TransportError
 from switchboard.ids import device_id_from_public_key
 from switchboard.proto.cursors import Placement, classify
-from switchboard.proto.frames import Envelope
+from switchboard.proto.frames import Direct, Envelope
 from switchboard.proto.session import (
     AckReceived,
     BatchReceived,
     Closed,
+    DirectReceived,
     Established,
     HaveReceived,
     HelloReceived,
@@ -36,6 +37,7 @@ from switchboard.proto.session import (
     Role,
     SessionEvent,
     SyncSession,
+    UndeliveredReceived,
 )
 from switchboard.relay.connection import Connection
 from switchboard.relay.server import Relay
@@ -181,6 +183,8 @@ class Device:
         self.device_id = device_id_of(self.identity)
         self.log: dict[str, list[Envelope]] = {}
         self.presence: list[tuple[str, bool]] = []
+        self.directs: list[Direct] = []  # directed frames received
+        self.undelivered: list[UndeliveredReceived] = []
         self.online: tuple[str, ...] = ()
         self.acked: dict[str, int] = {}
         self.gaps = 0
@@ -282,6 +286,12 @@ class Device:
             await self._flush()
         return new
 
+    async def send_direct(self, frame: Direct) -> None:
+        """Send a directed frame through the relay."""
+        assert self.session is not None and self.session.is_open
+        self.session.send_direct(frame)
+        await self._flush()
+
     def _all(self) -> list[Envelope]:
         return [env for envs in self.log.values() for env in envs]
 
@@ -330,6 +340,10 @@ class Device:
             self.acked = dict(event.vector)
         elif isinstance(event, PresenceReceived):
             self.presence.append((event.device, event.online))
+        elif isinstance(event, DirectReceived):
+            self.directs.append(event.frame)
+        elif isinstance(event, UndeliveredReceived):
+            self.undelivered.append(event)
         elif isinstance(event, Closed):
             self.closed = event
 

@@ -14,6 +14,7 @@ device_ids = st.text(min_size=1, max_size=64)
 seqs = st.integers(1, 2**62)
 seqs_or_zero = st.integers(0, 2**62)
 wire_ints = st.integers(-(2**63), 2**64 - 1)  # any integer MessagePack carries
+refs = st.integers(0, 2**63 - 1)
 vectors = st.dictionaries(device_ids, seqs_or_zero, max_size=5)
 
 envelopes = st.builds(
@@ -55,6 +56,23 @@ FRAME_STRATEGIES: dict[type[f.Frame], st.SearchStrategy[Any]] = {
     f.Pong: st.builds(f.Pong, n=seqs_or_zero),
     f.Presence: st.builds(f.Presence, device=device_ids, online=st.booleans()),
     f.Bye: st.builds(f.Bye, code=wire_ints, reason=st.text(max_size=1024)),
+    f.Direct: st.builds(
+        f.Direct,
+        sender=device_ids,
+        recipient=device_ids,
+        ref=refs,
+        sender_key=st.binary(min_size=32, max_size=32),
+        nonce=st.binary(min_size=12, max_size=12),
+        box=st.binary(max_size=64),
+        signature=st.binary(min_size=64, max_size=64),
+    ),
+    f.Undelivered: st.builds(
+        f.Undelivered,
+        recipient=device_ids,
+        ref=refs,
+        code=wire_ints,
+        reason=st.text(max_size=1024),
+    ),
 }
 
 #: Every frame class, in the order of ``frames.AnyFrame``.
@@ -113,4 +131,6 @@ CANONICAL: dict[type[f.Frame], f.Frame] = {
     f.Pong: f.Pong(1),
     f.Presence: f.Presence("device-b", True),
     f.Bye: f.Bye(1000, "goodbye"),
+    f.Direct: f.Direct("device-a", "device-b", 7, b"k" * 32, b"n" * 12, b"box", b"s" * 64),
+    f.Undelivered: f.Undelivered("device-b", 7, 1, "not connected"),
 }

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pairing import GROUP, KEYS, OTHER_KEYS, SECRET
+from pairing import GROUP, KEYS, OTHER_KEYS, SECRET, private_key
 
 from switchboard import crypto
 from switchboard.crypto import (
@@ -21,8 +21,9 @@ from switchboard.crypto import (
     public_bytes,
     verify_signature,
 )
-from switchboard.errors import ByeCode, TamperedEnvelope, UserError
-from switchboard.proto.frames import Envelope
+from switchboard.errors import ByeCode, TamperedDirect, TamperedEnvelope, UserError
+from switchboard.ids import device_id_from_public_key
+from switchboard.proto.frames import Direct, Envelope
 
 ORIGIN = "a" * 26
 
@@ -157,3 +158,79 @@ def test_crypto_damaged_identity_is_a_user_error(tmp_path: Path) -> None:
     path.write_bytes(b"short")
     with pytest.raises(UserError, match="is damaged \\(5 bytes, expected 32\\)"):
         load_identity(path)
+
+
+SENDER_KEY = private_key("sender")
+SENDER = device_id_from_public_key(public_bytes(SENDER_KEY))
+RECIPIENT = "r" * 26
+
+
+@given(st.binary(max_size=300), st.integers(0, 2**63 - 1))
+def test_crypto_direct_round_trip(plaintext: bytes, ref: int) -> None:
+    """A directed frame opens, for its recipient, to what was sealed, naming its sender."""
+    frame = KEYS.seal_direct(SENDER_KEY, RECIPIENT, ref, plaintext)
+    assert (frame.sender, frame.recipient, frame.ref) == (SENDER, RECIPIENT, ref)
+    assert KEYS.open_direct(frame, RECIPIENT) == plaintext
+    assert len(plaintext) < 8 or plaintext not in frame.box
+
+
+def test_crypto_direct_nonces_are_fresh() -> None:
+    """The same payload sealed twice gets two nonces and two boxes."""
+    one, two = (KEYS.seal_direct(SENDER_KEY, RECIPIENT, 1, b"same") for _ in range(2))
+    assert one.nonce != two.nonce and one.box != two.box
+
+
+def _flip(data: bytes) -> bytes:
+    return bytes([data[0] ^ 1]) + data[1:]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (lambda f: msgspec.structs.replace(f, box=_flip(f.box)), "signature is invalid"),
+        (lambda f: msgspec.structs.replace(f, nonce=_flip(f.nonce)), "signature is invalid"),
+        (lambda f: msgspec.structs.replace(f, ref=f.ref + 1), "signature is invalid"),
+        (lambda f: msgspec.structs.replace(f, signature=_flip(f.signature)), "signature"),
+        (lambda f: msgspec.structs.replace(f, recipient="x" * 26), "another device"),
+        (lambda f: msgspec.structs.replace(f, sender="x" * 26), "forged"),
+        (lambda f: msgspec.structs.replace(f, sender_key=b"\0" * 32), "forged"),
+    ],
+)
+def test_crypto_direct_tampering_is_detected(tamper: object, reason: str) -> None:
+    """Any change to a directed frame (box, nonce, ref, signature, recipient, sender) is
+    refused with TamperedDirect naming what failed."""
+    frame = KEYS.seal_direct(SENDER_KEY, RECIPIENT, 5, b"payload")
+    bad = tamper(frame)  # type: ignore[operator]
+    with pytest.raises(TamperedDirect, match=reason) as info:
+        KEYS.open_direct(bad, RECIPIENT)
+    assert info.value.bye_code == ByeCode.TAMPERED
+
+
+def test_crypto_direct_forged_sender_is_detected() -> None:
+    """A member that seals under another device's id, signed with its own key or another's
+    re-signed frame, is found out; so is a box sealed under another group's secret."""
+    victim = private_key("victim")
+    victim_id = device_id_from_public_key(public_bytes(victim))
+    mine = KEYS.seal_direct(SENDER_KEY, RECIPIENT, 5, b"pay me")
+    # Claim the victim's id, keep our own key and signature: the id is not the key's.
+    claimed = msgspec.structs.replace(mine, sender=victim_id)
+    with pytest.raises(TamperedDirect, match="forged"):
+        KEYS.open_direct(claimed, RECIPIENT)
+    # Claim the victim's id and key: our signature does not verify under its key.
+    posed = msgspec.structs.replace(mine, sender=victim_id, sender_key=public_bytes(victim))
+    with pytest.raises(TamperedDirect, match="signature"):
+        KEYS.open_direct(posed, RECIPIENT)
+    outsider = OTHER_KEYS.seal_direct(SENDER_KEY, RECIPIENT, 5, b"hi")
+    with pytest.raises(TamperedDirect, match="failed to open"):
+        KEYS.open_direct(outsider, RECIPIENT)
+
+
+def test_crypto_direct_header_binds_group_sender_recipient_and_ref() -> None:
+    """The associated data names all four, so moving a frame anywhere fails."""
+    headers = {
+        crypto.direct_header(*args)
+        for args in [(GROUP, "a", "b", 1), ("g2", "a", "b", 1), (GROUP, "b", "a", 1),
+                     (GROUP, "a", "c", 1), (GROUP, "a", "b", 2)]
+    }  # fmt: skip
+    assert len(headers) == 5
+    assert isinstance(KEYS.seal_direct(SENDER_KEY, RECIPIENT, 1, b""), Direct)

@@ -19,11 +19,13 @@ from switchboard.proto.frames import (
     Ack,
     Batch,
     Bye,
+    Direct,
     Envelope,
     Have,
     Ping,
     Pong,
     Presence,
+    Undelivered,
     decode_frame,
     encode_frame,
 )
@@ -35,12 +37,14 @@ from switchboard.proto.session import (
     AckReceived,
     BatchReceived,
     Closed,
+    DirectReceived,
     HaveReceived,
     PresenceReceived,
     Role,
     SessionStatistics,
     State,
     SyncSession,
+    UndeliveredReceived,
     transition_table,
 )
 
@@ -312,6 +316,46 @@ def test_session_statistics_count_both_directions() -> None:
     assert after.envelopes_out == 2
     assert isinstance(after, SessionStatistics)
     assert server.statistics().envelopes_in == 2
+
+
+def direct(sender: str = "device-a", recipient: str = "device-b", ref: int = 7) -> Direct:
+    """Return a (not really sealed) directed frame; sessions never look inside."""
+    return Direct(sender, recipient, ref, b"k" * 32, b"n" * 12, b"box", b"s" * 64)
+
+
+def test_session_direct_frames_travel_both_ways() -> None:
+    """Direct frames go from client to server and back, reported as DirectReceived, counted."""
+    client, server = open_pair()
+    client.send_direct(direct())
+    for data in client.frames_to_send():
+        server.receive_frame(data)
+    server.send_direct(direct("device-b", "device-a"))
+    for data in server.frames_to_send():
+        client.receive_frame(data)
+    assert server.events_received() == [DirectReceived(direct())]
+    assert client.events_received() == [DirectReceived(direct("device-b", "device-a"))]
+    assert client.statistics().directs_out == client.statistics().directs_in == 1
+    assert server.statistics().directs_in == server.statistics().directs_out == 1
+
+
+def test_session_undelivered_reaches_client_only() -> None:
+    """A relay's Undelivered is reported to the client; a client sending one breaks the rules."""
+    client, server = open_pair()
+    server.send_undelivered("device-b", 7, 1, "not connected")
+    for data in server.frames_to_send():
+        client.receive_frame(data)
+    assert client.events_received() == [UndeliveredReceived("device-b", 7, 1, "not connected")]
+    server.receive_frame(encode_frame(Undelivered("device-b", 7, 1, "x")))
+    assert "unexpected undelivered frame in state open" in str(server.cause)
+
+
+def test_session_direct_before_open_fails() -> None:
+    """A Direct frame during the handshake is out of turn, and sending one raises locally."""
+    pair = SessionPair()  # started: the client sent its Hello
+    with pytest.raises(LocalProtocolError):
+        pair.client.send_direct(direct())
+    pair.server.receive_frame(encode_frame(direct()))
+    assert "unexpected direct frame in state await_hello" in str(pair.server.cause)
 
 
 # -- closing -----------------------------------------------------------------------------------

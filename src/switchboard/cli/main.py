@@ -31,6 +31,9 @@ EXIT_USAGE = 2
 # Global options that take a value, so we can find the command name before parsing.
 _OPTIONS_WITH_VALUE = frozenset({"--as", "--home"})
 _TARGET_PREFIXES = ("@", "#", "+")
+# Commands whose text follows ``--`` and is split off before parsing (spawn has sub-commands,
+# which would take the text's first word for one).
+_SPLIT_AT_DASHES = frozenset({"send", "spawn"})
 
 
 def _command_name(argv: list[str]) -> int | None:
@@ -50,13 +53,14 @@ def _command_name(argv: list[str]) -> int | None:
 
 
 def split_send_text(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """Split ``send TARGET... -- TEXT`` at its ``--``: (arguments to parse, text words).
+    """Split ``send TARGET... -- TEXT`` (and ``spawn ... -- TEXT``) at its ``--``: (arguments
+    to parse, text words).
 
-    Only ``send`` is split; for every other command ``--`` keeps its usual meaning. The text
-    is ``None`` when a ``send`` has no ``--``.
+    Only ``send`` and ``spawn`` are split; for every other command ``--`` keeps its usual
+    meaning. The text is ``None`` when there is no ``--``.
     """
     index = _command_name(argv)
-    if index is None or argv[index] != "send" or "--" not in argv[index + 1 :]:
+    if index is None or argv[index] not in _SPLIT_AT_DASHES or "--" not in argv[index + 1 :]:
         return argv, None
     dash = argv.index("--", index + 1)
     return argv[:dash], argv[dash + 1 :]
@@ -127,6 +131,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if args.handler == "messages:send":
         _finish_send(args, text)
+    elif args.handler == "tasks:spawn":
+        args.text_words = text
+    elif text is not None:
+        args.command_parser.error("unexpected '--'")
     return args
 
 

@@ -12,6 +12,7 @@ from typing import Final
 from switchboard import __version__
 from switchboard.cli.parser_coordination import add_coordination
 from switchboard.cli.parser_harness import add_harness
+from switchboard.cli.parser_tasks import add_tasks
 from switchboard.links.cli import add_link_flags
 
 # config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks
@@ -148,6 +149,34 @@ def _add_device(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         "list the group's devices: name, short id, key fingerprint, last seen, link",
     )
     _json_flag(p)
+    p = b.command(
+        sub,
+        "ping",
+        "device:ping",
+        "time the round trip to another device through the group's link",
+        "Send a ping to another device of a group over its link's directed channel (sealed, "
+        "never stored) and print how long the answer took. DEV is the device's short id, its "
+        "name or its full id.",
+    )
+    p.add_argument("device", metavar="DEV", help="the device: short id (BOXE), name or id")
+    p.add_argument(
+        "--count", type=_positive_int, default=1, metavar="N", help="round trips (default: 1)"
+    )
+    p.add_argument(
+        "--interval",
+        type=_seconds,
+        default=0.2,
+        metavar="SECS",
+        help="pause between round trips (default: 0.2)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="SECS",
+        help="how long each round trip may take (default: 5)",
+    )
+    _json_flag(p, "one JSON object: device, id, name, link, rtt_ms, min_ms, avg_ms, max_ms")
 
     daemon = b.group(sub, "daemon", "run, start, stop or inspect this device's daemon")
     p = b.command(
@@ -349,5 +378,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_events(builder, sub)
     add_coordination(builder, sub)
     add_harness(builder, sub)
+    add_tasks(builder, sub)
     _json_everywhere(parser)
     return parser

@@ -9,7 +9,7 @@ may pass its own. ``docs/internals.md`` ("Daemon features") tells how a feature 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -22,9 +22,13 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Answers one directed request from another device of the group: ``(device id, payload)`` in,
-#: the answer's payload out (the channel seals both). Raise ``SwitchboardError`` to refuse.
-RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
+#: Answers one directed request from another device of the group: ``(ctx, device id, payload)``
+#: in, the answer's payload out (the channel seals both; at most ``proto.calls.MAX_BODY``).
+#: Raise ``SwitchboardError`` to refuse: the caller gets ``RemoteError`` with its code.
+RequestHandler = Callable[["Context", str, bytes], Awaitable[bytes]]
+#: Answers a streamed request: an async generator of chunks, pulled only while the caller's
+#: window has room (each at most ``proto.calls.MAX_BODY``).
+StreamHandler = Callable[["Context", str, bytes], AsyncIterator[bytes]]
 
 
 class Context(Protocol):
@@ -112,7 +116,22 @@ class Context(Protocol):
         A feature answers requests by declaring ``Feature.requests`` (``daemon/registry.py``).
 
         Raises:
-            SwitchboardError: the device is unknown or offline, refused, or did not answer
-                within ``timeout`` seconds.
+            Unreachable: the device is not connected to any of this device's links.
+            RemoteError: the device answered with an error (its code in ``remote_code``).
+            TransportTimeout: no answer within ``timeout`` seconds.
         """
+        ...
+
+    def stream_device(
+        self, device: str, kind: str, payload: bytes, *, timeout: float | None = None
+    ) -> AsyncIterator[bytes]:
+        """Send a ``kind`` request to one device and iterate the chunks of its answer.
+
+        Close the iterator (``aclose``) when done early. A feature answers by declaring
+        ``Feature.request_streams``. Iterating raises what ``call_device`` raises.
+        """
+        ...
+
+    def device_link(self, device: str) -> Link | None:
+        """The link a call of ``device`` goes through now (``None``: none reaches it)."""
         ...

@@ -11,6 +11,7 @@ from typing import Final
 
 from switchboard.daemon import (
     agents,
+    approvals,
     clocks,
     coordination,
     delivery,
@@ -18,9 +19,11 @@ from switchboard.daemon import (
     groups,
     leases,
     messages,
+    ping,
     queries,
     receipts,
     rooms,
+    tasks,
     threads,
 )
 from switchboard.daemon.registry import Registry
@@ -38,6 +41,9 @@ FEATURES: Final = (
     threads.FEATURE,  # thread.show, search, sent, event.record
     leases.FEATURE,  # lease.*
     coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
+    tasks.FEATURE,  # spawn, spawn.*, tasks, task.*; the task runner
+    approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
+    ping.FEATURE,  # device.ping; answers other devices' ping requests
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
 )
 

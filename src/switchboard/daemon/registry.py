@@ -51,7 +51,7 @@ import msgspec
 from switchboard.daemon.params import params_of
 
 if TYPE_CHECKING:
-    from switchboard.daemon.context import Context, RequestHandler
+    from switchboard.daemon.context import Context, RequestHandler, StreamHandler
     from switchboard.events import Body, Event
 
 log = logging.getLogger("switchboard.daemon.registry")
@@ -111,6 +111,8 @@ class Feature:
     reactions: Sequence[Reaction] = ()
     requests: Mapping[str, RequestHandler] = field(default_factory=dict)
     """Directed-channel request kinds this feature answers (``Context.call_device``)."""
+    request_streams: Mapping[str, StreamHandler] = field(default_factory=dict)
+    """Request kinds it answers with a stream of chunks (``Context.stream_device``)."""
     start: Callable[[Context], None] | None = None
     """Called once on the loop when the daemon starts, before the API listens."""
     stop: Callable[[Context], Awaitable[None]] | None = None
@@ -129,6 +131,7 @@ class Registry:
         self.methods: dict[str, Method] = {}
         self.streams: dict[str, Stream] = {}
         self.requests: dict[str, RequestHandler] = {}
+        self.request_streams: dict[str, StreamHandler] = {}
         #: Each method's params Struct (streams too), from its annotation.
         self.params: dict[str, type[msgspec.Struct]] = {}
         owner: dict[str, str] = {}
@@ -137,14 +140,16 @@ class Registry:
                 (feature.methods, self.methods),
                 (feature.streams, self.streams),
                 (feature.requests, self.requests),
+                (feature.request_streams, self.request_streams),
             ):
+                served = merged is self.requests or merged is self.request_streams
                 for name, fn in table.items():
-                    key = ("request " if merged is self.requests else "method ") + name
+                    key = ("request " if served else "method ") + name
                     if key in owner:
                         raise ValueError(f"{key} is declared by {owner[key]} and {feature.name}")
                     owner[key] = feature.name
                     merged[name] = fn  # type: ignore[assignment]
-                    if merged is not self.requests:
+                    if not served:
                         self.params[name] = params_type(fn)
         reactions = [r for f in self.features for r in f.reactions]
         self._in_txn = [r for r in reactions if r.phase is Phase.IN_TXN]

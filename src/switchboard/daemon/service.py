@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from switchboard import __version__, runloop
 from switchboard.config import Settings, ensure_home
 from switchboard.crypto import create_identity, public_bytes
+from switchboard.daemon import direct
 from switchboard.daemon.features import REGISTRY
-from switchboard.errors import SwitchboardError
 from switchboard.events import Body, Event, now_ts
 from switchboard.ids import device_id_from_public_key
 from switchboard.links.base import Link, make_link
@@ -40,7 +40,7 @@ from switchboard.store.db import Database
 from switchboard.store.log import EventLog
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
     from switchboard.daemon.api import ApiServer
     from switchboard.daemon.context import Context
@@ -76,6 +76,8 @@ class Daemon:
         self._remove_listener: Callable[[], None] | None = None
         self._parts: dict[Callable[..., Any], Any] = {}
         self.registry = REGISTRY
+        # What this device serves on every link's directed channel (the features' requests).
+        self.handlers = direct.handlers_of(self.registry, self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -196,6 +198,7 @@ class Daemon:
             create=create,
             on_presence=self._on_presence,
             on_established=self._pinner(group["group_id"]),
+            handlers=self.handlers,
         )
         self.peers[group["group_id"]] = peer
         peer.start()
@@ -239,9 +242,17 @@ class Daemon:
 
     async def call_device(self, device: str, kind: str, payload: bytes, *, timeout: float) -> bytes:
         """Send a ``kind`` request to one device of the group and return its answer."""
-        # The links' directed channel (issue 11, section 5) lands here; until then no link
-        # carries one.
-        raise SwitchboardError(f"no link carries a directed channel yet (request {kind[:40]!r})")
+        return await direct.call_device(self.peers, device, kind, payload, timeout=timeout)
+
+    def stream_device(
+        self, device: str, kind: str, payload: bytes, *, timeout: float | None = None
+    ) -> AsyncIterator[bytes]:
+        """Send a ``kind`` request to one device and iterate the chunks of its answer."""
+        return direct.stream_device(self.peers, device, kind, payload, timeout=timeout)
+
+    def device_link(self, device: str) -> Link | None:
+        """The link a call of ``device`` goes through now."""
+        return direct.link_to(self.peers, device)
 
     # -- the one fan-out point -------------------------------------------------------------------
 

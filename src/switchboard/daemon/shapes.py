@@ -118,6 +118,23 @@ class GroupDevice(msgspec.Struct, kw_only=True):
     """The link it is reached by: ``this device``, the URL of the group's link, or ``None``."""
 
 
+class Pong(msgspec.Struct, kw_only=True):
+    """A device's answer to ``device.ping`` (``switchboard ping DEV``)."""
+
+    device: str
+    """Its short id."""
+    id: str
+    """Its full device id."""
+    name: str
+    link: str
+    """The URL of the link the pings went through."""
+    rtt_ms: list[float]
+    """Each round trip, in milliseconds: sealing, the link both ways, and opening."""
+    min_ms: float
+    avg_ms: float
+    max_ms: float
+
+
 class DaemonInfo(msgspec.Struct, kw_only=True):
     """The daemon (``ping``, ``status``)."""
 

@@ -4,7 +4,9 @@ Gemini CLI: ``mcpServers`` and ``hooks`` in ``~/.gemini/settings.json`` (``.gemi
 project). Hooks: ``SessionStart``/``BeforeAgent``/``AfterTool`` add ``additionalContext``
 (to the first turn, the prompt, the tool result); ``AfterAgent`` ``deny`` rejects the final
 answer and retries with our messages as the new prompt (the agent picks them up instead of
-stopping); ``PreCompress`` marks a new context. Timeouts are milliseconds. No idle push.
+stopping); a manual ``PreCompress`` (``/compress``) marks a new context (an "auto" one fires
+at every compression check, compressing or not, so it is ignored). Timeouts are milliseconds.
+No idle push.
 
 Antigravity CLI: MCP in ``~/.gemini/antigravity-cli/mcp_config.json`` (``.agents/`` for a
 project); hooks in a *named* hooks file, ``~/.gemini/config/hooks.json`` (the path agy 1.0 reads

@@ -242,6 +242,10 @@ def run(harness: str, event: str, argv: list[str]) -> tuple[dict[str, object], i
     if found is None:
         return {}, 0, f"ignoring unknown harness event {harness} {event}"[:200]
     kind = found[0]
+    if kind == "idle_wait" and os.environ.get("CLAUDE_CODE_ENTRYPOINT") == "sdk-cli":
+        # claude -p: the session ends with this turn, so there is no idle session to wake,
+        # and Claude Code would wait ~30 s for this background hook before it exits.
+        return {}, 0, ""
     seconds = float(os.environ.get("SWITCHBOARD_HOOK_TIMEOUT") or DEFAULT_BUDGET)
     wait = DEFAULT_IDLE_WAIT if kind == "idle_wait" else 0.0
     if "--wait" in argv[:-1]:

@@ -190,6 +190,11 @@ def build_request(
     if found is None:
         return None
     kind, delivers = found
+    if harness == "gemini" and kind == "compact" and payload.get("trigger") != "manual":
+        # Gemini CLI (0.61) fires PreCompress "auto" at every compression check, before it
+        # knows whether it will compress: taken for a compaction, every turn would start a new
+        # context and place every unread message in full again (a blocked AfterAgent loops).
+        return None
     if harness == "antigravity" and event == "PreInvocation" and payload.get("invocationNum") == 0:
         kind = "prompt"
     request: dict[str, Any] = {

@@ -18,9 +18,12 @@ scheme                        link                                   who keeps h
 ============================  =====================================  ==========================
 
 Every kind is a ``links.supervisor.SupervisedLink``: one supervisor loop, one way to wait and
-to open envelopes. Broker credentials (``transports.options.LinkOptions``) live beside the
-group in ``groups.link_options`` (JSON, in the 0600 database), never in the URL, so ``status``
-can show the URL as is.
+to open envelopes, and one directed channel (``channel``, ``links.channel``): sealed frames to
+one device of the group, never stored, for calls between two devices.
+
+Broker credentials (``transports.options.LinkOptions``) live beside the group in
+``groups.link_options`` (JSON, in the 0600 database), never in the URL, so ``status`` can show
+the URL as is.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from switchboard.errors import SwitchboardError
+    from switchboard.links.channel import DirectChannel, Handlers
     from switchboard.links.status import LinkStatus
     from switchboard.links.supervisor import OnEstablished, OnPresence
     from switchboard.store.log import EventLog
@@ -62,6 +66,10 @@ class Link(Protocol):
     status: LinkStatus
     # The embedded relay's pinned identity key; brokers have none, so broker links keep None.
     relay_key: bytes | None
+    # Calls to and from the other devices of the group (``links.channel``).
+    channel: DirectChannel
+    # The other devices of the group the link knows to be connected now.
+    online: set[str]
 
     def start(self) -> None:
         """Start keeping the link up, in the background."""
@@ -127,6 +135,7 @@ def make_link(
     create: bool = False,
     on_presence: OnPresence | None = None,
     on_established: OnEstablished | None = None,
+    handlers: Handlers | None = None,
 ) -> Link:
     """Build the link for a group row (``store.local`` ``groups``), chosen by its URL.
 
@@ -140,6 +149,8 @@ def make_link(
             its stream).
         on_presence: called with ``(device, online)``; ``("", False)`` when the link drops.
         on_established: called once per relay session (relay links only).
+        handlers: the directed calls this device serves (``links.channel.Handlers``; one
+            table shared by every link of the daemon).
 
     Returns:
         A link, not started yet.
@@ -147,17 +158,25 @@ def make_link(
     keys = GroupKeys.derive(group["group_id"], group["secret"])
     url: str = group["relay_url"]
     kind = kind_of(url)
+    common: dict[str, Any] = {
+        "log": log,
+        "keys": keys,
+        "url": url,
+        "device_id": device_id,
+        "identity": identity,
+        "create": create,
+        "on_presence": on_presence,
+    }
+    if handlers is not None:
+        common["handlers"] = handlers
     if kind == "relay":
-        return RelayLink(log=log, keys=keys, url=url, device_id=device_id, identity=identity,
-                         relay_key=group.get("relay_key"), create=create,
-                         on_presence=on_presence, on_established=on_established)  # fmt: skip
+        return RelayLink(relay_key=group.get("relay_key"), on_established=on_established,
+                         **common)  # fmt: skip
     options = decode_options(group.get("link_options"))
     if kind == "mqtt":
         from switchboard.links.mqtt import MqttLink  # noqa: PLC0415 - lazy: aiomqtt
 
-        return MqttLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
-                        identity=identity, create=create, on_presence=on_presence)  # fmt: skip
+        return MqttLink(options=options, **common)
     from switchboard.links.nats import NatsLink  # noqa: PLC0415 - lazy: nats-py
 
-    return NatsLink(log=log, keys=keys, url=url, device_id=device_id, options=options,
-                    identity=identity, create=create, on_presence=on_presence)  # fmt: skip
+    return NatsLink(options=options, **common)

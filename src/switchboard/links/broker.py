@@ -15,6 +15,10 @@ drops duplicates and gaps.
 
 ``published`` is the highest seq of this device's own origin that the broker acknowledged;
 ``lag()`` is what of our own origin the broker has not acknowledged yet.
+
+The directed channel (``links.channel``) travels on a topic or subject per device (each kind's
+``_send_direct``); a device the link knows to be offline is unreachable at once, a device
+that goes offline ends its calls, and what arrives goes to ``direct_received``.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Final
 
-from switchboard.errors import RemoteProtocolError
+from switchboard.errors import RemoteProtocolError, Unreachable
+from switchboard.links.status import LinkState
 from switchboard.links.supervisor import SupervisedLink
-from switchboard.proto.frames import Batch, Envelope, decode_frame, encode_frame
+from switchboard.proto.frames import Batch, Direct, Envelope, decode_frame, encode_frame
 from switchboard.store import local
 from switchboard.store.log import Received
 
@@ -58,7 +63,6 @@ class BrokerLink(SupervisedLink):
     options: LinkOptions
 
     published: int = field(init=False, default=0)
-    online: set[str] = field(init=False, default_factory=set)
 
     def lag(self) -> int:
         """Events of this device the broker has not acknowledged yet."""
@@ -78,8 +82,39 @@ class BrokerLink(SupervisedLink):
             self.online.add(device)
         else:
             self.online.discard(device)
+            self.channel.peer_gone(device, f"it left {self.url}")
         if self.on_presence is not None:
             await self.on_presence(device, online)
+
+    # -- directed frames ------------------------------------------------------------------------
+
+    async def send_direct(self, frame: Direct) -> None:
+        """Send a directed frame to its device, if the broker has it online.
+
+        Raises:
+            Unreachable: the device is not online on the broker, or we are not connected.
+            TransportError: the connection broke while sending.
+        """
+        if self.status.state is not LinkState.CONNECTED:
+            raise Unreachable(frame.recipient, f"link to {self.url} is not connected")
+        if frame.recipient not in self.online:
+            raise Unreachable(frame.recipient, f"not connected to {self.url}")
+        await self._send_direct(frame)
+
+    async def _send_direct(self, frame: Direct) -> None:
+        raise NotImplementedError
+
+    def direct_received(self, payload: bytes) -> None:
+        """A message arrived on our directed topic or subject: hand it to the channel."""
+        try:
+            frame = decode_frame(payload)
+        except RemoteProtocolError as exc:
+            self._tampered(f"directed message: {exc}")
+            return
+        if not isinstance(frame, Direct):
+            self._tampered(f"unexpected {type(frame).__name__} frame on a directed subject")
+            return
+        self.channel.frame_received(frame)
 
     # -- batches ---------------------------------------------------------------------------------
 

@@ -28,6 +28,12 @@ published while a device is briefly away, up to its own limit.
 - **Presence**: ``presence/<self>`` holds a retained ``1`` while we are connected; our last will
   (retained ``0``) marks us offline when our connection dies, and we publish ``0`` on a clean
   stop.
+- **Directed frames** (``links.channel``) go to ``dm/<device>`` at **QoS 0**, only to a device
+  that is online. The channel acknowledges and resends on its own, and QoS 1 cost a round
+  trip of 40-90 ms here: a broker with Nagle's algorithm on (Mosquitto's default) holds the
+  answer behind its PUBACK of the call until our delayed ACK (40 ms). At QoS 0 a broker
+  queues nothing for a device that went away (and with MQTT 5 the frame would expire after
+  ``DIRECT_EXPIRY`` anyway); a frame lost with a connection is sent again by the channel.
 
 Convergence, with the relay's guarantee, holds for every device that is online together with
 a holder of the events; an origin's events are unreachable only while the origin and every
@@ -47,14 +53,14 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from switchboard.errors import ConnectError, RemoteProtocolError, SwitchboardError
+from switchboard.errors import ConnectError, RemoteProtocolError, SwitchboardError, Unreachable
 from switchboard.events import now_ts
 from switchboard.links.broker import CHUNK_EVENTS, SAVE_EVERY, BrokerLink, load_meta, save_meta
 from switchboard.links.mqtt_topics import OFFLINE, ONLINE, Kind, Topics
 from switchboard.links.status import LinkState
 from switchboard.links.supervisor import log, run_until_first_ends
 from switchboard.proto.catchup import CatchUp, SendAnswer, SendHave
-from switchboard.proto.frames import Have, decode_frame, encode_frame
+from switchboard.proto.frames import Direct, Have, decode_frame, encode_frame
 from switchboard.transports import mqtt as mqtt_transport
 from switchboard.transports.mqtt import V5, V311, VersionRefused
 
@@ -74,6 +80,7 @@ PUBLIC_ENV: Final = "SWITCHBOARD_MQTT_PUBLIC"  # comma-separated list that repla
 # the link (10 s), so that what a refused TLS session says (``tls_refusal``) reaches the user.
 TIMEOUT: Final = 5.0
 MAX_ANSWER: Final = 5 * CHUNK_EVENTS  # events per answer; the asker's next Have asks for more
+DIRECT_EXPIRY: Final = 30  # seconds a directed frame may wait in a broker's queue (MQTT 5)
 
 Inbox = asyncio.Queue[tuple[Kind, str, bytes]]
 
@@ -181,7 +188,7 @@ class MqttLink(BrokerLink):
             parsed = self._topics.parse(topic)
             if parsed is not None:
                 kind, device = parsed
-                if device != self.device_id or kind == "to":
+                if device != self.device_id or kind in ("to", "dm"):
                     inbox.put_nowait((kind, device, payload))
 
         will = (self._topics.of("presence", self.device_id), OFFLINE, True)
@@ -278,7 +285,17 @@ class MqttLink(BrokerLink):
 
     # -- what arrives ----------------------------------------------------------------------------
 
+    async def _send_direct(self, frame: Direct) -> None:
+        client = self._mqtt
+        if client is None:
+            raise Unreachable(frame.recipient, f"link to {self.url} is not connected")
+        topic = self._topics.of("dm", frame.recipient)
+        await client.publish(topic, encode_frame(frame), expiry=DIRECT_EXPIRY, acknowledged=False)
+
     async def _on_message(self, kind: Kind, device: str, payload: bytes) -> None:
+        if kind == "dm":
+            self.direct_received(payload)
+            return
         loop, core = asyncio.get_running_loop(), self._core()
         deadline = core.next_deadline()
         if kind == "presence":

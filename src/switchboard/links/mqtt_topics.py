@@ -12,9 +12,11 @@ topic                              published by               payload
 ``sb/<g>/to/<device>``             any device, on request     ``Batch`` answering the device's Have
 ``sb/<g>/have/<device>``           the device                 ``Have``: what it holds
 ``sb/<g>/presence/<device>``       the device; its last will  ``1`` online / ``0`` offline, retained
+``sb/<g>/dm/<device>``             any device                 ``Direct``: a frame for it alone
 =================================  =========================  ======================================
 
-A device subscribes to ``ev/+``, ``have/+``, ``presence/+`` and its own ``to/<device>``.
+A device subscribes to ``ev/+``, ``have/+``, ``presence/+`` and its own ``to/<device>`` and
+``dm/<device>``.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 ROOT: Final = "sb"
-Kind = Literal["ev", "to", "have", "presence"]
-KINDS: Final[tuple[Kind, ...]] = ("ev", "to", "have", "presence")
+Kind = Literal["ev", "to", "have", "presence", "dm"]
+KINDS: Final[tuple[Kind, ...]] = ("ev", "to", "have", "presence", "dm")
 ONLINE: Final = b"1"
 OFFLINE: Final = b"0"
 
@@ -60,6 +62,7 @@ class Topics:
             f"{self.prefix}/have/+",
             f"{self.prefix}/presence/+",
             self.of("to", self.device_id),
+            self.of("dm", self.device_id),
         ]
 
     def parse(self, topic: str) -> tuple[Kind, str] | None:

@@ -28,6 +28,11 @@ JetStream keeps history, so it plays the relay's mailbox and the devices only ta
   "online" and deletes into "offline", and a device not heard of for ``PRESENCE_TTL`` is
   offline (a crashed device deletes nothing).
 - ``wait_caught_up`` is exact: the stream's last sequence when we connected, reached.
+- **Directed frames** (``links.channel``) are core NATS requests to ``sb.<g>.dm.<device>``,
+  outside the stream (never stored); the device's subscription answers each at once. Core
+  NATS can lose a message (docs/links.md), so a frame whose answer does not come within
+  ``DIRECT_ACK_TIMEOUT`` (or four round trips, if more) is sent again, up to ``DIRECT_ATTEMPTS``
+  times; the channel drops duplicates. "No responders" means the device is not connected.
 
 Options in the URL's query: ``replicas=N`` (stream and bucket replicas in a cluster, default 1).
 
@@ -42,15 +47,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qs
 
-from switchboard.errors import SwitchboardError
+from switchboard.errors import SwitchboardError, Unreachable
 from switchboard.events import Event, now_ts
 from switchboard.links.broker import CHUNK_EVENTS, SAVE_EVERY, BrokerLink, load_meta, save_meta
 from switchboard.links.mqtt_topics import group_hash
 from switchboard.links.status import LinkState
-from switchboard.links.supervisor import run_until_first_ends
-from switchboard.proto.frames import MAX_VECTOR_ORIGINS, Batch, decode_frame
+from switchboard.links.supervisor import log, run_until_first_ends
+from switchboard.proto.frames import MAX_VECTOR_ORIGINS, Batch, Direct, decode_frame, encode_frame
 from switchboard.store import local
 from switchboard.transports import nats as nats_transport
+from switchboard.transports.brokers import NoResponders
 
 if TYPE_CHECKING:
     import sqlite3
@@ -65,6 +71,12 @@ RECEIVE_CHUNK: Final = 256  # stream messages stored per transaction
 # Every device reads the stream with its own consumer. nats-server 2.15 caps a stream at 1,000
 # consumers unless the stream names its own limit: ours is the protocol's largest group.
 MAX_CONSUMERS: Final = MAX_VECTOR_ORIGINS
+# A directed frame's first wait for its acknowledgement: a loopback or LAN round trip is a
+# millisecond or less, so a lost message (1 in ~300 on nats-server 2.15) costs a quarter second.
+DIRECT_ACK_TIMEOUT: Final = 0.25
+# Sends of one directed frame before the device counts as unreachable (the wait doubles each
+# time: 0.25 + 0.5 + 1 + 2 s, or more on a slow link).
+DIRECT_ATTEMPTS: Final = 4
 
 
 @dataclass(eq=False, kw_only=True)
@@ -81,6 +93,7 @@ class NatsLink(BrokerLink):
     _heard: dict[str, float] = field(init=False, default_factory=dict)
     _replayed_all: bool = field(init=False, default=False)
     _saved_at: float = field(init=False, default=0.0)
+    _rtt: float = field(init=False, default=0.0)  # smoothed round trip of directed frames
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -88,6 +101,7 @@ class NatsLink(BrokerLink):
         self.stream, self.bucket = f"SB_{gh}", f"SB_{gh}_presence"
         self.prefix = f"sb.{gh}.ev"
         self.subject = f"{self.prefix}.{self.device_id}"
+        self.direct_prefix = f"sb.{gh}.dm"
         query = parse_qs(self.url.partition("?")[2])
         self.replicas = int(query.get("replicas", ["1"])[0])
         self._meta_key = f"link.nats.cursor.{self.keys.group}"
@@ -117,6 +131,7 @@ class NatsLink(BrokerLink):
 
             await js.consume(self.stream, f"{self.prefix}.*", after=start, on_batch=consume,
                              max_batch=RECEIVE_CHUNK)  # fmt: skip
+            await js.serve_requests(f"{self.direct_prefix}.{self.device_id}", self.direct_received)
             await kv.put(self.device_id, b"1")
             await self._connected(js.server)
             self.status.protocol = "JetStream"
@@ -132,6 +147,25 @@ class NatsLink(BrokerLink):
         finally:
             self._js, self._kv = None, None
             await js.aclose()
+
+    async def _send_direct(self, frame: Direct) -> None:
+        js = self._js
+        if js is None:
+            raise Unreachable(frame.recipient, f"link to {self.url} is not connected")
+        subject, payload = f"{self.direct_prefix}.{frame.recipient}", encode_frame(frame)
+        loop = asyncio.get_running_loop()
+        for attempt in range(DIRECT_ATTEMPTS):
+            wait = max(DIRECT_ACK_TIMEOUT, 4 * self._rtt) * 2**attempt
+            started = loop.time()
+            try:
+                acked = await js.request(subject, payload, timeout=wait)
+            except NoResponders:
+                raise Unreachable(frame.recipient, f"not connected to {self.url}") from None
+            if acked:
+                self._rtt = 0.8 * self._rtt + 0.2 * (loop.time() - started)
+                return
+            log.debug("x directed frame to %s unacknowledged; sending again", frame.recipient[:8])
+        raise Unreachable(frame.recipient, f"acknowledged none of {DIRECT_ATTEMPTS} sends")
 
     async def _load_cursor(self, created: str) -> int:
         """Where to replay from: our stored cursor, unless the stream is not the one we read."""

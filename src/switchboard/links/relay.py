@@ -14,6 +14,10 @@ A ``RelayLink`` keeps one client session to the group's relay alive. Four tasks 
 
 Any of them ending ends the session; the supervisor loop (``links.supervisor``) reconnects on
 the schedule of ``links.backoff.Backoff``.
+
+The session also carries the link's directed channel (``links.channel``): ``Direct`` frames go
+out through ``send_direct`` and come in to ``channel.frame_received``; the relay's
+``Undelivered`` answers and its ``Presence(device, False)`` end the calls they concern.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Final
 
-from switchboard.errors import SwitchboardError
+from switchboard.errors import SwitchboardError, Unreachable
 from switchboard.events import Event, now_ts
 from switchboard.links.status import LinkState
 from switchboard.links.supervisor import (
@@ -38,16 +42,18 @@ from switchboard.proto.session import (
     AckReceived,
     BatchReceived,
     Closed,
+    DirectReceived,
     Established,
     HaveReceived,
     PresenceReceived,
     Role,
     SyncSession,
+    UndeliveredReceived,
 )
 from switchboard.transports import connect
 
 if TYPE_CHECKING:
-    from switchboard.proto.frames import Envelope
+    from switchboard.proto.frames import Direct, Envelope
     from switchboard.transports.base import Transport
 
 CONNECT_TIMEOUT: Final = 10.0
@@ -90,6 +96,19 @@ class RelayLink(SupervisedLink):
             self.log.vector(), self._relay_have
         )
 
+    async def send_direct(self, frame: Direct) -> None:
+        """Send a directed frame through the relay, which forwards it or says ``Undelivered``.
+
+        Raises:
+            Unreachable: the session to the relay is not open.
+            TransportError: the connection broke while sending.
+        """
+        session, transport = self._session, self._transport
+        if session is None or transport is None or not session.is_open:
+            raise Unreachable(frame.recipient, f"link to {self.url} is not connected")
+        session.send_direct(frame)
+        await self._flush(session, transport)
+
     async def _goodbye(self) -> None:
         session, transport = self._session, self._transport
         if session is not None and transport is not None and session.is_open:
@@ -131,6 +150,7 @@ class RelayLink(SupervisedLink):
                 raise session.cause
         finally:
             self._session = self._transport = None
+            self.online.clear()
             with contextlib.suppress(SwitchboardError, OSError):
                 await transport.aclose()
             if self.on_presence is not None and self._up:
@@ -208,13 +228,24 @@ class RelayLink(SupervisedLink):
                     self._relay_have = dict(event.vector)
                 self._relay_holds = cursors.merge(self._relay_holds, event.vector)
                 self._wake.set()
-            elif isinstance(event, PresenceReceived) and self.on_presence is not None:
-                await self.on_presence(event.device, event.online)
+            elif isinstance(event, DirectReceived):
+                self.channel.frame_received(event.frame)
+            elif isinstance(event, UndeliveredReceived):
+                self.channel.undelivered(event.recipient, event.ref, event.code, event.reason)
+            elif isinstance(event, PresenceReceived):
+                if event.online:
+                    self.online.add(event.device)
+                else:
+                    self.online.discard(event.device)
+                    self.channel.peer_gone(event.device, "it left the relay")
+                if self.on_presence is not None:
+                    await self.on_presence(event.device, event.online)
             elif isinstance(event, Closed):
                 log.info("x relay link to %s closed: %s", self.url, event.reason)
         await self._flush(session, transport)
 
     async def _on_established(self, session: SyncSession, event: Established) -> None:
+        self.online = set(event.online)
         if self.relay_key is None:
             self.relay_key = event.peer_key
         if self.on_established is not None:

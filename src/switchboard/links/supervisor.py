@@ -17,7 +17,11 @@ the connection ends) and how to say goodbye (``_goodbye``); everything around it
 - ``open_envelopes``: every event that arrives, by any link, is opened and checked here, its
   signature included (``crypto.Verifier``); one that fails is counted in ``status.tampered``
   (a forgery also in ``status.forged``) and reported, never applied. The proofs of what opened
-  wait in ``proofs`` until the store takes them (``take_proofs``).
+  wait in ``proofs`` until the store takes them (``take_proofs``);
+- ``channel``, the link's directed channel (``links.channel``): each kind carries its frames
+  (``send_direct``, and hands what arrives to ``channel.frame_received``); every call ends when
+  the link goes down or is stopped, and a kind ends a device's calls when it hears that the
+  device left (``channel.peer_gone``).
 """
 
 from __future__ import annotations
@@ -50,13 +54,14 @@ from switchboard.errors import (
 )
 from switchboard.events import Event, decode_event, encode_event, now_ts
 from switchboard.links.backoff import Backoff
+from switchboard.links.channel import DirectChannel, Handlers
 from switchboard.links.status import LinkState, LinkStatus
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from switchboard.crypto import GroupKeys
-    from switchboard.proto.frames import Envelope
+    from switchboard.proto.frames import Direct, Envelope
     from switchboard.proto.session import Established
     from switchboard.store.log import EventLog
 
@@ -154,7 +159,8 @@ class SupervisedLink:
     status: LinkStatus = field(default_factory=LinkStatus)
     # The embedded relay's pinned identity key; brokers have none, so broker links keep None.
     relay_key: bytes | None = None
-    # This device's key: it signs what the device writes (and proves the device to a relay).
+    # This device's key: it signs what the device writes and its directed frames (and proves
+    # the device to a relay).
     identity: Ed25519PrivateKey
 
     signer: Signer = field(init=False)
@@ -163,6 +169,12 @@ class SupervisedLink:
     proofs: dict[tuple[str, int], bytes] = field(init=False, default_factory=dict)
     # Origins of which this device holds events it cannot serve (held without a proof).
     unserved: set[str] = field(init=False, default_factory=set)
+    # What this device serves on the directed channel (one table for every link of a daemon).
+    handlers: Handlers = field(default_factory=Handlers)
+    channel: DirectChannel = field(init=False)
+    # The other devices of the group this link knows to be connected (relay: its Welcome and
+    # Presence; brokers: presence messages).
+    online: set[str] = field(init=False, default_factory=set)
 
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _established: asyncio.Event = field(init=False, default_factory=asyncio.Event)
@@ -175,6 +187,9 @@ class SupervisedLink:
     def __post_init__(self) -> None:
         self.signer = Signer(self.keys.group, self.identity)
         self.verifier = Verifier(self.keys.group)
+        self.channel = DirectChannel(
+            self.keys, self.identity, self.device_id, self, self.handlers, self.status
+        )
 
     # -- the Link surface ------------------------------------------------------------------------
 
@@ -196,7 +211,17 @@ class SupervisedLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.channel.aclose()
         self.status.state = LinkState.OFF
+
+    async def send_direct(self, frame: Direct) -> None:
+        """Send a directed frame towards ``frame.recipient`` (``links.channel.Carrier``).
+
+        Raises:
+            Unreachable: the link knows the recipient cannot get it (or is not connected).
+            TransportError: the connection broke while sending.
+        """
+        raise NotImplementedError
 
     def notify(self) -> None:
         """The log advanced: wake the sender."""
@@ -283,6 +308,7 @@ class SupervisedLink:
 
     async def _down(self) -> None:
         """A connection ended (not called when the link is stopped)."""
+        self.channel.link_down(f"link to {self.url} lost")
         if self.status.state is not LinkState.OFF:
             self.status.state = LinkState.DISCONNECTED
 

@@ -7,6 +7,7 @@ when each frame may be sent.
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Final
 
 import msgspec
@@ -24,6 +25,10 @@ DEFAULT_MAX_FRAME_SIZE: Final = 1024 * 1024
 MAX_ENVELOPE_SIZE: Final = 256 * 1024
 # Envelopes in one batch: bounds per-frame work for the receiver's single writer.
 MAX_BATCH_ENVELOPES: Final = 2048
+# One sealed directed payload (``proto.channel``): a call, a reply or a chunk of at most
+# ``channel.MAX_BODY`` (256 KiB) plus its own framing. Inside one frame (1 MiB) with room to
+# spare, and under nats-server's default ``max_payload`` (1 MB) and common MQTT limits.
+MAX_DIRECT_BOX: Final = 256 * 1024 + 1024
 # Origins in a version vector: a group larger than this is not one relay's job.
 MAX_VECTOR_ORIGINS: Final = 100_000
 
@@ -33,6 +38,7 @@ DeviceId = Annotated[str, Meta(min_length=1, max_length=64)]
 Nonce = Annotated[bytes, Meta(min_length=16, max_length=64)]
 Key = Annotated[bytes, Meta(min_length=32, max_length=32)]
 Signature = Annotated[bytes, Meta(min_length=64, max_length=64)]
+Ref = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Text = Annotated[str, Meta(max_length=1024)]
 Vector = Annotated[dict[DeviceId, SeqOrZero], Meta(max_length=MAX_VECTOR_ORIGINS)]
 
@@ -136,7 +142,55 @@ class Bye(Frame, frozen=True, tag="bye"):
     reason: Text
 
 
-AnyFrame = Hello | Challenge | Proof | Welcome | Have | Batch | Ack | Ping | Pong | Presence | Bye
+class Direct(Frame, frozen=True, tag="direct"):
+    """A sealed payload for one device of the group, never stored (``docs/protocol.md`` §9).
+
+    ``ref`` names the call the payload belongs to, so an ``Undelivered`` answer can name it;
+    ``sender_key`` is the sender's device key (the sender id is derived from it) and
+    ``signature`` its signature over the header and the box (``crypto.GroupKeys.seal_direct``).
+    """
+
+    sender: DeviceId
+    recipient: DeviceId
+    ref: Ref
+    sender_key: Key
+    nonce: Annotated[bytes, Meta(min_length=12, max_length=12)]
+    box: Annotated[bytes, Meta(max_length=MAX_DIRECT_BOX)]
+    signature: Signature
+
+
+class UndeliveredCode(enum.IntEnum):
+    """Why a relay (or a broker link) could not deliver a ``Direct`` frame."""
+
+    NOT_CONNECTED = 1  # the recipient is not connected to the group's link
+    BUSY = 2  # the recipient's queue is full: the frame was dropped (a loss, retried above)
+    FORGED = 3  # the frame's sender is not the device of the connection that sent it
+
+
+class Undelivered(Frame, frozen=True, tag="undelivered"):
+    """From a relay: the ``Direct`` frame for ``recipient`` with ``ref`` was not delivered."""
+
+    recipient: DeviceId
+    ref: Ref
+    code: int
+    reason: Text
+
+
+AnyFrame = (
+    Hello
+    | Challenge
+    | Proof
+    | Welcome
+    | Have
+    | Batch
+    | Ack
+    | Ping
+    | Pong
+    | Presence
+    | Bye
+    | Direct
+    | Undelivered
+)
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(AnyFrame)

@@ -26,6 +26,9 @@ derived from ``device_key``. So a member connects only as a device whose private
 
 After ``Welcome`` both sides are ``OPEN`` and exchange ``Have`` (what I hold), ``Batch``
 (envelopes), ``Ack`` (what I have stored), ``Ping``/``Pong``, and from a relay ``Presence``.
+Beside replication, an open session carries ``Direct`` frames: sealed payloads for one device
+of the group, which a relay forwards to that device's session and never stores, answering
+``Undelivered`` when it cannot (``docs/protocol.md`` §9; what is inside is ``proto.channel``'s).
 
 Replication (``docs/protocol.md`` §3): each side tracks ``peer_vector``, the highest seq per
 origin the peer is known to hold or has been sent. ``offer()`` sends only envelopes beyond it,
@@ -71,6 +74,7 @@ from switchboard.proto.frames import (
     Batch,
     Bye,
     Challenge,
+    Direct,
     Envelope,
     Frame,
     Have,
@@ -79,6 +83,7 @@ from switchboard.proto.frames import (
     Pong,
     Presence,
     Proof,
+    Undelivered,
     Welcome,
     decode_frame,
     encode_frame,
@@ -87,19 +92,21 @@ from switchboard.proto.session_events import (
     AckReceived,
     BatchReceived,
     Closed,
+    DirectReceived,
     Established,
     HaveReceived,
     HelloReceived,
     PresenceReceived,
     SessionEvent,
     SessionStatistics,
+    UndeliveredReceived,
 )
 
 __all__ = [
     "DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_BATCH_BYTES",
-    "DEFAULT_PING_INTERVAL", "AckReceived", "BatchReceived", "Closed", "Established",
-    "HaveReceived", "HelloReceived", "PresenceReceived", "Role", "SessionEvent",
-    "SessionStatistics", "State", "SyncSession", "transition_table",
+    "DEFAULT_PING_INTERVAL", "AckReceived", "BatchReceived", "Closed", "DirectReceived",
+    "Established", "HaveReceived", "HelloReceived", "PresenceReceived", "Role", "SessionEvent",
+    "SessionStatistics", "State", "SyncSession", "UndeliveredReceived", "transition_table",
 ]  # fmt: skip
 
 # Send a Ping after this long without sending anything: keeps NAT and proxies from dropping an
@@ -150,6 +157,8 @@ _TABLE: Final[dict[tuple[Role, State, type[Frame]], str]] = {
     **{(role, State.OPEN, Ping): "_on_ping" for role in Role},
     **{(role, State.OPEN, Pong): "_on_pong" for role in Role},
     (Role.CLIENT, State.OPEN, Presence): "_on_presence",
+    **{(role, State.OPEN, Direct): "_on_direct" for role in Role},
+    (Role.CLIENT, State.OPEN, Undelivered): "_on_undelivered",
 }
 
 #: Which local calls are allowed in which states (the adapter's side of the table).
@@ -236,9 +245,12 @@ class SyncSession:
             self.state = State.AWAIT_HELLO
         self._started = self._last_rx = self._last_tx = self.now
         self._stats = dict.fromkeys(
-            ("frames_in", "frames_out", "bytes_in", "bytes_out", "envelopes_in", "envelopes_out"),
+            (
+                "frames_in", "frames_out", "bytes_in", "bytes_out", "envelopes_in",
+                "envelopes_out", "directs_in", "directs_out",
+            ),
             0,
-        )
+        )  # fmt: skip
 
     # -- output drains ---------------------------------------------------------------------
 
@@ -429,6 +441,18 @@ class SyncSession:
         if chunk:
             self._send_chunk(chunk)
 
+    def send_direct(self, frame: Direct) -> None:
+        """Send a sealed directed frame (a device: its own; a relay: one it forwards)."""
+        self._require("open")
+        self._send(frame)
+        self._stats["directs_out"] += 1
+
+    def send_undelivered(self, recipient: str, ref: int, code: int, reason: str) -> None:
+        """Server: tell the client its directed frame ``ref`` for ``recipient`` went nowhere."""
+        self._require("open")
+        assert self.role is Role.SERVER
+        self._send(Undelivered(recipient=recipient, ref=ref, code=code, reason=reason[:200]))
+
     def send_bye(self, code: ByeCode = ByeCode.NORMAL, reason: str = "goodbye") -> None:
         """Close the session politely."""
         if self.state is State.CLOSED:
@@ -524,6 +548,15 @@ class SyncSession:
 
     def _on_presence(self, frame: Presence) -> None:
         self._events.append(PresenceReceived(frame.device, frame.online))
+
+    def _on_direct(self, frame: Direct) -> None:
+        self._stats["directs_in"] += 1
+        self._events.append(DirectReceived(frame))
+
+    def _on_undelivered(self, frame: Undelivered) -> None:
+        self._events.append(
+            UndeliveredReceived(frame.recipient, frame.ref, frame.code, frame.reason)
+        )
 
     def _on_bye(self, frame: Bye) -> None:
         self.state = State.CLOSED

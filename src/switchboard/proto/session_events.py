@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from switchboard.errors import SwitchboardError
-from switchboard.proto.frames import Envelope
+from switchboard.proto.frames import Direct, Envelope
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,24 @@ class PresenceReceived:
 
 
 @dataclass(frozen=True)
+class DirectReceived:
+    """A sealed directed frame arrived: a relay forwards it to ``frame.recipient``; a device
+    opens it (``crypto.GroupKeys.open_direct``)."""
+
+    frame: Direct
+
+
+@dataclass(frozen=True)
+class UndeliveredReceived:
+    """The relay could not deliver our ``Direct`` frame ``ref`` to ``recipient``."""
+
+    recipient: str
+    ref: int
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Closed:
     """The session ended; ``error`` is ``None`` for a normal close."""
 
@@ -78,6 +96,8 @@ SessionEvent = (
     | BatchReceived
     | AckReceived
     | PresenceReceived
+    | DirectReceived
+    | UndeliveredReceived
     | Closed
 )
 
@@ -92,3 +112,5 @@ class SessionStatistics:
     bytes_out: int
     envelopes_in: int
     envelopes_out: int
+    directs_in: int = 0
+    directs_out: int = 0

@@ -32,6 +32,10 @@ class Registry:
             if device != conn.device and other.session.is_open
         ]
 
+    def device(self, group: str, device: str) -> Connection | None:
+        """Return the connection of ``device`` in ``group``, if it is connected."""
+        return self._groups.get(group, {}).get(device)
+
     def join(self, conn: Connection) -> Connection | None:
         """Register ``conn``; return the older connection of its device that it replaced.
 

@@ -41,6 +41,12 @@ only writer. Decisions the contract leaves open:
   gets it again from the sender on reconnect. Receivers store idempotently, so an envelope
   forwarded but never stored costs nothing.
 - All mailbox calls run in order on one thread: the relay's single SQLite writer.
+- A ``Direct`` frame (a sealed payload for one device: ``docs/protocol.md`` §9) is forwarded
+  to the connection of its recipient in the sender's group and **never stored**: it does not
+  touch the mailbox. It is refused with ``Undelivered`` when the recipient is not connected
+  (``NOT_CONNECTED``), when its outbox is over ``max_pending_bytes`` (``BUSY``: dropped, the
+  channel above resends), and when its ``sender`` is not the device this connection proved
+  it is (``FORGED``). The relay cannot open or alter one undetected (``crypto``).
 """
 
 from __future__ import annotations
@@ -64,9 +70,10 @@ from switchboard.config import DEFAULT_RELAY_MAX_AGE, DEFAULT_RELAY_MAX_BYTES, l
 from switchboard.crypto import create_identity, public_bytes
 from switchboard.errors import AuthError, ByeCode, TransportError
 from switchboard.ids import device_id_from_public_key, short_id
-from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE, Envelope
+from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE, Direct, Envelope, UndeliveredCode
 from switchboard.proto.session import (
     BatchReceived,
+    DirectReceived,
     Established,
     HaveReceived,
     HelloReceived,
@@ -115,6 +122,8 @@ class RelayStatistics:
     refused: int  # connections refused (rate limited) since start
     displaced: int  # handshakes in progress closed to make room for newer ones, since start
     handshakes: int  # connections authenticating now
+    directs_forwarded: int = 0  # directed frames passed to their recipient since start
+    directs_refused: int = 0  # directed frames answered with Undelivered since start
 
 
 class Relay:
@@ -173,6 +182,7 @@ class Relay:
         # Connections authenticating, oldest first (a dict keeps insertion order).
         self._handshakes: dict[Connection, None] = {}
         self._stored = self._forwarded = self._refused = self._displaced = 0
+        self._directs_forwarded = self._directs_refused = 0
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -261,6 +271,8 @@ class Relay:
             refused=self._refused,
             displaced=self._displaced,
             handshakes=len(self._handshakes),
+            directs_forwarded=self._directs_forwarded,
+            directs_refused=self._directs_refused,
         )
 
     # -- one connection ----------------------------------------------------------------------
@@ -326,6 +338,8 @@ class Relay:
                 elif isinstance(event, BatchReceived):
                     self._registry.forward(conn, list(event.envelopes))
                     await conn.received.put(event.envelopes)
+                elif isinstance(event, DirectReceived):
+                    self.route_direct(conn, event.frame)
                 # AckReceived: the session tracks it; Closed: handled by _forget.
             conn.flush()
 
@@ -403,6 +417,30 @@ class Relay:
         logger.debug("x displacing handshake from %s", conn.source)
         conn.session.reject(ByeCode.OVERLOADED, "relay busy, handshake displaced, try again")
         conn.flush()
+
+    def route_direct(self, conn: Connection, frame: Direct) -> None:
+        """Forward a directed frame to its recipient's connection, or refuse it (never stored).
+
+        Args:
+            conn: the connection it came from (authenticated: its device is proven).
+            frame: the frame, which the relay can neither open nor alter undetected.
+        """
+        target = self._registry.device(conn.group, frame.recipient)
+        if frame.sender != conn.device:
+            code, reason = UndeliveredCode.FORGED, "sender is not the device of this connection"
+        elif target is None or not target.session.is_open:
+            code, reason = UndeliveredCode.NOT_CONNECTED, "not connected to the relay"
+        elif target.outbox_bytes > self.max_pending_bytes:
+            code, reason = UndeliveredCode.BUSY, "not reading fast enough; frame dropped"
+        else:
+            target.session.send_direct(frame)
+            target.flush()
+            self._directs_forwarded += 1
+            logger.debug("> direct %s -> %s (%d bytes)", conn.label, target.label, len(frame.box))
+            return
+        self._directs_refused += 1
+        logger.debug("x direct from %s refused: %s", conn.label, reason)
+        conn.session.send_undelivered(frame.recipient, frame.ref, code, reason)
 
     async def _store_loop(self, conn: Connection) -> None:
         # Storing runs beside receiving: batches that arrive while the mailbox commits are

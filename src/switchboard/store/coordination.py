@@ -1,11 +1,11 @@
-"""The coordination projections' handlers by event type, for ``projections.apply_many``."""
+"""The coordination and task projections' handlers by event type, for ``apply_many``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Final
 
-from switchboard.store import leases, rooms, search
+from switchboard.store import leases, rooms, search, tasks
 
 Handler = Callable[..., None]
 
@@ -19,4 +19,4 @@ def _merge(*tables: dict[str, Any]) -> dict[str, tuple[Handler, ...]]:
 
 
 #: Event type -> the handlers that fold it, in order; each runs after the foundation's own.
-HANDLERS: Final = _merge(rooms.HANDLERS, search.HANDLERS, leases.HANDLERS)
+HANDLERS: Final = _merge(rooms.HANDLERS, search.HANDLERS, leases.HANDLERS, tasks.HANDLERS)

@@ -367,6 +367,41 @@ def m_links_001_link_options(conn: sqlite3.Connection) -> None:
 
 
 @migration
+def m_tasks_001_tasks(conn: sqlite3.Connection) -> None:
+    """Tasks (delegation): one row per task, folded from ``task_*`` events (store/tasks.py)."""
+    conn.execute(
+        """CREATE TABLE tasks (
+            task TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            requester TEXT NOT NULL,
+            harness TEXT NOT NULL,
+            text TEXT NOT NULL,
+            dir TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',
+            terminal INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            pid INTEGER,
+            started TEXT,
+            window TEXT NOT NULL DEFAULT '',
+            requested_ts TEXT NOT NULL,
+            started_ts TEXT,
+            ended_ts TEXT,
+            updated_ts TEXT NOT NULL,
+            exit_status INTEGER,
+            result TEXT NOT NULL DEFAULT '',
+            diff_stat TEXT NOT NULL DEFAULT '',
+            progress TEXT NOT NULL DEFAULT '',
+            prompt TEXT,
+            max_runtime REAL,
+            event_id INTEGER NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX tasks_by_device ON tasks (device_id, state)")
+
+
+@migration
 def m_pairing_001_event_proofs(conn: sqlite3.Connection) -> None:
     """Other devices' signatures of their events (``crypto.EventProof``), kept to re-serve them."""
     conn.execute(

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from switchboard.errors import TransportError
+
 #: Called with ``(topic, payload)`` for each MQTT message, on the loop, as it is read; it must
 #: not block or raise.
 Deliver = Callable[[str, bytes], None]
@@ -36,8 +38,20 @@ class MqttClient(Protocol):
             ConnectionLost: the connection broke.
         """
 
-    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        expiry: int | None = None,
+        acknowledged: bool = True,
+    ) -> None:
         """Publish one message and wait for the broker's acknowledgement (PUBACK).
+
+        ``expiry``: seconds the broker may keep it queued for an offline subscriber (MQTT 5;
+        3.1.1 has no expiry). ``acknowledged=False`` publishes at QoS 0 instead: no PUBACK,
+        nothing queued for an offline subscriber, lost only with the connection.
 
         Raises:
             ConnectionLost: the connection broke.
@@ -84,6 +98,10 @@ class PublishAck:
     stream: str
     seq: int
     duplicate: bool
+
+
+class NoResponders(TransportError):
+    """Nobody is subscribed to the subject a core NATS request went to."""
 
 
 class PresenceBucket(Protocol):
@@ -142,6 +160,22 @@ class JetStreamClient(Protocol):
         ``on_batch`` gets messages one call at a time, several (up to ``max_batch``) when more
         are waiting. If it raises, delivery stops and ``wait_closed`` raises that error.
         """
+
+    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bool:
+        """Send a core NATS request (outside any stream); ``True`` once it is answered.
+
+        Returns:
+            ``False`` when no answer came within ``timeout``: core NATS can lose a message,
+            so a caller that needs it delivered sends it again.
+
+        Raises:
+            NoResponders: nobody is subscribed to ``subject`` (the server says so at once).
+            ConnectionLost: the connection broke.
+        """
+
+    async def serve_requests(self, subject: str, on_request: Callable[[bytes], None]) -> None:
+        """Subscribe to ``subject`` with core NATS: answer each request at once (its
+        acknowledgement), then hand its payload to ``on_request`` (which must not block)."""
 
     async def wait_closed(self) -> None:
         """Wait until the connection ends or a consumer failed.

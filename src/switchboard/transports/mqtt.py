@@ -51,6 +51,16 @@ V311: Final = 4
 SESSION_EXPIRY: Final = 7 * 24 * 3600
 
 
+def expiring(seconds: int, version: int) -> Properties | None:
+    """PUBLISH properties that make an MQTT 5 broker drop the message after ``seconds`` if it
+    is still queued for an offline subscriber (``None`` on 3.1.1, which has no expiry)."""
+    if version != V5:
+        return None
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.MessageExpiryInterval = seconds
+    return properties
+
+
 class VersionRefused(ConnectError):
     """The broker does not speak the MQTT version we asked for (try 3.1.1)."""
 
@@ -192,10 +202,23 @@ class AiomqttClient:
         with map_mqtt_errors(self.endpoint):
             await self._client.subscribe(subscriptions(topics, self.version))
 
-    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        """Publish at QoS 1 and wait for the PUBACK."""
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retain: bool = False,
+        expiry: int | None = None,
+        acknowledged: bool = True,
+    ) -> None:
+        """Publish at QoS 1 and wait for the PUBACK (``expiry``: MQTT 5 message expiry), or
+        at QoS 0 when not ``acknowledged``."""
+        properties = None if expiry is None else expiring(expiry, self.version)
         with map_mqtt_errors(self.endpoint):
-            await self._client.publish(topic, payload, qos=1, retain=retain)
+            await self._client.publish(
+                topic, payload, qos=1 if acknowledged else 0, retain=retain,
+                properties=properties,
+            )  # fmt: skip
 
     async def wait_closed(self) -> None:
         """Wait until the connection ends (messages go to ``deliver``; see ``connect``)."""

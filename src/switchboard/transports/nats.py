@@ -33,7 +33,7 @@ from switchboard.errors import (
     TransportTimeout,
 )
 from switchboard.transports import tls
-from switchboard.transports.brokers import PublishAck, StreamInfo, StreamMessage
+from switchboard.transports.brokers import NoResponders, PublishAck, StreamInfo, StreamMessage
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NatsClient
@@ -231,6 +231,29 @@ class NatsJetStream:
                 subjects, stream=stream, cb=deliver, ordered_consumer=True, config=config,
                 idle_heartbeat=2.0,
             ))  # fmt: skip
+
+    async def request(self, subject: str, payload: bytes, *, timeout: float) -> bool:
+        """A core NATS request; ``False`` when no answer came in time (see the protocol)."""
+        with map_nats_errors(self.endpoint):
+            try:
+                await self._nc.request(subject, payload, timeout=timeout)
+            except nats.errors.NoRespondersError as exc:
+                raise NoResponders(f"nobody subscribed to the subject on {self.endpoint}") from exc
+            except (TimeoutError, nats.errors.TimeoutError):
+                return False
+        return True
+
+    async def serve_requests(self, subject: str, on_request: Callable[[bytes], None]) -> None:
+        """Answer every request on ``subject`` at once, then hand its payload over."""
+
+        async def answer(msg: Msg) -> None:
+            if msg.reply:
+                with contextlib.suppress(nats.errors.Error, OSError):  # gone meanwhile: moot
+                    await msg.respond(b"")
+            on_request(msg.data)
+
+        with map_nats_errors(self.endpoint):
+            await self._nc.subscribe(subject, cb=answer)
 
     async def wait_closed(self) -> None:
         """Wait until the connection ends or a consumer's ``on_batch`` failed; raise why."""

@@ -1,4 +1,5 @@
-"""``init``, ``status`` and ``devices``: this device and the group's."""
+"""``init``, ``status``, ``devices`` and ``ping``: this device, the group's, and the round trip
+to another."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from switchboard.cli import output
 from switchboard.cli.calls import call, params
+from switchboard.daemon.client import DEFAULT_CALL_TIMEOUT
 
 if TYPE_CHECKING:
     import argparse
@@ -51,4 +53,27 @@ def devices(args: argparse.Namespace, settings: Settings) -> int:
     )
     headers = ("DEVICE", "NAME", "KEY FINGERPRINT", "LAST SEEN", "LINK")
     output.print_lines(output.table(headers, rows))
+    return 0
+
+
+def ping(args: argparse.Namespace, settings: Settings) -> int:
+    """Time the round trip to another device through the group's link."""
+    values = params(device=args.device, count=args.count, interval=args.interval,
+                    timeout=args.timeout)  # fmt: skip
+    wait = args.count * (args.timeout + args.interval) + DEFAULT_CALL_TIMEOUT
+    pong = call(settings, "device.ping", values, timeout=wait)
+    if args.json:
+        output.print_json(pong)
+        return 0
+    name = f" ({pong['name']})" if pong["name"] else ""
+    lines = [
+        f"pong from {pong['device']}{name} via {pong['link']}: {rtt:.2f} ms"
+        for rtt in pong["rtt_ms"]
+    ]
+    if len(pong["rtt_ms"]) > 1:
+        lines.append(
+            f"{len(pong['rtt_ms'])} round trips: min {pong['min_ms']:.2f}, "
+            f"avg {pong['avg_ms']:.2f}, max {pong['max_ms']:.2f} ms"
+        )
+    output.print_lines(lines)
     return 0

@@ -1,0 +1,50 @@
+"""`switchboard ping` between two real daemons over every kind of link, and a peer killed."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from brokerlab import Aedes, Mosquitto, NatsMqtt, NatsServer, group_on
+from cluster import Relay, timeout
+
+SERVERS = {"mqtt": Mosquitto, "aedes": Aedes, "nats": NatsServer, "nats-mqtt": NatsMqtt}
+
+
+@pytest.fixture(params=["relay", *SERVERS])
+def far_end(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh relay or broker of each kind; yields the link URL."""
+    server: Relay | Mosquitto | Aedes | NatsServer
+    server = Relay(tmp_path / "far") if request.param == "relay" else SERVERS[request.param](
+        tmp_path / "far"
+    )  # fmt: skip
+    server.start()
+    try:
+        yield server.url
+    finally:
+        if isinstance(server, Relay):
+            server.kill(signal.SIGTERM)
+        else:
+            server.stop()
+
+
+def test_ping_over_every_link_and_a_killed_peer_fails_clearly(far_end: str, tmp_path: Path) -> None:
+    """Two daemons ping each other through the CLI over the link; once one is killed with
+    SIGKILL, a ping of it fails with one line (unreachable, or no answer in time), not a hang."""
+    with group_on(tmp_path, far_end, "laptop", "server") as (a, b):
+        b_short = b.short
+        pong = a.cli_json("ping", b_short, "--count", "3", "--interval", "0", "--timeout", "20")
+        assert (pong["device"], pong["name"], len(pong["rtt_ms"])) == (b_short, "server", 3)
+        assert pong["link"].split("?")[0].rstrip("/") in far_end
+        line = b.cli("ping", a.short, "--timeout", "20").stdout.strip()
+        assert re.fullmatch(rf"pong from {a.short} \(laptop\) via \S+: [\d.]+ ms", line), line
+        b.kill(signal.SIGKILL)
+        failed = a.cli("ping", b_short, "--timeout", str(timeout(5)), check=False)
+        assert failed.returncode == 1 and failed.stdout == ""
+        assert re.fullmatch(
+            rf"switchboard: device {b_short} (is unreachable: .+|did not answer the ping .+)\n",
+            failed.stderr,
+        ), failed.stderr

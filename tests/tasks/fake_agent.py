@@ -1,0 +1,188 @@
+"""A stand-in for a harness CLI that honours that harness's command-line contract.
+
+Run as ``fake_agent.py HARNESS ARGS...`` (the test's bin folder has one ``claude``, ``codex``,
+... script per harness that does so). It checks that ``ARGS`` is what Switchboard's command
+table promises for that harness (headless: the task on stdin; ``--terminal``: the task as one
+argument), prints what it got, then runs the task text as a tiny script, one command a line:
+
+- ``say TEXT``: print TEXT;
+- ``write PATH TEXT``: write TEXT to PATH (relative to the working directory);
+- ``wait-message [SECS]``: wait for a message to this agent (``switchboard inbox``), print it;
+- ``ask TOOL DETAIL``: ask a permission the way the harness would, print the answer: Claude
+  Code calls the ``--permission-prompt-tool`` of the MCP server its ``--mcp-config`` names;
+  ``cmd`` (a script) calls the daemon's ``prompt.ask``; the others, headless, deny;
+  ``ask-brief TOOL DETAIL`` likewise, asking the daemon to wait 1 s only (``cmd``);
+- ``sleep SECS``; ``hang`` (sleep for an hour); ``ignore-term`` (SIGTERM does nothing now);
+- ``grandchild``: start a process that sleeps for an hour (a stop must end it too);
+- ``exit N``: end with status N.
+
+Any other line is only printed (so shell metacharacters in a task show up verbatim).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+# What each harness's headless and interactive commands pass (switchboard.tasks.commands).
+HEADLESS = {
+    "claude": ["-p"],
+    "codex": ["exec", "-"],
+    "gemini": [],
+    "opencode": ["run"],
+    "pi": ["-p"],
+}
+SKIP_FLAGS = {
+    "--dangerously-skip-permissions", "--dangerously-bypass-approvals-and-sandbox",
+    "--full-auto", "--yolo", "-y", "--approval-mode=yolo", "--auto",
+}  # fmt: skip
+EXIT_BAD_CONTRACT = 64
+
+
+# Claude Code's options that take a value: our MCP server and the permission-prompt tool.
+VALUED = ("--mcp-config", "--permission-prompt-tool")
+OPTIONS: dict[str, str] = {}
+
+
+def _task_of(harness: str, args: list[str]) -> tuple[str, list[str]] | None:
+    """The task text and the skip flags found, or ``None`` if ``args`` breaks the contract."""
+    if harness == "claude":
+        while any(a in VALUED for a in args):
+            at = next(i for i, a in enumerate(args) if a in VALUED)
+            if at + 1 >= len(args):
+                return None
+            OPTIONS[args[at]] = args[at + 1]
+            args = args[:at] + args[at + 2 :]
+    flags = [a for a in args if a in SKIP_FLAGS]
+    rest = [a for a in args if a not in SKIP_FLAGS]
+    if rest == HEADLESS[harness]:
+        return sys.stdin.read(), flags
+    if harness in ("claude", "codex", "pi") and len(rest) == 2 and rest[0] == "--":
+        return rest[1], flags
+    prefix = {"gemini": "--prompt-interactive=", "opencode": "--prompt="}.get(harness)
+    if prefix and len(rest) == 1 and rest[0].startswith(prefix):
+        return rest[0][len(prefix) :], flags
+    return None
+
+
+def _switchboard(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "switchboard", *args], capture_output=True, text=True, check=False
+    )
+    return done.stdout
+
+
+def _wait_message(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        messages = json.loads(_switchboard("inbox", "--json") or "[]")
+        if messages:
+            print("got: " + messages[0]["text"], flush=True)
+            return
+        time.sleep(0.1)
+    print("got nothing", flush=True)
+
+
+def _ask(harness: str, tool: str, detail: str, wait: float = 60) -> str:
+    """Ask a permission as ``harness`` would; return the answer's line."""
+    if "--permission-prompt-tool" in OPTIONS:
+        answer = _ask_mcp(tool, detail)
+        if answer["behavior"] == "allow":
+            return "answer allow"
+        return f"answer deny: {answer.get('message', '')}"
+    if harness == "cmd":
+        from switchboard.daemon.client import Client  # noqa: PLC0415
+
+        home = os.environ["SWITCHBOARD_HOME"]
+        with Client.open(os.path.join(home, "daemon.sock")) as client:
+            params = {"agent": os.environ["SWITCHBOARD_AGENT"], "tool": tool, "detail": detail,
+                      "wait": wait}  # fmt: skip
+            result = client.call("prompt.ask", params, timeout=120)
+        return f"answer {result['answer']}" + (f": {result['reason']}" if result["reason"] else "")
+    return "answer deny: nobody to ask (headless)"
+
+
+def _ask_mcp(tool: str, detail: str) -> dict[str, Any]:
+    import anyio  # noqa: PLC0415
+    from mcp import ClientSession, StdioServerParameters  # noqa: PLC0415
+    from mcp.client.stdio import stdio_client  # noqa: PLC0415
+
+    server = json.loads(OPTIONS["--mcp-config"])["mcpServers"]["switchboard"]
+    name = OPTIONS["--permission-prompt-tool"].split("__")[-1]
+    params = StdioServerParameters(
+        command=server["command"], args=server["args"], env={**os.environ, **server["env"]}
+    )
+
+    async def call() -> dict[str, Any]:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            result = await session.call_tool(
+                name, {"tool_name": tool, "input": {"command": detail}, "tool_use_id": "t1"}
+            )
+            answer: dict[str, Any] = json.loads(result.content[0].text)
+            return answer
+
+    return anyio.run(call)
+
+
+def _run_line(line: str) -> int | None:
+    word, _, rest = line.strip().partition(" ")
+    if word == "say":
+        print(rest, flush=True)
+    elif word == "write":
+        path, _, text = rest.partition(" ")
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(text + "\n")
+        print(f"wrote {path}", flush=True)
+    elif word == "wait-message":
+        _wait_message(float(rest or 30))
+    elif word == "sleep":
+        time.sleep(float(rest))
+    elif word == "hang":
+        time.sleep(3600)
+    elif word == "ignore-term":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ignoring SIGTERM", flush=True)
+    elif word == "grandchild":
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        print(f"grandchild {child.pid}", flush=True)
+    elif word in ("ask", "ask-brief"):  # ask-brief: the daemon gives up after 1 s
+        tool, _, detail = rest.partition(" ")
+        wait = 1 if word == "ask-brief" else 60
+        print(_ask(HARNESS[0], tool, detail, wait), flush=True)
+    elif word == "exit":
+        return int(rest)
+    else:
+        print(f"line: {line}", flush=True)
+    return None
+
+
+HARNESS: list[str] = []
+
+
+def main() -> int:
+    harness, args = sys.argv[1], sys.argv[2:]
+    HARNESS.append(harness)
+    found = _task_of(harness, args) if harness in HEADLESS else (" ".join(args), [])
+    if found is None:
+        print(f"bad contract for {harness}: {json.dumps(args)}", flush=True)
+        return EXIT_BAD_CONTRACT
+    task, flags = found
+    print(f"TASK {json.dumps(task)}", flush=True)
+    print(f"FLAGS {json.dumps(flags)}", flush=True)
+    print(f"AGENT {os.environ.get('SWITCHBOARD_AGENT', '')}", flush=True)
+    print(f"PROMPT_TOOL {OPTIONS.get('--permission-prompt-tool', '')}", flush=True)
+    for line in task.splitlines():
+        status = _run_line(line)
+        if status is not None:
+            return status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
