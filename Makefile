@@ -56,6 +56,7 @@ check: $(STAMP)
 
 bench: $(STAMP) brokers compile
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/signatures.py
 	$(BIN)/python bench/brokers.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/hooks.py

@@ -6,6 +6,7 @@
     - ``RemoteProtocolError``: the peer sent something the protocol forbids
       - ``FrameTooLarge(size, limit)``
       - ``TamperedEnvelope``: an envelope failed authentication
+        - ``ForgedEvent``: an event's signature is missing or not its origin device's
       - ``TamperedDirect``: a directed frame failed authentication (sender, seal or recipient)
   - ``AuthError``
     - ``InvalidInvite`` (expired, already used or malformed)
@@ -103,6 +104,18 @@ class TamperedEnvelope(RemoteProtocolError):
         )
         self.origin = origin
         self.seq = seq
+
+
+class ForgedEvent(TamperedEnvelope):
+    """An event opened with the group key but is not signed by the device it names as origin.
+
+    Only a member can seal such an envelope: it claims another device's origin, or alters or
+    re-numbers an event of that device.
+    """
+
+    def __init__(self, origin: str, seq: int, why: str) -> None:
+        super().__init__(origin, seq)
+        self.args = (f"event {seq} from device {origin[:12]} is forged: {why}",)
 
 
 class TamperedDirect(RemoteProtocolError):

@@ -30,6 +30,7 @@ from switchboard.mcp.server import build_registry
 CLI_RUNS: dict[str, list[str]] = {
     "init": ["init", "--name", "laptop"],
     "status": ["status"],
+    "devices": ["devices"],
     "ping": ["ping", "--count", "2", "--interval", "0", "--timeout", "1", "BOXE"],
     "group create": ["group", "create", "--name", "team", "--relay", "ws://127.0.0.1:9"],
     "invite": ["invite", "--group", "team"],
@@ -85,7 +86,7 @@ NO_PARAMS = {
 LISTS = {
     "agents", "inbox", "events", "room.list", "room.members", "room.read", "thread.show",
     "search", "sent", "lease.list", "link.set", "link.status", "link.sync",
-    "events.subscriptions", "tasks", "approvals",
+    "events.subscriptions", "devices", "tasks", "approvals",
 }  # fmt: skip
 CANNED: dict[str, Any] = {
     "agents": [AGENT],

@@ -7,15 +7,21 @@ import json
 import socket
 import sqlite3
 import stat
+import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from cluster import Device, Proxy, Relay, group_of, timeout
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from switchboard import invites
+from switchboard import crypto, invites
 from switchboard.errors import AuthError
+from switchboard.events import Event, decode_event, encode_event, now_ts
+from switchboard.proto.frames import Envelope
 
 MARKER = "PLAINTEXT-MARKER-7f3a"
+FORGED = "FORGED-BY-MALLORY"
 AGENT = "zanzibar"
 
 
@@ -169,3 +175,94 @@ def test_security_events_where_cannot_write_or_attach(tmp_path: Path) -> None:
         assert device.call("events", type="agent_registered")
     finally:
         device.stop()
+
+
+def test_security_forged_origin_is_rejected_and_reported(tmp_path: Path) -> None:
+    """Envelopes a member sealed under another device's origin are rejected and reported.
+
+    Mallory holds the group secret (she is a member), so her envelopes open; she seals (1) an
+    event claiming the laptop's origin, signed with her own key, and (2) the laptop's genuine
+    signed event re-numbered to another seq. A relay that re-serves them (written into its
+    mailbox here, as a relay or a member could) reaches a newcomer, which applies neither.
+    """
+    relay = Relay(tmp_path / "relay")
+    with group_of(tmp_path, "laptop", relay=relay) as (_, (a,)):
+        for n in range(3):
+            a.call("send", agent="luna", to=["@luna"], text=f"t{n}")
+        a.call("link.sync", timeout=20)
+        invite = a.call("invite")["invite"]
+        parsed = invites.parse(invite)
+        keys = crypto.GroupKeys.derive(parsed.group, parsed.secret)
+        origin = a.call("status")["device"]["id"]
+        relay.kill()
+        with sqlite3.connect(next((tmp_path / "relay").rglob("*.db"))) as db:
+            (top,) = db.execute(
+                "SELECT max(seq) FROM envelopes WHERE origin = ?", (origin,)
+            ).fetchone()
+            (genuine,) = db.execute(
+                "SELECT nonce, box FROM envelopes WHERE origin = ? AND seq = ?", (origin, top)
+            ).fetchall()
+            signed = crypto.decode_signed(
+                keys.open(Envelope(origin=origin, seq=top, nonce=genuine[0], box=genuine[1]))
+            )
+            forged = Event(
+                origin=origin, seq=top + 1, ts=now_ts(), type="message_posted", agent="luna",
+                data={"to": ["@luna"], "recipients": [], "text": FORGED},
+            )  # fmt: skip
+            mallory = crypto.Signer(parsed.group, Ed25519PrivateKey.generate())
+            [proof] = mallory.sign(origin, [(top + 1, encode_event(forged))])
+            moved = msgspec.structs.replace(decode_event(signed.event), seq=top + 2)
+            for env in (
+                keys.seal(origin, top + 1, crypto.encode_signed(encode_event(forged), proof)),
+                keys.seal(origin, top + 2, crypto.encode_signed(encode_event(moved), signed.proof)),
+            ):
+                db.execute(
+                    "INSERT INTO envelopes (group_id, origin, seq, nonce, box, stored_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (parsed.group, origin, env.seq, env.nonce, env.box, time.time()),
+                )
+            db.execute("UPDATE vectors SET seq = ? WHERE origin = ?", (top + 2, origin))
+        relay.start()
+        a.stop()  # only the relay can serve the newcomer now
+        c = Device(tmp_path / "newcomer", "newcomer").start()
+        try:
+            c.call("join", invite=invite)
+            c.wait_events(top, where=f"origin = '{origin}'")
+            link = c.call("status")["groups"][0]["link"]
+            assert link["forged"] >= 2  # both: the foreign key and the moved event
+            assert "forged" in link["last_error"]
+            held = c.call("events", where=f"origin = '{origin}'")
+            assert [e["seq"] for e in held] == list(range(1, top + 1))
+            assert FORGED not in json.dumps(held)
+            assert "forged" in c.log_text
+        finally:
+            c.stop()
+
+
+def test_security_members_serve_on_what_others_signed(tmp_path: Path) -> None:
+    """A relay that lost its envelopes is refilled by a member, with the origin's proofs:
+    a newcomer verifies and applies the events of a device that is offline all along."""
+    relay = Relay(tmp_path / "relay")
+    with group_of(tmp_path, "laptop", "desk", relay=relay) as (_, (a, b)):
+        for n in range(5):
+            a.call("send", agent="luna", to=["@luna"], text=f"t{n}")
+        origin = a.call("status")["device"]["id"]
+        top = max(e["seq"] for e in a.call("events", where=f"origin = '{origin}'"))
+        b.wait_events(top, where=f"origin = '{origin}'")
+        invite = a.call("invite")["invite"]
+        a.stop()
+        b.stop()
+        relay.kill()
+        with sqlite3.connect(next((tmp_path / "relay").rglob("*.db"))) as db:
+            db.execute("DELETE FROM envelopes")
+            db.execute("DELETE FROM vectors")
+        relay.start()
+        b.start()  # only the desk holds the laptop's events now, and serves them on
+        c = Device(tmp_path / "newcomer", "newcomer").start()
+        try:
+            c.call("join", invite=invite)
+            c.wait_events(top, where=f"origin = '{origin}'")
+            link = c.call("status")["groups"][0]["link"]
+            assert link["tampered"] == 0 and link["forged"] == 0
+        finally:
+            c.stop()

@@ -149,6 +149,8 @@ def _link(group: dict[str, Any]) -> Check:
     if state == "connected":
         if link.get("tampered"):
             detail = f"{link['tampered']} envelopes from {url} failed authentication"
+            if link.get("forged"):
+                detail += f" ({link['forged']} forged: not signed by their origin device)"
             return Check(label, "fail", detail, f"switchboard link status --group {name}")
         if lag is not None and lag > LAG_WARN:
             detail = f"connected to {url}; {waiting}"

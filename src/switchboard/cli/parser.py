@@ -207,6 +207,13 @@ def _add_device(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
     _json_flag(p, "one JSON object")
     p = b.command(
         sub,
+        "devices",
+        "device:devices",
+        "list the group's devices: name, short id, key fingerprint, last seen, link",
+    )
+    _json_flag(p)
+    p = b.command(
+        sub,
         "ping",
         "device:ping",
         "time the round trip to another device through the group's link",

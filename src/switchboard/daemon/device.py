@@ -1,4 +1,4 @@
-"""This device: ``ping``, ``init`` (name it), ``status`` and ``shutdown``."""
+"""This device: ``ping``, ``init`` (name it), ``status``, ``devices`` and ``shutdown``."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from switchboard.crypto import fingerprint
 from switchboard.daemon.agents import AgentsParams, listed_agents
 from switchboard.daemon.clocks import clocks_of
 from switchboard.daemon.groups import group_status
 from switchboard.daemon.params import AgentParams, NoParams
 from switchboard.daemon.registry import Feature
-from switchboard.daemon.shapes import DaemonInfo, Device, Status
+from switchboard.daemon.shapes import DaemonInfo, Device, GroupDevice, Status
 from switchboard.errors import UserError
 from switchboard.events import now_ts
+from switchboard.ids import device_id_from_public_key
 from switchboard.store import projections
 
 if TYPE_CHECKING:
@@ -62,6 +64,31 @@ async def status(ctx: Context, p: NoParams) -> Status:
     )
 
 
+async def devices(ctx: Context, p: NoParams) -> list[GroupDevice]:
+    """Every device of the group: name, ids, key fingerprint, presence and link."""
+    rows = await ctx.read(projections.list_devices)
+    urls = [link.url for link in ctx.links.values()]
+    found = []
+    for row in rows:
+        this = row["device_id"] == ctx.device_id
+        key = bytes.fromhex(row["public_key"]) if row["public_key"] else b""
+        online = this or bool(row["online"])
+        found.append(
+            GroupDevice(
+                id=row["device_id"],
+                short=row["short"],
+                name=row["name"],
+                fingerprint=fingerprint(key) if len(key) == 32 else "",
+                key_ok=len(key) == 32 and device_id_from_public_key(key) == row["device_id"],
+                this=this,
+                online=online,
+                last_seen=now_ts() if this else row["last_seen"],
+                link="this device" if this else (urls[0] if urls and online else None),
+            )
+        )
+    return found
+
+
 async def shutdown(ctx: Context, p: NoParams) -> dict[str, Any]:
     """Stop the daemon after answering."""
     asyncio.get_running_loop().call_later(0.05, ctx.shutdown)
@@ -79,5 +106,11 @@ def _daemon(ctx: Context) -> DaemonInfo:
 
 FEATURE = Feature(
     "device",
-    methods={"ping": ping, "init": init, "status": status, "shutdown": shutdown},
+    methods={
+        "ping": ping,
+        "init": init,
+        "status": status,
+        "devices": devices,
+        "shutdown": shutdown,
+    },
 )

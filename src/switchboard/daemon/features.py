@@ -30,7 +30,7 @@ from switchboard.daemon.registry import Registry
 
 #: Every feature of the daemon, in reaction order.
 FEATURES: Final = (
-    device.FEATURE,  # ping, init, status, shutdown
+    device.FEATURE,  # ping, init, status, devices, shutdown
     agents.FEATURE,  # register, tags.set, agents, presence.set
     groups.FEATURE,  # group.create, join, invite, link.*
     messages.FEATURE,  # send, inbox; delivered receipts; receipt waits

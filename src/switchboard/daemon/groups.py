@@ -78,7 +78,8 @@ async def group_status(ctx: Context, group: dict[str, Any]) -> Group:
         link = GroupLink(
             url=url, enabled=bool(group["enabled"]), kind=kind, state=peer.status.state,
             lag=peer.lag(), last_push=peer.status.last_push, last_error=peer.status.last_error,
-            tampered=peer.status.tampered, protocol=peer.status.protocol or None,
+            tampered=peer.status.tampered, forged=peer.status.forged,
+            protocol=peer.status.protocol or None,
         )  # fmt: skip
     return Group(id=group["group_id"], name=group["name"], link=link)
 

@@ -99,6 +99,25 @@ class Device(msgspec.Struct, kw_only=True):
     name: str
 
 
+class GroupDevice(msgspec.Struct, kw_only=True):
+    """A device of the group (``devices``)."""
+
+    id: str
+    short: str
+    name: str
+    fingerprint: str
+    """Of its Ed25519 key (``crypto.fingerprint``); empty while its ``device_joined`` is unseen."""
+    key_ok: bool
+    """Its key derives to its id (as the signatures of its events are checked)."""
+    this: bool
+    """It is this device."""
+    online: bool
+    last_seen: str | None
+    """When it last came online or went offline; for this device, now."""
+    link: str | None
+    """The link it is reached by: ``this device``, the URL of the group's link, or ``None``."""
+
+
 class Pong(msgspec.Struct, kw_only=True):
     """A device's answer to ``device.ping`` (``switchboard ping DEV``)."""
 
@@ -139,6 +158,8 @@ class GroupLink(msgspec.Struct, kw_only=True):
     last_error: str | None
     tampered: int | UnsetType = UNSET
     """Envelopes refused as tampered (a running link only)."""
+    forged: int | UnsetType = UNSET
+    """Of those, events that opened but were not signed by their origin device."""
     protocol: str | UnsetType | None = UNSET
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 
 from switchboard.errors import RemoteProtocolError, Unreachable
 from switchboard.links.status import LinkState
-from switchboard.links.supervisor import SupervisedLink, seal_event
+from switchboard.links.supervisor import SupervisedLink
 from switchboard.proto.frames import Batch, Direct, Envelope, decode_frame, encode_frame
 from switchboard.store import local
 from switchboard.store.log import Received
@@ -123,8 +123,8 @@ class BrokerLink(SupervisedLink):
         chunk: list[Event] = []
         envelopes: list[Envelope] = []
         size = 0
-        for event in events:
-            env = seal_event(self.keys, event)
+        events = list(events)
+        for event, env in zip(events, self.seal(events), strict=True):
             if chunk and (len(chunk) >= CHUNK_EVENTS or size + len(env.box) > CHUNK_BYTES):
                 yield chunk, encode_frame(Batch(envelopes=envelopes))
                 chunk, envelopes, size = [], [], 0
@@ -157,7 +157,7 @@ class BrokerLink(SupervisedLink):
         """
         if not events:
             return Received(accepted=[], duplicates=0, gaps=0)
-        return await self.log.receive(events, also)
+        return await self.log.receive(events, also, proofs=self.take_proofs(events))
 
     def own_pending(self, after: int, limit: int) -> list[Event]:
         """This device's own events after seq ``after``, at most ``limit``."""

@@ -36,7 +36,6 @@ from switchboard.links.supervisor import (
     SupervisedLink,
     log,
     run_until_first_ends,
-    seal_event,
 )
 from switchboard.proto import cursors
 from switchboard.proto.session import (
@@ -178,10 +177,16 @@ class RelayLink(SupervisedLink):
             if not session.is_open:
                 continue
             while session.is_open:
-                pending = self.log.since(session.peer_vector, SEND_CHUNK)
+                # Origins held without proofs (``unserved``) count as passed on: only what
+                # can be served is read again.
+                held = self.log.vector()
+                view = cursors.merge(session.peer_vector, {o: held[o] for o in self.unserved})
+                pending = self.log.since(view, SEND_CHUNK)
                 if not pending:
                     break
-                session.send_batch(seal_event(self.keys, event) for event in pending)
+                sealed = self.seal(pending)
+                if sealed:
+                    session.send_batch(sealed)
                 self.status.last_push = now_ts()
                 await self._flush(session, transport)
 
@@ -203,7 +208,7 @@ class RelayLink(SupervisedLink):
             events = await self._received.get()
             while not self._received.empty() and len(events) < MAX_EVENTS_PER_COMMIT:
                 events += self._received.get_nowait()
-            received = await self.log.receive(events)
+            received = await self.log.receive(events, proofs=self.take_proofs(events))
             if session.is_open:
                 session.send_ack(self.log.vector())
                 if received.gaps and not self.status.tampered:

@@ -28,4 +28,5 @@ class LinkStatus:
     connected_since: str | None = None
     relay: str = ""
     tampered: int = 0
+    forged: int = 0  # of the tampered: opened with the group key, not signed by their origin
     protocol: str = ""  # a broker link's protocol ("MQTT 5", "MQTT 3.1.1", "JetStream")

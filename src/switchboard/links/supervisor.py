@@ -12,8 +12,12 @@ the connection ends) and how to say goodbye (``_goodbye``); everything around it
   established; at the cap at once after a refused login or rate limiting);
 - ``start``, ``stop`` and ``notify``; the waits (``wait_established``, ``wait_synced``,
   ``wait_caught_up``) over ``status`` and the kind's ``lag()`` and ``_caught_up()``;
-- ``open_envelopes``: every event that arrives, by any link, is opened and checked here; one
-  that fails is counted in ``status.tampered`` and reported, never applied;
+- ``seal_events``: every event that leaves, by any link, is sealed here: this device's own
+  signed as one batch (``crypto.Signer``), another device's with the proof it came with;
+- ``open_envelopes``: every event that arrives, by any link, is opened and checked here, its
+  signature included (``crypto.Verifier``); one that fails is counted in ``status.tampered``
+  (a forgery also in ``status.forged``) and reported, never applied. The proofs of what opened
+  wait in ``proofs`` until the store takes them (``take_proofs``);
 - ``channel``, the link's directed channel (``links.channel``): each kind carries its frames
   (``send_direct``, and hands what arrives to ``channel.frame_received``); every call ends when
   the link goes down or is stopped, and a kind ends a device's calls when it hears that the
@@ -25,13 +29,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import msgspec
 
-from switchboard.errors import AuthError, ByeCode, Rejected, SwitchboardError, TamperedEnvelope
+from switchboard.crypto import (
+    EventProof,
+    Signer,
+    Verifier,
+    decode_proof,
+    decode_signed,
+    encode_proof,
+    encode_signed,
+)
+from switchboard.errors import (
+    AuthError,
+    ByeCode,
+    ForgedEvent,
+    Rejected,
+    SwitchboardError,
+    TamperedEnvelope,
+)
 from switchboard.events import Event, decode_event, encode_event, now_ts
 from switchboard.links.backoff import Backoff
 from switchboard.links.channel import DirectChannel, Handlers
@@ -52,28 +72,68 @@ OnEstablished = Callable[["Established"], Awaitable[None]]
 
 CANCEL_AGAIN: Final = 0.1  # seconds before a connection's loop that did not end is cancelled again
 POLL: Final = 0.01  # seconds between looks at a condition a wait is waiting for
+# Proofs of opened events waiting for the store: far more than the receive queues hold, so
+# reaching it means events were opened and never stored (a connection dropped under them).
+MAX_WAITING_PROOFS: Final = 100_000
 
 
-def seal_event(keys: GroupKeys, event: Event) -> Envelope:
-    """Seal an event for the wire: only its header ``(origin, seq)`` stays readable."""
-    return keys.seal(event.origin, event.seq, encode_event(event))
+def seal_events(
+    keys: GroupKeys,
+    signer: Signer,
+    events: Iterable[Event],
+    proofs: Mapping[tuple[str, int], bytes],
+    unserved: set[str] | None = None,
+) -> list[Envelope]:
+    """Seal events for the wire: only their headers ``(origin, seq)`` stay readable.
+
+    This device's own events are signed together, one signature for the lot; another device's
+    carry the proof stored with them (``proofs``). One without (received before signatures
+    existed) is left out, no receiver would accept it, and so are its origin's later events
+    (one past a hole could not be stored); their origins are added to ``unserved``.
+    """
+    events = list(events)
+    encoded = [encode_event(event) for event in events]
+    pairs = list(zip(events, encoded, strict=True))
+    own = [(e.seq, data) for e, data in pairs if e.origin == signer.origin]
+    signed = iter(signer.sign(signer.origin, own))
+    envelopes = []
+    holes: set[str] = set()
+    for event, data in pairs:
+        if event.origin == signer.origin:
+            proof = next(signed)
+        else:
+            stored = proofs.get(event.key)
+            if stored is None or event.origin in holes:
+                holes.add(event.origin)
+                continue
+            proof = decode_proof(stored)
+        envelopes.append(keys.seal(event.origin, event.seq, encode_signed(data, proof)))
+    if unserved is not None:
+        unserved |= holes
+    return envelopes
 
 
-def open_envelope(keys: GroupKeys, env: Envelope) -> Event:
-    """Open and decode an envelope; its event must carry the header's ``(origin, seq)``.
+def open_envelope(keys: GroupKeys, verifier: Verifier, env: Envelope) -> tuple[Event, EventProof]:
+    """Open, decode and verify an envelope; its event must carry the header's ``(origin, seq)``.
 
     Raises:
         TamperedEnvelope: it does not open with the group key, does not decode, or its event
             claims another place in the log than its header.
+        ForgedEvent: it opened, but its origin device did not sign it.
     """
     plaintext = keys.open(env)
     try:
-        event = decode_event(plaintext)
+        signed = decode_signed(plaintext)
+    except msgspec.DecodeError as exc:
+        raise ForgedEvent(env.origin, env.seq, "not signed") from exc
+    try:
+        event = decode_event(signed.event)
     except msgspec.DecodeError as exc:
         raise TamperedEnvelope(env.origin, env.seq) from exc
     if event.origin != env.origin or event.seq != env.seq:
         raise TamperedEnvelope(env.origin, env.seq)
-    return event
+    verifier.verify(env.origin, env.seq, signed.event, signed.proof)
+    return event, signed.proof
 
 
 @dataclass(eq=False, kw_only=True)
@@ -99,8 +159,16 @@ class SupervisedLink:
     status: LinkStatus = field(default_factory=LinkStatus)
     # The embedded relay's pinned identity key; brokers have none, so broker links keep None.
     relay_key: bytes | None = None
-    # This device's key: the relay handshake proves it, and it signs directed frames.
+    # This device's key: it signs what the device writes and its directed frames (and proves
+    # the device to a relay).
     identity: Ed25519PrivateKey
+
+    signer: Signer = field(init=False)
+    verifier: Verifier = field(init=False)
+    # Proofs of events opened and not yet stored, by ``(origin, seq)`` (``take_proofs``).
+    proofs: dict[tuple[str, int], bytes] = field(init=False, default_factory=dict)
+    # Origins of which this device holds events it cannot serve (held without a proof).
+    unserved: set[str] = field(init=False, default_factory=set)
     # What this device serves on the directed channel (one table for every link of a daemon).
     handlers: Handlers = field(default_factory=Handlers)
     channel: DirectChannel = field(init=False)
@@ -117,6 +185,8 @@ class SupervisedLink:
     _up: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        self.signer = Signer(self.keys.group, self.identity)
+        self.verifier = Verifier(self.keys.group)
         self.channel = DirectChannel(
             self.keys, self.identity, self.device_id, self, self.handlers, self.status
         )
@@ -283,10 +353,32 @@ class SupervisedLink:
         events = []
         for env in envelopes:
             try:
-                events.append(open_envelope(self.keys, env))
+                event, proof = open_envelope(self.keys, self.verifier, env)
+            except ForgedEvent as exc:
+                self.status.forged += 1
+                self._tampered(str(exc))
             except TamperedEnvelope as exc:
                 self._tampered(str(exc))
+            else:
+                events.append(event)
+                if len(self.proofs) >= MAX_WAITING_PROOFS:
+                    self.proofs.clear()
+                self.proofs[event.key] = encode_proof(proof)
         return events
+
+    def seal(self, events: Iterable[Event]) -> list[Envelope]:
+        """Seal events for this link's group (``seal_events``)."""
+        events = list(events)
+        return seal_events(self.keys, self.signer, events, self.log.proofs(events), self.unserved)
+
+    def take_proofs(self, events: Iterable[Event]) -> dict[tuple[str, int], bytes]:
+        """Hand the store the proofs of ``events`` (and forget them here)."""
+        taken = {}
+        for event in events:
+            proof = self.proofs.pop(event.key, None)
+            if proof is not None:
+                taken[event.key] = proof
+        return taken
 
     def _tampered(self, reason: str) -> None:
         self.status.tampered += 1

@@ -148,7 +148,9 @@ class EventLog:
 
     # -- remote events ---------------------------------------------------------------------------
 
-    def receive_sync(self, events: list[Event]) -> Received:
+    def receive_sync(
+        self, events: list[Event], proofs: Mapping[tuple[str, int], bytes] | None = None
+    ) -> Received:
         """Store the remote events not yet held, each exactly once and in per-origin order.
 
         Idempotent: receiving a batch again stores nothing and counts duplicates. Events of
@@ -156,11 +158,13 @@ class EventLog:
 
         Args:
             events: decoded events of any origins (ours included: those are duplicates).
+            proofs: the events' signatures (``crypto.EventProof``, encoded), stored with the
+                accepted ones so they can be served on.
 
         Returns:
             What was stored and how many events were dropped as duplicates or gaps.
         """
-        received = self.db.write_sync(lambda conn: self._receive_in(conn, events))
+        received = self.db.write_sync(lambda conn: self._receive_in(conn, events, proofs))
         self._notify(received.stored)
         return received
 
@@ -168,18 +172,20 @@ class EventLog:
         self,
         events: list[Event],
         also: Callable[[sqlite3.Connection, Received], None] | None = None,
+        proofs: Mapping[tuple[str, int], bytes] | None = None,
     ) -> Received:
         """Store remote events not yet held; awaitable ``receive_sync``.
 
         Args:
             events: as for ``receive_sync``.
+            proofs: as for ``receive_sync``.
             also: more to write in the same transaction, given what the log did with the
                 events (a link's replay cursor, which must not pass a gap): it commits with
                 the events or not at all.
         """
 
         def receive(conn: sqlite3.Connection) -> Received:
-            received = self._receive_in(conn, events)
+            received = self._receive_in(conn, events, proofs)
             if also is not None:
                 also(conn, received)
             return received
@@ -188,7 +194,12 @@ class EventLog:
             receive, lambda received: received.stored, small=len(events) <= INLINE_MAX
         )
 
-    def _receive_in(self, conn: sqlite3.Connection, events: list[Event]) -> Received:
+    def _receive_in(
+        self,
+        conn: sqlite3.Connection,
+        events: list[Event],
+        proofs: Mapping[tuple[str, int], bytes] | None = None,
+    ) -> Received:
         held: dict[str, int] = {}
         accepted: list[Event] = []
         duplicates = gaps = 0
@@ -204,6 +215,11 @@ class EventLog:
             else:
                 gaps += 1
         stored = self._store(conn, accepted)
+        if proofs:
+            conn.executemany(
+                "INSERT OR REPLACE INTO event_proofs (origin, seq, proof) VALUES (?, ?, ?)",
+                [(e.origin, e.seq, proofs[e.key]) for e in accepted if e.key in proofs],
+            )
         answers = self._react(conn, stored) if self._reaction is not None and stored else ()
         reactions = self._appender(answers)(conn) if answers else []
         return Received(stored, duplicates, gaps, reactions)
@@ -268,6 +284,23 @@ class EventLog:
             if len(events) >= limit:
                 break
         return events
+
+    def proofs(self, events: Iterable[Event]) -> dict[tuple[str, int], bytes]:
+        """Return the stored signatures of other devices' ``events`` (those that have one)."""
+        keys = [e.key for e in events if e.origin != self.device_id]
+        if not keys:
+            return {}
+        conn = self.db.reader()
+        found: dict[tuple[str, int], bytes] = {}
+        for origin in {origin for origin, _ in keys}:
+            seqs = [seq for o, seq in keys if o == origin]
+            rows = conn.execute(
+                "SELECT seq, proof FROM event_proofs WHERE origin = ? AND seq BETWEEN ? AND ?",
+                (origin, min(seqs), max(seqs)),
+            )
+            wanted = set(seqs)
+            found.update({(origin, seq): bytes(p) for seq, p in rows if seq in wanted})
+        return found
 
     # -- listeners -------------------------------------------------------------------------------
 

@@ -399,3 +399,16 @@ def m_tasks_001_tasks(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX tasks_by_device ON tasks (device_id, state)")
+
+
+@migration
+def m_pairing_001_event_proofs(conn: sqlite3.Connection) -> None:
+    """Other devices' signatures of their events (``crypto.EventProof``), kept to re-serve them."""
+    conn.execute(
+        """CREATE TABLE event_proofs (
+            origin TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            proof BLOB NOT NULL,
+            PRIMARY KEY (origin, seq)
+        ) WITHOUT ROWID"""
+    )

@@ -1,4 +1,5 @@
-"""``init``, ``status`` and ``ping``: this device, and the round trip to another."""
+"""``init``, ``status``, ``devices`` and ``ping``: this device, the group's, and the round trip
+to another."""
 
 from __future__ import annotations
 
@@ -30,6 +31,27 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
         output.print_json(result)
     else:
         output.print_lines(output.status_lines(result))
+    return 0
+
+
+def devices(args: argparse.Namespace, settings: Settings) -> int:
+    """List the group's devices: name, short id, key fingerprint, last seen, link."""
+    found = call(settings, "devices")
+    if args.json:
+        output.print_json(found)
+        return 0
+    rows = (
+        (
+            d["short"] + (" *" if d["this"] else ""),
+            d["name"],
+            d["fingerprint"] + ("" if d["key_ok"] or not d["fingerprint"] else " (bad key)"),
+            "now" if d["this"] else ("online" if d["online"] else output.when(d["last_seen"])),
+            d["link"],
+        )
+        for d in found
+    )
+    headers = ("DEVICE", "NAME", "KEY FINGERPRINT", "LAST SEEN", "LINK")
+    output.print_lines(output.table(headers, rows))
     return 0
 
 
