@@ -49,6 +49,7 @@ COMMANDS: Final[dict[str, str]] = {
     "uninstall": "switchboard.cli.parser_harness:add_install",
     "doctor": "switchboard.cli.parser_harness:add_doctor",
     "ping": "switchboard.cli.parser:_add_device",
+    "devices": "switchboard.cli.parser:_add_device",
     "spawn": "switchboard.cli.parser_tasks:add_tasks",
     "tasks": "switchboard.cli.parser_tasks:add_tasks",
     "task": "switchboard.cli.parser_tasks:add_tasks",
