@@ -115,3 +115,23 @@ def test_claude_project_server_pending_approval_as_doctor_says(homes: Homes) -> 
     assert "Connected" in homes.run("claude", "mcp", "list")
     (check,) = homes.setup_check("claude")
     assert check["status"] == "ok"
+
+
+def test_opencode_lists_our_server_connected(homes: Homes) -> None:
+    """After `install opencode`, the real `opencode mcp list` shows switchboard connected.
+
+    OpenCode's first start with a plugin npm-installs its plugin package; the config directory
+    is given the state that install leaves (as tests/live/drivers.py does), and npm a dead
+    registry, so nothing leaves loopback.
+    """
+    homes.sb("install", "opencode")
+    config = homes.home / ".config" / "opencode"
+    dependency = {"@opencode-ai/plugin": "1.18.33"}
+    (config / "node_modules").mkdir(parents=True, exist_ok=True)
+    (config / "package.json").write_text(json.dumps({"dependencies": dependency}) + "\n")
+    lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": dependency}}}
+    (config / "package-lock.json").write_text(json.dumps(lock) + "\n")
+    homes.env["npm_config_registry"] = "http://127.0.0.1:9/"
+    listed = homes.run("opencode", "mcp", "list")
+    (line,) = [row for row in listed.splitlines() if "switchboard" in row and "mcp" not in row]
+    assert "connected" in line and "failed" not in line, listed
