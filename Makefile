@@ -25,6 +25,7 @@ demo: $(STAMP) compile
 AEDES := tests/brokers/node/node_modules/.installed
 
 brokers: $(AEDES)
+	command -v tmux >/dev/null || (apt-get update && apt-get install -y tmux)
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
 		(apt-get update && apt-get install -y mosquitto)
 

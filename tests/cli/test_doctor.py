@@ -203,12 +203,12 @@ def test_doctor_fails_on_a_hook_that_does_not_answer(fresh_home: Home, user_home
 
 
 def test_doctor_and_install_name_what_gemini_and_claude_will_ask(
-    fresh_home: Home, user_home: Path
+    fresh_home: Home, user_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A project install names Claude Code's pending approval and Gemini CLI's folder trust and
     auth type; once their own files say so, doctor finds nothing left."""
-    if any(os.environ.get(name) for name in GEMINI_AUTH_ENV):
-        pytest.skip("this environment selects a Gemini auth type itself")
+    for name in GEMINI_AUTH_ENV:  # the test's own home decides Gemini's auth, not ours
+        monkeypatch.delenv(name, raising=False)
     fresh_home.run("daemon", "start")
     project = user_home / "work" / "app"
     project.mkdir(parents=True)

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from harness_kit import PY, Device, Session, events_of, mcp_env, timeout
 from mcp_kit import mcp_session, run
 
@@ -68,10 +67,6 @@ def test_picked_agent_that_never_did_anything_leaves_listings_once_gone(device: 
     assert picked in _names(device)
 
 
-@pytest.mark.skipif(
-    not (HARNESS_BIN / "claude").exists(),
-    reason="the pinned Claude Code is installed by make harnesses",
-)
 def test_real_claude_mcp_list_adds_no_agent(device: Device, short_dir: Path) -> None:
     """The pinned Claude Code's ``claude mcp list``, run three times after ``switchboard install
     claude`` in a throwaway home, shows our server connected and adds no agent."""

@@ -348,17 +348,13 @@ def _registry_reachable() -> bool:
     return True
 
 
-@pytest.mark.skipif(
-    not (OPENCODE / "opencode").exists(),
-    reason="the pinned OpenCode is installed by make harnesses",
-)
 def test_real_opencode_prepare_installs_its_plugin_dependencies(
     machine: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`install opencode --prepare` has the pinned OpenCode install @opencode-ai/plugin into its
     config directory now, with a progress line; install then has nothing more to say of it."""
-    if not _registry_reachable():
-        pytest.skip("the npm registry is not reachable from here")
+    assert (OPENCODE / "opencode").exists(), "the pinned OpenCode is missing: make harnesses"
+    assert _registry_reachable(), "--prepare installs from the npm registry: unreachable"
     monkeypatch.setenv("PATH", os.pathsep.join([str(OPENCODE), "/usr/bin", "/bin"]))
     config = machine / "home" / ".config" / "opencode"
     assert main(["install", "opencode", "--prepare"]) == 0

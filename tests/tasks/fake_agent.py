@@ -150,14 +150,8 @@ def _switchboard(*args: str) -> str:
 
 
 def _wait_message(seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        messages = json.loads(_switchboard("inbox", "--json") or "[]")
-        if messages:
-            print("got: " + messages[0]["text"], flush=True)
-            return
-        time.sleep(0.1)
-    print("got nothing", flush=True)
+    messages = json.loads(_switchboard("inbox", "--json", "--wait", str(seconds)) or "[]")
+    print("got: " + messages[0]["text"] if messages else "got nothing", flush=True)
 
 
 def _ask(harness: str, tool: str, detail: str, wait: float = 60) -> str:

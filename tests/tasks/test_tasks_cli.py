@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from cluster import Device
 from conftest import spawn, wait_task
 from coord_cluster import wait_until
@@ -93,7 +91,6 @@ def test_tasks_cli_policy_allow_deny(device: Device, work: Path) -> None:
     assert oct((device.home / "spawn.toml").stat().st_mode & 0o777) == "0o600"
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_tasks_cli_terminal_runs_in_tmux(device: Device, work: Path, short_home: Path) -> None:
     """``--terminal`` opens a tmux window running the interactive command; the task text is
     its one argument; output is captured and the end is reported."""
