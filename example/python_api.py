@@ -23,8 +23,9 @@ with switchboard.connect(agent="nova") as nova, switchboard.connect(agent="luna"
     for event in luna.events(type="message_posted", last=1):  # switchboard.EventRow
         print(event.type, event.agent.split(":")[0], event.data["text"])
 
-    # Anything the CLI can do is an API method: call() takes its name and params.
-    print(luna.call("thread.show", {"agent": "luna", "id": str(sent.id)})[0]["text"])
+    # Anything the CLI can do is an API method: typed() takes its name and params and
+    # answers with its shape (list[HistoryMessage] of switchboard.daemon.shapes); call() gives JSON.
+    print(luna.typed("thread.show", {"agent": "luna", "id": str(sent.id)})[0].text)
 
 
 async def main() -> None:

@@ -38,6 +38,16 @@ def test_mcp_results_are_the_api_shapes(device: Device) -> None:
             events = (await call(s, "query_events", type="message_posted")).value
             assert events
             _exactly(events, list[shapes.EventRow])
+            room = (await call(s, "room_create", room="typed")).value
+            _exactly(room, shapes.Room)
+            _exactly((await call(s, "room_list")).value, list[shapes.Room])
+            await call(s, "send", to="#typed", text="rooms are typed too")
+            _exactly((await call(s, "room_read", room="typed", last=1)).value,
+                     list[shapes.HistoryMessage])  # fmt: skip
+            granted = (await call(s, "lease_acquire", paths=["docs/*.md"])).value
+            _exactly(granted, shapes.LeaseGrant)
+            _exactly((await call(s, "lease_list")).value, list[shapes.Lease])
+            _exactly((await call(s, "sent_messages")).value, list[shapes.SentMessage])
 
     run(body)
 

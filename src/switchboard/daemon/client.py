@@ -103,10 +103,13 @@ def _typed(value: Any, cls: Any) -> Any:
     return msgspec.convert(value, cls)
 
 
-def _shape(name: str) -> Any:
-    """The shape named ``Status`` or ``list[Agent]`` (daemon/shapes.py)."""
+def _shape(method: str) -> Any:
+    """The shape ``method`` answers with: ``Status`` or ``list[Agent]`` (``shapes.RESULTS``)."""
     from switchboard.daemon import shapes  # noqa: PLC0415 - only typed calls pay for it
 
+    name = shapes.RESULTS.get(method)
+    if name is None:
+        raise SwitchboardError(f"{method} has no typed result: use call()")
     inner = name.removeprefix("list[").removesuffix("]")
     cls = getattr(shapes, inner)
     return list[cls] if inner != name else cls  # type: ignore[valid-type]
@@ -287,22 +290,24 @@ class Client:
 
     # -- typed calls ------------------------------------------------------------------------
 
-    def _as(self, cls: str, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
-        return _typed(self.call(method, params, **kw), _shape(cls))
+    def typed(self, method: str, params: dict[str, Any] | None = None, **kw: Any) -> Any:
+        """Like ``call``, and decode the answer into the method's shape (``shapes.RESULTS``:
+        ``room.list`` gives ``list[Room]``); a method without one raises ``SwitchboardError``."""
+        return _typed(self.call(method, params, **kw), _shape(method))
 
     def ping(self) -> DaemonInfo:
         """The daemon's pid and version."""
-        info: DaemonInfo = self._as("DaemonInfo", "ping")
+        info: DaemonInfo = self.typed("ping")
         return info
 
     def status(self) -> Status:
         """The device, the daemon, each group's link, and the agents."""
-        status: Status = self._as("Status", "status")
+        status: Status = self.typed("status")
         return status
 
     def agents(self, *, all: bool = False) -> list[Agent]:
         """Agents of every device of the group (``all``: hidden and expired ones too)."""
-        found: list[Agent] = self._as("list[Agent]", "agents", {"agent": self.agent, "all": all})
+        found: list[Agent] = self.typed("agents", {"agent": self.agent, "all": all})
         return found
 
     def send(
@@ -322,16 +327,14 @@ class Client:
             self.agent, to, text, thread=thread, reply_to=reply_to, intent=intent,
             priority=priority, wait=wait,
         )  # fmt: skip
-        result: SendResult = self._as("SendResult", "send", values)
+        result: SendResult = self.typed("send", values)
         return result
 
     def inbox(self, *, peek: bool = False, wait: float = 0.0) -> list[Message]:
         """The acting agent's unread messages (waiting up to ``wait`` s for one); marks them
         read unless ``peek``."""
         values = {"agent": self.agent, "peek": peek, "wait": wait}
-        found: list[Message] = self._as(
-            "list[Message]", "inbox", values, timeout=wait + DEFAULT_CALL_TIMEOUT
-        )
+        found: list[Message] = self.typed("inbox", values, timeout=wait + DEFAULT_CALL_TIMEOUT)
         return found
 
     def events(
@@ -347,7 +350,7 @@ class Client:
         values = _given(
             type=type, agent=agent, where=where, last=last, after=after, reader=self.agent
         )
-        found: list[EventRow] = self._as("list[EventRow]", "events", values)
+        found: list[EventRow] = self.typed("events", values)
         return found
 
     def follow(
@@ -362,7 +365,7 @@ class Client:
         """Yield events as they are stored, from now (or after ``after``), for ``duration`` s
         (``None``: until you stop iterating)."""
         values = _given(type=type, agent=agent, where=where, after=after, reader=self.agent)
-        cls = _shape("EventRow")
+        cls = _shape("events.follow")
         for item in self.stream("events.follow", values, duration=duration):
             yield _typed(item, cls)
 
@@ -497,23 +500,24 @@ class AsyncClient:
 
     # -- typed calls ------------------------------------------------------------------------
 
-    async def _as(self, cls: str, method: str, params: dict[str, Any] | None = None) -> Any:
-        return _typed(await self.call(method, params), _shape(cls))
+    async def typed(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Like ``call``, decoded into the method's shape; see ``Client.typed``."""
+        return _typed(await self.call(method, params), _shape(method))
 
     async def ping(self) -> DaemonInfo:
         """The daemon's pid and version."""
-        info: DaemonInfo = await self._as("DaemonInfo", "ping")
+        info: DaemonInfo = await self.typed("ping")
         return info
 
     async def status(self) -> Status:
         """The device, the daemon, each group's link, and the agents."""
-        status: Status = await self._as("Status", "status")
+        status: Status = await self.typed("status")
         return status
 
     async def agents(self, *, all: bool = False) -> list[Agent]:
         """Agents of every device of the group (``all``: hidden and expired ones too)."""
         values = {"agent": self.agent, "all": all}
-        found: list[Agent] = await self._as("list[Agent]", "agents", values)
+        found: list[Agent] = await self.typed("agents", values)
         return found
 
     async def send(
@@ -532,13 +536,13 @@ class AsyncClient:
             self.agent, to, text, thread=thread, reply_to=reply_to, intent=intent,
             priority=priority, wait=wait,
         )  # fmt: skip
-        result: SendResult = await self._as("SendResult", "send", values)
+        result: SendResult = await self.typed("send", values)
         return result
 
     async def inbox(self, *, peek: bool = False, wait: float = 0.0) -> list[Message]:
         """The acting agent's unread messages; see ``Client.inbox``."""
         values = {"agent": self.agent, "peek": peek, "wait": wait}
-        found: list[Message] = await self._as("list[Message]", "inbox", values)
+        found: list[Message] = await self.typed("inbox", values)
         return found
 
     async def events(
@@ -554,7 +558,7 @@ class AsyncClient:
         values = _given(
             type=type, agent=agent, where=where, last=last, after=after, reader=self.agent
         )
-        found: list[EventRow] = await self._as("list[EventRow]", "events", values)
+        found: list[EventRow] = await self.typed("events", values)
         return found
 
     async def follow(
@@ -568,7 +572,7 @@ class AsyncClient:
         """Yield events as they are stored, from now (or after ``after``), on a connection of
         its own; leaving the loop ends the stream."""
         values = _given(type=type, agent=agent, where=where, after=after, reader=self.agent)
-        cls = _shape("EventRow")
+        cls = _shape("events.follow")
         async for item in self.stream("events.follow", values):
             yield _typed(item, cls)
 

@@ -50,6 +50,7 @@ from switchboard.daemon.params import (
 )
 from switchboard.daemon.registry import Feature
 from switchboard.daemon.sessions import Identity, Sessions, check_kind
+from switchboard.daemon.shapes import Subscription, Unsubscribed
 from switchboard.errors import NotFound, UserError
 from switchboard.events import StatusChanged, now_ts
 from switchboard.store import delivery
@@ -286,7 +287,7 @@ async def inbox_take(ctx: Context, p: TakeParams) -> dict[str, Any]:
 # -- subscriptions ----------------------------------------------------------------------
 
 
-async def events_subscribe(ctx: Context, p: SubscribeParams) -> dict[str, Any]:
+async def events_subscribe(ctx: Context, p: SubscribeParams) -> Subscription:
     """Tell the acting agent about future events matching type/agent/file globs."""
     name = await local_agent(ctx, p.agent)
     patterns = (p.type or "*", p.of or "*", p.file or None)
@@ -299,29 +300,24 @@ async def events_subscribe(ctx: Context, p: SubscribeParams) -> dict[str, Any]:
         return delivery.add_subscription(conn, name, patterns, cursor, ts)
 
     sub_id = await ctx.write(add)
-    return {"id": sub_id, "type": patterns[0], "agent": patterns[1], "file": patterns[2]}
+    return Subscription(id=sub_id, type=patterns[0], agent=patterns[1], file=patterns[2])
 
 
-async def events_unsubscribe(ctx: Context, p: SubscribeParams) -> dict[str, Any]:
+async def events_unsubscribe(ctx: Context, p: SubscribeParams) -> Unsubscribed:
     """Remove one subscription of the acting agent (``id``), or all of them."""
     name = await local_agent(ctx, p.agent)
     removed = await ctx.write(lambda conn: delivery.remove_subscriptions(conn, name, p.id))
     if p.id is not None and not removed:
         raise NotFound(f"no subscription #{p.id}")
-    return {"removed": removed}
+    return Unsubscribed(removed=removed)
 
 
-async def events_subscriptions(ctx: Context, p: SubscribeParams) -> list[dict[str, Any]]:
+async def events_subscriptions(ctx: Context, p: SubscribeParams) -> list[Subscription]:
     """The acting agent's subscriptions."""
     name = await local_agent(ctx, p.agent)
     rows = await ctx.read(delivery.list_subscriptions, name)
     return [
-        {
-            "id": r["id"],
-            "type": r["type_glob"],
-            "agent": r["agent_glob"],
-            "file": r["file_glob"],
-        }
+        Subscription(id=r["id"], type=r["type_glob"], agent=r["agent_glob"], file=r["file_glob"])
         for r in rows
     ]
 

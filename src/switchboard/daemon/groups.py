@@ -19,7 +19,7 @@ from switchboard.crypto import new_group_secret
 from switchboard.daemon.agents import ensure_agent
 from switchboard.daemon.params import MAX_WAIT, AgentParams, Seconds
 from switchboard.daemon.registry import Feature
-from switchboard.daemon.shapes import Group, GroupLink
+from switchboard.daemon.shapes import Group, GroupLink, LinkRow
 from switchboard.errors import AuthError, NotFound, Rejected, UserError
 from switchboard.events import DeviceJoined, now_ts
 from switchboard.links import base as links
@@ -194,7 +194,7 @@ async def _invite(ctx: Context, group_id: str) -> str:
     )
 
 
-async def link_set(ctx: Context, p: GroupParams) -> list[dict[str, Any]]:
+async def link_set(ctx: Context, p: GroupParams) -> list[LinkRow]:
     """Pause or resume replication without forgetting the configuration."""
     for group in await _groups(ctx, p.group):
         group_id: str = group["group_id"]
@@ -233,7 +233,7 @@ async def _lag_while_off(ctx: Context, group_id: str) -> int | None:
     return int(then["lag"]) + max(since, 0)
 
 
-async def link_sync(ctx: Context, p: SyncParams) -> list[dict[str, Any]]:
+async def link_sync(ctx: Context, p: SyncParams) -> list[LinkRow]:
     """Wait (up to ``timeout`` s) until every link is connected and its relay holds our log."""
     for group in await _groups(ctx, p.group):
         peer = ctx.links.get(group["group_id"])
@@ -242,12 +242,13 @@ async def link_sync(ctx: Context, p: SyncParams) -> list[dict[str, Any]]:
     return await link_status(ctx, GroupParams(group=p.group))
 
 
-async def link_status(ctx: Context, p: GroupParams) -> list[dict[str, Any]]:
+async def link_status(ctx: Context, p: GroupParams) -> list[LinkRow]:
     """Each group's link."""
     out = []
     for group in await _groups(ctx, p.group):
         status = await group_status(ctx, group)
-        out.append({"group": status.id, "name": status.name, **msgspec.to_builtins(status.link)})
+        fields = {f: getattr(status.link, f) for f in status.link.__struct_fields__}
+        out.append(LinkRow(group=status.id, name=status.name, **fields))
     return out
 
 

@@ -23,6 +23,7 @@ from switchboard import ids
 from switchboard.daemon.agents import ensure_agent
 from switchboard.daemon.params import AgentParams
 from switchboard.daemon.registry import Feature
+from switchboard.daemon.shapes import Lease, LeaseCheck, LeaseConflict, LeaseGrant, LeaseRelease
 from switchboard.errors import Forbidden, NotFound, UserError
 from switchboard.events import LeaseAcquired, LeaseReleased, format_ts, now_ts
 from switchboard.store import leases
@@ -55,20 +56,14 @@ def _pattern(text: str) -> str:
     return pattern
 
 
-def lease_json(row: dict[str, Any], now: str) -> dict[str, Any]:
-    """One lease row as JSON: holder, path, repo, exclusive, reason, acquired, expires, state."""
+def lease_json(row: dict[str, Any], now: str) -> Lease:
+    """One lease row: holder, path, repo, exclusive, reason, acquired, expires, state."""
     state = "released" if row["released_ts"] else "active" if row["expires"] > now else "expired"
-    return {
-        "ref": row["ref"],
-        "holder": ids.format_address(row["name"], row["short"]),
-        "path": row["pattern"],
-        "repo": row["repo"],
-        "exclusive": bool(row["exclusive"]),
-        "reason": row["reason"],
-        "acquired": row["ts"],
-        "expires": row["expires"],
-        "state": state,
-    }
+    return Lease(
+        ref=row["ref"], holder=ids.format_address(row["name"], row["short"]),
+        path=row["pattern"], repo=row["repo"], exclusive=bool(row["exclusive"]),
+        reason=row["reason"], acquired=row["ts"], expires=row["expires"], state=state,
+    )  # fmt: skip
 
 
 def _conflict_text(path: str, row: dict[str, Any], *, wanted_exclusive: bool) -> str:
@@ -93,7 +88,7 @@ async def _others(ctx: Context, repo: str, name: str) -> list[dict[str, Any]]:
     return [r for r in rows if (r["device_id"], r["name"]) != me]
 
 
-async def lease_acquire(ctx: Context, p: LeaseParams) -> dict[str, Any]:
+async def lease_acquire(ctx: Context, p: LeaseParams) -> LeaseGrant:
     """Lease paths for ``ttl`` seconds; refuse a conflict with an exclusive lease."""
     name = await _lease_begin(ctx, p)
     patterns = list(dict.fromkeys(_pattern(path) for path in p.paths))
@@ -120,29 +115,29 @@ async def lease_acquire(ctx: Context, p: LeaseParams) -> dict[str, Any]:
     _, event = await ctx.log.append(name, body)
     held = await _held(ctx, p.repo, name)
     ref = f"{event.origin}/{event.seq}"
-    return {"leases": [h for h in held if h["ref"] == ref], "warnings": warnings}
+    return LeaseGrant(leases=[h for h in held if h.ref == ref], warnings=warnings)
 
 
-async def lease_release(ctx: Context, p: LeaseParams) -> dict[str, Any]:
+async def lease_release(ctx: Context, p: LeaseParams) -> LeaseRelease:
     """Release the acting agent's leases on the given paths (none given: all in the repo)."""
     name = await _lease_begin(ctx, p)
     patterns = [_pattern(path) for path in p.paths]
     held = await _held(ctx, p.repo, name)
-    released = [h for h in held if not patterns or h["path"] in patterns]
+    released = [h for h in held if not patterns or h.path in patterns]
     if not released:
         raise NotFound("no such lease held" if patterns else "no lease held")
     await ctx.log.append(name, LeaseReleased(paths=patterns, repo=p.repo))
-    return {"released": released}
+    return LeaseRelease(released=released)
 
 
-async def _held(ctx: Context, repo: str, name: str) -> list[dict[str, Any]]:
+async def _held(ctx: Context, repo: str, name: str) -> list[Lease]:
     now = now_ts()
     rows = await ctx.read(leases.active_leases, repo, now)
     me = (ctx.device_id, name)
     return [lease_json(r, now) for r in rows if (r["device_id"], r["name"]) == me]
 
 
-async def lease_list(ctx: Context, p: LeaseParams) -> list[dict[str, Any]]:
+async def lease_list(ctx: Context, p: LeaseParams) -> list[Lease]:
     """Active leases (of ``repo``, or every repository when it is empty); ``all`` adds
     expired and released ones."""
     now = now_ts()
@@ -154,7 +149,7 @@ async def lease_list(ctx: Context, p: LeaseParams) -> list[dict[str, Any]]:
     return [lease_json(r, now) for r in rows]
 
 
-async def lease_check(ctx: Context, p: LeaseParams) -> dict[str, Any]:
+async def lease_check(ctx: Context, p: LeaseParams) -> LeaseCheck:
     """Whether paths (e.g. a commit's) are free of other agents' exclusive leases."""
     name = await _lease_begin(ctx, p)
     now = now_ts()
@@ -165,10 +160,10 @@ async def lease_check(ctx: Context, p: LeaseParams) -> dict[str, Any]:
         for path in p.paths:
             if leases.covers(row["pattern"], _pattern(path)):
                 conflicts.append(
-                    {"path": path, "lease": lease_json(row, now),
-                     "message": _conflict_text(path, row, wanted_exclusive=False)}
+                    LeaseConflict(path=path, lease=lease_json(row, now),
+                                  message=_conflict_text(path, row, wanted_exclusive=False))
                 )  # fmt: skip
-    return {"ok": not conflicts, "conflicts": conflicts}
+    return LeaseCheck(ok=not conflicts, conflicts=conflicts)
 
 
 FEATURE = Feature(

@@ -14,6 +14,7 @@ import msgspec
 from switchboard.daemon.agents import local_agent
 from switchboard.daemon.params import MAX_WAIT, AgentParams, LocalId, Seconds
 from switchboard.daemon.registry import Feature
+from switchboard.daemon.shapes import Acked, Receipt, ReceiptWait
 from switchboard.errors import NotFound, UserError
 from switchboard.events import MessageRead
 from switchboard.store import delivery, projections
@@ -39,7 +40,7 @@ async def message_get(ctx: Context, p: MessageParams) -> dict[str, Any]:
     return dict(row)
 
 
-async def message_ack(ctx: Context, p: MessageParams) -> dict[str, Any]:
+async def message_ack(ctx: Context, p: MessageParams) -> Acked:
     """Mark messages of the acting agent read; return the ids that were unread."""
     name = await local_agent(ctx, p.agent)
     wanted = set(p.ids or [p.id])
@@ -49,10 +50,10 @@ async def message_ack(ctx: Context, p: MessageParams) -> dict[str, Any]:
     if rows:
         items = [(name, MessageRead(message=r["ref"], reader=me)) for r in rows]
         await ctx.log.append_many(items)
-    return {"acked": [row["id"] for row in rows]}
+    return Acked(acked=[row["id"] for row in rows])
 
 
-async def message_wait(ctx: Context, p: MessageParams) -> dict[str, Any]:
+async def message_wait(ctx: Context, p: MessageParams) -> ReceiptWait:
     """Wait until every recipient of message ``id`` reached ``state``; report each one."""
     if p.state not in RECEIPT_STATES:
         raise UserError(f"unknown state {p.state[:20]!r}: expected one of {RECEIPT_STATES}")
@@ -64,15 +65,10 @@ async def message_wait(ctx: Context, p: MessageParams) -> dict[str, Any]:
     while True:
         mark = ctx.changes
         recipients = await ctx.read(_receipt_states, p.id, ref)
-        complete = all(_rank(r["state"]) >= _rank(p.state) for r in recipients)
+        complete = all(_rank(r.state) >= _rank(p.state) for r in recipients)
         remaining = deadline - loop.time()
         if complete or remaining <= 0:
-            return {
-                "id": p.id,
-                "state": p.state,
-                "complete": complete,
-                "recipients": recipients,
-            }
+            return ReceiptWait(id=p.id, state=p.state, complete=complete, recipients=recipients)
         await ctx.wait_advanced(remaining, since=mark)
 
 
@@ -80,7 +76,7 @@ def _rank(state: str) -> int:
     return {"queued": 0, "delivered": 1, "injected": 2, "read": 3}[state]
 
 
-def _receipt_states(conn: Any, local_id: int, ref: str) -> list[dict[str, Any]]:
+def _receipt_states(conn: Any, local_id: int, ref: str) -> list[Receipt]:
     injected = delivery.injections_of(conn, ref)
     out = []
     for address, row in projections.receipts_for(conn, local_id).items():
@@ -94,15 +90,11 @@ def _receipt_states(conn: Any, local_id: int, ref: str) -> list[dict[str, Any]]:
             if row["delivered_ts"]
             else "queued"
         )
-        out.append(
-            {
-                "address": f"{row['name']}:{row['short']}",
-                "state": state,
-                "delivered_ts": row["delivered_ts"],
-                "injected_ts": injected_ts,
-                "read_ts": row["read_ts"],
-            }
-        )
+        receipt = Receipt(
+            address=f"{row['name']}:{row['short']}", state=state,
+            delivered_ts=row["delivered_ts"], injected_ts=injected_ts, read_ts=row["read_ts"],
+        )  # fmt: skip
+        out.append(receipt)
     return out
 
 

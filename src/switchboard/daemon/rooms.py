@@ -30,7 +30,7 @@ from switchboard import ids
 from switchboard.daemon.agents import agent_view, ensure_agent
 from switchboard.daemon.params import AgentParams, Count, LocalId, Seconds
 from switchboard.daemon.registry import Feature
-from switchboard.daemon.shapes import Agent
+from switchboard.daemon.shapes import Agent, HistoryMessage, Room, RoomJoin
 from switchboard.daemon.threads import message_json
 from switchboard.errors import Forbidden, NotFound, UserError
 from switchboard.events import (
@@ -112,7 +112,7 @@ async def _room_begin(ctx: Context, p: RoomParams) -> tuple[str, str]:
     return await ensure_agent(ctx, p.agent), _room(p.name)
 
 
-async def room_create(ctx: Context, p: RoomParams) -> dict[str, Any]:
+async def room_create(ctx: Context, p: RoomParams) -> Room:
     """Create a room; the acting agent is its first member."""
     name, room = await _room_begin(ctx, p)
     if p.kind not in ROOM_KINDS:
@@ -124,7 +124,7 @@ async def room_create(ctx: Context, p: RoomParams) -> dict[str, Any]:
     return await _view(ctx, room, name)
 
 
-async def room_join(ctx: Context, p: RoomParams) -> dict[str, Any]:
+async def room_join(ctx: Context, p: RoomParams) -> RoomJoin:
     """Join a room (private and secret rooms: by invitation); return it and its members."""
     name, room = await _room_begin(ctx, p)
     row = await ctx.read(check_room, room, ctx.device_id, name)
@@ -133,10 +133,10 @@ async def room_join(ctx: Context, p: RoomParams) -> dict[str, Any]:
             raise Forbidden(f"#{room} is {row['kind']}: join by invitation only")
         notice = await _notice(ctx, room, name, "member_joined", f"joined #{room}")
         await ctx.log.append_many([(name, RoomJoined(room=room)), *notice])
-    return {"room": await _view(ctx, room, name), "members": await _members(ctx, room, name)}
+    return RoomJoin(room=await _view(ctx, room, name), members=await _members(ctx, room, name))
 
 
-async def room_leave(ctx: Context, p: RoomParams) -> dict[str, Any]:
+async def room_leave(ctx: Context, p: RoomParams) -> Room:
     """Leave a room."""
     name, room = await _room_begin(ctx, p)
     row = await ctx.read(check_room, room, ctx.device_id, name)
@@ -147,7 +147,7 @@ async def room_leave(ctx: Context, p: RoomParams) -> dict[str, Any]:
     return await _view(ctx, room, name)
 
 
-async def room_invite(ctx: Context, p: RoomParams) -> dict[str, Any]:
+async def room_invite(ctx: Context, p: RoomParams) -> Room:
     """Invite an agent into a room (a member invites); the invitee is told."""
     name, room = await _room_begin(ctx, p)
     row = await ctx.read(check_room, room, ctx.device_id, name)
@@ -166,7 +166,7 @@ async def room_invite(ctx: Context, p: RoomParams) -> dict[str, Any]:
     return await _view(ctx, room, name)
 
 
-async def room_kick(ctx: Context, p: RoomParams) -> dict[str, Any]:
+async def room_kick(ctx: Context, p: RoomParams) -> Room:
     """Remove a member and its invitation (the room's creator only)."""
     name, room = await _room_begin(ctx, p)
     row = await ctx.read(check_room, room, ctx.device_id, name)
@@ -188,7 +188,7 @@ async def room_kick(ctx: Context, p: RoomParams) -> dict[str, Any]:
     return await _view(ctx, room, name)
 
 
-async def room_list(ctx: Context, p: RoomParams) -> list[dict[str, Any]]:
+async def room_list(ctx: Context, p: RoomParams) -> list[Room]:
     """Rooms the acting agent may know of: public and private ones, and its secret ones."""
     name = await ensure_agent(ctx, p.agent)
     rows = await ctx.read(rooms.list_rooms, ctx.device_id, name)
@@ -202,7 +202,7 @@ async def room_members(ctx: Context, p: RoomParams) -> list[Agent]:
     return await _members(ctx, room, name)
 
 
-async def room_read(ctx: Context, p: RoomParams) -> list[dict[str, Any]]:
+async def room_read(ctx: Context, p: RoomParams) -> list[HistoryMessage]:
     """A room's messages from the reader's cursor (or ``since`` an id, or the ``last`` N);
     moves the cursor past what it returns and marks those messages read."""
     name, room = await _room_begin(ctx, p)
@@ -218,7 +218,7 @@ async def room_read(ctx: Context, p: RoomParams) -> list[dict[str, Any]]:
     return [message_json(row) for row in rows]
 
 
-async def room_follow(ctx: Context, p: RoomParams) -> AsyncIterator[dict[str, Any]]:
+async def room_follow(ctx: Context, p: RoomParams) -> AsyncIterator[HistoryMessage]:
     """Yield a room's messages as they arrive, from the reader's cursor (or ``since``)."""
     name, room = await _room_begin(ctx, p)
     await ctx.read(check_readable, room, ctx.device_id, name)
@@ -314,7 +314,7 @@ async def _agent_address(ctx: Context, text: str) -> str:
     return f"{found[0]['name']}:{found[0]['device_id']}"
 
 
-async def _view(ctx: Context, room: str, name: str) -> dict[str, Any]:
+async def _view(ctx: Context, room: str, name: str) -> Room:
     rows = await ctx.read(rooms.list_rooms, ctx.device_id, name)
     return _room_json(next(r for r in rows if r["name"] == room))
 
@@ -334,17 +334,12 @@ async def _members(ctx: Context, room: str, me: str) -> list[Agent]:
     return out
 
 
-def _room_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": row["name"],
-        "kind": row["kind"],
-        "description": row["description"],
-        "creator": row["creator"],
-        "created": row["created_ts"],
-        "members": row["members"],
-        "member": bool(row["member"]),
-        "invited": bool(row["invited"]),
-    }
+def _room_json(row: dict[str, Any]) -> Room:
+    return Room(
+        name=row["name"], kind=row["kind"], description=row["description"],
+        creator=row["creator"], created=row["created_ts"], members=row["members"],
+        member=bool(row["member"]), invited=bool(row["invited"]),
+    )  # fmt: skip
 
 
 def _unread_of(conn: sqlite3.Connection, event_ids: list[int], dev: str, name: str) -> set[int]:

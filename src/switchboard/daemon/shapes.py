@@ -189,3 +189,210 @@ class Status(msgspec.Struct, kw_only=True):
     groups: list[Group]
     agents: list[Agent]
     clock: list[PeerClock] = []
+
+
+class HistoryMessage(msgspec.Struct, kw_only=True):
+    """A message as history shows it (``thread.show``, ``search``, ``room.read``/``follow``)."""
+
+    id: int
+    ts: str
+    from_: str = msgspec.field(name="from")
+    """The sender's display address."""
+    to: list[str]
+    text: str
+    thread: str | None
+    intent: str | None
+    reply_to: str | None
+    """The parent's ``origin/seq``, for a reply."""
+    ref: str
+    """Its global id ``origin/seq``: what a reply or a citation names."""
+
+
+class SentRecipient(msgspec.Struct, kw_only=True):
+    """A recipient of a sent message and when each receipt came (``sent``)."""
+
+    address: str
+    state: str
+    """``queued``, ``delivered``, ``injected`` or ``read``."""
+    delivered: str | None
+    injected: str | None
+    read: str | None
+
+
+class SentMessage(HistoryMessage, kw_only=True):
+    """One of an agent's sent messages with its receipts (``sent``)."""
+
+    recipients: list[SentRecipient]
+
+
+class Recorded(msgspec.Struct, kw_only=True):
+    """A harness fact recorded by an agent (``event.record``)."""
+
+    id: int
+    ref: str
+    type: str
+
+
+class Room(msgspec.Struct, kw_only=True):
+    """A room as the acting agent sees it (``room.list``, ``room.create`` and the like)."""
+
+    name: str
+    kind: str
+    """``public``, ``private`` or ``secret``."""
+    description: str
+    creator: str
+    created: str
+    members: int
+    member: bool
+    """The acting agent is a member."""
+    invited: bool
+
+
+class RoomJoin(msgspec.Struct, kw_only=True):
+    """What ``room.join`` answers: the room and its members."""
+
+    room: Room
+    members: list[Agent]
+
+
+class Lease(msgspec.Struct, kw_only=True):
+    """An advisory lease on a path (``lease.*``)."""
+
+    ref: str
+    holder: str
+    """The holding agent's display address."""
+    path: str
+    repo: str
+    exclusive: bool
+    reason: str
+    acquired: str
+    expires: str
+    state: str
+    """``active``, ``expired`` or ``released``."""
+
+
+class LeaseGrant(msgspec.Struct, kw_only=True):
+    """What ``lease.acquire`` answers: the leases taken and the shared ones they overlap."""
+
+    leases: list[Lease]
+    warnings: list[str]
+
+
+class LeaseRelease(msgspec.Struct, kw_only=True):
+    """What ``lease.release`` answers."""
+
+    released: list[Lease]
+
+
+class LeaseConflict(msgspec.Struct, kw_only=True):
+    """A path another agent holds exclusively (``lease.check``)."""
+
+    path: str
+    lease: Lease
+    message: str
+
+
+class LeaseCheck(msgspec.Struct, kw_only=True):
+    """What ``lease.check`` answers."""
+
+    ok: bool
+    conflicts: list[LeaseConflict]
+
+
+class LinkRow(GroupLink, kw_only=True):
+    """A group's link in the ``link`` listings (``link.status``, ``link.set``, ``link.sync``)."""
+
+    group: str
+    """The group's id."""
+    name: str
+    """The group's name."""
+
+
+class Receipt(msgspec.Struct, kw_only=True):
+    """How far a message got with one recipient (``message.wait``)."""
+
+    address: str
+    state: str
+    """``queued``, ``delivered``, ``injected`` or ``read``."""
+    delivered_ts: str | None
+    injected_ts: str | None
+    read_ts: str | None
+
+
+class ReceiptWait(msgspec.Struct, kw_only=True):
+    """What ``message.wait`` answers: whether every recipient reached ``state`` in time."""
+
+    id: int
+    state: str
+    complete: bool
+    recipients: list[Receipt]
+
+
+class Acked(msgspec.Struct, kw_only=True):
+    """What ``message.ack`` answers: the ids that were unread and are read now."""
+
+    acked: list[int]
+
+
+class Subscription(msgspec.Struct, kw_only=True):
+    """An agent's subscription to events (``events.subscribe``, ``events.subscriptions``)."""
+
+    id: int
+    type: str
+    """A glob over event types."""
+    agent: str
+    """A glob over acting agents."""
+    file: str | None
+    """A glob over edited paths, or ``None``."""
+
+
+class Unsubscribed(msgspec.Struct, kw_only=True):
+    """What ``events.unsubscribe`` answers: how many subscriptions went."""
+
+    removed: int
+
+
+#: The shape each API method answers with (streams: each item's), by method name, for the
+#: typed clients (``Client.typed``). A method annotated with a shape is listed with exactly
+#: that annotation (``tests/unit/test_shapes.py``); ``events`` is built as JSON rows by the
+#: store and is checked against ``EventRow`` where it is used.
+RESULTS: dict[str, str] = {
+    "ping": "DaemonInfo",
+    "init": "Device",
+    "status": "Status",
+    "devices": "list[GroupDevice]",
+    "device.ping": "Pong",
+    "register": "Agent",
+    "tags.set": "Agent",
+    "presence.set": "Agent",
+    "agents": "list[Agent]",
+    "send": "SendResult",
+    "inbox": "list[Message]",
+    "events": "list[EventRow]",
+    "events.follow": "EventRow",
+    "events.subscribe": "Subscription",
+    "events.unsubscribe": "Unsubscribed",
+    "events.subscriptions": "list[Subscription]",
+    "message.ack": "Acked",
+    "message.wait": "ReceiptWait",
+    "thread.show": "list[HistoryMessage]",
+    "search": "list[HistoryMessage]",
+    "sent": "list[SentMessage]",
+    "event.record": "Recorded",
+    "room.create": "Room",
+    "room.join": "RoomJoin",
+    "room.leave": "Room",
+    "room.invite": "Room",
+    "room.kick": "Room",
+    "room.list": "list[Room]",
+    "room.members": "list[Agent]",
+    "room.read": "list[HistoryMessage]",
+    "room.follow": "HistoryMessage",
+    "lease.acquire": "LeaseGrant",
+    "lease.release": "LeaseRelease",
+    "lease.list": "list[Lease]",
+    "lease.check": "LeaseCheck",
+    "link.set": "list[LinkRow]",
+    "link.sync": "list[LinkRow]",
+    "link.status": "list[LinkRow]",
+}

@@ -19,6 +19,7 @@ from switchboard.daemon.agents import ensure_agent
 from switchboard.daemon.params import AgentParams, Count
 from switchboard.daemon.registry import Feature
 from switchboard.daemon.sessions import located
+from switchboard.daemon.shapes import HistoryMessage, Recorded, SentMessage, SentRecipient
 from switchboard.errors import NotFound, UserError
 from switchboard.events import BODY_TYPES, INTENTS, FileEdited
 from switchboard.store import delivery, projections, search
@@ -51,19 +52,18 @@ class RecordParams(AgentParams):
     data: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-def message_json(row: dict[str, Any]) -> dict[str, Any]:
+def message_json(row: dict[str, Any]) -> HistoryMessage:
     """The message shape of DESIGN.md §5 plus ``intent``, ``reply_to`` and ``ref``."""
+    return HistoryMessage(**_history_fields(row))
+
+
+def _history_fields(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "ts": row["ts"],
-        "from": ids.format_address(row["sender"], row["sender_short"]),
-        "to": row["to"],
-        "text": row["text"],
-        "thread": row["thread"],
-        "intent": row.get("intent"),
-        "reply_to": row.get("reply_to"),
-        "ref": row["ref"],
-    }
+        "id": row["id"], "ts": row["ts"],
+        "from_": ids.format_address(row["sender"], row["sender_short"]),
+        "to": row["to"], "text": row["text"], "thread": row["thread"],
+        "intent": row.get("intent"), "reply_to": row.get("reply_to"), "ref": row["ref"],
+    }  # fmt: skip
 
 
 def _local_id(text: str) -> int | None:
@@ -115,7 +115,7 @@ async def _message(ctx: Context, name: str, text: str) -> dict[str, Any]:
     return found
 
 
-async def thread_show(ctx: Context, p: ThreadParams) -> list[dict[str, Any]]:
+async def thread_show(ctx: Context, p: ThreadParams) -> list[HistoryMessage]:
     """The messages of a thread, given a message's id (``42``) or a thread id."""
     name = await ensure_agent(ctx, p.agent)
     if not p.id.strip():
@@ -130,7 +130,7 @@ async def thread_show(ctx: Context, p: ThreadParams) -> list[dict[str, Any]]:
     return [message_json(row) for row in rows]
 
 
-async def search_messages(ctx: Context, p: SearchParams) -> list[dict[str, Any]]:
+async def search_messages(ctx: Context, p: SearchParams) -> list[HistoryMessage]:
     """Messages the acting agent may see that match a query, best match first."""
     name = await ensure_agent(ctx, p.agent)
     room = ids.parse_room(p.room.removeprefix("#")) if p.room else None
@@ -154,7 +154,7 @@ async def _sender(ctx: Context, text: str) -> tuple[str | None, str]:
     raise NotFound(f"unknown device {target.device}")
 
 
-async def sent(ctx: Context, p: SentParams) -> list[dict[str, Any]]:
+async def sent(ctx: Context, p: SentParams) -> list[SentMessage]:
     """The acting agent's last sent messages, each with its recipients' receipt states."""
     name = await ensure_agent(ctx, p.agent)
     rows = await ctx.read(search.sent_by, ctx.device_id, name, p.last)
@@ -162,21 +162,20 @@ async def sent(ctx: Context, p: SentParams) -> list[dict[str, Any]]:
     for row in rows:
         states = await ctx.read(projections.receipts_for, row["id"])
         injected = await ctx.read(delivery.injections_of, row["ref"])
-        recipients = [
-            {
-                "address": ids.format_address(s["name"], s["short"]),
-                "state": _receipt_state(s, injected.get(address)),
-                "delivered": s["delivered_ts"],
-                "injected": injected.get(address),
-                "read": s["read_ts"],
-            }
-            for address, s in states.items()
-        ]
-        out.append({**message_json(row), "recipients": recipients})
+        recipients = [_sent_to(address, s, injected.get(address)) for address, s in states.items()]
+        out.append(SentMessage(**_history_fields(row), recipients=recipients))
     return out
 
 
-async def event_record(ctx: Context, p: RecordParams) -> dict[str, Any]:
+def _sent_to(address: str, row: dict[str, Any], injected_ts: str | None) -> SentRecipient:
+    return SentRecipient(
+        address=ids.format_address(row["name"], row["short"]),
+        state=_receipt_state(row, injected_ts), delivered=row["delivered_ts"],
+        injected=injected_ts, read=row["read_ts"],
+    )  # fmt: skip
+
+
+async def event_record(ctx: Context, p: RecordParams) -> Recorded:
     """Record a harness fact (``file_edited``, ``command_run``) by the acting agent."""
     if p.type not in RECORDABLE:
         raise UserError(f"cannot record {p.type[:40]!r}: use {', '.join(RECORDABLE)}")
@@ -189,7 +188,7 @@ async def event_record(ctx: Context, p: RecordParams) -> dict[str, Any]:
         rows = await ctx.read(projections.find_agents, name, ctx.device_id)
         body = located(body.path, body.tool, rows[0]["cwd"] if rows else "")
     local_id, event = await ctx.log.append(name, body)
-    return {"id": local_id, "ref": f"{event.origin}/{event.seq}", "type": p.type}
+    return Recorded(id=local_id, ref=f"{event.origin}/{event.seq}", type=p.type)
 
 
 FEATURE = Feature(
