@@ -397,6 +397,18 @@ class TaskEnded(Body, frozen=True, tag="task_ended"):
     runtime: float = 0.0
 
 
+class AgentHandedOff(Body, frozen=True, tag="agent_handed_off"):
+    """``agent_handed_off``: agent ``name`` of the origin device handed its work to
+    ``successor`` (an internal address), started as ``task``; messages to it are offered to
+    the successor from now on."""
+
+    name: str
+    successor: str
+    task: str
+    applied: str = ""
+    """The ``diff --stat`` of the uncommitted changes applied on the successor's checkout."""
+
+
 AnyBody = (
     DeviceJoined
     | AgentRegistered
@@ -432,6 +444,7 @@ AnyBody = (
     | TaskProgress
     | TaskInterrupted
     | TaskEnded
+    | AgentHandedOff
 )
 
 BODY_TYPES: Final[dict[str, type[Body]]] = {
@@ -471,6 +484,7 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
         TaskProgress,
         TaskInterrupted,
         TaskEnded,
+        AgentHandedOff,
     )
 }
 

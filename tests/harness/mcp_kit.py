@@ -27,9 +27,9 @@ def run(fn: Callable[[], Awaitable[T]], seconds: float = 60.0) -> T:
 
 
 @asynccontextmanager
-async def mcp_session(env: dict[str, str]) -> AsyncIterator[ClientSession]:
-    """A ``ClientSession`` over stdio to ``switchboard mcp`` started with ``env``."""
-    params = StdioServerParameters(command=PY, args=["-m", "switchboard", "mcp"], env=env)
+async def mcp_session(env: dict[str, str], cwd: str | None = None) -> AsyncIterator[ClientSession]:
+    """A ``ClientSession`` over stdio to ``switchboard mcp`` started with ``env`` (in ``cwd``)."""
+    params = StdioServerParameters(command=PY, args=["-m", "switchboard", "mcp"], env=env, cwd=cwd)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         yield session

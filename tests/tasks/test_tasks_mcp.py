@@ -73,3 +73,29 @@ def test_tasks_mcp_delegate_to_another_device(pair: Any) -> None:
             assert "done over there" in status.value["result"]
 
     run(body, 120)
+
+
+def test_tasks_mcp_an_agent_hands_itself_off(device: Device, work: Path) -> None:
+    """The handoff tool starts a successor with the brief; messages to the original reach it."""
+    import subprocess  # noqa: PLC0415
+
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    (work / "draft.txt").write_text("half of it\n")
+
+    async def body() -> None:
+        env = {**device.env, "SWITCHBOARD_AGENT": "lead"}
+        async with mcp_session(env, cwd=str(work)) as s:  # the agent works in work
+            await call(s, "register", summary="writing the draft")
+            handed = await call(s, "handoff", device="local", harness="cmd", dir=str(work),
+                                note="wait-message 30")  # fmt: skip
+            assert not handed.is_error, handed.text
+            assert handed.value["state"] == "running", handed.value
+            successor = handed.value["successor"]
+            assert successor != f"lead:{device.short}"
+            await call(s, "send", to=f"@lead:{device.short}", text="status please")
+            status = await call(s, "task_status", task=handed.value["id"], wait_seconds=60)
+            assert status.value["state"] == "completed", status.value
+            assert "got: status please" in status.value["result"]
+            assert (work / "draft.txt").read_text() == "half of it\n"  # untouched, in place
+
+    run(body, 120)

@@ -117,3 +117,26 @@ def _add_approvals(b: Any, sub: Any) -> None:
     p.add_argument("id", metavar="ID", help="the prompt id (or its task's id)")
     p.add_argument("--reason", metavar="TEXT", default="", help="why (the agent sees it)")
     _json(p, "the answer as one JSON object")
+
+
+def add_handoff(b: Any, sub: Any) -> None:
+    """Add ``handoff``."""
+    p = b.command(
+        sub,
+        "handoff",
+        "handoff:handoff",
+        "hand an agent's work to a successor on another device, git changes included",
+        "Start a successor on DEV (through DEV's spawn policy, as spawn does) with a brief: "
+        "the agent's summary, its last exchanges, its recent messages and open requests, and "
+        "its branch and last commit. The uncommitted changes of its checkout are applied to "
+        "DEV's checkout of the same repository first; a file with local changes there is a "
+        "conflict, reported, and nothing is changed. The original shows handed_off, and "
+        "messages to it are offered to the successor. Run it on the agent's own device.",
+    )
+    p.add_argument("who", metavar="AGENT", help="the agent to hand off (an agent of this device)")
+    p.add_argument("--to", metavar="DEV", required=True, help="the device the successor runs on")
+    p.add_argument("--dir", metavar="PATH", help="its directory there (default: the same path)")
+    p.add_argument("--harness", choices=HARNESSES, help="its harness (default: the original's)")
+    p.add_argument("--name", metavar="NAME", help="its name (default: the original's)")
+    p.add_argument("--note", metavar="TEXT", default="", help="a word for the successor")
+    _json(p, "the result as one JSON object")

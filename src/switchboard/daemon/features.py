@@ -17,6 +17,7 @@ from switchboard.daemon import (
     delivery,
     device,
     groups,
+    handoff,
     leases,
     messages,
     ping,
@@ -43,6 +44,7 @@ FEATURES: Final = (
     coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
     tasks.FEATURE,  # spawn, spawn.*, tasks, task.*; the task runner
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
+    handoff.FEATURE,  # handoff; handoff.start: a successor elsewhere, git changes carried
     ping.FEATURE,  # device.ping; answers other devices' ping requests
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
 )

@@ -45,7 +45,7 @@ from switchboard.events import (
     body_of,
 )
 from switchboard.links.status import LinkState
-from switchboard.store import projections
+from switchboard.store import handoffs, projections
 
 if TYPE_CHECKING:
     from switchboard.daemon.context import Context
@@ -157,6 +157,10 @@ def _resolve(conn: Any, device_id: str, targets: list[ids.Target], sender: str) 
                 raise NotFound(f"unknown agent @{target.name}")
         for row in rows:
             found[f"{row['name']}:{row['device_id']}"] = None
+    me = f"{sender}:{device_id}"
+    for successor in handoffs.successors(conn, list(found)).values():  # offered to them too
+        if successor != me:
+            found.setdefault(successor, None)
     return list(found)
 
 

@@ -395,4 +395,21 @@ RESULTS: dict[str, str] = {
     "link.set": "list[LinkRow]",
     "link.sync": "list[LinkRow]",
     "link.status": "list[LinkRow]",
+    "handoff": "Handoff",
 }
+
+
+class Handoff(msgspec.Struct, kw_only=True):
+    """What ``handoff`` answers: the successor's task, or why the target refused."""
+
+    id: str
+    """The successor's task id (as ``spawn`` answers)."""
+    state: str
+    """``running``, or ``refused``/``failed`` with the ``reason``."""
+    reason: str
+    device: str
+    """The target's short id."""
+    successor: str
+    """The successor's display address (``""`` unless it runs)."""
+    applied: str
+    """``diff --stat`` of the uncommitted changes applied on the target (``""``: none)."""

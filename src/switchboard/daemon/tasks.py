@@ -121,7 +121,7 @@ def task_json(row: dict[str, Any], shorts: dict[str, str], now: float) -> dict[s
 async def spawn(ctx: Context, p: SpawnParams) -> dict[str, Any]:
     """Ask a device (this one by default) to run a task; return its id and first state."""
     name = await ensure_agent(ctx, p.agent)
-    device = await _device_of(ctx, p.on) if p.on else ctx.device_id
+    device = await device_of(ctx, p.on) if p.on else ctx.device_id
     request = TaskRequest(
         device=ctx.device_id, local=True, requester=name, harness=p.harness,
         text=p.text, dir=p.dir, name=p.name, tags=tuple(p.tags), terminal=p.terminal,
@@ -135,7 +135,7 @@ async def spawn(ctx: Context, p: SpawnParams) -> dict[str, Any]:
     return await request_task(ctx, request)
 
 
-async def _device_of(ctx: Context, text: str) -> str:
+async def device_of(ctx: Context, text: str) -> str:
     """A device's id from its short id, full id or name (``local``: this one)."""
     if text.lower() in ("local", "self") or text == ctx.device_id:
         return ctx.device_id
@@ -290,7 +290,7 @@ async def spawn_allow(ctx: Context, p: GrantParams) -> dict[str, Any]:
     for harness in p.harness:
         if harness not in HARNESSES:
             raise UserError(f"unknown harness {harness[:20]!r}: {', '.join(HARNESSES)}")
-    device = await _device_of(ctx, p.device or "local")
+    device = await device_of(ctx, p.device or "local")
     local = device == ctx.device_id
     names = await ctx.read(projections.list_devices)
     name = next((r["name"] for r in names if r["device_id"] == device), "") or ""
@@ -305,7 +305,7 @@ async def spawn_allow(ctx: Context, p: GrantParams) -> dict[str, Any]:
 
 async def spawn_deny(ctx: Context, p: GrantParams) -> dict[str, Any]:
     """Take a device's permission to spawn here away (``local``: this device's user's)."""
-    device = await _device_of(ctx, p.device or "local")
+    device = await device_of(ctx, p.device or "local")
     path = policy_path(ctx)
     async with runner(ctx).lock:
         text = await asyncio.to_thread(_read_text, path)

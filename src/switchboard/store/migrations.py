@@ -412,3 +412,18 @@ def m_pairing_001_event_proofs(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (origin, seq)
         ) WITHOUT ROWID"""
     )
+
+
+@migration
+def m_handoff_001_handoffs(conn: sqlite3.Connection) -> None:
+    """Each handed-off agent's successor (``store/handoffs.py``)."""
+    conn.execute(
+        """CREATE TABLE handoffs (
+            device_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            successor TEXT NOT NULL,
+            task TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (device_id, name)
+        ) WITHOUT ROWID"""
+    )
