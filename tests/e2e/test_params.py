@@ -68,6 +68,8 @@ CLI_RUNS: dict[str, list[str]] = {
     "spawn allow": ["spawn", "allow", "LAPT", "--harness", "claude", "--dir", "/srv"],
     "spawn deny": ["spawn", "deny", "LAPT"],
     "spawn policy": ["spawn", "policy"],
+    "transcript": ["transcript", "--last", "3", "--before", "9", "--full", "--session", "s",
+                   "--timeout", "5", "luna:BOXE"],
     "tasks": ["tasks", "--all"],
     "task show": ["task", "show", "k7m2"],
     "task logs": ["task", "logs", "--follow", "k7m2"],

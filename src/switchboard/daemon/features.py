@@ -25,6 +25,7 @@ from switchboard.daemon import (
     rooms,
     tasks,
     threads,
+    transcripts,
 )
 from switchboard.daemon.registry import Registry
 
@@ -42,6 +43,7 @@ FEATURES: Final = (
     leases.FEATURE,  # lease.*
     coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
     tasks.FEATURE,  # spawn, spawn.*, tasks, task.*; the task runner
+    transcripts.FEATURE,  # transcript.read|search|allow|deny; serves transcript pages
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     ping.FEATURE,  # device.ping; answers other devices' ping requests
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")

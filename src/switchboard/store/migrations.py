@@ -412,3 +412,18 @@ def m_pairing_001_event_proofs(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (origin, seq)
         ) WITHOUT ROWID"""
     )
+
+
+@migration
+def m_transcripts_001_sources(conn: sqlite3.Connection) -> None:
+    """Where each local harness session keeps its transcript (local, never replicated)."""
+    conn.execute(
+        """CREATE TABLE transcript_sources (
+            harness TEXT NOT NULL,
+            session TEXT NOT NULL,
+            name TEXT NOT NULL,
+            source TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (harness, session)
+        )"""
+    )
