@@ -31,7 +31,7 @@ from switchboard.daemon.params import Seconds
 from switchboard.daemon.registry import Feature
 from switchboard.daemon.taskrequest import policy_path, runner
 from switchboard.daemon.taskrun import write_private
-from switchboard.errors import Forbidden, NotFound, Unreachable, UserError
+from switchboard.errors import Forbidden, NotFound, RemoteError, Unreachable, UserError
 from switchboard.store import projections
 from switchboard.store import transcripts as store
 from switchboard.tasks import policy, policyfile
@@ -357,6 +357,16 @@ async def _call(ctx: Context, agent: dict[str, Any], kind: str, body: PageBody,
                                      timeout=timeout)  # fmt: skip
     except Unreachable as exc:
         raise Unreachable(agent["short"], exc.reason) from exc
+    except RemoteError as exc:
+        raise _translated(agent, exc) from exc
+
+
+def _translated(agent: dict[str, Any], exc: RemoteError) -> Exception:
+    """A refusal or a miss on the agent's device, as this device's own error."""
+    detail = str(exc).partition(": ")[2]
+    kinds: dict[str, type[Exception]] = {"forbidden": Forbidden, "not_found": NotFound}
+    kind = kinds.get(exc.remote_code)
+    return kind(f"{agent['short']}: {detail}") if kind is not None else exc
 
 
 async def _remote_read(ctx: Context, agent: dict[str, Any], body: PageBody,
@@ -378,6 +388,8 @@ async def _remote_read(ctx: Context, agent: dict[str, Any], body: PageBody,
         await asyncio.wait_for(pull(), timeout)
     except Unreachable as exc:
         raise Unreachable(agent["short"], exc.reason) from exc
+    except RemoteError as exc:
+        raise _translated(agent, exc) from exc
     if header is None:
         raise NotFound(f"device {agent['short']} sent no transcript of {agent['name']}")
     return Transcript(agent=_address(agent), harness=header.harness, session=header.session,
