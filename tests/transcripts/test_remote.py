@@ -44,8 +44,9 @@ def _claude_transcript(path: Path, session: str, marker: str) -> None:
         user = {"type": "user", "sessionId": session, "timestamp": ts, "uuid": f"u{n}",
                 "message": {"role": "user", "content": f"{marker} prompt {n}"}}  # fmt: skip
         content = [{"type": "text", "text": f"{marker} reply {n}"}]
+        message = {"id": f"msg_{n}", "role": "assistant", "content": content}
         reply = {"type": "assistant", "sessionId": session, "timestamp": ts, "uuid": f"a{n}",
-                 "message": {"id": f"msg_{n}", "role": "assistant", "content": content}}  # fmt: skip
+                 "message": message}  # fmt: skip
         lines += [json.dumps(user), json.dumps(reply)]
     path.parent.mkdir(parents=True)
     path.write_text("\n".join(lines) + "\n")
