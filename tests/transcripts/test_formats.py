@@ -192,3 +192,18 @@ def test_formats_group_numbers_exchanges_and_summaries_clip() -> None:
     assert exchanges[1].end == "t2"
     short = summarised(exchanges[1])
     assert len(short.messages[1].text) <= 800 and short.messages[1].text.endswith("…")
+
+
+def test_formats_gemini_own_context_is_not_the_prompt(tmp_path: Path) -> None:
+    """What Gemini CLI adds to a user turn (its session context, hooks' context) is not the
+    prompt; a turn of nothing else opens no exchange."""
+    records = [
+        {"id": "0", "type": "user", "content": [{"text": "<session_context>x</session_context>"}]},
+        {"id": "1", "type": "user", "content": [
+            {"text": "<hook_context>You are agent luna</hook_context>\n\nfix the bug"}]},
+        {"id": "2", "type": "gemini", "content": "fixed"},
+    ]  # fmt: skip
+    path = tmp_path / "session.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    [exchange] = group(formats.read("gemini", path))
+    assert (exchange.prompt, exchange.reply) == ("fix the bug", "fixed")

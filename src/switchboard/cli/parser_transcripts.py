@@ -32,10 +32,11 @@ def add_transcript(b: Any, sub: Any) -> None:
         "search PATTERN [--agent A]' finds text in this device's agents' transcripts (or "
         "A's); 'transcript allow DEV [--agent GLOB]' lets device DEV read the transcripts "
         "of this device's agents (all, or GLOB's); 'transcript deny DEV' takes it back.",
-        usage="%(prog)s [-h] [--as NAME] [--home DIR] [--last N] [--before N] [--full] "
-        "[--session ID] [--json] AGENT\n"
+        usage="%(prog)s [-h] [--as NAME] [--home DIR] [--last N | --all] [--before N]\n"
+        "                              [--full] [--session ID] [--json] AGENT\n"
         "       %(prog)s search PATTERN [--agent A] [--limit N] [--json]\n"
-        "       %(prog)s allow DEV [--agent GLOB] | deny DEV",
+        "       %(prog)s allow DEV [--agent GLOB]...\n"
+        "       %(prog)s deny DEV",
     )
     p.add_argument("target", metavar="AGENT", help="the agent (name, @name, name:DEV), or a verb")
     p.add_argument("arg", metavar="ARG", nargs="?", help="search: PATTERN; allow, deny: DEV")

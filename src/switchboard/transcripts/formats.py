@@ -212,16 +212,23 @@ def read_codex(path: Path, session: str = "", max_bytes: int = DEFAULT_MAX_BYTES
 # -- Gemini CLI ----------------------------------------------------------------------------------
 
 
-def _gemini_text(content: Any) -> str:
+def _gemini_text(content: Any, *, prompt: bool = False) -> str:
+    """The text of a Gemini content value; for a prompt, without what Gemini itself adds to
+    user turns (its ``<session_context>``, and hooks' context as ``<hook_context>``, which
+    its ``isIgnoredUserContent`` leaves out) and without its commands (``/``, ``?``)."""
     if isinstance(content, str):
-        return content
-    return "".join(_str(p.get("text")) for p in _list(content) if isinstance(p, dict))
-
-
-def _gemini_ignored(text: str) -> bool:
-    # Gemini's own isIgnoredUserContent: commands, and the context it writes as user turns.
-    trimmed = text.strip()
-    return not trimmed or trimmed.startswith(("/", "?", "<session_context>", "<hook_context>"))
+        text = content
+    else:
+        text = "".join(_str(p.get("text")) for p in _list(content) if isinstance(p, dict))
+    if not prompt:
+        return text
+    for tag in ("session_context", "hook_context"):
+        while f"<{tag}>" in text:
+            before, _, rest = text.partition(f"<{tag}>")
+            _, closed, after = rest.partition(f"</{tag}>")
+            text = before + (after if closed else "")
+    text = text.strip()
+    return "" if text.startswith(("/", "?")) else text
 
 
 def read_gemini(path: Path, session: str = "", max_bytes: int = DEFAULT_MAX_BYTES) -> list[Message]:
@@ -245,8 +252,9 @@ def read_gemini(path: Path, session: str = "", max_bytes: int = DEFAULT_MAX_BYTE
     messages: list[Message] = []
     for record in records.values():
         ts = _str(record.get("timestamp"))
-        text = _gemini_text(record.get("content"))
-        if record.get("type") == "user" and not _gemini_ignored(text):
+        user = record.get("type") == "user"
+        text = _gemini_text(record.get("content"), prompt=user)
+        if user and text:
             messages.append(Message("user", text, ts))
         elif record.get("type") == "gemini":
             tools = [_gemini_call(c) for c in _list(record.get("toolCalls")) if isinstance(c, dict)]
