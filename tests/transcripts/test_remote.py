@@ -91,6 +91,41 @@ def test_remote_local_read_numbers_exchanges(pair: Pair) -> None:
     assert [e["n"] for e in back["exchanges"]] == [8, 9]
 
 
+def test_remote_grown_transcript_is_read_again(pair: Pair) -> None:
+    """A transcript the harness appended to since the last read shows the new exchange (and
+    the numbers of the old ones stay)."""
+    before = pair.vps.call("transcript.read", target="luna", last=1)
+    grown = pair.root / "grown.jsonl"
+    shutil.copyfile(pair.transcript, grown)
+    entry = {"type": "user", "timestamp": "2026-12-06T11:00:00.000Z",
+             "message": {"role": "user", "content": f"{pair.marker} prompt extra"}}  # fmt: skip
+    with pair.transcript.open("a") as file:
+        file.write(json.dumps(entry) + "\n")
+    try:
+        after = pair.vps.call("transcript.read", target="luna", last=2)
+        assert after["total"] == before["total"] + 1
+        assert [e["n"] for e in after["exchanges"]] == [EXCHANGES, EXCHANGES + 1]
+        assert after["exchanges"][-1]["prompt"] == f"{pair.marker} prompt extra"
+    finally:
+        shutil.copyfile(grown, pair.transcript)
+        grown.unlink()
+
+
+def test_remote_cli_errors_are_one_clear_line(pair: Pair) -> None:
+    """Unknown agents, a missing pattern and a non-agent target fail with exit status 1 and
+    one line naming the problem."""
+    cases = {
+        ("transcript", "nobody"): "no agent nobody",
+        ("transcript", "search"): "transcript search needs PATTERN",
+        ("transcript", "#room"): "is not an agent",
+        ("transcript", "allow", "ZZZZ"): "unknown device ZZZZ",
+    }
+    for args, message in cases.items():
+        done = pair.vps.cli(*args, check=False)
+        assert done.returncode == 1, (args, done.stderr)
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_remote_read_refused_by_default(pair: Pair) -> None:
     """Another device may not read the transcript until the owner's policy says so."""
     with pytest.raises(SwitchboardError, match="may not read transcripts of luna"):

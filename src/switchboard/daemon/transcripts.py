@@ -20,6 +20,8 @@ the log or a relay's mailbox.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
@@ -48,6 +50,8 @@ PAGE_EXCHANGES: Final = 20
 PAGE_BYTES: Final = 192 * 1024
 # An exchange too big for a page is cut to this many characters per text.
 PAGE_CUT_CHARS: Final = 4000
+# Transcripts kept parsed (a 20 MB Claude Code file parses in about a second).
+MAX_PARSED: Final = 8
 # Search hits one search returns, and the pattern's length.
 MAX_HITS: Final = 200
 MAX_PATTERN: Final = 200
@@ -157,9 +161,41 @@ def _session_of(conn: Any, device_id: str, name: str, session: str) -> dict[str,
     return row
 
 
-def _parse(harness: str, session: str, source: str) -> tuple[list[Exchange], str]:
+class Parsed:
+    """The last few transcripts parsed, by file and session, kept while the file (and an
+    SQLite WAL beside it) is unchanged: paging and searching re-read one file many times."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.cache: OrderedDict[tuple[str, str], tuple[Any, list[Exchange]]] = OrderedDict()
+        self.lock = threading.Lock()  # reads parse in worker threads
+
+
+def _stamp(path: Path) -> tuple[tuple[int, int], ...]:
+    stamps = []
+    for each in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = each.stat()
+        except OSError:
+            continue
+        stamps.append((st.st_size, st.st_mtime_ns))
+    return tuple(stamps)
+
+
+def _parse(parsed: Parsed, harness: str, session: str, source: str
+           ) -> tuple[list[Exchange], str]:  # fmt: skip
     path = locate.find(harness, session, source)
-    return group(formats.read(harness, path, session)), str(path)
+    key, stamp = (str(path), session), _stamp(path)
+    with parsed.lock:
+        held = parsed.cache.get(key)
+    if held is not None and held[0] == stamp:
+        return held[1], str(path)
+    exchanges = group(formats.read(harness, path, session))
+    with parsed.lock:
+        parsed.cache[key] = (stamp, exchanges)
+        parsed.cache.move_to_end(key)
+        while len(parsed.cache) > MAX_PARSED:
+            parsed.cache.popitem(last=False)
+    return exchanges, str(path)
 
 
 async def local_exchanges(
@@ -168,8 +204,8 @@ async def local_exchanges(
     """Every exchange of this device's agent ``name`` (its latest session, or ``session``),
     with the session row (``harness``, ``session``, ``source``: the file read)."""
     row = await ctx.read(_session_of, ctx.device_id, name, session)
-    exchanges, path = await asyncio.to_thread(_parse, row["harness"], row["session"],
-                                              row["source"])  # fmt: skip
+    exchanges, path = await asyncio.to_thread(_parse, ctx.part(Parsed), row["harness"],
+                                              row["session"], row["source"])  # fmt: skip
     row["source"] = path
     return row, exchanges
 
