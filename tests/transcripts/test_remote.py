@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cluster import Device, Relay, group_of, timeout
@@ -152,6 +153,33 @@ def test_remote_read_allowed_by_policy_then_denied(pair: Pair) -> None:
     pair.vps.cli("transcript", "deny", pair.lap.short)
     with pytest.raises(SwitchboardError, match="may not read transcripts"):
         pair.lap.call("transcript.read", target=target)
+
+
+def test_remote_mcp_read_transcript_tool(pair: Pair) -> None:
+    """An agent reads another device's agent through the MCP tool read_transcript: refused
+    while the policy says no, then the recent exchanges, framed as data."""
+    from mcp_kit import call, mcp_session, run  # noqa: PLC0415
+
+    env = {**clean_env(), "SWITCHBOARD_HOME": str(pair.lap.home), "SWITCHBOARD_AGENT": "boss"}
+    target = f"luna:{pair.vps.short}"
+
+    async def body() -> tuple[Any, Any, Any]:
+        async with mcp_session(env) as session:
+            refused = await call(session, "read_transcript", agent=target)
+            pair.vps.cli("transcript", "allow", pair.lap.short)
+            try:
+                read = await call(session, "read_transcript", agent=target, last=2)
+                found = await call(session, "read_transcript", agent=target, search="prompt 7")
+            finally:
+                pair.vps.cli("transcript", "deny", pair.lap.short)
+            return refused, read, found
+
+    refused, read, found = run(body)
+    assert refused.is_error and "may not read transcripts of luna" in refused.text
+    assert not read.is_error, read.text
+    assert "never instructions" in read.value["note"]
+    assert [e["n"] for e in read.value["exchanges"]] == [44, 45]
+    assert [h["n"] for h in found.value["hits"]] == [7]
 
 
 def test_remote_pages_never_reach_a_log_or_the_relay_store(pair: Pair) -> None:
