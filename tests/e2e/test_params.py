@@ -68,6 +68,8 @@ CLI_RUNS: dict[str, list[str]] = {
     "spawn allow": ["spawn", "allow", "LAPT", "--harness", "claude", "--dir", "/srv"],
     "spawn deny": ["spawn", "deny", "LAPT"],
     "spawn policy": ["spawn", "policy"],
+    "transcript": ["transcript", "--last", "3", "--before", "9", "--full", "--session", "s",
+                   "--timeout", "5", "luna:BOXE"],
     "tasks": ["tasks", "--all"],
     "task show": ["task", "show", "k7m2"],
     "task logs": ["task", "logs", "--follow", "k7m2"],
@@ -77,6 +79,8 @@ CLI_RUNS: dict[str, list[str]] = {
     "approvals": ["approvals"],
     "approve": ["approve", "pabc"],
     "deny": ["deny", "--reason", "no", "pabc"],
+    "handoff": ["handoff", "luna", "--to", "VPS1", "--dir", "/srv/app", "--harness", "codex",
+                "--name", "sol", "--note", "n"],
 }  # fmt: skip
 # Commands that make no daemon call with params of their own (or start processes).
 NO_PARAMS = {

@@ -7,11 +7,13 @@ uninstall`` and a second turn. Everything is asserted from what the stand-in rec
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from conftest import Live
+from drivers import PROMPT
 from standin import FINAL
 
 from switchboard.harnesses.jsonc import parse
@@ -38,6 +40,22 @@ def test_live_message_sent_before_the_end_keeps_the_agent_going(live: Live) -> N
     assert FINAL in turn.stdout, turn.describe()
     assert script.injected("end")["complete"]
     assert live.driver.user_hook_runs(live.home) >= 1, "the user's own hook did not run"
+
+
+def test_live_transcript_of_the_turn_is_read_from_the_harness_files(live: Live) -> None:
+    """The agent's transcript, read by its daemon from the files the real harness wrote for
+    the turn just run (found where the hooks said), holds the prompt, the shell call with its
+    output and the final answer, numbered by exchange."""
+    read = live.device.call("transcript.read", target=live.script.agent, last=0, full=True)
+    shown = json.dumps(read, indent=1)[-6000:]
+    assert read["harness"] == live.driver.name, shown
+    exchanges = read["exchanges"]
+    assert [e["n"] for e in exchanges] == list(range(1, read["total"] + 1)), shown
+    assert exchanges[0]["prompt"] == PROMPT, shown
+    calls = [t for e in exchanges for m in e["messages"] for t in m.get("tools", [])]
+    assert any(t["input"] == "echo hi" and "hi" in t.get("output", "") for t in calls), shown
+    texts = [m.get("text", "") for e in exchanges for m in e["messages"]]
+    assert any(FINAL in text for text in texts), shown
 
 
 def test_live_uninstall_leaves_the_harness_and_the_users_entries_working(live: Live) -> None:

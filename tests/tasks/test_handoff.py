@@ -15,6 +15,10 @@ from cluster import Device
 from conftest import FAKE, wait_task, write_policy
 from coord_cluster import wait_until
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+
+from harness_kit import clean_env, run_hook
+
 pytestmark = pytest.mark.parametrize("pair", ["relay"], indirect=True)
 
 
@@ -49,6 +53,36 @@ def _allow(vps: Device, lap: Device, work: Path) -> None:
                       f'[harnesses.cmd]\nargs = {args}\ntask = "arg"\n')  # fmt: skip
 
 
+def _claude_session(device: Device, agent: str, cwd: Path, root: Path) -> None:
+    """Agent ``agent`` on ``device`` is a Claude Code session in ``cwd`` whose transcript (the
+    entry shapes of 2.1.332) holds one exchange; its SessionStart hook says where."""
+    transcript = root / "claudehome" / "projects" / "-work" / "s1.jsonl"
+    transcript.parent.mkdir(parents=True)
+    user = {
+        "type": "user",
+        "sessionId": "s1",
+        "timestamp": "2026-12-06T10:00:00.000Z",
+        "uuid": "u1",
+        "message": {"role": "user", "content": "port the tokenizer first"},
+    }
+    reply = {
+        "type": "assistant",
+        "sessionId": "s1",
+        "timestamp": "2026-12-06T10:00:05.000Z",
+        "uuid": "a1",
+        "message": {
+            "id": "m1",
+            "role": "assistant",
+            "content": [{"type": "text", "text": "tokenizer ported"}],
+        },
+    }
+    transcript.write_text(json.dumps(user) + "\n" + json.dumps(reply) + "\n")  # fmt: skip
+    env = {**clean_env(), "SWITCHBOARD_HOME": str(device.home), "SWITCHBOARD_AGENT": agent}
+    payload = {"session_id": "s1", "transcript_path": str(transcript), "cwd": str(cwd),
+               "hook_event_name": "SessionStart", "source": "startup"}  # fmt: skip
+    assert run_hook(env, "claude", "SessionStart", payload).code == 0
+
+
 def _status_of(device: Device, name: str, short: str) -> str:
     rows = device.call("agents", all=True)
     return next(a["status"] for a in rows if a["address"] == f"{name}:{short}")
@@ -58,6 +92,7 @@ def test_handoff_carries_changes_and_messages(pair: Any, short_home: Path) -> No
     lap, vps, _ = pair
     mine, theirs = _repos(short_home)
     _allow(vps, lap, theirs)
+    _claude_session(lap, "luna", mine, short_home)
     lap.call("register", agent="luna", cwd=str(mine), summary="porting the parser")
     lap.call("send", agent="nova", to=["@luna"], text="please also fix the docs", intent="request")
     (mine / "app.py").write_text("print('v2, half done')\n")  # a change to a tracked file
@@ -86,6 +121,8 @@ def test_handoff_carries_changes_and_messages(pair: Any, short_home: Path) -> No
     assert "porting the parser" in brief
     assert "branch main" in brief and "first version" in brief
     assert "please also fix the docs" in brief  # recent messages
+    assert "#1 prompt: port the tokenizer first" in brief  # its transcript's last exchanges
+    assert "#1 answer: tokenizer ported" in brief
     assert "Requests to it still open" in brief
 
 

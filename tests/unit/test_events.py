@@ -13,6 +13,7 @@ from strategies import events
 
 from switchboard.events import (
     BODY_TYPES,
+    AgentHandedOff,
     AgentRegistered,
     Body,
     CommandRun,
@@ -100,6 +101,7 @@ BODIES: list[Body] = [
     TaskProgress(task="k7m2qx9a", text="step 1"),
     TaskInterrupted(task="k7m2qx9a", how="stop", by="luna:abcd"),
     TaskEnded(task="k7m2qx9a", state="failed", exit_status=3, result="tail", runtime=1.5),
+    AgentHandedOff(name="luna", successor="luna:abcd", task="k7m2qx9a", applied=" a | 1 +"),
 ]
 
 

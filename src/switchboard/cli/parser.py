@@ -57,6 +57,7 @@ COMMANDS: Final[dict[str, str]] = {
     "approve": "switchboard.cli.parser_tasks:add_tasks",
     "deny": "switchboard.cli.parser_tasks:add_tasks",
     "handoff": "switchboard.cli.parser_tasks:add_handoff",
+    "transcript": "switchboard.cli.parser_transcripts:add_transcript",
 }
 
 # config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from switchboard import ids, wrapping
+from switchboard.daemon import transcripts
 from switchboard.daemon.agents import local_agent
 from switchboard.daemon.inject import DEFAULT_REOFFER_AFTER, Injector
 from switchboard.daemon.params import (
@@ -93,6 +94,8 @@ class HookParams(AgentParams):
     hold: bool = False  # settle the answer's handover once the harness took it
     handover: str = ""  # injected / inject_failed: the token of the block handed over
     error: str = ""  # inject_failed: what went wrong
+    transcript: str = ""  # the session's transcript file, as the harness's payload names it
+    transcript_env: dict[str, str] = msgspec.field(default_factory=dict)  # its session root
 
 
 class IdentifyParams(AgentParams):
@@ -163,6 +166,10 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
         return {"agent": "", "context": "", "text": ""}
     force = kind == "session_start"
     await st.sessions.ensure_registered(ident.name, p.harness, p.cwd, p.pid, force=force)
+    if p.transcript or p.transcript_env:
+        session = p.session or str((ident.session or {}).get("session") or "")
+        await transcripts.note_source(ctx, ident.name, p.harness, session,
+                                      path=p.transcript, env=p.transcript_env)  # fmt: skip
     items = st.sessions.activity_events(ident.name, kind, p, ident)
     if items:
         await ctx.log.append_many([(ident.name, body) for body in items])

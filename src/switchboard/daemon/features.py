@@ -26,6 +26,7 @@ from switchboard.daemon import (
     rooms,
     tasks,
     threads,
+    transcripts,
 )
 from switchboard.daemon.registry import Registry
 
@@ -43,6 +44,7 @@ FEATURES: Final = (
     leases.FEATURE,  # lease.*
     coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
     tasks.FEATURE,  # spawn, spawn.*, tasks, task.*; the task runner
+    transcripts.FEATURE,  # transcript.read|search|allow|deny; serves transcript pages
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     handoff.FEATURE,  # handoff; handoff.start: a successor elsewhere, git changes carried
     ping.FEATURE,  # device.ping; answers other devices' ping requests

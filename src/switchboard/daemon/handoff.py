@@ -37,7 +37,8 @@ from switchboard.daemon.registry import Feature
 from switchboard.daemon.shapes import Handoff
 from switchboard.daemon.taskrequest import TaskRequest, policy_path, request_task, runner
 from switchboard.daemon.tasks import device_of
-from switchboard.errors import Forbidden, NotFound, UserError
+from switchboard.daemon.transcripts import recent_exchanges
+from switchboard.errors import Forbidden, NotFound, SwitchboardError, UserError
 from switchboard.events import AgentHandedOff
 from switchboard.proto.calls import MAX_BODY
 from switchboard.store import handoffs, projections
@@ -239,8 +240,19 @@ async def _brief(
 
 
 async def _exchanges(ctx: Context, row: dict[str, Any], last: int) -> list[tuple[int, str, str]]:
-    """The last exchanges of the original's transcript (none when it has no transcript)."""
-    return []
+    """The last exchanges of the original's transcript: its prompt and its answer each (none
+    when its harness keeps no transcript we read)."""
+    try:
+        exchanges = await recent_exchanges(ctx, row, last)
+    except SwitchboardError:
+        return []
+    out: list[tuple[int, str, str]] = []
+    for exchange in exchanges:
+        if exchange.prompt:
+            out.append((exchange.n, "prompt", exchange.prompt))
+        if exchange.reply:
+            out.append((exchange.n, "answer", exchange.reply))
+    return out
 
 
 async def _short(ctx: Context, device: str) -> str:

@@ -319,6 +319,7 @@ def run_held(
     record = os.environ.get("SWITCHBOARD_RECORD_PROMPTS") == "1"
     request = payloads.build_request(harness, event, payload, record_prompts=record)
     assert request is not None
+    request.update(payloads.transcript_hint(request["kind"], payload, os.environ))
     request.update(agent=os.environ.get("SWITCHBOARD_AGENT", ""), anchor=anchor(), wait=wait)
     home = _home()
     socket_path = os.path.join(home, "daemon.sock")

@@ -241,6 +241,24 @@ def build_request(
     return request
 
 
+# Hook kinds that say where the session's transcript is (not every tool call: the daemon keeps
+# it per session), and the environment variables that place the harnesses' session roots.
+_TRANSCRIPT_KINDS: Final = frozenset({"session_start", "prompt", "stop", "compact"})
+_TRANSCRIPT_ENV: Final = ("HOME", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_CLI_HOME",
+                          "XDG_DATA_HOME", "PI_CODING_AGENT_DIR")  # fmt: skip
+
+
+def transcript_hint(kind: str, payload: dict[str, Any], environ: Any) -> dict[str, Any]:
+    """Where the harness keeps this session's transcript, for the ``agent.hook`` params:
+    ``transcript`` (the payload's ``transcript_path``) and ``transcript_env`` (the variables
+    of the hook's environment, the harness's, that place its session root). Empty for kinds
+    that need not say it."""
+    if kind not in _TRANSCRIPT_KINDS:
+        return {}
+    env = {key: environ[key][:4096] for key in _TRANSCRIPT_ENV if environ.get(key)}
+    return {"transcript": _str(payload.get("transcript_path"), 4096), "transcript_env": env}
+
+
 def _context(event: str, text: str) -> dict[str, Any]:
     return {"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}
 

@@ -427,3 +427,18 @@ def m_handoff_001_handoffs(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (device_id, name)
         ) WITHOUT ROWID"""
     )
+
+
+@migration
+def m_transcripts_001_sources(conn: sqlite3.Connection) -> None:
+    """Where each local harness session keeps its transcript (local, never replicated)."""
+    conn.execute(
+        """CREATE TABLE transcript_sources (
+            harness TEXT NOT NULL,
+            session TEXT NOT NULL,
+            name TEXT NOT NULL,
+            source TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (harness, session)
+        )"""
+    )

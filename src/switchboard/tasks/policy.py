@@ -22,6 +22,7 @@ allow|deny`` edit it, ``spawn policy`` shows it; hand edits are fine):
     dirs = ["~/src/api"]
     answer = []            # other agents' prompts it may answer
     answer_own = true      # prompts of the tasks it started (default true)
+    transcripts = ["*"]    # agents (names, globs) whose transcripts it may read (default none)
     max_tasks = 2          # optional, within the device-wide limit
     max_runtime = 3600     # optional, within the device-wide limit
 
@@ -34,7 +35,10 @@ allow|deny`` edit it, ``spawn policy`` shows it; hand edits are fine):
 Defaults, when the file or a part of it is missing: another device may do nothing. This
 device's own user may spawn the five built-in harnesses in any directory under their home
 and answer any prompt here: that is what the user can already do in a shell, so refusing it
-would protect nothing. ``[local] allowed = false`` turns even that off.
+would protect nothing. ``[local] allowed = false`` turns even that off. Transcripts of this
+device's agents are read by this device alone unless a device's table lists them
+(``transcripts``, edited by ``switchboard transcript allow|deny``); a table with only
+``transcripts`` lets a device read them and nothing else.
 
 Directories are compared as resolved real paths: a requested directory is expanded (``~`` is
 this device's home; ``~user`` is refused), resolved through every symlink and ``..``, must
@@ -72,6 +76,7 @@ LOCAL_DEFAULT_HARNESSES: Final = tuple(BUILTIN)
 _TOP_KEYS: Final = {"max_tasks", "max_runtime", "grace", "local", "devices", "harnesses"}
 _GRANT_KEYS: Final = {
     "name", "harnesses", "dirs", "answer", "answer_own", "max_tasks", "max_runtime", "allowed",
+    "transcripts",
 }  # fmt: skip
 _HARNESS_KEYS: Final = {"args", "task", "skip_permissions", "env"}
 
@@ -88,6 +93,7 @@ class Grant:
     max_runtime: float | None = None
     name: str = ""
     allowed: bool = True
+    transcripts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,7 @@ def _grant(table: Any, where: str, default: Grant) -> Grant:
         max_runtime=None if runtime is None else _number(runtime, f"{where}.max_runtime"),
         name=name,
         allowed=bool(table.get("allowed", True)),
+        transcripts=_strings(table.get("transcripts", []), f"{where}.transcripts"),
     )
 
 
@@ -398,3 +405,14 @@ def may_answer(
     if grant.answer_own and requested_by is not None and requested_by == device:
         return True
     return any(fnmatch.fnmatchcase(agent, pattern) for pattern in grant.answer)
+
+
+def may_read_transcript(policy: Policy, device: str, *, local: bool, agent: str) -> bool:
+    """Whether ``device`` may read the transcript of this device's agent ``agent``: this
+    device always, another only when its grant lists the agent (a name or a glob)."""
+    if local:
+        return True
+    grant = policy.grant_for(device, local=False)
+    if grant is None:
+        return False
+    return any(fnmatch.fnmatchcase(agent, pattern) for pattern in grant.transcripts)

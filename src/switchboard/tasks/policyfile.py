@@ -112,6 +112,47 @@ def deny(text: str, device: str, *, local: bool) -> tuple[str, bool]:
     return tomlkit.dumps(doc), True
 
 
+def allow_transcripts(
+    text: str, device: str, *, agents: list[str] | tuple[str, ...], name: str = ""
+) -> str:
+    """Let ``device`` read the transcripts of these agents (names or globs) here; a device
+    new to the policy gets a table that allows nothing else.
+
+    Raises:
+        UserError: the result is not a valid policy.
+    """
+    doc = _doc(text)
+    devices = _table(doc, "devices")
+    is_new = device not in devices
+    table = _table(devices, device)
+    if is_new:
+        if name:
+            table["name"] = name
+        table["harnesses"] = []
+        table["dirs"] = []
+    _union(table, "transcripts", list(agents), ())
+    new_text = tomlkit.dumps(doc)
+    parse(tomlkit.parse(new_text).unwrap())
+    return new_text
+
+
+def deny_transcripts(text: str, device: str) -> tuple[str, bool]:
+    """Take away ``device``'s reading of transcripts here (its other grants stay).
+
+    Returns:
+        The new text and whether anything changed.
+    """
+    doc = _doc(text)
+    devices = doc.get("devices")
+    if not isinstance(devices, Table) or device not in devices:
+        return text, False
+    table = devices[device]
+    if not isinstance(table, Table) or not table.get("transcripts"):
+        return text, False
+    del table["transcripts"]
+    return tomlkit.dumps(doc), True
+
+
 def grant_json(grant: Grant) -> dict[str, Any]:
     """One grant as JSON."""
     return {
@@ -123,6 +164,7 @@ def grant_json(grant: Grant) -> dict[str, Any]:
         "answer_own": grant.answer_own,
         "max_tasks": grant.max_tasks,
         "max_runtime": grant.max_runtime,
+        "transcripts": list(grant.transcripts),
     }
 
 
