@@ -20,6 +20,8 @@ from switchboard.events import (
     DeviceJoined,
     Event,
     FileEdited,
+    FileFetched,
+    FileShared,
     InjectionFailed,
     LeaseAcquired,
     LeaseReleased,
@@ -100,6 +102,18 @@ BODIES: list[Body] = [
     TaskProgress(task="k7m2qx9a", text="step 1"),
     TaskInterrupted(task="k7m2qx9a", how="stop", by="luna:abcd"),
     TaskEnded(task="k7m2qx9a", state="failed", exit_status=3, result="tail", runtime=1.5),
+    FileShared(
+        hash="ab" * 32,
+        size=3,
+        name="a.txt",
+        mime="text/plain",
+        root="cd" * 32,
+        chunk_size=262144,
+        to=["@nova"],
+        recipients=["nova:abcd"],
+        note="n",
+    ),
+    FileFetched(hash="ab" * 32),
 ]
 
 

@@ -16,6 +16,7 @@ from switchboard.daemon import (
     coordination,
     delivery,
     device,
+    files,
     groups,
     leases,
     messages,
@@ -45,6 +46,7 @@ FEATURES: Final = (
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     ping.FEATURE,  # device.ping; answers other devices' ping requests
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
+    files.FEATURE,  # file.send, files, file.get, files.gc; serves and fetches file chunks
 )
 
 REGISTRY: Final = Registry(FEATURES)
