@@ -56,6 +56,8 @@ COMMANDS: Final[dict[str, str]] = {
     "approvals": "switchboard.cli.parser_tasks:add_tasks",
     "approve": "switchboard.cli.parser_tasks:add_tasks",
     "deny": "switchboard.cli.parser_tasks:add_tasks",
+    "file": "switchboard.cli.parser_files:add_files",
+    "files": "switchboard.cli.parser_files:add_files",
 }
 
 # config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks

@@ -76,6 +76,8 @@ class FileGetParams(AgentParams):
     """An absolute path (or an existing directory) to save it to, instead of the downloads."""
     force: bool = False
     """Replace a file of another content at the destination."""
+    wait: Seconds = 0.0
+    """``file.fetch``: give up after this many seconds (0: no limit)."""
 
 
 class GcParams(msgspec.Struct):
@@ -198,6 +200,15 @@ async def file_get(ctx: Context, p: FileGetParams) -> AsyncIterator[dict[str, An
                 raise
     yield {"saved": str(dest), "hash": blob, "name": row["name"], "size": row["size"],
            "mime": row["mime"]}  # fmt: skip
+
+
+async def file_fetch(ctx: Context, p: FileGetParams) -> dict[str, Any]:
+    """``file.get`` without the progress: where the file was saved (the MCP tool)."""
+    saved: dict[str, Any] = {}
+    async with asyncio.timeout(p.wait or None):
+        async for item in file_get(ctx, p):
+            saved = item
+    return saved
 
 
 def _same(files: Any, blob: str, dest: Path) -> bool:
@@ -344,7 +355,12 @@ def _start(ctx: Context) -> None:
 
 FEATURE = Feature(
     "files",
-    methods={"file.send": file_send, "files": files_list, "files.gc": files_gc},
+    methods={
+        "file.send": file_send,
+        "files": files_list,
+        "file.fetch": file_fetch,
+        "files.gc": files_gc,
+    },
     streams={"file.get": file_get},
     reactions=[after_commit(_auto_fetch, "file_shared")],
     requests={"file.manifest": answer_manifest},
