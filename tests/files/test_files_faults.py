@@ -58,6 +58,7 @@ class FlippingProxy(Proxy):
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+@contextlib.contextmanager
 def behind(tmp: Path, proxy_of: Any, env_a: dict[str, str]) -> Iterator[tuple[Device, Device, Any]]:
     relay = Relay(tmp / "relay").start()
     proxy = proxy_of(relay.port)
@@ -96,7 +97,7 @@ def test_files_cut_link_resumes_without_fetching_a_chunk_twice(tmp_path: Path) -
     """Every connection is reset at the proxy a quarter of the way through: the fetch goes on
     with the chunks it holds; each chunk is written once, and the sender serves less than the
     file twice over."""
-    for a, b, proxy in behind(tmp_path, Proxy, RATE):
+    with behind(tmp_path, Proxy, RATE) as (a, b, proxy):
         data = payload(SIZE, seed=1)
         blob = share(a, write(tmp_path, "cut.bin", data), "@nova")["hash"]
         thread, box = in_thread(get, b, blob)
@@ -118,7 +119,7 @@ def test_files_cut_link_resumes_without_fetching_a_chunk_twice(tmp_path: Path) -
 def test_files_daemon_killed_mid_transfer_resumes_after_restart(tmp_path: Path) -> None:
     """The receiving daemon is SIGKILLed mid-transfer; restarted, it carries the fetch on by
     itself, fetches exactly the chunks it lacked and saves the file where it was asked."""
-    for a, b, _ in behind(tmp_path, Proxy, RATE):
+    with behind(tmp_path, Proxy, RATE) as (a, b, _):
         data = payload(SIZE, seed=2)
         blob = share(a, write(tmp_path, "kill.bin", data), "@nova")["hash"]
         _, box = in_thread(get, b, blob)
@@ -138,7 +139,7 @@ def test_files_byte_flipped_on_the_wire_is_never_delivered(tmp_path: Path) -> No
     """A byte flipped in the middle of the transfer (at the proxy, relay to recipient) is
     caught (the seal, or a chunk's hash), the chunk is fetched again, and the file arrives
     exactly as shared, each chunk written once."""
-    for a, b, proxy in behind(tmp_path, lambda port: FlippingProxy(port, 2_000_000), {}):
+    with behind(tmp_path, lambda port: FlippingProxy(port, 2_000_000), {}) as (a, b, proxy):
         data = payload(SIZE, seed=3)
         blob = share(a, write(tmp_path, "flip.bin", data), "@nova")["hash"]
         saved = Path(get(b, blob)[-1]["saved"])

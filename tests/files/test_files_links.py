@@ -7,6 +7,7 @@ nor any device's log holds a byte of them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import signal
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ def link(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, 
         yield server.url, None
 
 
+@contextlib.contextmanager
 def pair(tmp: Path, url: str) -> Iterator[tuple[Device, Device]]:
     with group_on(tmp, url, "laptop", "server") as (a, b):
         b.call("register", agent="nova")
@@ -64,7 +66,7 @@ def test_files_every_boundary_size_and_20_mb_arrive_whole_over_every_link(
     """0 B, 1 B, a chunk, a chunk and a byte (fetched on receipt) and 20 MB (on demand) reach
     the recipient's downloads byte for byte, and no store or log holds a byte of them."""
     url, relay_data = link
-    for a, b in pair(tmp_path, url):
+    with pair(tmp_path, url) as (a, b):
         sent = {}
         for n, size in enumerate(SIZES):
             data = payload(size, seed=n)

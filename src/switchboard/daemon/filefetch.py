@@ -162,7 +162,12 @@ class Files:
         self.transfers.pop(blob, None)
         self.changed.set()
 
-    async def _fetch(self, row: dict[str, Any]) -> None:
+    async def admit(self, row: dict[str, Any]) -> None:
+        """Refuse a file over this device's size limit, or one its quota has no room for.
+
+        Raises:
+            UserError: saying which limit, with the numbers.
+        """
         blob, size, settings = row["hash"], int(row["size"]), self.ctx.settings
         if size > settings.files_max_size:
             raise UserError(
@@ -175,6 +180,10 @@ class Files:
                 f"file of {size} bytes would take this device's file store past its quota of "
                 f"{settings.files_quota} bytes ({used} used): run `switchboard files gc`"
             )
+
+    async def _fetch(self, row: dict[str, Any]) -> None:
+        blob, size = row["hash"], int(row["size"])
+        await self.admit(row)
         transfer = Transfer(hash=blob, name=row["name"], size=size)
         self.transfers[blob] = transfer
         loop = asyncio.get_running_loop()

@@ -183,6 +183,7 @@ async def file_get(ctx: Context, p: FileGetParams) -> AsyncIterator[dict[str, An
         raise UserError(f"{dest} exists with other content: use --force to replace it")
     for attempt in range(3):
         if not await asyncio.to_thread(files.store.is_complete, blob):
+            await files.admit(row)
             await asyncio.to_thread(files.want, blob, dest, p.force)
             job = files.fetch(row)
             while not job.done():
@@ -331,6 +332,7 @@ async def _fetch_for(ctx: Context, blob: str, agents: list[str]) -> None:
         row = await ctx.read(shared_row, blob)
         if row is None:
             return
+        await files.admit(row)
         for agent in agents:
             dest = _downloads(ctx, agent, row)
             dest = await asyncio.to_thread(_free_name, files, blob, dest)
