@@ -27,7 +27,7 @@ def devices(tmp: Path, *specs: tuple[str, str, dict[str, str]]) -> Iterator[list
     relay = Relay(tmp / "relay").start()
     found = [Device(tmp / name, name) for name, _, _ in specs]
     try:
-        for device, (_, agent, env) in zip(found, specs, strict=True):
+        for device, (_, _, env) in zip(found, specs, strict=True):
             device.env.update(env)
             device.start()
         invite = found[0].call("group.create", name="files", relay=relay.url)["invite"]
@@ -113,7 +113,7 @@ def test_files_size_quota_and_overwrite_fail_clearly(pair_ab: list[Device], tmp_
     """Over the receiver's size limit or quota, or onto a file of other content, a get fails
     with a clear error (gc frees room; --force replaces); nothing lands outside downloads."""
     a, b = pair_ab
-    before = sorted(p for p in tmp_path.rglob("*"))
+    before = set(tmp_path.rglob("*"))
     big = share(a, write(tmp_path, "big.bin", payload(1_200_000, 1)), "@nova")["hash"]
     with pytest.raises(SwitchboardError, match="exceeds this device's limit of 1000000"):
         get(b, big)
@@ -134,5 +134,5 @@ def test_files_size_quota_and_overwrite_fail_clearly(pair_ab: list[Device], tmp_
     with pytest.raises(SwitchboardError, match="absolute path"):
         get(b, y, output="relative/y.bin")
     assert sorted(downloads(b).iterdir()) == [downloads(b) / "x.bin", clash]
-    new = {p for p in tmp_path.rglob("*")} - set(before)
+    new = set(tmp_path.rglob("*")) - set(before)
     assert all(p.parent == tmp_path / "outbox" or p == tmp_path / "outbox" for p in new), new
