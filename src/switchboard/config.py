@@ -12,9 +12,10 @@ Environment variables:
 - ``SWITCHBOARD_LOG_LEVEL``: ``DEBUG``, ``INFO`` (default), ``WARNING``.
 - ``SWITCHBOARD_EXPIRE_AFTER``: seconds an offline remote agent stays listed (default 300).
 - ``SWITCHBOARD_FILES_MAX_SIZE``, ``SWITCHBOARD_FILES_QUOTA``, ``SWITCHBOARD_FILES_AUTO_FETCH``,
-  ``SWITCHBOARD_FILES_MAX_RATE``: the receiving policy of shared files, in bytes (and bytes per
-  second served; 0: no limit); also ``[files]`` ``max_size``/``quota``/``auto_fetch``/``max_rate``
-  in ``config.toml`` (docs/files.md).
+  ``SWITCHBOARD_FILES_MAX_RATE``, ``SWITCHBOARD_FILES_CHUNK_SIZE``: shared files' receiving
+  policy in bytes, bytes per second served (0: no limit) and the chunk size files are cut
+  into; also ``[files]`` ``max_size``/``quota``/``auto_fetch``/``max_rate``/``chunk_size`` in
+  ``config.toml`` (docs/files.md).
 - ``SWITCHBOARD_EDIT_WINDOW``: seconds within which two agents' edits of one file conflict
   (default 30).
 
@@ -57,6 +58,9 @@ DEFAULT_EDIT_WINDOW: Final = 30.0
 DEFAULT_FILES_MAX_SIZE: Final = 100 * 1024 * 1024
 DEFAULT_FILES_QUOTA: Final = 1024 * 1024 * 1024
 DEFAULT_FILES_AUTO_FETCH: Final = 1024 * 1024
+# The chunks files are cut into when shared (store/blobs.CHUNK_SIZE, the most a directed-channel
+# message carries); smaller ones (down to 4 KiB) only to measure them (bench/files.py).
+DEFAULT_FILES_CHUNK_SIZE: Final = 256 * 1024
 
 
 def default_home() -> Path:
@@ -103,6 +107,7 @@ _FIELDS = (
     "files_quota",
     "files_auto_fetch",
     "files_max_rate",
+    "files_chunk_size",
     "expire_after",
     "edit_window",
 )
@@ -127,6 +132,7 @@ class Settings:
     files_quota: int
     files_auto_fetch: int
     files_max_rate: int
+    files_chunk_size: int
     expire_after: float
     edit_window: float
 
@@ -143,11 +149,12 @@ class Settings:
         files_quota: int = DEFAULT_FILES_QUOTA,
         files_auto_fetch: int = DEFAULT_FILES_AUTO_FETCH,
         files_max_rate: int = 0,
+        files_chunk_size: int = DEFAULT_FILES_CHUNK_SIZE,
         expire_after: float = DEFAULT_EXPIRE_AFTER,
         edit_window: float = DEFAULT_EDIT_WINDOW,
     ) -> None:
         values = (home, agent, offline_timeout, log_level, relay_max_age, relay_max_bytes,
-                  files_max_size, files_quota, files_auto_fetch, files_max_rate,
+                  files_max_size, files_quota, files_auto_fetch, files_max_rate, files_chunk_size,
                   expire_after, edit_window)  # fmt: skip
         for name, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
@@ -255,6 +262,10 @@ def load_settings(
         files_quota=_size(env, files, "quota", DEFAULT_FILES_QUOTA),
         files_auto_fetch=_size(env, files, "auto_fetch", DEFAULT_FILES_AUTO_FETCH),
         files_max_rate=_size(env, files, "max_rate", 0),
+        files_chunk_size=min(
+            DEFAULT_FILES_CHUNK_SIZE,
+            max(4096, _size(env, files, "chunk_size", DEFAULT_FILES_CHUNK_SIZE)),
+        ),
         expire_after=float(
             env.get("SWITCHBOARD_EXPIRE_AFTER") or file.get("expire_after") or DEFAULT_EXPIRE_AFTER
         ),

@@ -82,10 +82,11 @@ class Transfer:
     held: int = 0
     source: str = ""
     state: str = "starting"
+    chunk_size: int = CHUNK_SIZE
     started: float = field(default_factory=time.time)
 
     def shown(self) -> dict[str, Any]:
-        done = min(self.size, self.held * CHUNK_SIZE)
+        done = min(self.size, self.held * self.chunk_size)
         return {"hash": self.hash, "name": self.name, "size": self.size,
                 "chunks": self.chunks, "held": self.held, "bytes": done,
                 "from": self.source, "state": self.state}  # fmt: skip
@@ -242,6 +243,7 @@ class Files:
                                     row["root"])  # fmt: skip
         missing = await asyncio.to_thread(self.store.missing, blob, manifest)
         transfer.chunks, transfer.held = manifest.count, manifest.count - len(missing)
+        transfer.chunk_size = manifest.chunk_size
         transfer.source, transfer.state = device, "fetching"
         if not missing:
             return False

@@ -105,7 +105,10 @@ async def file_send(ctx: Context, p: FileSendParams) -> dict[str, Any]:
     recipients = await ctx.read(resolve_targets, ctx.device_id, targets, sender)
     files = files_of(ctx)
     blob, manifest = await asyncio.to_thread(
-        files.store.import_file, path, max_size=ctx.settings.files_max_size
+        files.store.import_file,
+        path,
+        max_size=ctx.settings.files_max_size,
+        chunk_size=ctx.settings.files_chunk_size,
     )
     mime = mime_of(name)
     body = FileShared(hash=blob, size=manifest.size, name=name, mime=mime, root=manifest.root,

@@ -149,12 +149,15 @@ class BlobStore:
 
     # -- importing a local file -------------------------------------------------------------
 
-    def import_file(self, path: Path, *, max_size: int) -> tuple[str, Manifest]:
+    def import_file(
+        self, path: Path, *, max_size: int, chunk_size: int = CHUNK_SIZE
+    ) -> tuple[str, Manifest]:
         """Copy a file into the store in chunks; return its hash and manifest.
 
         Raises:
             UserError: the file cannot be read, is not a regular file, or is over ``max_size``.
         """
+        assert 0 < chunk_size <= CHUNK_SIZE
         try:
             file = open(path, "rb")  # noqa: SIM115 - closed below, after the fstat
         except OSError as exc:
@@ -171,15 +174,19 @@ class BlobStore:
             staging.mkdir(parents=True, mode=0o700)
             try:
                 whole, hashes, size = hashlib.sha256(), [], 0
-                while piece := file.read(CHUNK_SIZE):
+                while piece := file.read(chunk_size):
                     size += len(piece)
                     if size > max_size:
                         raise UserError(f"file grew past the limit of {max_size} bytes")
                     whole.update(piece)
                     hashes.append(hashlib.sha256(piece).digest())
+                    if len(hashes) > MAX_CHUNKS:
+                        raise UserError(
+                            f"file of more than {MAX_CHUNKS} chunks of {chunk_size} bytes"
+                        )
                     (staging / str(len(hashes) - 1)).write_bytes(piece)
                 blob = whole.hexdigest()
-                manifest = Manifest(size, CHUNK_SIZE, hashes)
+                manifest = Manifest(size, chunk_size, hashes)
                 (staging / "manifest").write_bytes(encode_manifest(manifest))
                 (staging / "complete").touch()
                 self._install(blob, staging)
