@@ -104,6 +104,7 @@ class Files:
         self.served_chunks = 0  # chunks sent to other devices since start
         self.corrupt_chunks = 0  # chunks refused: wrong hash on arrival or found rotten here
         self.streams = 0  # chunk streams started (more than one per fetch: a resume)
+        self.placed: dict[str, set[str]] = {}  # blob -> paths its last fetch wrote it to
         self.changed = asyncio.Event()
 
     def statistics(self) -> dict[str, int]:
@@ -130,18 +131,20 @@ class Files:
             return []
         return found
 
-    def place_wanted(self, blob: str) -> list[str]:
-        """Write a held blob wherever it is wanted; return the paths written."""
+    def place_wanted(self, blob: str, *, check: bool = True) -> list[str]:
+        """Write a held blob wherever it is wanted; return the paths written (``check``: each
+        chunk's hash again, unless it was verified just now)."""
         written = []
         for wanted in self._wants(blob):
             dest = Path(wanted["dest"])
             try:
-                self.store.copy_out(blob, dest, force=bool(wanted["force"]))
+                self.store.copy_out(blob, dest, force=bool(wanted["force"]), check=check)
                 written.append(str(dest))
             except UserError as exc:
                 log.warning("! file %s not saved: %s", blob[:12], exc)
         with contextlib.suppress(OSError):
             (self.store.folder(blob) / "want").unlink()
+        self.placed[blob] = set(written)
         return written
 
     # -- fetching ---------------------------------------------------------------------------
@@ -188,7 +191,8 @@ class Files:
         transfer = Transfer(hash=blob, name=row["name"], size=size)
         self.transfers[blob] = transfer
         loop = asyncio.get_running_loop()
-        progress_at = loop.time()
+        progress_at = started = loop.time()
+        verified = False
         errors: list[str] = []
         while True:
             if await asyncio.to_thread(self.store.is_complete, blob):
@@ -197,8 +201,13 @@ class Files:
             if manifest is not None and not await asyncio.to_thread(
                 self.store.missing, blob, manifest
             ):
-                bad = await asyncio.to_thread(self.store.verify, blob)
+                fetched = loop.time()
+                transfer.state = "verifying"
+                bad = await asyncio.to_thread(self.store.verify, blob, recheck=False)
                 if not bad:
+                    verified = True
+                    log.info("= fetched %s: %d bytes in %.2f s, verified in %.2f s", blob[:12],
+                             size, fetched - started, loop.time() - fetched)  # fmt: skip
                     break
                 self.corrupt_chunks += len(bad)
             mark = self.ctx.changes
@@ -229,7 +238,7 @@ class Files:
             announced, blob, self.ctx.device_id
         ):
             await self.ctx.log.append("", FileFetched(hash=blob))
-        await asyncio.to_thread(self.place_wanted, blob)
+        await asyncio.to_thread(self.place_wanted, blob, check=not verified)
 
     async def _from(self, device: str, row: dict[str, Any], transfer: Transfer) -> bool:
         """Fetch what is missing from one holder; whether any chunk was gained."""

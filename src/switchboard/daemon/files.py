@@ -195,6 +195,8 @@ async def file_get(ctx: Context, p: FileGetParams) -> AsyncIterator[dict[str, An
                 if transfer is not None and not job.done():
                     yield {"progress": transfer.shown()}
             job.result()  # its error, if it failed
+        if str(dest) in files.placed.pop(blob, ()):
+            break  # the fetch wrote it there
         try:
             await asyncio.to_thread(files.store.copy_out, blob, dest, force=p.force)
             break

@@ -257,9 +257,14 @@ class BlobStore:
     def is_complete(self, blob: str) -> bool:
         return (self.folder(blob) / "complete").exists()
 
-    def verify(self, blob: str) -> list[int]:
-        """Check every chunk and the whole file's hash; mark the blob complete when all is
-        well. Returns the chunks missing or bad (deleted), ``[]`` when the blob is complete.
+    def verify(self, blob: str, *, recheck: bool = True) -> list[int]:
+        """Check the whole file's hash (and with ``recheck`` every chunk's); mark the blob
+        complete when all is well. Returns the chunks missing or bad (deleted), ``[]`` when
+        the blob is complete.
+
+        Without ``recheck`` (right after a fetch wrote each chunk with its hash checked) only
+        the whole is hashed, one pass; if it does not match, every chunk is checked after all,
+        to find the one that went bad.
 
         Raises:
             StoreError: every chunk matched its hash but the whole did not (a bad manifest).
@@ -269,7 +274,7 @@ class BlobStore:
             raise StoreError(f"no chunk list for {blob[:12]}")
         whole, bad = hashlib.sha256(), []
         for n in range(manifest.count):
-            data = self.read_chunk(blob, manifest, n)
+            data = self.read_chunk(blob, manifest, n) if recheck else self._read(blob, n)
             if data is None:
                 bad.append(n)
             elif not bad:
@@ -277,14 +282,23 @@ class BlobStore:
         if bad:
             return bad
         if whole.hexdigest() != blob:
+            if not recheck:
+                return self.verify(blob, recheck=True)
             shutil.rmtree(self.folder(blob), ignore_errors=True)
             raise StoreError(f"the chunks of {blob[:12]} do not add up to its hash")
         (self.folder(blob) / "complete").touch()
         _touch(self.folder(blob))
         return []
 
-    def chunks(self, blob: str) -> Iterator[bytes]:
-        """The verified bytes of a complete blob, chunk by chunk.
+    def _read(self, blob: str, n: int) -> bytes | None:
+        try:
+            return self._chunk(blob, n).read_bytes()
+        except OSError:
+            return None
+
+    def chunks(self, blob: str, *, check: bool = True) -> Iterator[bytes]:
+        """The verified bytes of a complete blob, chunk by chunk (each checked against its
+        hash again unless ``check`` is off: just verified).
 
         Raises:
             StoreError: a chunk went bad since it was verified (it is deleted: fetch again).
@@ -293,12 +307,12 @@ class BlobStore:
         if manifest is None or not self.is_complete(blob):
             raise StoreError(f"blob {blob[:12]} is not held whole here")
         for n in range(manifest.count):
-            data = self.read_chunk(blob, manifest, n)
+            data = self.read_chunk(blob, manifest, n) if check else self._read(blob, n)
             if data is None:
                 raise StoreError(f"chunk {n} of {blob[:12]} is damaged: it will be fetched again")
             yield data
 
-    def copy_out(self, blob: str, dest: Path, *, force: bool) -> bool:
+    def copy_out(self, blob: str, dest: Path, *, force: bool, check: bool = True) -> bool:
         """Write a complete blob's bytes to ``dest`` (a temporary name, then renamed): ``False``
         when ``dest`` already holds exactly these bytes.
 
@@ -318,7 +332,7 @@ class BlobStore:
         temp = dest.with_name(f".{dest.name[:200]}.{uuid.uuid4().hex[:8]}.part")
         try:
             with open(temp, "xb") as out:
-                for data in self.chunks(blob):
+                for data in self.chunks(blob, check=check):
                     out.write(data)
             os.replace(temp, dest)
         finally:
