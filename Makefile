@@ -63,6 +63,7 @@ bench: $(STAMP) brokers compile
 	$(BIN)/python bench/hooks.py
 	$(BIN)/python bench/tasks.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/files.py
 	$(BIN)/python bench/soak.py --count 100 --restarts 10
 
 # The fault soak at full counts (1,000 messages, 100 SIGKILL restarts per link; some minutes

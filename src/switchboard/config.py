@@ -11,6 +11,11 @@ Environment variables:
   offline (default 300).
 - ``SWITCHBOARD_LOG_LEVEL``: ``DEBUG``, ``INFO`` (default), ``WARNING``.
 - ``SWITCHBOARD_EXPIRE_AFTER``: seconds an offline remote agent stays listed (default 300).
+- ``SWITCHBOARD_FILES_MAX_SIZE``, ``SWITCHBOARD_FILES_QUOTA``, ``SWITCHBOARD_FILES_AUTO_FETCH``,
+  ``SWITCHBOARD_FILES_MAX_RATE``, ``SWITCHBOARD_FILES_CHUNK_SIZE``: shared files' receiving
+  policy in bytes, bytes per second served (0: no limit) and the chunk size files are cut
+  into; also ``[files]`` ``max_size``/``quota``/``auto_fetch``/``max_rate``/``chunk_size`` in
+  ``config.toml`` (docs/files.md).
 - ``SWITCHBOARD_EDIT_WINDOW``: seconds within which two agents' edits of one file conflict
   (default 30).
 
@@ -46,6 +51,16 @@ DEFAULT_EXPIRE_AFTER: Final = 300.0
 # Two agents editing one file within this many seconds are told of each other: about one
 # agent turn, so edits in the same stretch of work match and yesterday's do not.
 DEFAULT_EDIT_WINDOW: Final = 30.0
+# Shared files: the largest file this device accepts (a build artifact, a screen recording; a
+# bigger one is a job for a file server), everything its blob store may hold, and the size up
+# to which a file shared with one of its agents is fetched at once (a log, a patch, a
+# screenshot) rather than on demand.
+DEFAULT_FILES_MAX_SIZE: Final = 100 * 1024 * 1024
+DEFAULT_FILES_QUOTA: Final = 1024 * 1024 * 1024
+DEFAULT_FILES_AUTO_FETCH: Final = 1024 * 1024
+# The chunks files are cut into when shared (store/blobs.CHUNK_SIZE, the most a directed-channel
+# message carries); smaller ones (down to 4 KiB) only to measure them (bench/files.py).
+DEFAULT_FILES_CHUNK_SIZE: Final = 256 * 1024
 
 
 def default_home() -> Path:
@@ -88,6 +103,11 @@ _FIELDS = (
     "log_level",
     "relay_max_age",
     "relay_max_bytes",
+    "files_max_size",
+    "files_quota",
+    "files_auto_fetch",
+    "files_max_rate",
+    "files_chunk_size",
     "expire_after",
     "edit_window",
 )
@@ -108,6 +128,11 @@ class Settings:
     log_level: str
     relay_max_age: float
     relay_max_bytes: int
+    files_max_size: int
+    files_quota: int
+    files_auto_fetch: int
+    files_max_rate: int
+    files_chunk_size: int
     expire_after: float
     edit_window: float
 
@@ -120,10 +145,16 @@ class Settings:
         log_level: str = "INFO",
         relay_max_age: float = DEFAULT_RELAY_MAX_AGE,
         relay_max_bytes: int = DEFAULT_RELAY_MAX_BYTES,
+        files_max_size: int = DEFAULT_FILES_MAX_SIZE,
+        files_quota: int = DEFAULT_FILES_QUOTA,
+        files_auto_fetch: int = DEFAULT_FILES_AUTO_FETCH,
+        files_max_rate: int = 0,
+        files_chunk_size: int = DEFAULT_FILES_CHUNK_SIZE,
         expire_after: float = DEFAULT_EXPIRE_AFTER,
         edit_window: float = DEFAULT_EDIT_WINDOW,
     ) -> None:
         values = (home, agent, offline_timeout, log_level, relay_max_age, relay_max_bytes,
+                  files_max_size, files_quota, files_auto_fetch, files_max_rate, files_chunk_size,
                   expire_after, edit_window)  # fmt: skip
         for name, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
@@ -218,6 +249,7 @@ def load_settings(
     home_path = Path(home or env.get("SWITCHBOARD_HOME") or default_home()).expanduser()
     file = _read_toml(home_path / "config.toml")
     relay = file.get("relay", {})
+    files = file.get("files", {})
     timeout = env.get("SWITCHBOARD_OFFLINE_TIMEOUT") or file.get("offline_timeout")
     return Settings(
         home=home_path,
@@ -226,6 +258,14 @@ def load_settings(
         log_level=str(env.get("SWITCHBOARD_LOG_LEVEL") or file.get("log_level") or "INFO").upper(),
         relay_max_age=float(relay.get("max_age", DEFAULT_RELAY_MAX_AGE)),
         relay_max_bytes=int(relay.get("max_bytes", DEFAULT_RELAY_MAX_BYTES)),
+        files_max_size=_size(env, files, "max_size", DEFAULT_FILES_MAX_SIZE),
+        files_quota=_size(env, files, "quota", DEFAULT_FILES_QUOTA),
+        files_auto_fetch=_size(env, files, "auto_fetch", DEFAULT_FILES_AUTO_FETCH),
+        files_max_rate=_size(env, files, "max_rate", 0),
+        files_chunk_size=min(
+            DEFAULT_FILES_CHUNK_SIZE,
+            max(4096, _size(env, files, "chunk_size", DEFAULT_FILES_CHUNK_SIZE)),
+        ),
         expire_after=float(
             env.get("SWITCHBOARD_EXPIRE_AFTER") or file.get("expire_after") or DEFAULT_EXPIRE_AFTER
         ),
@@ -233,6 +273,15 @@ def load_settings(
             env.get("SWITCHBOARD_EDIT_WINDOW") or file.get("edit_window") or DEFAULT_EDIT_WINDOW
         ),
     )
+
+
+def _size(env: dict[str, str], table: dict[str, Any], key: str, default: int) -> int:
+    """A byte count from ``SWITCHBOARD_FILES_<KEY>``, else ``[files] key``, else ``default``."""
+    text = env.get("SWITCHBOARD_FILES_" + key.upper()) or table.get(key)
+    try:
+        return max(0, int(text)) if text not in (None, "") else default
+    except ValueError:
+        return default
 
 
 def ensure_home(home: Path) -> None:

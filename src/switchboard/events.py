@@ -409,6 +409,32 @@ class AgentHandedOff(Body, frozen=True, tag="agent_handed_off"):
     """The ``diff --stat`` of the uncommitted changes applied on the successor's checkout."""
 
 
+class FileShared(Body, frozen=True, tag="file_shared"):
+    """``file_shared``: an agent shared a file; the bytes stay in the blob stores of the devices
+    that hold them and travel over the directed channel (docs/files.md), never in the log.
+
+    ``hash`` is the SHA-256 (hex) of the bytes, ``root`` the SHA-256 of the chunk list (every
+    chunk's SHA-256 in order) a holder serves; ``to`` the targets as written, ``recipients``
+    the agent addresses they resolved to on the sending device."""
+
+    hash: str
+    size: int
+    name: str
+    mime: str
+    root: str
+    chunk_size: int
+    to: list[str]
+    recipients: list[str]
+    note: str = ""
+
+
+class FileFetched(Body, frozen=True, tag="file_fetched"):
+    """``file_fetched``: this device now holds a verified copy of the file ``hash`` and serves
+    it to the file's other recipients (written by the device, agent ``""``)."""
+
+    hash: str
+
+
 AnyBody = (
     DeviceJoined
     | AgentRegistered
@@ -445,6 +471,8 @@ AnyBody = (
     | TaskInterrupted
     | TaskEnded
     | AgentHandedOff
+    | FileShared
+    | FileFetched
 )
 
 BODY_TYPES: Final[dict[str, type[Body]]] = {
@@ -485,6 +513,8 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
         TaskInterrupted,
         TaskEnded,
         AgentHandedOff,
+        FileShared,
+        FileFetched,
     )
 }
 

@@ -344,8 +344,8 @@ def test_api_server_aclose_ends_streams_and_removes_the_socket(
 
 
 def test_api_methods_cover_the_internals_contract() -> None:
-    """METHODS holds every documented method, and only events.follow, room.follow and
-    task.logs stream."""
+    """METHODS holds every documented method, and only events.follow, room.follow, task.logs
+    and file.get (its progress) stream."""
     documented = {
         "ping",
         "status",
@@ -365,4 +365,4 @@ def test_api_methods_cover_the_internals_contract() -> None:
     }
     assert documented <= METHODS
     assert frozenset(REGISTRY.streams) == STREAMING
-    assert {"events.follow", "room.follow", "task.logs"} == STREAMING
+    assert {"events.follow", "room.follow", "task.logs", "file.get"} == STREAMING

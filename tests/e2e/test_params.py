@@ -81,6 +81,9 @@ CLI_RUNS: dict[str, list[str]] = {
     "deny": ["deny", "--reason", "no", "pabc"],
     "handoff": ["handoff", "luna", "--to", "VPS1", "--dir", "/srv/app", "--harness", "codex",
                 "--name", "sol", "--note", "n"],
+    "file send": ["file", "send", "--name", "r.txt", "@nova", "/tmp/r.txt", "--", "a", "note"],
+    "file get": ["file", "get", "-o", "/tmp", "--force", "abc123"],
+    "files": ["files", "--all"],
 }  # fmt: skip
 # Commands that make no daemon call with params of their own (or start processes).
 NO_PARAMS = {
@@ -90,7 +93,7 @@ NO_PARAMS = {
 LISTS = {
     "agents", "inbox", "events", "room.list", "room.members", "room.read", "thread.show",
     "search", "sent", "lease.list", "link.set", "link.status", "link.sync",
-    "events.subscriptions", "devices", "tasks", "approvals",
+    "events.subscriptions", "devices", "tasks", "approvals", "files",
 }  # fmt: skip
 CANNED: dict[str, Any] = {
     "agents": [AGENT],
@@ -234,4 +237,17 @@ def test_params_mcp_tool_arguments_become_declared_params(tool: str, short_tmp: 
 
     asyncio.run(run())
     assert calls, f"{tool} made no daemon call"
+    assert undeclared(calls) == []
+
+
+def test_params_files_gc_options_are_declared_params(
+    serve: Callable[..., ApiServer], short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``files gc`` calls files.gc with its declared params (keep_bytes, max_age) only."""
+    monkeypatch.setenv("SWITCHBOARD_HOME", str(short_tmp))
+    calls: Calls = []
+    serve(recording_dispatch(calls), load_settings(home=short_tmp).socket_path)
+    with contextlib.suppress(Exception), contextlib.redirect_stdout(io.StringIO()):
+        main(["files", "gc", "--keep", "500M", "--max-age", "2"])
+    assert calls == [("files.gc", {"keep_bytes": 500 * 1024**2, "max_age": 2 * 86400.0})]
     assert undeclared(calls) == []

@@ -21,6 +21,8 @@ from switchboard.events import (
     DeviceJoined,
     Event,
     FileEdited,
+    FileFetched,
+    FileShared,
     InjectionFailed,
     LeaseAcquired,
     LeaseReleased,
@@ -102,6 +104,18 @@ BODIES: list[Body] = [
     TaskInterrupted(task="k7m2qx9a", how="stop", by="luna:abcd"),
     TaskEnded(task="k7m2qx9a", state="failed", exit_status=3, result="tail", runtime=1.5),
     AgentHandedOff(name="luna", successor="luna:abcd", task="k7m2qx9a", applied=" a | 1 +"),
+    FileShared(
+        hash="ab" * 32,
+        size=3,
+        name="a.txt",
+        mime="text/plain",
+        root="cd" * 32,
+        chunk_size=262144,
+        to=["@nova"],
+        recipients=["nova:abcd"],
+        note="n",
+    ),
+    FileFetched(hash="ab" * 32),
 ]
 
 

@@ -32,7 +32,7 @@ _OPTIONS_WITH_VALUE = frozenset({"--as", "--home"})
 _TARGET_PREFIXES = ("@", "#", "+")
 # Commands whose text follows ``--`` and is split off before parsing (spawn has sub-commands,
 # which would take the text's first word for one).
-_SPLIT_AT_DASHES = frozenset({"send", "spawn"})
+_SPLIT_AT_DASHES = frozenset({"send", "spawn", "file"})
 
 
 def _command_name(argv: list[str]) -> int | None:
@@ -55,8 +55,8 @@ def split_send_text(argv: list[str]) -> tuple[list[str], list[str] | None]:
     """Split ``send TARGET... -- TEXT`` (and ``spawn ... -- TEXT``) at its ``--``: (arguments
     to parse, text words).
 
-    Only ``send`` and ``spawn`` are split; for every other command ``--`` keeps its usual
-    meaning. The text is ``None`` when there is no ``--``.
+    Only ``send``, ``spawn`` and ``file`` (``file send``'s note) are split; for every other
+    command ``--`` keeps its usual meaning. The text is ``None`` when there is no ``--``.
     """
     index = _command_name(argv)
     if index is None or argv[index] not in _SPLIT_AT_DASHES or "--" not in argv[index + 1 :]:
@@ -136,7 +136,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     args = build_parser(command).parse_args(argv)
     if args.handler == "messages:send":
         _finish_send(args, text)
-    elif args.handler == "tasks:spawn":
+    elif args.handler in ("tasks:spawn", "files:send"):
         args.text_words = text
     elif text is not None:
         args.command_parser.error("unexpected '--'")

@@ -154,6 +154,12 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         )
         if link.get("last_error"):
             lines.append(f"        last error: {link['last_error']}")
+    for transfer in status.get("transfers") or []:  # shared files being fetched
+        lines.append(
+            f"file    {clip(transfer['name'], 40)}  {transfer['held']}/{transfer['chunks']} "
+            f"chunks, {transfer['bytes']} of {transfer['size']} bytes from "
+            f"{str(transfer['from'])[:4].upper() or '-'}  {transfer['state']}"
+        )
     agents = status.get("agents") or []
     lines.append(f"agents  {len(agents)}")
     if agents:

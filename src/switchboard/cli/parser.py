@@ -58,6 +58,8 @@ COMMANDS: Final[dict[str, str]] = {
     "deny": "switchboard.cli.parser_tasks:add_tasks",
     "handoff": "switchboard.cli.parser_tasks:add_handoff",
     "transcript": "switchboard.cli.parser_transcripts:add_transcript",
+    "file": "switchboard.cli.parser_files:add_files",
+    "files": "switchboard.cli.parser_files:add_files",
 }
 
 # config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks

@@ -54,13 +54,18 @@ async def init(ctx: Context, p: InitParams) -> Device:
 
 async def status(ctx: Context, p: NoParams) -> Status:
     """The device, the daemon, each group's link, and the agents."""
+    from switchboard.daemon.files import transfers_of  # noqa: PLC0415 - files imports messages
+
     groups = await ctx.read(projections.list_groups)
+    transfers, counters = transfers_of(ctx)
     return Status(
         device=await _device(ctx),
         daemon=_daemon(ctx),
         groups=[await group_status(ctx, group) for group in groups],
         agents=await listed_agents(ctx, AgentsParams()),
         clock=clocks_of(ctx).report(await ctx.read(projections.list_devices), time.time()),
+        transfers=transfers,
+        files=counters,
     )
 
 

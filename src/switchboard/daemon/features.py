@@ -16,6 +16,7 @@ from switchboard.daemon import (
     coordination,
     delivery,
     device,
+    files,
     groups,
     handoff,
     leases,
@@ -49,6 +50,7 @@ FEATURES: Final = (
     handoff.FEATURE,  # handoff; handoff.start: a successor elsewhere, git changes carried
     ping.FEATURE,  # device.ping; answers other devices' ping requests
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
+    files.FEATURE,  # file.send, files, file.get, files.gc; serves and fetches file chunks
 )
 
 REGISTRY: Final = Registry(FEATURES)

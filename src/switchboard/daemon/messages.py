@@ -164,6 +164,11 @@ def _resolve(conn: Any, device_id: str, targets: list[ids.Target], sender: str) 
     return list(found)
 
 
+def resolve_targets(conn: Any, device_id: str, targets: list[ids.Target], sender: str) -> list[str]:
+    """The agent addresses ``targets`` resolve to, as ``send`` resolves them (``file.send``)."""
+    return _resolve(conn, device_id, targets, sender)
+
+
 def _check_device(conn: Any, short: str) -> None:
     if not any(d["short"] == short for d in projections.list_devices(conn)):
         raise NotFound(f"unknown device {short}")

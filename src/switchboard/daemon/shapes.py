@@ -189,6 +189,10 @@ class Status(msgspec.Struct, kw_only=True):
     groups: list[Group]
     agents: list[Agent]
     clock: list[PeerClock] = []
+    transfers: list[dict[str, Any]] = []
+    """Shared files being fetched: hash, name, size, chunks, held, bytes, from, state."""
+    files: dict[str, int] = {}
+    """Chunks fetched, served and refused (bad hash) since the daemon started."""
 
 
 class HistoryMessage(msgspec.Struct, kw_only=True):

@@ -36,7 +36,14 @@ from mcp.server.lowlevel import Server
 
 from switchboard import __version__, wrapping
 from switchboard.errors import SwitchboardError
-from switchboard.mcp import rooms_tools, tasks_tools, tools, transcripts_tools, work_tools
+from switchboard.mcp import (
+    files_tools,
+    rooms_tools,
+    tasks_tools,
+    tools,
+    transcripts_tools,
+    work_tools,
+)
 from switchboard.mcp.bridge import Bridge
 from switchboard.mcp.channel import CHANNEL_CAPABILITY, Channel
 from switchboard.mcp.registry import Tool, ToolRegistry
@@ -56,6 +63,7 @@ TOOL_MODULES: Final[list[Callable[[ToolRegistry], None]]] = [
     tasks_tools.register_approvals,  # permission_prompt, approvals, approve
     work_tools.register,  # handoff
     transcripts_tools.register,  # read_transcript
+    files_tools.register,  # share_file, get_file (issue #14)
 ]
 
 INSTRUCTIONS: Final = (
