@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from switchboard import ids, wrapping
+from switchboard.daemon import agentprompts
 from switchboard.daemon.agents import local_agent
 from switchboard.daemon.inject import DEFAULT_REOFFER_AFTER, Injector
 from switchboard.daemon.params import (
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 #: What a hook call can be about (harnesses/payloads.py maps each harness event to one).
 HOOK_KINDS: Final = frozenset(
     {"session_start", "prompt", "tool", "stop", "compact", "session_end", "poll", "idle_wait",
-     "injected", "inject_failed"}
+     "injected", "inject_failed", "permission"}
 )  # fmt: skip
 # A stop is blocked to deliver messages at most this many times in a row without a new prompt
 # or tool use, whatever the harness's own guard says (Claude Code's stop_hook_active has been
@@ -68,6 +69,9 @@ HOOK_KINDS: Final = frozenset(
 MAX_STOP_BLOCKS: Final = 3
 # The longest an idle-wait hook may wait for a message: Claude Code re-arms it at every Stop.
 MAX_IDLE_WAIT: Final = 3_600.0
+# The longest a permission hook may wait for an answer from elsewhere (harnesses/hook.py
+# asks for SWITCHBOARD_PROMPT_WAIT, 120 s by default); Claude Code's hook timeout is 600 s.
+MAX_PROMPT_WAIT: Final = 600.0
 _NEVER: Final = float("inf")
 
 
@@ -162,6 +166,9 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
         return {"agent": "", "context": "", "text": ""}
     force = kind == "session_start"
     await st.sessions.ensure_registered(ident.name, p.harness, p.cwd, p.pid, force=force)
+    if kind == "permission":
+        return await _permission(ctx, ident, p)
+    await _expire_prompts(ctx, ident.name, kind, p)
     items = st.sessions.activity_events(ident.name, kind, p, ident)
     if items:
         await ctx.log.append_many([(ident.name, body) for body in items])
@@ -210,6 +217,28 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
         st.busy[ident.context] = block
         result["block"] = block
     return result
+
+
+async def _permission(ctx: Context, ident: Identity, p: HookParams) -> dict[str, Any]:
+    """A harness's hook asks to decide a permission prompt (daemon/agentprompts.py)."""
+    detail = p.command or (p.files[0] if p.files else "")
+    asked = await agentprompts.ask_agent(
+        ctx, ident.name, p.harness, p.tool, detail, min(max(p.wait, 0.0), MAX_PROMPT_WAIT)
+    )
+    agent = ctx.part(DeliveryState).injector.address(ident.name)
+    return {"agent": agent, "context": ident.context, "text": "", **asked}
+
+
+async def _expire_prompts(ctx: Context, name: str, kind: str, p: HookParams) -> None:
+    """The agent's turn moved on while a prompt waited: the person answered it at the
+    harness's own prompt (the same tool ran), or the turn ended or began anew."""
+    if not ctx.part(agentprompts.Prompts).of_agent(name):
+        return
+    if kind == "tool":
+        detail = p.command or (p.files[0] if p.files else None)
+        await agentprompts.expire_agent(ctx, name, tool=p.tool, detail=detail)
+    elif kind in ("prompt", "stop", "session_end"):
+        await agentprompts.expire_agent(ctx, name)
 
 
 async def _idle_wait(ctx: Context, ident: Identity, p: HookParams) -> dict[str, Any]:

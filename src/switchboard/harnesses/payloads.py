@@ -46,6 +46,7 @@ EVENTS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
         "PreCompact": ("compact", False),
         "SessionEnd": ("session_end", False),
         "Idle": ("idle_wait", True),
+        "PermissionRequest": ("permission", False),
     },
     "codex": {
         "SessionStart": ("session_start", True),
@@ -233,7 +234,7 @@ def build_request(
         request.update(
             handover=_str(payload.get("handover"), 64), error=_str(payload.get("error"), 300)
         )
-    if kind == "tool":
+    if kind in ("tool", "permission"):
         request.update(tool_activity(payload))
     if kind == "prompt" and record_prompts:
         prompt = payload.get("prompt") or payload.get("userPrompt")
@@ -258,6 +259,8 @@ def render(
     if found is None or answer is None:
         return {}, 0, ""
     kind, _ = found
+    if kind == "permission":
+        return permission_answer(harness, event, answer), 0, ""
     if kind == "session_start" and intro:
         text = f"{intro}\n{text}" if text else intro
     if not text:
@@ -281,6 +284,22 @@ def render(
         return {"context": text}, 0, ""
     handover = str(answer.get("handover") or "")
     return {"prompt": text, "urgent": bool(answer.get("urgent")), "handover": handover}, 0, ""
+
+
+def permission_answer(harness: str, event: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """A permission hook's output: the decision given from elsewhere, or none (``{}``), so the
+    harness asks in its own way (the terminal's prompt; headless: its default, deny).
+
+    Claude Code 2.1 (``PermissionRequest``): ``hookSpecificOutput.decision`` is ``{"behavior":
+    "allow"}`` or ``{"behavior": "deny", "message": ...}``; the message reaches the model.
+    """
+    decision = answer.get("answer")
+    if decision not in ("allow", "deny"):
+        return {}
+    verdict: dict[str, Any] = {"behavior": decision}
+    if decision == "deny":
+        verdict["message"] = _str(answer.get("reason"), 500) or "denied through Switchboard"
+    return {"hookSpecificOutput": {"hookEventName": event, "decision": verdict}}
 
 
 def intro(harness: str, address: str) -> str:

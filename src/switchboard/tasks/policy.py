@@ -398,3 +398,14 @@ def may_answer(
     if grant.answer_own and requested_by is not None and requested_by == device:
         return True
     return any(fnmatch.fnmatchcase(agent, pattern) for pattern in grant.answer)
+
+
+def answerers(policy: Policy, agent: str) -> list[str]:
+    """Who may answer the prompts of ``agent``, an agent of this device that runs no task:
+    ``"local"`` (this device's user) and the ids of the devices whose ``answer`` matches it."""
+    found = ["local"] if may_answer(policy, "", local=True, agent=agent, requested_by=None) else []
+    return found + [
+        device
+        for device in sorted(policy.devices)
+        if may_answer(policy, device, local=False, agent=agent, requested_by=None)
+    ]
