@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from cluster import Device
-from conftest import timeout, write_policy
+from conftest import spawn, timeout, wait_task, write_policy
 from coord_cluster import wait_until
 
 from switchboard.errors import SwitchboardError
@@ -38,9 +38,9 @@ def _payload(event: str, **tool_input: Any) -> dict[str, Any]:
 class Hook:
     """One ``switchboard hook claude EVENT`` process of agent luna's Claude Code."""
 
-    def __init__(self, device: Device, event: str, payload: dict[str, Any], wait: float = 60
-                 ) -> None:  # fmt: skip
-        env = {**device.env, "SWITCHBOARD_AGENT": "luna", "SWITCHBOARD_HARNESS_PID": "4242",
+    def __init__(self, device: Device, event: str, payload: dict[str, Any], wait: float = 60,
+                 agent: str = "luna") -> None:  # fmt: skip
+        env = {**device.env, "SWITCHBOARD_AGENT": agent, "SWITCHBOARD_HARNESS_PID": "4242",
                "SWITCHBOARD_PROMPT_WAIT": str(wait), "SWITCHBOARD_HOOK_AUTOSTART": "0"}  # fmt: skip
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "switchboard", "hook", "claude", event],
@@ -189,3 +189,15 @@ def test_agent_prompt_ask_without_a_task_blocks_the_agent(device: Device) -> Non
     tool of a hand-started ``claude --permission-prompt-tool``)."""
     asked = device.call("prompt.ask", agent="boss", tool="Bash", detail="x", wait=0)
     assert (asked["task"], asked["answer"], asked["allowed"]) == ("", "timeout", False)
+
+
+def test_agent_prompt_hook_of_a_task_defers_to_the_task(device: Device) -> None:
+    """A spawned task's agent whose installed hook fires too gets no decision at once: its
+    prompts travel through the task (one prompt, not two)."""
+    task = spawn(device, "ask Bash make\nsay ok", harness="claude")
+    [prompt] = wait_until(lambda: device.call("approvals") or None, 60, "the task's prompt")
+    hook = Hook(device, "PermissionRequest", _payload("PermissionRequest"), agent=task["agent"])
+    assert hook.result() == {}
+    assert [p["prompt"] for p in device.call("approvals")] == [prompt["prompt"]]
+    device.call("prompt.answer", agent="boss", prompt=prompt["prompt"], answer="allow")
+    assert "answer allow" in wait_task(device, task["id"])["result"]

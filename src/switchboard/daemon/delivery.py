@@ -54,6 +54,7 @@ from switchboard.daemon.sessions import Identity, Sessions, check_kind
 from switchboard.errors import NotFound, UserError
 from switchboard.events import StatusChanged, now_ts
 from switchboard.store import delivery
+from switchboard.store import tasks as task_store
 
 if TYPE_CHECKING:
     from switchboard.daemon.context import Context
@@ -220,12 +221,21 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
 
 
 async def _permission(ctx: Context, ident: Identity, p: HookParams) -> dict[str, Any]:
-    """A harness's hook asks to decide a permission prompt (daemon/agentprompts.py)."""
+    """A harness's hook asks to decide a permission prompt (daemon/agentprompts.py).
+
+    A task's agent gets no decision at once: its prompts travel through the task
+    (``--permission-prompt-tool``, the ACP client), which asks as the task and waits as long
+    as the task's prompts do; asking here too would raise every prompt twice.
+    """
+    agent = ctx.part(DeliveryState).injector.address(ident.name)
+    if await ctx.read(task_store.task_of_agent, ctx.device_id, ident.name) is not None:
+        reason = "a task's prompts travel through its task"
+        return {"agent": agent, "context": ident.context, "text": "", "prompt": "", "task": "",
+                "answer": "none", "allowed": False, "by": "", "reason": reason}  # fmt: skip
     detail = p.command or (p.files[0] if p.files else "")
     asked = await agentprompts.ask_agent(
         ctx, ident.name, p.harness, p.tool, detail, min(max(p.wait, 0.0), MAX_PROMPT_WAIT)
     )
-    agent = ctx.part(DeliveryState).injector.address(ident.name)
     return {"agent": agent, "context": ident.context, "text": "", **asked}
 
 
