@@ -130,6 +130,17 @@ def test_payloads_our_own_tools_are_not_recorded_as_activity() -> None:
         ),
         ("claude", "PermissionRequest", {"answer": "timeout", "reason": "no answer"}, {}),
         ("claude", "PermissionRequest", {"answer": "expired"}, {}),
+        (
+            "codex",
+            "PermissionRequest",
+            {"answer": "deny", "reason": ""},
+            {
+                "hookSpecificOutput": {
+                    "hookEventName": "PermissionRequest",
+                    "decision": {"behavior": "deny", "message": "denied through Switchboard"},
+                }
+            },
+        ),
         ("claude", "PermissionRequest", None, {}),
     ],
 )

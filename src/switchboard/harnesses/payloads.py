@@ -55,6 +55,7 @@ EVENTS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
         "Stop": ("stop", True),
         "PostCompact": ("compact", False),
         "SessionEnd": ("session_end", False),
+        "PermissionRequest": ("permission", False),
     },
     "gemini": {
         "SessionStart": ("session_start", True),
@@ -290,8 +291,10 @@ def permission_answer(harness: str, event: str, answer: dict[str, Any]) -> dict[
     """A permission hook's output: the decision given from elsewhere, or none (``{}``), so the
     harness asks in its own way (the terminal's prompt; headless: its default, deny).
 
-    Claude Code 2.1 (``PermissionRequest``): ``hookSpecificOutput.decision`` is ``{"behavior":
-    "allow"}`` or ``{"behavior": "deny", "message": ...}``; the message reaches the model.
+    Claude Code 2.1 and Codex 0.171 (``PermissionRequest``, the same shape):
+    ``hookSpecificOutput.decision`` is ``{"behavior": "allow"}`` or ``{"behavior": "deny",
+    "message": ...}``; the message reaches the model. (Codex fails closed on the reserved
+    ``interrupt``, ``updatedInput`` and ``updatedPermissions``: never sent.)
     """
     decision = answer.get("answer")
     if decision not in ("allow", "deny"):
