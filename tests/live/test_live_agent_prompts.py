@@ -18,13 +18,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import standin as standin_module
-from drivers import Claude
+from drivers import Claude, OpenCode
 from live_kit import BIN, Device, Home, timeout
 from standin import Standin
 
@@ -148,3 +149,64 @@ def test_live_hand_started_claude_prompt_times_out_to_its_own_default(two: Any) 
     assert answered["data"]["answer"] == "timeout"
     assert not _after_tool(stand).after_tool_call("Switchboard")
     wait_until(lambda: lap.call("approvals") == [] or None, 30, "lap sees it settled")
+
+
+@pytest.fixture
+def opencode_user(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Device, Home, Standin]]:
+    """One device whose user runs OpenCode (``opencode serve``, as the TUI does) against the
+    stand-in, Switchboard installed, shell commands asking."""
+    monkeypatch.setattr(standin_module, "COMMAND", COMMAND)
+    root = Path(tempfile.mkdtemp(prefix="sbo-", dir="/tmp"))
+    device = Device(root / "dev", "dev")
+    stand = Standin(OpenCode.dialect)
+    try:
+        device.home.mkdir(parents=True)
+        home = Home(root / "home", device)
+        OpenCode().prepare(home, stand.url)
+        config_path = home.path(".config", "opencode", "opencode.json")
+        config = json.loads(config_path.read_text())
+        config["permission"] = {"bash": "ask"}  # the shell command must ask
+        config["experimental"] = {"continue_loop_on_deny": True}
+        config_path.write_text(json.dumps(config, indent=2))
+        device.start()
+        device.call("init", name="dev")
+        home.switchboard("install", "opencode", "--json")
+        yield device, home, stand
+    finally:
+        stand.close()
+        device.kill(signal.SIGTERM)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("answer", ["approve", "deny"])
+def test_live_hand_started_opencode_prompt_answered_through_its_plugin(
+    opencode_user: Any, answer: str
+) -> None:
+    """OpenCode's permission.asked reaches our plugin, the prompt shows in ``approvals``, and
+    the answer is the plugin's reply: the command runs, or the model reads the refusal."""
+    device, home, stand = opencode_user
+    turn: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: turn.update(t=OpenCode().turn(home, stand)))
+    runner.start()
+    try:
+
+        def listed() -> dict[str, Any] | None:
+            rows: list[dict[str, Any]] = device.cli_json("approvals", agent="boss")
+            return rows[0] if rows else None
+
+        prompt = wait_until(listed, 120, "OpenCode's prompt in approvals")
+        assert (prompt["task"], prompt["tool"], prompt["harness"]) == ("", "bash", "opencode")
+        assert "made.txt" in prompt["detail"], prompt
+        extra = ["--reason", "not on this box"] if answer == "deny" else []
+        device.cli(answer, prompt["prompt"], *extra, agent="boss")
+    finally:
+        runner.join(timeout(180))
+    assert "t" in turn, "the OpenCode turn did not end"
+    after = _after_tool(stand)
+    if answer == "approve":
+        assert (home.work / "made.txt").read_text() == "hi\n"
+    else:
+        assert not (home.work / "made.txt").exists()
+        assert after.after_tool_call("not on this box"), after.text[-3000:]
+    [answered] = device.call("events", type="permission_answered", all_rooms=True)
+    assert answered["data"]["answer"] == ("allow" if answer == "approve" else "deny")

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 #: What a hook call can be about (harnesses/payloads.py maps each harness event to one).
 HOOK_KINDS: Final = frozenset(
     {"session_start", "prompt", "tool", "stop", "compact", "session_end", "poll", "idle_wait",
-     "injected", "inject_failed", "permission"}
+     "injected", "inject_failed", "permission", "permission_settled"}
 )  # fmt: skip
 # A stop is blocked to deliver messages at most this many times in a row without a new prompt
 # or tool use, whatever the harness's own guard says (Claude Code's stop_hook_active has been
@@ -170,6 +170,8 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
     if kind == "permission":
         return await _permission(ctx, ident, p)
     await _expire_prompts(ctx, ident.name, kind, p)
+    if kind == "permission_settled":  # the harness's own prompt was answered
+        return {"agent": st.injector.address(ident.name), "context": ident.context, "text": ""}
     items = st.sessions.activity_events(ident.name, kind, p, ident)
     if items:
         await ctx.log.append_many([(ident.name, body) for body in items])
@@ -247,7 +249,7 @@ async def _expire_prompts(ctx: Context, name: str, kind: str, p: HookParams) -> 
     if kind == "tool":
         detail = p.command or (p.files[0] if p.files else None)
         await agentprompts.expire_agent(ctx, name, tool=p.tool, detail=detail)
-    elif kind in ("prompt", "stop", "session_end"):
+    elif kind in ("prompt", "stop", "session_end", "permission_settled"):
         await agentprompts.expire_agent(ctx, name)
 
 

@@ -86,6 +86,8 @@ EVENTS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
         "poll": ("poll", True),
         "session.compacted": ("compact", False),
         "session.deleted": ("session_end", False),
+        "permission.asked": ("permission", False),
+        "permission.replied": ("permission_settled", False),
         "injected": ("injected", False),
         "inject_failed": ("inject_failed", False),
     },
@@ -294,14 +296,19 @@ def permission_answer(harness: str, event: str, answer: dict[str, Any]) -> dict[
     Claude Code 2.1 and Codex 0.171 (``PermissionRequest``, the same shape):
     ``hookSpecificOutput.decision`` is ``{"behavior": "allow"}`` or ``{"behavior": "deny",
     "message": ...}``; the message reaches the model. (Codex fails closed on the reserved
-    ``interrupt``, ``updatedInput`` and ``updatedPermissions``: never sent.)
+    ``interrupt``, ``updatedInput`` and ``updatedPermissions``: never sent.) OpenCode: our
+    plugin reads ``{"permission": "allow" | "deny", "message"}`` and replies ``once`` or
+    ``reject`` with the message.
     """
     decision = answer.get("answer")
     if decision not in ("allow", "deny"):
         return {}
+    message = _str(answer.get("reason"), 500) or "denied through Switchboard"
+    if harness in ("opencode", "pi"):  # our own plugin replies to the harness
+        return {"permission": decision, "message": message if decision == "deny" else ""}
     verdict: dict[str, Any] = {"behavior": decision}
     if decision == "deny":
-        verdict["message"] = _str(answer.get("reason"), 500) or "denied through Switchboard"
+        verdict["message"] = message
     return {"hookSpecificOutput": {"hookEventName": event, "decision": verdict}}
 
 
