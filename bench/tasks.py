@@ -6,6 +6,10 @@
 2. A permission prompt on B -> visible on A (its ``task_blocked`` arrives in A's log) -> the
    answer from A applied on B (A's ``approve`` returns once B recorded it), p50 over N prompts,
    measured from B's ``task_blocked`` timestamp (one machine, one clock).
+3. The same for an agent started by hand: the real hook (``switchboard hook claude
+   PermissionRequest``, a subprocess fed Claude Code's payload) on B -> its
+   ``permission_asked`` in A's log -> A's ``approve`` -> the hook's decision printed on B,
+   from the hook's start; beside the hook's own no-op run (no daemon at its home).
 
 Two daemons and a relay run as their own processes; the task program is
 tests/tasks/fake_agent.py under the ``cmd`` harness. Figures are printed, never asserted.
@@ -37,7 +41,7 @@ FAKE = ROOT / "tests" / "tasks" / "fake_agent.py"
 def _policy(work: Path, device: str | None) -> str:
     args = json.dumps([sys.executable, str(FAKE), "cmd", "{task}"])
     grant = f"[devices.{device}]" if device else "[local]"
-    return (f'max_tasks = 64\n{grant}\nharnesses = ["cmd"]\ndirs = ["{work}"]\n'
+    return (f'max_tasks = 64\n{grant}\nharnesses = ["cmd"]\ndirs = ["{work}"]\nanswer = ["*"]\n'
             f'[harnesses.cmd]\nargs = {args}\ntask = "arg"\n')  # fmt: skip
 
 
@@ -114,6 +118,55 @@ def prompt_round_trip(lap: Device, vps: Device, count: int) -> tuple[list[float]
     return seen, applied
 
 
+def _hook(device: Device | None, tmp: Path) -> subprocess.Popen[str]:
+    fixtures = ROOT / "tests" / "harness" / "fixtures" / "claude.json"
+    payload = json.loads(fixtures.read_text())["PermissionRequest"]
+    payload.update(session_id="sess-bench", cwd=str(tmp))
+    home = str(device.home) if device else str(tmp / "nodaemon")
+    env = {**(device.env if device else {}), "SWITCHBOARD_HOME": home,
+           "SWITCHBOARD_AGENT": "luna", "SWITCHBOARD_HOOK_AUTOSTART": "0",
+           "PATH": "/usr/bin:/bin"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switchboard", "hook", "claude", "PermissionRequest"],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(payload))
+    proc.stdin.close()
+    return proc
+
+
+def agent_prompt_round_trip(
+    lap: Device, vps: Device, tmp: Path, count: int
+) -> tuple[list[float], list[float], list[float]]:
+    """(hook alone, hook start -> seen on A, hook start -> its allow printed on B), seconds."""
+    floor, seen, decided = [], [], []
+    (tmp / "nodaemon").mkdir(exist_ok=True)
+    with Client.open(lap.settings.socket_path) as client:
+        for _ in range(count):
+            started = time.perf_counter()
+            _hook(None, tmp).wait()
+            floor.append(time.perf_counter() - started)
+            newest = client.call("events", {"last": 1, "all_rooms": True})
+            after = newest[-1]["id"] if newest else 0
+            started = time.perf_counter()
+            proc = _hook(vps, tmp)
+            with Client.open(lap.settings.socket_path) as follower:
+                stream = follower.stream("events.follow", {
+                    "type": "permission_asked", "after": after, "all_rooms": True,
+                })  # fmt: skip
+                event = next(iter(stream))
+                seen.append(time.perf_counter() - started)
+            client.call("prompt.answer", {"agent": "bench", "prompt": event["data"]["prompt"],
+                                          "answer": "allow"})  # fmt: skip
+            out = proc.stdout.read() if proc.stdout else ""
+            proc.wait()
+            decided.append(time.perf_counter() - started)
+            assert '"allow"' in out, out
+    return floor, seen, decided
+
+
 def _ms(values: list[float]) -> str:
     return f"p50 {statistics.median(values) * 1000:7.1f} ms  max {max(values) * 1000:7.1f} ms"
 
@@ -143,12 +196,16 @@ def main() -> None:
         local = spawn_latency(lap, None, count)
         remote = spawn_latency(lap, vps, count)
         seen, applied = prompt_round_trip(lap, vps, count)
+        hook_floor, hook_seen, hook_decided = agent_prompt_round_trip(lap, vps, tmp, count)
         print(f"delegation, {count} rounds each")
         print(f"  program start alone (floor)          {_ms(floor)}")
         print(f"  spawn -> agent registered, local     {_ms(local)}")
         print(f"  spawn -> agent registered, remote    {_ms(remote)}")
         print(f"  prompt on B -> visible on A          {_ms(seen)}")
         print(f"  prompt on B -> A's answer applied    {_ms(applied)}")
+        print(f"  hook run alone, no daemon (floor)    {_ms(hook_floor)}")
+        print(f"  hook prompt on B -> visible on A     {_ms(hook_seen)}")
+        print(f"  hook prompt on B -> decision on B    {_ms(hook_decided)}")
     finally:
         for dev in (lap, vps):
             dev.kill()

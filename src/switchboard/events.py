@@ -25,7 +25,7 @@ from typing import Any, Final
 import msgspec
 
 #: Statuses an agent can be in.
-STATUSES: Final = ("active", "idle", "busy", "offline")
+STATUSES: Final = ("active", "idle", "busy", "blocked", "offline")
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,7 +71,7 @@ class AgentRegistered(Body, frozen=True, tag="agent_registered"):
 
 
 class StatusChanged(Body, frozen=True, tag="status_changed"):
-    """``status_changed``: an agent's status changed (active, idle, busy or offline)."""
+    """``status_changed``: an agent's status changed (active, idle, busy, blocked or offline)."""
 
     status: str
     reason: str = ""
@@ -368,6 +368,28 @@ class TaskUnblocked(Body, frozen=True, tag="task_unblocked"):
     reason: str = ""
 
 
+class PermissionAsked(Body, frozen=True, tag="permission_asked"):
+    """``permission_asked``: an agent that runs no task here (started by hand, its harness's
+    hook asking us) waits on a permission prompt (``prompt`` its id); ``agent`` is the asker."""
+
+    prompt: str
+    tool: str = ""
+    detail: str = ""  # the command, or the path, it asks for
+    harness: str = ""
+
+
+class PermissionAnswered(Body, frozen=True, tag="permission_answered"):
+    """``permission_answered``: an agent's permission prompt was settled: ``allow`` or
+    ``deny`` (by whom, an internal address, and why), ``timeout`` (nobody answered in time:
+    the harness decides itself) or ``expired`` (answered at the harness's own prompt, or the
+    daemon restarted)."""
+
+    prompt: str
+    answer: str
+    by: str = ""
+    reason: str = ""
+
+
 class TaskProgress(Body, frozen=True, tag="task_progress"):
     """``task_progress``: the latest line of the task's output (rate-limited)."""
 
@@ -467,6 +489,8 @@ AnyBody = (
     | TaskStarted
     | TaskBlocked
     | TaskUnblocked
+    | PermissionAsked
+    | PermissionAnswered
     | TaskProgress
     | TaskInterrupted
     | TaskEnded
@@ -509,6 +533,8 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
         TaskStarted,
         TaskBlocked,
         TaskUnblocked,
+        PermissionAsked,
+        PermissionAnswered,
         TaskProgress,
         TaskInterrupted,
         TaskEnded,

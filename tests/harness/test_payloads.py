@@ -33,7 +33,7 @@ def test_payloads_every_documented_event_maps_to_a_request(
     assert request is not None
     assert request["session"] == "SESSION"
     assert request["kind"] in ("session_start", "prompt", "tool", "stop", "compact",
-                               "session_end", "poll", "idle_wait")  # fmt: skip
+                               "session_end", "poll", "idle_wait", "permission")  # fmt: skip
     assert request["harness"] == harness
 
 
@@ -106,6 +106,42 @@ def test_payloads_our_own_tools_are_not_recorded_as_activity() -> None:
         ),
         ("claude", "PostToolUse", {"text": ""}, {}),
         ("claude", "PostToolUse", None, {}),
+        (
+            "claude",
+            "PermissionRequest",
+            {"answer": "allow", "by": "boss:x"},
+            {
+                "hookSpecificOutput": {
+                    "hookEventName": "PermissionRequest",
+                    "decision": {"behavior": "allow"},
+                }
+            },
+        ),
+        (
+            "claude",
+            "PermissionRequest",
+            {"answer": "deny", "reason": "not on main"},
+            {
+                "hookSpecificOutput": {
+                    "hookEventName": "PermissionRequest",
+                    "decision": {"behavior": "deny", "message": "not on main"},
+                }
+            },
+        ),
+        ("claude", "PermissionRequest", {"answer": "timeout", "reason": "no answer"}, {}),
+        ("claude", "PermissionRequest", {"answer": "expired"}, {}),
+        (
+            "codex",
+            "PermissionRequest",
+            {"answer": "deny", "reason": ""},
+            {
+                "hookSpecificOutput": {
+                    "hookEventName": "PermissionRequest",
+                    "decision": {"behavior": "deny", "message": "denied through Switchboard"},
+                }
+            },
+        ),
+        ("claude", "PermissionRequest", None, {}),
     ],
 )
 def test_payloads_render_each_harness_shape(
@@ -114,6 +150,21 @@ def test_payloads_render_each_harness_shape(
     """The daemon's answer becomes exactly the JSON the harness documents (or its no-op)."""
     out, code, _ = payloads.render(harness, event, answer)
     assert (out, code) == (expected, 0)
+
+
+def test_payloads_permission_request_carries_what_it_asks() -> None:
+    """Claude's PermissionRequest asks the daemon with the tool and its command (or path),
+    records nothing as activity, and delivers no messages."""
+    payload = json.loads((FIXTURES / "claude.json").read_text())["PermissionRequest"]
+    request = payloads.build_request("claude", "PermissionRequest", payload)
+    assert request is not None
+    assert (request["kind"], request["tool"], request["command"]) == (
+        "permission", "Bash", "rm -rf build"
+    )  # fmt: skip
+    assert (request["deliver"], request["hold"]) == (False, False)
+    write = {**payload, "tool_name": "Write", "tool_input": {"file_path": "/etc/hosts"}}
+    asked = payloads.build_request("claude", "PermissionRequest", write)
+    assert asked is not None and asked["files"] == ["/etc/hosts"] and asked["command"] is None
 
 
 def test_payloads_idle_wake_uses_exit_2_and_stderr() -> None:

@@ -200,7 +200,10 @@ def ours(hooks: list[dict[str, Any]], source: str) -> dict[str, str]:
     }
 
 
-EVENTS = {"sessionStart", "userPromptSubmit", "postToolUse", "stop", "postCompact", "sessionEnd"}
+EVENTS = {
+    "sessionStart", "userPromptSubmit", "postToolUse", "stop", "postCompact", "sessionEnd",
+    "permissionRequest",
+}  # fmt: skip
 
 
 def test_codex_lists_our_hooks_trusted_after_install_trust(codex_home: CodexHome) -> None:
@@ -216,7 +219,7 @@ def test_codex_lists_our_hooks_trusted_after_install_trust(codex_home: CodexHome
     assert check["fix"].startswith("switchboard install codex --trust")
 
     said = codex_home.sb("install", "codex", "--trust")
-    assert "trusted   6 hooks" in said
+    assert "trusted   7 hooks" in said
     assert ours(codex_home.hooks(home), "user") == dict.fromkeys(EVENTS, "trusted")
     assert codex_home.doctor(home)["codex user setup"]["status"] == "ok"
 

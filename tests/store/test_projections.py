@@ -271,3 +271,29 @@ def test_last_edit_ts_is_the_latest_edit_of_that_device_only(fresh_store: EventL
     assert mine and mine < "2099"
     assert leases.last_edit_ts(_reader(fresh_store), PEER) == late
     assert leases.last_edit_ts(_reader(fresh_store), OTHER) == ""
+
+
+def test_projections_permission_prompts_settle_only_from_their_device(
+    fresh_store: EventLog,
+) -> None:
+    """An agent's prompt opens pending; an answer from another origin changes nothing; the
+    first answer from its own device settles it and a later one is ignored."""
+    from switchboard.events import PermissionAnswered, PermissionAsked  # noqa: PLC0415
+    from switchboard.store import prompts  # noqa: PLC0415
+
+    asked = PermissionAsked(prompt="p1", tool="Bash", detail="rm -rf build", harness="claude")
+    fresh_store.receive_sync([remote(PEER, 1, asked, agent="luna")])
+    [row] = prompts.pending(_reader(fresh_store))
+    assert (row["device_id"], row["name"], row["tool"], row["state"]) == (
+        PEER, "luna", "Bash", "pending"
+    )  # fmt: skip
+    forged = PermissionAnswered(prompt="p1", answer="allow", by="eve:x")
+    fresh_store.receive_sync([remote(OTHER, 1, forged, agent="")])
+    assert [r["prompt"] for r in prompts.pending(_reader(fresh_store))] == ["p1"]
+    deny = PermissionAnswered(prompt="p1", answer="deny", by="boss:y", reason="no")
+    late = PermissionAnswered(prompt="p1", answer="allow", by="boss:y")
+    fresh_store.receive_sync([remote(PEER, 2, deny, agent=""), remote(PEER, 3, late, agent="")])
+    assert prompts.pending(_reader(fresh_store)) == []
+    settled = prompts.get(_reader(fresh_store), "p1")
+    assert settled is not None
+    assert (settled["state"], settled["answered_by"], settled["reason"]) == ("deny", "boss:y", "no")

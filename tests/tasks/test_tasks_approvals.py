@@ -71,13 +71,11 @@ def test_tasks_prompt_denied_with_reason_and_first_answer_wins(device: Device) -
 
 
 def test_tasks_prompt_times_out_to_deny(device: Device) -> None:
-    """An unanswered prompt ends as a timeout, which denies; only task agents may ask."""
+    """An unanswered prompt of a task ends as a timeout, which denies."""
     task = wait_task(device, spawn(device, "ask-brief Write /etc/passwd\nsay after")["id"])
     assert "answer timeout: no answer within 1 s" in task["result"]
     [unblocked] = device.call("events", type="task_unblocked", all_rooms=True)
     assert unblocked["data"]["answer"] == "timeout"
-    with pytest.raises(SwitchboardError, match="runs no task"):
-        device.call("prompt.ask", agent="boss", tool="Bash", detail="x", wait=0)
 
 
 def test_tasks_prompt_from_other_harnesses_is_denied_headless(device: Device) -> None:

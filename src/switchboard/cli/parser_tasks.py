@@ -67,12 +67,22 @@ def _add_spawn(b: Any, sub: Any) -> None:
         "Let DEVICE (a short id, a name, or 'local' for this device's own user) start agents "
         "on this device: adds the harnesses (default for a new device: claude, codex, gemini, "
         "opencode) and directories it may use to spawn.toml in this device's home. A new "
-        "device needs at least one --dir.",
+        "device needs at least one --dir, unless it is only let answer prompts (--answer).",
     )
     p.add_argument("device", metavar="DEVICE", help="short id, name, or 'local'")
     p.add_argument("--harness", action="append", default=[], choices=HARNESSES, help="repeatable")
     p.add_argument(
         "--dir", metavar="PATH", action="append", default=[], help="an allowed directory (repeat)"
+    )
+    p.add_argument(
+        "--answer",
+        metavar="AGENT",
+        nargs="?",
+        const="*",
+        action="append",
+        default=[],
+        help="let it answer the permission prompts of this device's agents named AGENT (a "
+        "glob; default: all of them), started by hand or by anyone (repeatable)",
     )
     _json(p, "the policy as one JSON object")
     p = b.command(verbs, "deny", "tasks:deny", "take a device's permission to spawn here away")

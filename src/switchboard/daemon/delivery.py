@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from switchboard import ids, wrapping
-from switchboard.daemon import transcripts
+from switchboard.daemon import agentprompts, transcripts
 from switchboard.daemon.agents import local_agent
 from switchboard.daemon.inject import DEFAULT_REOFFER_AFTER, Injector
 from switchboard.daemon.params import (
@@ -55,6 +55,7 @@ from switchboard.daemon.shapes import Subscription, Unsubscribed
 from switchboard.errors import NotFound, UserError
 from switchboard.events import StatusChanged, now_ts
 from switchboard.store import delivery
+from switchboard.store import tasks as task_store
 
 if TYPE_CHECKING:
     from switchboard.daemon.context import Context
@@ -62,7 +63,7 @@ if TYPE_CHECKING:
 #: What a hook call can be about (harnesses/payloads.py maps each harness event to one).
 HOOK_KINDS: Final = frozenset(
     {"session_start", "prompt", "tool", "stop", "compact", "session_end", "poll", "idle_wait",
-     "injected", "inject_failed"}
+     "injected", "inject_failed", "permission", "permission_settled"}
 )  # fmt: skip
 # A stop is blocked to deliver messages at most this many times in a row without a new prompt
 # or tool use, whatever the harness's own guard says (Claude Code's stop_hook_active has been
@@ -70,6 +71,9 @@ HOOK_KINDS: Final = frozenset(
 MAX_STOP_BLOCKS: Final = 3
 # The longest an idle-wait hook may wait for a message: Claude Code re-arms it at every Stop.
 MAX_IDLE_WAIT: Final = 3_600.0
+# The longest a permission hook may wait for an answer from elsewhere (harnesses/hook.py
+# asks for SWITCHBOARD_PROMPT_WAIT, 120 s by default); Claude Code's hook timeout is 600 s.
+MAX_PROMPT_WAIT: Final = 600.0
 _NEVER: Final = float("inf")
 
 
@@ -170,6 +174,11 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
         session = p.session or str((ident.session or {}).get("session") or "")
         await transcripts.note_source(ctx, ident.name, p.harness, session,
                                       path=p.transcript, env=p.transcript_env)  # fmt: skip
+    if kind == "permission":
+        return await _permission(ctx, ident, p)
+    await _expire_prompts(ctx, ident.name, kind, p)
+    if kind == "permission_settled":  # the harness's own prompt was answered
+        return {"agent": st.injector.address(ident.name), "context": ident.context, "text": ""}
     items = st.sessions.activity_events(ident.name, kind, p, ident)
     if items:
         await ctx.log.append_many([(ident.name, body) for body in items])
@@ -218,6 +227,37 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
         st.busy[ident.context] = block
         result["block"] = block
     return result
+
+
+async def _permission(ctx: Context, ident: Identity, p: HookParams) -> dict[str, Any]:
+    """A harness's hook asks to decide a permission prompt (daemon/agentprompts.py).
+
+    A task's agent gets no decision at once: its prompts travel through the task
+    (``--permission-prompt-tool``, the ACP client), which asks as the task and waits as long
+    as the task's prompts do; asking here too would raise every prompt twice.
+    """
+    agent = ctx.part(DeliveryState).injector.address(ident.name)
+    if await ctx.read(task_store.task_of_agent, ctx.device_id, ident.name) is not None:
+        reason = "a task's prompts travel through its task"
+        return {"agent": agent, "context": ident.context, "text": "", "prompt": "", "task": "",
+                "answer": "none", "allowed": False, "by": "", "reason": reason}  # fmt: skip
+    detail = p.command or (p.files[0] if p.files else "")
+    asked = await agentprompts.ask_agent(
+        ctx, ident.name, p.harness, p.tool, detail, min(max(p.wait, 0.0), MAX_PROMPT_WAIT)
+    )
+    return {"agent": agent, "context": ident.context, "text": "", **asked}
+
+
+async def _expire_prompts(ctx: Context, name: str, kind: str, p: HookParams) -> None:
+    """The agent's turn moved on while a prompt waited: the person answered it at the
+    harness's own prompt (the same tool ran), or the turn ended or began anew."""
+    if not ctx.part(agentprompts.Prompts).of_agent(name):
+        return
+    if kind == "tool":
+        detail = p.command or (p.files[0] if p.files else None)
+        await agentprompts.expire_agent(ctx, name, tool=p.tool, detail=detail)
+    elif kind in ("prompt", "stop", "session_end", "permission_settled"):
+        await agentprompts.expire_agent(ctx, name)
 
 
 async def _idle_wait(ctx: Context, ident: Identity, p: HookParams) -> dict[str, Any]:

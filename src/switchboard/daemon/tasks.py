@@ -77,6 +77,7 @@ class GrantParams(msgspec.Struct, forbid_unknown_fields=False):
     device: str = ""
     harness: list[str] = msgspec.field(default_factory=list)
     dir: list[str] = msgspec.field(default_factory=list)
+    answer: list[str] = msgspec.field(default_factory=list)  # agent globs whose prompts
 
 
 def _ts(text: str | None) -> float | None:
@@ -286,7 +287,8 @@ async def spawn_policy(ctx: Context, p: GrantParams) -> dict[str, Any]:
 
 
 async def spawn_allow(ctx: Context, p: GrantParams) -> dict[str, Any]:
-    """Let a device (or ``local``) spawn here: harnesses and directories added."""
+    """Let a device (or ``local``) spawn here: harnesses and directories added; and answer
+    the prompts of the agents ``answer`` names."""
     for harness in p.harness:
         if harness not in HARNESSES:
             raise UserError(f"unknown harness {harness[:20]!r}: {', '.join(HARNESSES)}")
@@ -298,7 +300,7 @@ async def spawn_allow(ctx: Context, p: GrantParams) -> dict[str, Any]:
     async with runner(ctx).lock:
         text = await asyncio.to_thread(_read_text, path)
         new = policyfile.allow(text, device, local=local, name=name, harnesses=p.harness,
-                               dirs=p.dir)  # fmt: skip
+                               dirs=p.dir, answer=p.answer)  # fmt: skip
         await asyncio.to_thread(write_private, path, new.encode())
     return await spawn_policy(ctx, GrantParams())
 

@@ -12,6 +12,11 @@ Push into Claude Code, best first (reference §1.1; each degrades to the next):
    tool call (mid-turn).
 5. Tool results of our MCP tools carry unread messages (the pull floor).
 
+``PermissionRequest`` (hook ``hook claude PermissionRequest``) lets a permission prompt travel:
+the agent shows ``blocked`` everywhere and ``approve``/``deny`` from a device the policy allows
+decides it; with no answer in time the hook gives no decision and Claude asks as it would
+(daemon/approvals.py).
+
 ``SessionStart`` registers the agent and binds the session id; ``SessionEnd`` marks it gone.
 """
 
@@ -39,7 +44,12 @@ TITLE: Final = "Claude Code"
 # only bounds a wedged interpreter. The idle hook waits for messages for up to an hour.
 HOOK_TIMEOUT: Final = 10
 IDLE_TIMEOUT: Final = 3_600
-EVENTS: Final = ("SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd")
+# The permission hook waits for an answer from elsewhere (SWITCHBOARD_PROMPT_WAIT, 120 s) and
+# then gives no decision; Claude Code's own default for a hook is 600 s.
+PERMISSION_TIMEOUT: Final = 600
+EVENTS: Final = (
+    "SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd", "PermissionRequest",
+)  # fmt: skip
 NOTES: Final = (
     "Claude Code: restart running sessions to load the hooks. For instant push into idle "
     "sessions, start Claude with --dangerously-load-development-channels server:switchboard."
@@ -58,10 +68,10 @@ def hook_groups(setup: Setup) -> dict[str, list[dict[str, Any]]]:
         handler = {
             "type": "command",
             "command": setup.hook_command(NAME, event),
-            "timeout": HOOK_TIMEOUT,
+            "timeout": PERMISSION_TIMEOUT if event == "PermissionRequest" else HOOK_TIMEOUT,
         }
         group: dict[str, Any] = {"hooks": [handler]}
-        if event == "PostToolUse":
+        if event in ("PostToolUse", "PermissionRequest"):
             group = {"matcher": "*", **group}
         groups[event] = [group]
     idle = {

@@ -3,7 +3,8 @@
 Codex hooks mirror Claude Code's (same payload fields, ``additionalContext`` on SessionStart,
 UserPromptSubmit and PostToolUse, ``decision: "block"`` on Stop), so the push is the same
 minus the idle wake (Codex has no ``asyncRewake``): mid-turn at the next tool call, at the next
-prompt, and a pending message blocks the Stop. ``SessionEnd`` marks the agent gone.
+prompt, and a pending message blocks the Stop. ``SessionEnd`` marks the agent gone, and
+``PermissionRequest`` (Claude Code's shape) lets an approval prompt travel (daemon/approvals.py).
 
 Codex runs a non-managed hook only once the user trusted it (``/hooks`` in the TUI), and reads
 a project's ``.codex/`` only once the project is trusted. ``install codex --trust`` records
@@ -51,7 +52,10 @@ EVENTS: Final = (
     "Stop",
     "PostCompact",
     "SessionEnd",
+    "PermissionRequest",
 )
+# The permission hook waits for an answer from elsewhere (SWITCHBOARD_PROMPT_WAIT, 120 s).
+PERMISSION_TIMEOUT: Final = 600
 NOTES: Final = (
     "Codex: restart running sessions to load the hooks; older Codex versions also need "
     "[features] codex_hooks = true in config.toml."
@@ -184,10 +188,11 @@ def _add_hooks(setup: Setup) -> Any:
             handler = {
                 "type": "command",
                 "command": setup.hook_command(NAME, event),
-                "timeout": SESSION_END_TIMEOUT if event == "SessionEnd" else HOOK_TIMEOUT,
-            }
+                "timeout": {"SessionEnd": SESSION_END_TIMEOUT,
+                            "PermissionRequest": PERMISSION_TIMEOUT}.get(event, HOOK_TIMEOUT),
+            }  # fmt: skip
             group: dict[str, Any] = {"hooks": [handler]}
-            if event == "PostToolUse":
+            if event in ("PostToolUse", "PermissionRequest"):
                 group = {"matcher": "*", **group}
             add_item(doc, ["hooks", event], group, group_key)
 

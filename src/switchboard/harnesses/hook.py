@@ -57,6 +57,14 @@ START_WAIT = 5.0
 MAX_PAYLOAD = 8 * 1024 * 1024
 # The idle wait (Claude Code asyncRewake): how long one waiting hook waits for a message.
 DEFAULT_IDLE_WAIT = 3000.0
+# How long a permission hook waits for an answer from another device (or this one's
+# ``approve``) before it gives no decision and the harness asks in its own way
+# (``SWITCHBOARD_PROMPT_WAIT``). Claude Code shows its own prompt at the terminal beside the
+# running hook (first answer wins), so a person there is not kept waiting; the wait only
+# bounds how long ``approvals`` lists it and how long a headless ``claude -p`` stalls before
+# its own default (deny). Two minutes: long enough to see a notification on a phone or
+# laptop and decide, short of Claude Code's own 600 s hook timeout.
+DEFAULT_PROMPT_WAIT = 120.0
 # The settling request after a delivering answer is sent, not waited for (the daemon settles
 # while the harness goes on); this bounds connecting and sending. A daemon that does not take
 # it lets the hold lapse (the message is offered again later).
@@ -307,6 +315,8 @@ def run_held(
         return {}, 0, "", None
     seconds = float(os.environ.get("SWITCHBOARD_HOOK_TIMEOUT") or DEFAULT_BUDGET)
     wait = DEFAULT_IDLE_WAIT if kind == "idle_wait" else 0.0
+    if kind == "permission":
+        wait = float(os.environ.get("SWITCHBOARD_PROMPT_WAIT") or DEFAULT_PROMPT_WAIT)
     if "--wait" in argv[:-1]:
         wait = float(argv[argv.index("--wait") + 1])
     budget = _Budget(seconds + wait)

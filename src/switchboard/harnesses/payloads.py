@@ -46,6 +46,7 @@ EVENTS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
         "PreCompact": ("compact", False),
         "SessionEnd": ("session_end", False),
         "Idle": ("idle_wait", True),
+        "PermissionRequest": ("permission", False),
     },
     "codex": {
         "SessionStart": ("session_start", True),
@@ -54,6 +55,7 @@ EVENTS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
         "Stop": ("stop", True),
         "PostCompact": ("compact", False),
         "SessionEnd": ("session_end", False),
+        "PermissionRequest": ("permission", False),
     },
     "gemini": {
         "SessionStart": ("session_start", True),
@@ -84,6 +86,8 @@ EVENTS: Final[dict[str, dict[str, tuple[str, bool]]]] = {
         "poll": ("poll", True),
         "session.compacted": ("compact", False),
         "session.deleted": ("session_end", False),
+        "permission.asked": ("permission", False),
+        "permission.replied": ("permission_settled", False),
         "injected": ("injected", False),
         "inject_failed": ("inject_failed", False),
     },
@@ -233,7 +237,7 @@ def build_request(
         request.update(
             handover=_str(payload.get("handover"), 64), error=_str(payload.get("error"), 300)
         )
-    if kind == "tool":
+    if kind in ("tool", "permission"):
         request.update(tool_activity(payload))
     if kind == "prompt" and record_prompts:
         prompt = payload.get("prompt") or payload.get("userPrompt")
@@ -276,6 +280,8 @@ def render(
     if found is None or answer is None:
         return {}, 0, ""
     kind, _ = found
+    if kind == "permission":
+        return permission_answer(harness, event, answer), 0, ""
     if kind == "session_start" and intro:
         text = f"{intro}\n{text}" if text else intro
     if not text:
@@ -299,6 +305,29 @@ def render(
         return {"context": text}, 0, ""
     handover = str(answer.get("handover") or "")
     return {"prompt": text, "urgent": bool(answer.get("urgent")), "handover": handover}, 0, ""
+
+
+def permission_answer(harness: str, event: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """A permission hook's output: the decision given from elsewhere, or none (``{}``), so the
+    harness asks in its own way (the terminal's prompt; headless: its default, deny).
+
+    Claude Code 2.1 and Codex 0.171 (``PermissionRequest``, the same shape):
+    ``hookSpecificOutput.decision`` is ``{"behavior": "allow"}`` or ``{"behavior": "deny",
+    "message": ...}``; the message reaches the model. (Codex fails closed on the reserved
+    ``interrupt``, ``updatedInput`` and ``updatedPermissions``: never sent.) OpenCode: our
+    plugin reads ``{"permission": "allow" | "deny", "message"}`` and replies ``once`` or
+    ``reject`` with the message.
+    """
+    decision = answer.get("answer")
+    if decision not in ("allow", "deny"):
+        return {}
+    message = _str(answer.get("reason"), 500) or "denied through Switchboard"
+    if harness in ("opencode", "pi"):  # our own plugin replies to the harness
+        return {"permission": decision, "message": message if decision == "deny" else ""}
+    verdict: dict[str, Any] = {"behavior": decision}
+    if decision == "deny":
+        verdict["message"] = message
+    return {"hookSpecificOutput": {"hookEventName": event, "decision": verdict}}
 
 
 def intro(harness: str, address: str) -> str:

@@ -442,3 +442,25 @@ def m_transcripts_001_sources(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (harness, session)
         )"""
     )
+
+
+@migration
+def m_approvals_001_permission_prompts(conn: sqlite3.Connection) -> None:
+    """Permission prompts of agents that run no task (store/prompts.py)."""
+    conn.execute(
+        """CREATE TABLE permission_prompts (
+            prompt TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            harness TEXT NOT NULL DEFAULT '',
+            tool TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '',
+            asked_ts TEXT NOT NULL,
+            state TEXT NOT NULL,
+            answered_by TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL DEFAULT '',
+            answered_ts TEXT,
+            event_id INTEGER NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX permission_prompts_pending ON permission_prompts (state, device_id)")

@@ -416,3 +416,14 @@ def may_read_transcript(policy: Policy, device: str, *, local: bool, agent: str)
     if grant is None:
         return False
     return any(fnmatch.fnmatchcase(agent, pattern) for pattern in grant.transcripts)
+
+
+def answerers(policy: Policy, agent: str) -> list[str]:
+    """Who may answer the prompts of ``agent``, an agent of this device that runs no task:
+    ``"local"`` (this device's user) and the ids of the devices whose ``answer`` matches it."""
+    found = ["local"] if may_answer(policy, "", local=True, agent=agent, requested_by=None) else []
+    return found + [
+        device
+        for device in sorted(policy.devices)
+        if may_answer(policy, device, local=False, agent=agent, requested_by=None)
+    ]

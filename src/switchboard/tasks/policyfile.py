@@ -60,12 +60,15 @@ def allow(
     name: str = "",
     harnesses: list[str] | tuple[str, ...] = (),
     dirs: list[str] | tuple[str, ...] = (),
+    answer: list[str] | tuple[str, ...] = (),
 ) -> str:
     """Let ``device`` (or, with ``local``, this device's user) spawn: add the harnesses and
-    directories to what it may already use.
+    directories to what it may already use, and the agents (globs) whose permission prompts
+    it may answer.
 
     A device allowed for the first time gets ``REMOTE_DEFAULT_HARNESSES`` when no harness is
-    named, and must be given a directory.
+    named, and must be given a directory, unless it is only let answer (``answer`` and no
+    harness or directory: it may then spawn nothing).
 
     Raises:
         UserError: no directory for a new device, or the result is not a valid policy.
@@ -78,16 +81,26 @@ def allow(
             _union(table, "harnesses", list(harnesses), LOCAL_DEFAULT.harnesses)
         if dirs:
             _union(table, "dirs", list(dirs), LOCAL_DEFAULT.dirs)
+        if answer:
+            _union(table, "answer", list(answer), LOCAL_DEFAULT.answer)
     else:
         devices = _table(doc, "devices")
         is_new = device not in devices
         table = _table(devices, device)
-        if is_new and not dirs:
+        answer_only = bool(answer) and not harnesses and not dirs
+        if is_new and not dirs and not answer_only:
             raise UserError("give --dir PATH: a device may spawn only in named directories")
         if name:
             table["name"] = name
-        _union(table, "harnesses", list(harnesses), () if harnesses else REMOTE_DEFAULT_HARNESSES)
-        _union(table, "dirs", list(dirs), ())
+        if is_new and answer_only:
+            table["harnesses"] = []
+            table["dirs"] = []
+        elif not answer_only:
+            defaults = () if harnesses else REMOTE_DEFAULT_HARNESSES
+            _union(table, "harnesses", list(harnesses), defaults)
+            _union(table, "dirs", list(dirs), ())
+        if answer:
+            _union(table, "answer", list(answer), ())
     new_text = tomlkit.dumps(doc)
     parse(tomlkit.parse(new_text).unwrap())
     return new_text

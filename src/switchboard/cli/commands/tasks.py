@@ -106,7 +106,7 @@ def allow(args: argparse.Namespace, settings: Settings) -> int:
     """Let a device spawn here."""
     dirs = [os.path.abspath(os.path.expanduser(d)) for d in args.dir]
     result = call(settings, "spawn.allow", {"device": args.device, "harness": args.harness,
-                                            "dir": dirs})  # fmt: skip
+                                            "dir": dirs, "answer": args.answer})  # fmt: skip
     return _print_policy(args, result)
 
 
@@ -273,8 +273,8 @@ def approvals(args: argparse.Namespace, settings: Settings) -> int:
     elif not rows:
         print("no pending permission prompts")
     else:
-        table = ((r["prompt"], r["task"], r["agent"], r["tool"], output.clip(r["detail"], 50),
-                  output.when(r["asked"])) for r in rows)  # fmt: skip
+        table = ((r["prompt"], r["task"] or "-", r["agent"], r["tool"],
+                  output.clip(r["detail"], 50), output.when(r["asked"])) for r in rows)  # fmt: skip
         output.print_lines(output.table(("PROMPT", "TASK", "AGENT", "TOOL", "ASKS", "SINCE"),
                                         table))  # fmt: skip
     return 0
@@ -297,5 +297,6 @@ def _answer(args: argparse.Namespace, settings: Settings, answer: str, reason: s
     if args.json:
         output.print_json(result)
     else:
-        print(f"prompt {result['prompt']} of task {result['task']}: {result['answer']}")
+        of = f"task {result['task']}" if result.get("task") else result.get("agent", "")
+        print(f"prompt {result['prompt']} of {of}: {result['answer']}")
     return 0

@@ -12,6 +12,10 @@
 //   reports session.error for the session first, or nothing comes within HANDOVER_MS, we
 //   tell switchboard it was not taken: it stays unread and is offered again at a later poll
 //   (after 1, 2, 4 ... polls while it keeps failing), and polling goes on.
+// - permission.asked: a permission prompt travels (switchboard approvals on every device);
+//   an answer from a device this one allows is given to OpenCode as the reply (once or
+//   reject, with the reason). No answer in time: nothing, OpenCode's own prompt stays (the
+//   TUI's answer wins when it comes first; permission.replied tells switchboard).
 // Written for the OpenCode 1.x plugin API; OpenCode 2 plugins use another API. It imports
 // nothing but node's own modules, so it needs no package of its own.
 
@@ -22,8 +26,10 @@ const POLL_MS = 5000;
 const HOOK_TIMEOUT_MS = 5000;
 const HANDOVER_MS = 60000;
 const MAX_SKIPPED_POLLS = 59;
+// A permission hook waits for an answer from elsewhere (SWITCHBOARD_PROMPT_WAIT, as the hook).
+const PROMPT_WAIT_MS = 1000 * Number(process.env.SWITCHBOARD_PROMPT_WAIT || 120);
 
-export function hook(event, payload) {
+export function hook(event, payload, timeoutMs = HOOK_TIMEOUT_MS) {
   return new Promise((resolve) => {
     let out = "";
     let child;
@@ -35,7 +41,7 @@ export function hook(event, payload) {
       resolve({});
       return;
     }
-    const timer = setTimeout(() => child.kill(), HOOK_TIMEOUT_MS);
+    const timer = setTimeout(() => child.kill(), timeoutMs);
     child.stdout.on("data", (chunk) => {
       out += chunk;
     });
@@ -62,6 +68,31 @@ function failure(result) {
   if (result.error) return `prompt failed: ${JSON.stringify(result.error).slice(0, 200)}`;
   if (result.response && result.response.ok === false) return `prompt failed: HTTP ${result.response.status}`;
   return "";
+}
+
+async function reply(client, asked, answer) {
+  // OpenCode 1.18: POST /permission/{requestID}/reply {reply, message} (the message reaches
+  // the model); older 1.x: the session route, which takes no message.
+  const response = answer.permission === "allow" ? "once" : "reject";
+  const body = { reply: response, ...(answer.message ? { message: answer.message } : {}) };
+  const raw = client._client || client.client;
+  if (raw && typeof raw.post === "function") {
+    const result = await raw.post({ url: "/permission/{requestID}/reply", path: { requestID: asked.id }, body });
+    if (!failure(result)) return;
+  }
+  await client.postSessionIdPermissionsPermissionId({
+    path: { id: asked.sessionID, permissionID: asked.id },
+    body: { response },
+  });
+}
+
+function askedPayload(asked, directory) {
+  const patterns = Array.isArray(asked.patterns) ? asked.patterns : [];
+  const meta = asked.metadata || {};
+  const input = asked.permission === "bash"
+    ? { command: meta.command || patterns.join(" ") }
+    : { filePath: meta.filepath || meta.filePath || patterns[0] || "" };
+  return { session_id: asked.sessionID, cwd: directory, tool: asked.permission, tool_input: input };
 }
 
 function errorText(error) {
@@ -163,6 +194,13 @@ export const Switchboard = async ({ client, directory }) => {
         if (answer.prompt) await prompt(sessionID, answer);
       } else if (event.type === "session.status" && props.status && props.status.type === "busy") {
         idle.set(sessionID, false);
+      } else if (event.type === "permission.asked") {
+        const answer = await hook("permission.asked", askedPayload(props, directory), PROMPT_WAIT_MS + HOOK_TIMEOUT_MS);
+        if (answer.permission === "allow" || answer.permission === "deny") {
+          await reply(client, props, answer).catch(() => {});
+        }
+      } else if (event.type === "permission.replied") {
+        await hook("permission.replied", payload);
       } else if (event.type === "session.compacted") {
         await hook("session.compacted", payload);
       } else if (event.type === "session.deleted") {
