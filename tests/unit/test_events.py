@@ -28,6 +28,11 @@ from switchboard.events import (
     MessagePosted,
     MessageRead,
     NoticePosted,
+    PlanEnded,
+    PlanStarted,
+    PlanStep,
+    PlanStepEnded,
+    PlanStepStarted,
     RoomCreated,
     RoomInvited,
     RoomJoined,
@@ -100,6 +105,10 @@ BODIES: list[Body] = [
     TaskProgress(task="k7m2qx9a", text="step 1"),
     TaskInterrupted(task="k7m2qx9a", how="stop", by="luna:abcd"),
     TaskEnded(task="k7m2qx9a", state="failed", exit_status=3, result="tail", runtime=1.5),
+    PlanStarted(plan="p1", name="ship", steps=[PlanStep(name="a", prompt="x", depends_on=["b"])]),
+    PlanStepStarted(plan="p1", step="a", task="k7m2qx9a"),
+    PlanStepEnded(plan="p1", step="a", state="skipped", reason="b failed"),
+    PlanEnded(plan="p1", state="failed"),
 ]
 
 

@@ -56,6 +56,9 @@ COMMANDS: Final[dict[str, str]] = {
     "approvals": "switchboard.cli.parser_tasks:add_tasks",
     "approve": "switchboard.cli.parser_tasks:add_tasks",
     "deny": "switchboard.cli.parser_tasks:add_tasks",
+    "run": "switchboard.cli.parser_tasks:add_plans",
+    "plans": "switchboard.cli.parser_tasks:add_plans",
+    "plan": "switchboard.cli.parser_tasks:add_plans",
 }
 
 # config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks

@@ -20,6 +20,7 @@ from switchboard.daemon import (
     leases,
     messages,
     ping,
+    plans,
     queries,
     receipts,
     rooms,
@@ -42,6 +43,7 @@ FEATURES: Final = (
     leases.FEATURE,  # lease.*
     coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
     tasks.FEATURE,  # spawn, spawn.*, tasks, task.*; the task runner
+    plans.FEATURE,  # plan.run, plans, plan.show; the plan runner (task graphs)
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     ping.FEATURE,  # device.ping; answers other devices' ping requests
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
