@@ -47,7 +47,7 @@ MAX_NAME_LENGTH: Final = 64
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TOP_KEYS: Final = {"name", "task"}
 _TASK_KEYS: Final = {"name", "prompt", "harness", "device", "dir", "depends_on"}
-_HEADER_RE: Final = re.compile(r"^\s*\[\[\s*task\s*\]\]", re.MULTILINE)
+_HEADER_RE: Final = re.compile(r"^[ \t]*\[\[[ \t]*task[ \t]*\]\]", re.MULTILINE)
 
 #: A step's states: waiting, its task running, or how it ended.
 PENDING: Final = "pending"
