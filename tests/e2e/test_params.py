@@ -77,6 +77,9 @@ CLI_RUNS: dict[str, list[str]] = {
     "approvals": ["approvals"],
     "approve": ["approve", "pabc"],
     "deny": ["deny", "--reason", "no", "pabc"],
+    "run": ["run", "--dry-run", "--detach", "--json", "/dev/null"],
+    "plans": ["plans"],
+    "plan show": ["plan", "show", "--wait", "p1"],
 }  # fmt: skip
 # Commands that make no daemon call with params of their own (or start processes).
 NO_PARAMS = {
@@ -87,6 +90,7 @@ LISTS = {
     "agents", "inbox", "events", "room.list", "room.members", "room.read", "thread.show",
     "search", "sent", "lease.list", "link.set", "link.status", "link.sync",
     "events.subscriptions", "devices", "tasks", "approvals",
+    "plans",
 }  # fmt: skip
 CANNED: dict[str, Any] = {
     "agents": [AGENT],
