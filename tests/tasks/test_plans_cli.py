@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,29 @@ def test_plans_cli_bad_plan_is_refused_before_anything_runs(device: Device, work
     missing = device.cli("run", str(work / "nope.toml"), agent="boss", check=False)
     assert missing.returncode == 1 and "cannot read plan" in missing.stderr
     assert device.call("events", type="plan_started", all_rooms=True) == []
+
+
+def test_plans_mcp_run_plan_and_wait_for_the_report(device: Device, work: Path) -> None:
+    """An agent checks a plan with run_plan dry_run, runs it, and plan_status waits for the
+    report."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+    from mcp_kit import call, mcp_session, run  # noqa: PLC0415
+
+    plan = _task("one", "say first", dir=str(work)) + _task(
+        "two", "say second", dir=str(work), depends_on=["one"])  # fmt: skip
+
+    async def body() -> None:
+        async with mcp_session({**device.env, "SWITCHBOARD_AGENT": "lead"}) as s:
+            checked = await call(s, "run_plan", plan=plan, dry_run=True)
+            assert not checked.is_error, checked.text
+            assert [st["verdict"] for st in checked.value["steps"]] == ["allowed", "allowed"]
+            started = await call(s, "run_plan", plan=plan)
+            assert started.value["state"] == "running"
+            status = await call(s, "plan_status", plan=started.value["id"], wait_seconds=60)
+            assert status.value["state"] == "completed", status.value
+            assert "second" in status.value["steps"][1]["result"]
+            assert status.value["requester"].startswith("lead:")
+            bad = await call(s, "run_plan", plan='[[task]]\nname = "x"\n')
+            assert bad.is_error and "missing 'prompt'" in bad.text
+
+    run(body, 120)

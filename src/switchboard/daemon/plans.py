@@ -75,8 +75,8 @@ class RunParams(AgentParams):
 
 class PlanParams(AgentParams):
     plan: str = ""
-    wait: Seconds = 0.0  # plan.show: until the plan changed after ``after`` or ended
-    after: int = 0  # a version seen before
+    wait: Seconds = 0.0  # plan.show: until the plan ended, at most this long
+    after: int = 0  # plan.show: or until its version passed this one (a follower's last)
 
 
 def new_plan_id() -> str:
@@ -145,7 +145,8 @@ async def plans(ctx: Context, p: PlanParams) -> list[rules.PlanReport]:
 
 
 async def plan_show(ctx: Context, p: PlanParams) -> rules.PlanReport:
-    """One plan's report; ``wait``: until its version passed ``after`` or it ended."""
+    """One plan's report; ``wait``: until it ended (``after``: or its version passed that),
+    at most that many seconds."""
     if not p.plan:
         raise UserError("no plan id given")
     row = await ctx.read(plan_store.get_plan, p.plan.strip().lower())
@@ -153,11 +154,15 @@ async def plan_show(ctx: Context, p: PlanParams) -> rules.PlanReport:
         raise NotFound(f"unknown plan {p.plan[:20]} (or several start with it)")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + p.wait
-    while row["state"] == "running" and row["version"] <= p.after:
+
+    def waiting(row: dict[str, Any]) -> bool:
+        return row["state"] == "running" and not (p.after and row["version"] > p.after)
+
+    while waiting(row):
         mark = ctx.changes
         row = await ctx.read(plan_store.get_plan, row["plan"])
         remaining = deadline - loop.time()
-        if row["state"] != "running" or row["version"] > p.after or remaining <= 0:
+        if not waiting(row) or remaining <= 0:
             break
         await ctx.wait_advanced(remaining, since=mark)
     return await _report(ctx, row)
@@ -301,11 +306,11 @@ class PlanRunner:
                 for name, reason in skip
             ])  # fmt: skip
             return True
-        changed = False
-        for name in start:
-            index = next(i for i, s in enumerate(steps) if s.name == name)
-            changed |= await self._start_step(plan_id, agent, index, steps[index])
-        if changed:
+        places = [next(i for i, s in enumerate(steps) if s.name == name) for name in start]
+        started = await asyncio.gather(
+            *(self._start_step(plan_id, agent, i, steps[i]) for i in places)
+        )
+        if any(started):
             return True
         if rules.is_finished(steps, states):
             state = rules.outcome(steps, states)
