@@ -10,6 +10,7 @@ from switchboard.tasks.plan import (
     StepState,
     find_cycle,
     is_finished,
+    is_remote_dir,
     local_dir,
     next_steps,
     order,
@@ -147,3 +148,9 @@ def test_plans_local_dir_relative_to_the_plan_file() -> None:
     assert local_dir("../x", "/srv/plans") == "/srv/x"
     assert local_dir("~/x", "/srv") == "~/x" and local_dir("/abs", "/srv") == "/abs"
     assert local_dir("", "/srv") == "" and local_dir("sub", "") == "sub"
+
+
+def test_plans_is_remote_dir() -> None:
+    """Only an absolute path or one under ``~/`` names a directory on another device."""
+    assert is_remote_dir("/srv") and is_remote_dir("~") and is_remote_dir("~/src")
+    assert not is_remote_dir("src") and not is_remote_dir("~bob/x") and not is_remote_dir(".")

@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cluster import Device
 from conftest import FAKE, cmd_policy, write_policy
 from coord_cluster import wait_until
 
+from switchboard.errors import NotFound, UserError
 from switchboard.tasks.plan import PlanReport
 
 
@@ -108,6 +110,11 @@ def test_plans_dry_run_shows_each_devices_verdict_and_starts_nothing(pair: Any, 
     _allow(vps, lap, vps_work)
     again = _steps(lap.call("plan.run", agent="boss", text=text, dry_run=True))
     assert again["there"]["verdict"] == "allowed"
+    relative = _task("far", "say z", device=vps.short, dir="src")
+    with pytest.raises(UserError, match="task 'far': dir 'src' is on another device"):
+        lap.call("plan.run", agent="boss", text=relative, dry_run=True)
+    with pytest.raises(NotFound, match="task 'gone': unknown device ZZZZ"):
+        lap.call("plan.run", agent="boss", text=_task("gone", "say z", device="ZZZZ"))
     for device in (lap, vps):
         assert device.call("events", type="task_requested", all_rooms=True) == []
     assert lap.call("plans") == []

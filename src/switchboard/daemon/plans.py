@@ -100,8 +100,17 @@ async def plan_run(ctx: Context, p: RunParams) -> rules.PlanReport:
     base = os.path.dirname(p.file) if os.path.isabs(p.file) else ""
     steps = []
     for step in plan.steps:
-        device = await _device_of(ctx, step.device) if step.device else ctx.device_id
-        directory = rules.local_dir(step.dir, base) if device == ctx.device_id else step.dir
+        try:
+            device = await _device_of(ctx, step.device) if step.device else ctx.device_id
+        except UserError as exc:
+            raise type(exc)(f"plan: task {step.name!r}: {exc}") from None
+        if device == ctx.device_id:
+            directory = rules.local_dir(step.dir, base)
+        elif step.dir and not rules.is_remote_dir(step.dir):
+            raise UserError(f"plan: task {step.name!r}: dir {step.dir[:80]!r} is on another "
+                            "device: it must be absolute (or start with ~/)")  # fmt: skip
+        else:
+            directory = step.dir
         steps.append(msgspec.structs.replace(step, device=device, dir=directory))
     if p.dry_run:
         verdicts = await asyncio.gather(*(_verdict(ctx, name, s) for s in steps))

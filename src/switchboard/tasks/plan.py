@@ -167,6 +167,11 @@ def local_dir(directory: str, base: str) -> str:
     return posixpath.normpath(posixpath.join(base, directory))
 
 
+def is_remote_dir(directory: str) -> bool:
+    """Whether a directory can mean something on another device: absolute, or ``~/...``."""
+    return directory == "~" or directory.startswith("~/") or posixpath.isabs(directory)
+
+
 def find_cycle(steps: Sequence[PlanStep]) -> list[str]:
     """A dependency cycle as names (first repeated at the end), or ``[]`` when there is none."""
     deps = {step.name: step.depends_on for step in steps}
