@@ -118,3 +118,24 @@ def test_plans_dry_run_shows_each_devices_verdict_and_starts_nothing(pair: Any, 
     for device in (lap, vps):
         assert device.call("events", type="task_requested", all_rooms=True) == []
     assert lap.call("plans") == []
+
+
+def test_plans_requester_restart_then_dependant_starts(device: Device, work: Path) -> None:
+    """The daemon restarts while a plan's first task runs here: the new daemon sees it end
+    and starts the task that depends on it; the plan completes, each task asked for once."""
+    text = _task("first", "sleep 2\nsay one", dir=str(work)) + _task(
+        "second", "say two", dir=str(work), depends_on=["first"])  # fmt: skip
+    plan = device.call("plan.run", agent="boss", text=text)["id"]
+
+    def first_running() -> bool:
+        return _steps(device.call("plan.show", plan=plan))["first"]["state"] == "running"
+
+    wait_until(first_running, 30, "the first task runs")
+    device.kill(signal.SIGKILL)
+    device.start()
+    report = _wait_plan(device, plan)
+    assert report["state"] == "completed", report
+    assert "two" in _steps(report)["second"]["result"]
+    asked = [e["data"]["tags"] for e in device.call("events", type="task_requested",
+                                                    all_rooms=True)]  # fmt: skip
+    assert asked == [[f"plan-{plan}.1"], [f"plan-{plan}.2"]]
