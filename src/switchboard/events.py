@@ -457,6 +457,59 @@ class FileFetched(Body, frozen=True, tag="file_fetched"):
     hash: str
 
 
+# -- delegation: plans (task graphs; the requesting device writes them; tasks/plan.py) ---------
+
+
+class PlanStep(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """One task of a plan as ``plan_started`` records it: ``device`` is the internal id of
+    the device it runs on (this plan's origin for a local one), ``depends_on`` the names of
+    the tasks that must complete first."""
+
+    name: str
+    prompt: str
+    harness: str = "claude"
+    dir: str = ""
+    device: str = ""
+    depends_on: list[str] = []
+
+
+class PlanStarted(Body, frozen=True, tag="plan_started"):
+    """``plan_started``: a device runs a plan (a task graph) for its agent (``Event.agent``):
+    ``steps`` in the plan file's order, devices resolved."""
+
+    plan: str
+    name: str
+    steps: list[PlanStep]
+
+
+class PlanStepStarted(Body, frozen=True, tag="plan_step_started"):
+    """``plan_step_started``: a plan's step was requested as task ``task`` of its device."""
+
+    plan: str
+    step: str
+    task: str
+
+
+class PlanStepEnded(Body, frozen=True, tag="plan_step_ended"):
+    """``plan_step_ended``: a plan's step ended: ``state`` is its task's final state
+    (``completed``, ``failed``, ``refused``, ``stopped``, ``killed``, ``lost``) or ``skipped``
+    (a dependency did not complete), and why."""
+
+    plan: str
+    step: str
+    state: str
+    task: str = ""
+    reason: str = ""
+
+
+class PlanEnded(Body, frozen=True, tag="plan_ended"):
+    """``plan_ended``: every step of a plan ended: ``completed`` when all of them completed,
+    else ``failed``."""
+
+    plan: str
+    state: str
+
+
 AnyBody = (
     DeviceJoined
     | AgentRegistered
@@ -497,6 +550,10 @@ AnyBody = (
     | AgentHandedOff
     | FileShared
     | FileFetched
+    | PlanStarted
+    | PlanStepStarted
+    | PlanStepEnded
+    | PlanEnded
 )
 
 BODY_TYPES: Final[dict[str, type[Body]]] = {
@@ -541,6 +598,10 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
         AgentHandedOff,
         FileShared,
         FileFetched,
+        PlanStarted,
+        PlanStepStarted,
+        PlanStepEnded,
+        PlanEnded,
     )
 }
 

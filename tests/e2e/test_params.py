@@ -84,6 +84,9 @@ CLI_RUNS: dict[str, list[str]] = {
     "file send": ["file", "send", "--name", "r.txt", "@nova", "/tmp/r.txt", "--", "a", "note"],
     "file get": ["file", "get", "-o", "/tmp", "--force", "abc123"],
     "files": ["files", "--all"],
+    "run": ["run", "--dry-run", "--detach", "--json", "/dev/null"],
+    "plans": ["plans"],
+    "plan show": ["plan", "show", "--wait", "p1"],
 }  # fmt: skip
 # Commands that make no daemon call with params of their own (or start processes).
 NO_PARAMS = {
@@ -94,6 +97,7 @@ LISTS = {
     "agents", "inbox", "events", "room.list", "room.members", "room.read", "thread.show",
     "search", "sent", "lease.list", "link.set", "link.status", "link.sync",
     "events.subscriptions", "devices", "tasks", "approvals", "files",
+    "plans",
 }  # fmt: skip
 CANNED: dict[str, Any] = {
     "agents": [AGENT],

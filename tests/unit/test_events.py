@@ -33,6 +33,11 @@ from switchboard.events import (
     NoticePosted,
     PermissionAnswered,
     PermissionAsked,
+    PlanEnded,
+    PlanStarted,
+    PlanStep,
+    PlanStepEnded,
+    PlanStepStarted,
     RoomCreated,
     RoomInvited,
     RoomJoined,
@@ -120,6 +125,10 @@ BODIES: list[Body] = [
         note="n",
     ),
     FileFetched(hash="ab" * 32),
+    PlanStarted(plan="p1", name="ship", steps=[PlanStep(name="a", prompt="x", depends_on=["b"])]),
+    PlanStepStarted(plan="p1", step="a", task="k7m2qx9a"),
+    PlanStepEnded(plan="p1", step="a", state="skipped", reason="b failed"),
+    PlanEnded(plan="p1", state="failed"),
 ]
 
 

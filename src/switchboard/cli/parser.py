@@ -60,6 +60,9 @@ COMMANDS: Final[dict[str, str]] = {
     "transcript": "switchboard.cli.parser_transcripts:add_transcript",
     "file": "switchboard.cli.parser_files:add_files",
     "files": "switchboard.cli.parser_files:add_files",
+    "run": "switchboard.cli.parser_tasks:add_plans",
+    "plans": "switchboard.cli.parser_tasks:add_plans",
+    "plan": "switchboard.cli.parser_tasks:add_plans",
 }
 
 # config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks

@@ -150,3 +150,28 @@ def add_handoff(b: Any, sub: Any) -> None:
     p.add_argument("--name", metavar="NAME", help="its name (default: the original's)")
     p.add_argument("--note", metavar="TEXT", default="", help="a word for the successor")
     _json(p, "the result as one JSON object")
+
+
+def add_plans(b: Any, sub: Any) -> None:
+    """Add ``run`` (a plan of tasks), ``plans`` and ``plan show``."""
+    p = b.command(
+        sub, "run", "plans:run", "run a plan of tasks across devices (a TOML task graph)",
+        "Run the tasks of PLAN.toml ([[task]] tables: name, prompt, harness, device, dir, "
+        "depends_on) on their devices, each through its device's spawn policy; a task starts "
+        "once the tasks it depends on completed, and is skipped (with the reason) when one "
+        "failed or was refused. The plan is in the log: it carries on when this device's "
+        "daemon restarts. Follows the plan and prints its report; exits 0 when every task "
+        "completed. With --dry-run, prints each task's device and that device's policy "
+        "verdict, and runs nothing.",
+    )  # fmt: skip
+    p.add_argument("file", metavar="PLAN.toml", help="the plan file")
+    p.add_argument("--dry-run", action="store_true", help="only ask each device's policy")
+    p.add_argument("--detach", action="store_true", help="print the plan id, do not follow")
+    _json(p, "the report as one JSON object (at the end, unless --detach)")
+    p = b.command(sub, "plans", "plans:list_plans", "list plans of every device")
+    _json(p)
+    plan = b.group(sub, "plan", "show one plan")
+    p = b.command(plan, "show", "plans:show", "a plan's report: each task's state and why")
+    p.add_argument("id", metavar="ID", help="the plan id (or a unique start of it)")
+    p.add_argument("--wait", action="store_true", help="wait until the plan has ended")
+    _json(p, "the report as one JSON object")

@@ -22,6 +22,7 @@ from switchboard.daemon import (
     leases,
     messages,
     ping,
+    plans,
     queries,
     receipts,
     rooms,
@@ -46,6 +47,7 @@ FEATURES: Final = (
     coordination.FEATURE,  # liveness, status notices, watches, edit conflicts
     tasks.FEATURE,  # spawn, spawn.*, tasks, task.*; the task runner
     transcripts.FEATURE,  # transcript.read|search|allow|deny; serves transcript pages
+    plans.FEATURE,  # plan.run, plans, plan.show; the plan runner (task graphs)
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     handoff.FEATURE,  # handoff; handoff.start: a successor elsewhere, git changes carried
     ping.FEATURE,  # device.ping; answers other devices' ping requests

@@ -12,6 +12,8 @@ proves the sender's device; a body's claims about who sends it are never read.
 request            what it does on the task's device            who may ask
 =================  ===========================================  =============================
 ``task.request``   ``request_task`` with ``local=False``        anyone: the policy decides
+``spawn.check``    the policy's verdict on a ``task.request``   anyone (a dry run: it starts
+                   body, starting nothing                       nothing, writes nothing)
 ``task.interrupt`` stop or kill                                 the requester's device, or a
                                                                 device that may answer the
                                                                 agent's prompts
@@ -36,6 +38,7 @@ import msgspec
 from switchboard import ids
 from switchboard.daemon.taskrequest import (
     TaskRequest,
+    check_request,
     interrupt_task,
     policy_path,
     request_task,
@@ -101,6 +104,17 @@ async def answer_request(ctx: Context, sender: str, body: bytes) -> bytes:
         tags=tuple(asked.tags), terminal=asked.terminal,
     )  # fmt: skip
     return _encode(await request_task(ctx, request))
+
+
+async def answer_check(ctx: Context, sender: str, body: bytes) -> bytes:
+    """``spawn.check``: whether this device's policy would run that task for the sender."""
+    asked: SpawnBody = _decode(body, SpawnBody)
+    request = TaskRequest(
+        device=sender, local=False, requester=ids.parse_name(asked.requester),
+        harness=asked.harness, text=asked.text, dir=asked.dir, name=asked.name,
+        tags=tuple(asked.tags), terminal=asked.terminal,
+    )  # fmt: skip
+    return _encode(await check_request(ctx, request))
 
 
 async def _own_task(ctx: Context, task: str) -> dict[str, Any]:
@@ -186,6 +200,13 @@ async def spawn_on(ctx: Context, device: str, body: SpawnBody) -> dict[str, Any]
     return result
 
 
+async def check_on(ctx: Context, device: str, body: SpawnBody) -> dict[str, Any]:
+    """Ask ``device`` what its policy would answer ``body`` (``spawn.check``)."""
+    answer = await ctx.call_device(device, "spawn.check", _encode(body), timeout=CALL_TIMEOUT)
+    result: dict[str, Any] = msgspec.json.decode(answer)
+    return result
+
+
 async def call_task(ctx: Context, device: str, kind: str, body: TaskBody) -> dict[str, Any]:
     """``task.interrupt`` or ``task.patch`` on the task's device."""
     answer = await ctx.call_device(device, kind, _encode(body), timeout=CALL_TIMEOUT)
@@ -201,6 +222,7 @@ async def logs_from(ctx: Context, device: str, body: TaskBody) -> AsyncIterator[
 
 REQUESTS: Final = {
     "task.request": answer_request,
+    "spawn.check": answer_check,
     "task.interrupt": answer_interrupt,
     "task.patch": answer_patch,
 }

@@ -109,6 +109,16 @@ async def request_task(ctx: Context, request: TaskRequest) -> dict[str, Any]:
     return {"id": task, "state": "running", "agent": agent, "dir": allowed.directory}
 
 
+async def check_request(ctx: Context, request: TaskRequest) -> dict[str, Any]:
+    """What the policy would answer ``request`` now, starting nothing and writing no event:
+    ``{"verdict": "allowed", "dir": ...}`` or ``{"verdict": "refused", "reason": ...}``."""
+    await runner(ctx).ready.wait()
+    decision = await _decide(ctx, request)
+    if isinstance(decision, policy.Refused):
+        return {"verdict": "refused", "reason": decision.reason}
+    return {"verdict": "allowed", "dir": decision[0].directory}
+
+
 async def _decide(
     ctx: Context, request: TaskRequest
 ) -> policy.Refused | tuple[policy.Allowed, str]:

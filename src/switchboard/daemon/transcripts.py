@@ -328,7 +328,7 @@ async def transcript_search(ctx: Context, p: SearchParams) -> list[Hit]:
 
 async def transcript_allow(ctx: Context, p: AllowParams) -> dict[str, Any]:
     """Let a device read the transcripts of agents of this one (spawn.toml ``transcripts``)."""
-    device = await _device_of(ctx, p.device)
+    device = await device_of(ctx, p.device)
     if device == ctx.device_id:
         raise UserError("this device reads its own agents' transcripts already")
     names = await ctx.read(projections.list_devices)
@@ -345,7 +345,7 @@ async def transcript_allow(ctx: Context, p: AllowParams) -> dict[str, Any]:
 
 async def transcript_deny(ctx: Context, p: AllowParams) -> dict[str, Any]:
     """Take a device's reading of this device's transcripts away."""
-    device = await _device_of(ctx, p.device)
+    device = await device_of(ctx, p.device)
     async with runner(ctx).lock:
         text = await asyncio.to_thread(_read_text, policy_path(ctx))
         new, changed = policyfile.deny_transcripts(text, device)
@@ -362,7 +362,7 @@ async def _grants(ctx: Context, device: str) -> dict[str, Any]:
             "transcripts": list(grant.transcripts) if grant else []}  # fmt: skip
 
 
-async def _device_of(ctx: Context, text: str) -> str:
+async def device_of(ctx: Context, text: str) -> str:
     rows = await ctx.read(projections.list_devices)
     found = {
         r["device_id"]

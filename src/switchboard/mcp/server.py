@@ -38,6 +38,7 @@ from switchboard import __version__, wrapping
 from switchboard.errors import SwitchboardError
 from switchboard.mcp import (
     files_tools,
+    plans_tools,
     rooms_tools,
     tasks_tools,
     tools,
@@ -64,6 +65,7 @@ TOOL_MODULES: Final[list[Callable[[ToolRegistry], None]]] = [
     work_tools.register,  # handoff
     transcripts_tools.register,  # read_transcript
     files_tools.register,  # share_file, get_file (issue #14)
+    plans_tools.register,  # task graphs: run_plan, plan_status
 ]
 
 INSTRUCTIONS: Final = (

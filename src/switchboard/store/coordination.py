@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from switchboard.store import handoffs, leases, prompts, rooms, search, tasks
+from switchboard.store import handoffs, leases, plans, prompts, rooms, search, tasks
 
 Handler = Callable[..., None]
 
@@ -26,4 +26,5 @@ HANDLERS: Final = _merge(
     tasks.HANDLERS,
     handoffs.HANDLERS,
     prompts.HANDLERS,
+    plans.HANDLERS,
 )

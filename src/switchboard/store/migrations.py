@@ -464,3 +464,23 @@ def m_approvals_001_permission_prompts(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX permission_prompts_pending ON permission_prompts (state, device_id)")
+
+
+@migration
+def m_plans_001_plans(conn: sqlite3.Connection) -> None:
+    """Plans (task graphs): one row per plan, folded from ``plan_*`` events (store/plans.py)."""
+    conn.execute(
+        """CREATE TABLE plans (
+            plan TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            steps TEXT NOT NULL,
+            started_ts TEXT NOT NULL,
+            ended_ts TEXT,
+            version INTEGER NOT NULL DEFAULT 1,
+            event_id INTEGER NOT NULL
+        )"""
+    )
+    conn.execute("CREATE INDEX plans_by_device ON plans (device_id, state)")
