@@ -397,6 +397,22 @@ class TaskEnded(Body, frozen=True, tag="task_ended"):
     runtime: float = 0.0
 
 
+class TerminalTyped(Body, frozen=True, tag="terminal_typed"):
+    """``terminal_typed``: keystrokes were injected into a local agent's terminal (``switchboard
+    term AGENT --type``), written by the agent's device, ``agent`` ``""``. ``target`` is the
+    agent's name here, ``by`` the typist's internal address (its device proved by the channel
+    the request came over), ``text`` what was typed (cut at 200 characters; ``""`` when the
+    typist marked it secret), ``length`` its whole length, ``keys`` the named keys pressed
+    after it (``Enter``, ``Escape``, ``C-c`` ...)."""
+
+    target: str
+    by: str
+    text: str = ""
+    length: int = 0
+    keys: list[str] = []
+    secret: bool = False
+
+
 AnyBody = (
     DeviceJoined
     | AgentRegistered
@@ -432,6 +448,7 @@ AnyBody = (
     | TaskProgress
     | TaskInterrupted
     | TaskEnded
+    | TerminalTyped
 )
 
 BODY_TYPES: Final[dict[str, type[Body]]] = {
@@ -471,6 +488,7 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
         TaskProgress,
         TaskInterrupted,
         TaskEnded,
+        TerminalTyped,
     )
 }
 

@@ -40,6 +40,7 @@ from switchboard.events import (
     TaskAccepted,
     TaskBlocked,
     TaskEnded,
+    TerminalTyped,
     TaskInterrupted,
     TaskProgress,
     TaskRefused,
@@ -100,6 +101,7 @@ BODIES: list[Body] = [
     TaskProgress(task="k7m2qx9a", text="step 1"),
     TaskInterrupted(task="k7m2qx9a", how="stop", by="luna:abcd"),
     TaskEnded(task="k7m2qx9a", state="failed", exit_status=3, result="tail", runtime=1.5),
+    TerminalTyped(target="luna", by="boss:abcd", text="y", length=1, keys=["Enter"]),
 ]
 
 

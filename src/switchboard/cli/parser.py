@@ -56,6 +56,7 @@ COMMANDS: Final[dict[str, str]] = {
     "approvals": "switchboard.cli.parser_tasks:add_tasks",
     "approve": "switchboard.cli.parser_tasks:add_tasks",
     "deny": "switchboard.cli.parser_tasks:add_tasks",
+    "term": "switchboard.cli.parser_term:add_term",
 }
 
 # config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from switchboard import ids, wrapping
+from switchboard.daemon import term
 from switchboard.daemon.agents import local_agent
 from switchboard.daemon.inject import DEFAULT_REOFFER_AFTER, Injector
 from switchboard.daemon.params import (
@@ -92,6 +93,8 @@ class HookParams(AgentParams):
     hold: bool = False  # settle the answer's handover once the harness took it
     handover: str = ""  # injected / inject_failed: the token of the block handed over
     error: str = ""  # inject_failed: what went wrong
+    tmux: str = ""  # the tmux server's socket path, when the harness runs in tmux
+    pane: str = ""  # its pane (``%N``): ``switchboard term`` finds the agent's terminal
 
 
 class IdentifyParams(AgentParams):
@@ -103,6 +106,8 @@ class IdentifyParams(AgentParams):
     rename: str | None = None
     cwd: str = ""
     pid: Pid | None = None
+    tmux: str = ""
+    pane: str = ""
 
 
 class TakeParams(AgentParams):
@@ -162,6 +167,8 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
         return {"agent": "", "context": "", "text": ""}
     force = kind == "session_start"
     await st.sessions.ensure_registered(ident.name, p.harness, p.cwd, p.pid, force=force)
+    if p.pane:
+        await term.note_pane(ctx, ident.name, p.tmux, p.pane)
     items = st.sessions.activity_events(ident.name, kind, p, ident)
     if items:
         await ctx.log.append_many([(ident.name, body) for body in items])
@@ -259,6 +266,8 @@ async def agent_identify(ctx: Context, p: IdentifyParams) -> dict[str, Any] | No
         gone = StatusChanged(status="offline", reason=f"renamed to {ident.name}")
         await ctx.log.append(ids.parse_name(p.agent), gone)
     await st.sessions.ensure_registered(ident.name, p.harness or "mcp", p.cwd, p.pid)
+    if p.pane:
+        await term.note_pane(ctx, ident.name, p.tmux, p.pane)
     context = await st.sessions.current_context(ident.name, p.hint or ident.context, p.anchor)
     return {"agent": st.injector.address(ident.name), "name": ident.name, "context": context}
 

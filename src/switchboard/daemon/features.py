@@ -24,6 +24,7 @@ from switchboard.daemon import (
     receipts,
     rooms,
     tasks,
+    term,
     threads,
 )
 from switchboard.daemon.registry import Registry
@@ -44,6 +45,7 @@ FEATURES: Final = (
     tasks.FEATURE,  # spawn, spawn.*, tasks, task.*; the task runner
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     ping.FEATURE,  # device.ping; answers other devices' ping requests
+    term.FEATURE,  # term.read, term.type: an agent's tmux pane, here or over the channel
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
 )
 

@@ -412,3 +412,19 @@ def m_pairing_001_event_proofs(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (origin, seq)
         ) WITHOUT ROWID"""
     )
+
+
+@migration
+def m_term_001_terminals(conn: sqlite3.Connection) -> None:
+    """Local, never replicated: the tmux pane each local agent runs in, as its hooks reported
+    it (daemon/term.py); ``pane_pid`` and ``pane_started`` tell a reused pane id apart."""
+    conn.execute(
+        """CREATE TABLE terminals (
+            name TEXT PRIMARY KEY,
+            socket TEXT NOT NULL,
+            pane TEXT NOT NULL,
+            pane_pid INTEGER NOT NULL,
+            pane_started TEXT NOT NULL DEFAULT '',
+            ts TEXT NOT NULL
+        )"""
+    )

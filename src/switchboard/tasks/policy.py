@@ -24,6 +24,8 @@ allow|deny`` edit it, ``spawn policy`` shows it; hand edits are fine):
     answer_own = true      # prompts of the tasks it started (default true)
     max_tasks = 2          # optional, within the device-wide limit
     max_runtime = 3600     # optional, within the device-wide limit
+    term_read = ["w-*"]    # agents (names, globs) whose terminal screen it may read
+    term_type = []         # agents whose terminal it may type into (implies reading)
 
     [harnesses.cmd]        # a harness's command: cmd needs one; the others may override theirs
     args = ["python3", "/opt/tools/review.py", "{task}"]
@@ -35,6 +37,12 @@ Defaults, when the file or a part of it is missing: another device may do nothin
 device's own user may spawn the five built-in harnesses in any directory under their home
 and answer any prompt here: that is what the user can already do in a shell, so refusing it
 would protect nothing. ``[local] allowed = false`` turns even that off.
+
+Terminals (``switchboard term``, daemon/term.py): this device's own user may always read and
+type into its agents' terminals (as with tmux itself). Another device may read the screen of
+an agent only if it started that agent's task or a ``term_read`` (or ``term_type``) pattern
+names the agent, and type into it only if a ``term_type`` pattern does: by default no other
+device types anywhere (``may_term``).
 
 Directories are compared as resolved real paths: a requested directory is expanded (``~`` is
 this device's home; ``~user`` is refused), resolved through every symlink and ``..``, must
@@ -72,6 +80,7 @@ LOCAL_DEFAULT_HARNESSES: Final = tuple(BUILTIN)
 _TOP_KEYS: Final = {"max_tasks", "max_runtime", "grace", "local", "devices", "harnesses"}
 _GRANT_KEYS: Final = {
     "name", "harnesses", "dirs", "answer", "answer_own", "max_tasks", "max_runtime", "allowed",
+    "term_read", "term_type",
 }  # fmt: skip
 _HARNESS_KEYS: Final = {"args", "task", "skip_permissions", "env"}
 
@@ -88,6 +97,8 @@ class Grant:
     max_runtime: float | None = None
     name: str = ""
     allowed: bool = True
+    term_read: tuple[str, ...] = ()
+    term_type: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,8 @@ def _grant(table: Any, where: str, default: Grant) -> Grant:
         max_runtime=None if runtime is None else _number(runtime, f"{where}.max_runtime"),
         name=name,
         allowed=bool(table.get("allowed", True)),
+        term_read=_strings(table.get("term_read", []), f"{where}.term_read"),
+        term_type=_strings(table.get("term_type", []), f"{where}.term_type"),
     )
 
 
@@ -398,3 +411,31 @@ def may_answer(
     if grant.answer_own and requested_by is not None and requested_by == device:
         return True
     return any(fnmatch.fnmatchcase(agent, pattern) for pattern in grant.answer)
+
+
+def may_term(
+    policy: Policy, device: str, *, local: bool, agent: str, requested_by: str | None, typing: bool
+) -> bool:
+    """Whether ``device`` may read (``typing``: type into) the terminal of this device's agent
+    ``agent`` (the module's docstring: "Terminals").
+
+    Args:
+        policy: this device's policy.
+        device: the asking device's id (proved by the channel its request came over).
+        local: it is this device's own user.
+        agent: the agent's name on this device.
+        requested_by: the device that started the agent's task, if it is a task.
+        typing: typing is asked, not reading.
+    """
+    if local:
+        return True
+    grant = policy.grant_for(device, local=False)
+    if grant is None:
+        return False
+    if any(fnmatch.fnmatchcase(agent, pattern) for pattern in grant.term_type):
+        return True
+    if typing:
+        return False
+    if requested_by is not None and requested_by == device:
+        return True  # it reads the task's output already (task logs)
+    return any(fnmatch.fnmatchcase(agent, pattern) for pattern in grant.term_read)

@@ -60,12 +60,16 @@ def allow(
     name: str = "",
     harnesses: list[str] | tuple[str, ...] = (),
     dirs: list[str] | tuple[str, ...] = (),
+    term_read: list[str] | tuple[str, ...] = (),
+    term_type: list[str] | tuple[str, ...] = (),
 ) -> str:
     """Let ``device`` (or, with ``local``, this device's user) spawn: add the harnesses and
-    directories to what it may already use.
+    directories to what it may already use, and the agents whose terminals it may read or
+    type into (``term_read``, ``term_type``: names or globs).
 
     A device allowed for the first time gets ``REMOTE_DEFAULT_HARNESSES`` when no harness is
-    named, and must be given a directory.
+    named, and must be given a directory, unless it is given only terminal patterns: then it
+    may spawn nothing.
 
     Raises:
         UserError: no directory for a new device, or the result is not a valid policy.
@@ -81,13 +85,23 @@ def allow(
     else:
         devices = _table(doc, "devices")
         is_new = device not in devices
-        table = _table(devices, device)
-        if is_new and not dirs:
+        term_only = is_new and not dirs and not harnesses and bool(term_read or term_type)
+        if is_new and not dirs and not term_only:
             raise UserError("give --dir PATH: a device may spawn only in named directories")
+        table = _table(devices, device)
         if name:
             table["name"] = name
-        _union(table, "harnesses", list(harnesses), () if harnesses else REMOTE_DEFAULT_HARNESSES)
-        _union(table, "dirs", list(dirs), ())
+        if term_only:
+            table["harnesses"] = []
+            table["dirs"] = []
+        else:
+            default = () if harnesses else REMOTE_DEFAULT_HARNESSES
+            _union(table, "harnesses", list(harnesses), default)
+            _union(table, "dirs", list(dirs), ())
+        if term_read:
+            _union(table, "term_read", list(term_read), ())
+        if term_type:
+            _union(table, "term_type", list(term_type), ())
     new_text = tomlkit.dumps(doc)
     parse(tomlkit.parse(new_text).unwrap())
     return new_text
@@ -123,6 +137,8 @@ def grant_json(grant: Grant) -> dict[str, Any]:
         "answer_own": grant.answer_own,
         "max_tasks": grant.max_tasks,
         "max_runtime": grant.max_runtime,
+        "term_read": list(grant.term_read),
+        "term_type": list(grant.term_type),
     }
 
 
