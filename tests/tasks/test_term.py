@@ -21,6 +21,10 @@ from cluster import Device
 from conftest import FAKE, spawn, wait_task
 from coord_cluster import wait_until
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+
+from mcp_kit import call, mcp_session, run
+
 from switchboard.errors import SwitchboardError
 from switchboard.tasks import policy, policyfile
 
@@ -145,6 +149,23 @@ def test_term_hook_recorded_pane_and_refusals(device: Device, tmux: Tmux) -> Non
     tmux.start("exec sleep 600", device.env)
     stale = device.cli("term", "nova", check=False)
     assert stale.returncode == 1 and "no tmux pane" in stale.stderr
+
+
+def test_term_mcp_read_terminal(device: Device, tmux: Tmux) -> None:
+    """The read_terminal tool shows another agent's screen to an agent; an unknown agent is
+    a tool error."""
+    hooked_agent(tmux, device, "nova")
+    wait_until(lambda: "reading" in screen(device, "nova"), 30, "the pane is known")
+
+    async def body() -> None:
+        async with mcp_session({**device.env, "SWITCHBOARD_AGENT": "lead"}) as s:
+            shown = await call(s, "read_terminal", agent="nova", lines=5)
+            assert not shown.is_error, shown.text
+            assert "reading" in shown.value["lines"] and shown.value["height"] == 20
+            missing = await call(s, "read_terminal", agent="nobody")
+            assert missing.is_error and "unknown agent" in missing.text
+
+    run(body, 120)
 
 
 def test_term_remote_refused_by_default_allowed_by_policy(

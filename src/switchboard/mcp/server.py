@@ -36,7 +36,7 @@ from mcp.server.lowlevel import Server
 
 from switchboard import __version__, wrapping
 from switchboard.errors import SwitchboardError
-from switchboard.mcp import rooms_tools, tasks_tools, tools
+from switchboard.mcp import rooms_tools, tasks_tools, term_tools, tools
 from switchboard.mcp.bridge import Bridge
 from switchboard.mcp.channel import CHANNEL_CAPABILITY, Channel
 from switchboard.mcp.registry import Tool, ToolRegistry
@@ -54,6 +54,7 @@ TOOL_MODULES: Final[list[Callable[[ToolRegistry], None]]] = [
     rooms_tools.register,  # rooms, presence, threads, leases (issue #4)
     tasks_tools.register,  # delegation: spawn, task_status, task_nudge, task_stop
     tasks_tools.register_approvals,  # permission_prompt, approvals, approve
+    term_tools.register,  # read_terminal
 ]
 
 INSTRUCTIONS: Final = (
