@@ -47,8 +47,15 @@ class Tmux:
                         "--", "sh", "-c", script, env=clean).strip()  # fmt: skip
 
     def kill(self) -> None:
+        """Stop the server and wait until its process is gone (then its socket is free)."""
+        found = subprocess.run(["tmux", "-S", str(self.socket), "display-message", "-p",
+                                "#{pid}"], capture_output=True, text=True, check=False,
+                               timeout=30)  # fmt: skip
         subprocess.run(["tmux", "-S", str(self.socket), "kill-server"], capture_output=True,
                        check=False, timeout=30)  # fmt: skip
+        pid = found.stdout.strip()
+        if found.returncode == 0 and pid.isdigit():
+            wait_until(lambda: not Path(f"/proc/{pid}").exists(), 30, "the tmux server ended")
 
 
 @pytest.fixture
@@ -126,7 +133,13 @@ def test_term_hook_recorded_pane_and_refusals(device: Device, tmux: Tmux) -> Non
     pane id that a new tmux server hands out again is not taken for the agent's."""
     hooked_agent(tmux, device, "nova")
     wait_until(lambda: "reading" in screen(device, "nova"), 30, "the pane is known")
-    device.cli("term", "nova", "--type", "s3cret", "--secret", "--enter", agent="boss")
+    # --type - reads the text from stdin: a secret is on no command line either.
+    done = subprocess.run(
+        [sys.executable, "-m", "switchboard", "term", "nova", "--type", "-", "--secret",
+         "--enter"], env={**device.env, "SWITCHBOARD_AGENT": "boss"}, input="s3cret\n",
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0 and "typed 6 characters + Enter" in done.stdout, done.stderr
     wait_until(lambda: "typed: s3cret" in screen(device, "nova"), 30, "the secret arrived")
     [event] = typed_events(device)
     assert event["data"]["text"] == "" and event["data"]["secret"] is True
