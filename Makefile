@@ -62,6 +62,7 @@ bench: $(STAMP) brokers compile
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/hooks.py
 	$(BIN)/python bench/tasks.py
+	$(BIN)/python bench/term.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/files.py
 	$(BIN)/python bench/soak.py --count 100 --restarts 10

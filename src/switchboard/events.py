@@ -510,6 +510,22 @@ class PlanEnded(Body, frozen=True, tag="plan_ended"):
     state: str
 
 
+class TerminalTyped(Body, frozen=True, tag="terminal_typed"):
+    """``terminal_typed``: keystrokes were injected into a local agent's terminal (``switchboard
+    term AGENT --type``), written by the agent's device, ``agent`` ``""``. ``target`` is the
+    agent's name here, ``by`` the typist's internal address (its device proved by the channel
+    the request came over), ``text`` what was typed (cut at 200 characters; ``""`` when the
+    typist marked it secret), ``length`` its whole length, ``keys`` the named keys pressed
+    after it (``Enter``, ``Escape``, ``C-c`` ...)."""
+
+    target: str
+    by: str
+    text: str = ""
+    length: int = 0
+    keys: list[str] = []
+    secret: bool = False
+
+
 AnyBody = (
     DeviceJoined
     | AgentRegistered
@@ -554,6 +570,7 @@ AnyBody = (
     | PlanStepStarted
     | PlanStepEnded
     | PlanEnded
+    | TerminalTyped
 )
 
 BODY_TYPES: Final[dict[str, type[Body]]] = {
@@ -602,6 +619,7 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
         PlanStepStarted,
         PlanStepEnded,
         PlanEnded,
+        TerminalTyped,
     )
 }
 

@@ -16,6 +16,8 @@ argument), prints what it got, then runs the task text as a tiny script, one com
   ``ask-brief TOOL DETAIL`` likewise, asking the daemon to wait 1 s only (``cmd``);
 - ``sleep SECS``; ``hang`` (sleep for an hour); ``ignore-term`` (SIGTERM does nothing now);
 - ``grandchild``: start a process that sleeps for an hour (a stop must end it too);
+- ``read-lines``: print ``reading``, then ``typed: LINE`` for each line typed (stdin, the
+  terminal under ``--terminal``) until ``quit``;
 - ``exit N``: end with status N.
 
 Any other line is only printed (so shell metacharacters in a task show up verbatim).
@@ -223,6 +225,12 @@ def _run_line(line: str) -> int | None:
         tool, _, detail = rest.partition(" ")
         wait = 1 if word == "ask-brief" else 60
         print(_ask(HARNESS[0], tool, detail, wait), flush=True)
+    elif word == "read-lines":
+        print("reading", flush=True)
+        for got in sys.stdin:
+            print(f"typed: {got.rstrip()}", flush=True)
+            if got.strip() == "quit":
+                break
     elif word == "exit":
         return int(rest)
     else:

@@ -56,6 +56,7 @@ from switchboard.events import (
     TaskRequested,
     TaskStarted,
     TaskUnblocked,
+    TerminalTyped,
     TurnEnded,
     TurnStarted,
     VisibilityChanged,
@@ -129,6 +130,7 @@ BODIES: list[Body] = [
     PlanStepStarted(plan="p1", step="a", task="k7m2qx9a"),
     PlanStepEnded(plan="p1", step="a", state="skipped", reason="b failed"),
     PlanEnded(plan="p1", state="failed"),
+    TerminalTyped(target="luna", by="boss:abcd", text="y", length=1, keys=["Enter"]),
 ]
 
 

@@ -63,6 +63,7 @@ COMMANDS: Final[dict[str, str]] = {
     "run": "switchboard.cli.parser_tasks:add_plans",
     "plans": "switchboard.cli.parser_tasks:add_plans",
     "plan": "switchboard.cli.parser_tasks:add_plans",
+    "term": "switchboard.cli.parser_term:add_term",
 }
 
 # config.DEFAULT_RELAY_PORT, repeated so that `--help` need not import config (a test checks

@@ -67,7 +67,9 @@ def _add_spawn(b: Any, sub: Any) -> None:
         "Let DEVICE (a short id, a name, or 'local' for this device's own user) start agents "
         "on this device: adds the harnesses (default for a new device: claude, codex, gemini, "
         "opencode) and directories it may use to spawn.toml in this device's home. A new "
-        "device needs at least one --dir, unless it is only let answer prompts (--answer).",
+        "device needs at least one --dir, unless it is only let answer prompts (--answer) or "
+        "given only --term-read/--term-type: the agents whose terminals it may read, or type "
+        "into (switchboard term).",
     )
     p.add_argument("device", metavar="DEVICE", help="short id, name, or 'local'")
     p.add_argument("--harness", action="append", default=[], choices=HARNESSES, help="repeatable")
@@ -84,6 +86,11 @@ def _add_spawn(b: Any, sub: Any) -> None:
         help="let it answer the permission prompts of this device's agents named AGENT (a "
         "glob; default: all of them), started by hand or by anyone (repeatable)",
     )
+    for flag, what in (
+        ("--term-read", "an agent (name or glob) whose terminal it may read (repeatable)"),
+        ("--term-type", "an agent whose terminal it may type into, and read (repeatable)"),
+    ):
+        p.add_argument(flag, metavar="AGENT", action="append", default=[], help=what)
     _json(p, "the policy as one JSON object")
     p = b.command(verbs, "deny", "tasks:deny", "take a device's permission to spawn here away")
     p.add_argument("device", metavar="DEVICE", help="short id, name, or 'local'")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from switchboard import ids, wrapping
-from switchboard.daemon import agentprompts, transcripts
+from switchboard.daemon import agentprompts, term, transcripts
 from switchboard.daemon.agents import local_agent
 from switchboard.daemon.inject import DEFAULT_REOFFER_AFTER, Injector
 from switchboard.daemon.params import (
@@ -100,6 +100,8 @@ class HookParams(AgentParams):
     error: str = ""  # inject_failed: what went wrong
     transcript: str = ""  # the session's transcript file, as the harness's payload names it
     transcript_env: dict[str, str] = msgspec.field(default_factory=dict)  # its session root
+    tmux: str = ""  # the tmux server's socket path, when the harness runs in tmux
+    pane: str = ""  # its pane (``%N``): ``switchboard term`` finds the agent's terminal
 
 
 class IdentifyParams(AgentParams):
@@ -111,6 +113,8 @@ class IdentifyParams(AgentParams):
     rename: str | None = None
     cwd: str = ""
     pid: Pid | None = None
+    tmux: str = ""
+    pane: str = ""
 
 
 class TakeParams(AgentParams):
@@ -174,6 +178,8 @@ async def agent_hook(ctx: Context, p: HookParams) -> dict[str, Any]:
         session = p.session or str((ident.session or {}).get("session") or "")
         await transcripts.note_source(ctx, ident.name, p.harness, session,
                                       path=p.transcript, env=p.transcript_env)  # fmt: skip
+    if p.pane:
+        await term.note_pane(ctx, ident.name, p.tmux, p.pane)
     if kind == "permission":
         return await _permission(ctx, ident, p)
     await _expire_prompts(ctx, ident.name, kind, p)
@@ -307,6 +313,8 @@ async def agent_identify(ctx: Context, p: IdentifyParams) -> dict[str, Any] | No
         gone = StatusChanged(status="offline", reason=f"renamed to {ident.name}")
         await ctx.log.append(ids.parse_name(p.agent), gone)
     await st.sessions.ensure_registered(ident.name, p.harness or "mcp", p.cwd, p.pid)
+    if p.pane:
+        await term.note_pane(ctx, ident.name, p.tmux, p.pane)
     context = await st.sessions.current_context(ident.name, p.hint or ident.context, p.anchor)
     return {"agent": st.injector.address(ident.name), "name": ident.name, "context": context}
 

@@ -27,6 +27,7 @@ from switchboard.daemon import (
     receipts,
     rooms,
     tasks,
+    term,
     threads,
     transcripts,
 )
@@ -51,6 +52,7 @@ FEATURES: Final = (
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     handoff.FEATURE,  # handoff; handoff.start: a successor elsewhere, git changes carried
     ping.FEATURE,  # device.ping; answers other devices' ping requests
+    term.FEATURE,  # term.read, term.type: an agent's tmux pane, here or over the channel
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
     files.FEATURE,  # file.send, files, file.get, files.gc; serves and fetches file chunks
 )

@@ -127,7 +127,7 @@ async def _own_task(ctx: Context, task: str) -> dict[str, Any]:
 
 async def _check(ctx: Context, sender: str, row: dict[str, Any], *, act: bool) -> None:
     """Refuse ``sender`` unless it requested the task, or the policy lets it (``act``: answer
-    the agent's prompts; otherwise: spawn here at all)."""
+    the agent's prompts; otherwise: spawn here at all; a grant of terminals only is not one)."""
     requested_by = row["requester"].rpartition(":")[2]
     if sender == requested_by:
         return
@@ -135,7 +135,7 @@ async def _check(ctx: Context, sender: str, row: dict[str, Any], *, act: bool) -
     allowed = (
         policy.may_answer(rules, sender, local=False, agent=row["name"], requested_by=None)
         if act
-        else rules.grant_for(sender, local=False) is not None
+        else bool((rules.grant_for(sender, local=False) or policy.Grant()).harnesses)
     )
     if not allowed:
         raise Forbidden(f"device {sender[:8]} may not touch task {row['task']} here")

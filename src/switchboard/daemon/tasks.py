@@ -78,6 +78,8 @@ class GrantParams(msgspec.Struct, forbid_unknown_fields=False):
     harness: list[str] = msgspec.field(default_factory=list)
     dir: list[str] = msgspec.field(default_factory=list)
     answer: list[str] = msgspec.field(default_factory=list)  # agent globs whose prompts
+    term_read: list[str] = msgspec.field(default_factory=list)
+    term_type: list[str] = msgspec.field(default_factory=list)
 
 
 def _ts(text: str | None) -> float | None:
@@ -292,6 +294,9 @@ async def spawn_allow(ctx: Context, p: GrantParams) -> dict[str, Any]:
     for harness in p.harness:
         if harness not in HARNESSES:
             raise UserError(f"unknown harness {harness[:20]!r}: {', '.join(HARNESSES)}")
+    for pattern in (*p.term_read, *p.term_type):
+        if not pattern.strip() or len(pattern) > 100 or any(ord(c) < 32 for c in pattern):
+            raise UserError(f"not an agent name or pattern: {pattern[:40]!r}")
     device = await device_of(ctx, p.device or "local")
     local = device == ctx.device_id
     names = await ctx.read(projections.list_devices)
@@ -299,8 +304,10 @@ async def spawn_allow(ctx: Context, p: GrantParams) -> dict[str, Any]:
     path = policy_path(ctx)
     async with runner(ctx).lock:
         text = await asyncio.to_thread(_read_text, path)
-        new = policyfile.allow(text, device, local=local, name=name, harnesses=p.harness,
-                               dirs=p.dir, answer=p.answer)  # fmt: skip
+        new = policyfile.allow(
+            text, device, local=local, name=name, harnesses=p.harness, dirs=p.dir,
+            answer=p.answer, term_read=p.term_read, term_type=p.term_type,
+        )  # fmt: skip
         await asyncio.to_thread(write_private, path, new.encode())
     return await spawn_policy(ctx, GrantParams())
 

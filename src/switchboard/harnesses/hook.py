@@ -173,6 +173,15 @@ def anchor() -> str:
     return f"{pid}"
 
 
+def terminal() -> dict[str, str]:
+    """The tmux pane we run in (``tmux``: its server's socket path, ``pane``: ``%N``), from
+    the variables tmux sets in every pane, so ``switchboard term`` can find the agent's
+    terminal (daemon/term.py); empty outside tmux."""
+    socket_path = os.environ.get("TMUX", "").split(",", 1)[0]
+    pane = os.environ.get("TMUX_PANE", "")
+    return {"tmux": socket_path, "pane": pane} if socket_path and pane else {}
+
+
 def _home() -> str:
     home = os.environ.get("SWITCHBOARD_HOME")
     if home:
@@ -331,6 +340,7 @@ def run_held(
     assert request is not None
     request.update(payloads.transcript_hint(request["kind"], payload, os.environ))
     request.update(agent=os.environ.get("SWITCHBOARD_AGENT", ""), anchor=anchor(), wait=wait)
+    request.update(terminal())
     home = _home()
     socket_path = os.path.join(home, "daemon.sock")
     try:

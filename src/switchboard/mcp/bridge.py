@@ -22,6 +22,7 @@ from switchboard.daemon.autostart import connect
 from switchboard.daemon.client import AsyncClient
 from switchboard.errors import DaemonUnavailable
 from switchboard.harnesses.hook import anchor as harness_anchor
+from switchboard.harnesses.hook import terminal
 
 if TYPE_CHECKING:
     from switchboard.config import Settings
@@ -86,6 +87,7 @@ class Bridge:
             "create": create,
             "rename": rename,
             "cwd": os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd(),
+            **terminal(),
         }
         found = await self.raw("agent.identify", params)
         if not found:

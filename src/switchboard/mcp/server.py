@@ -41,6 +41,7 @@ from switchboard.mcp import (
     plans_tools,
     rooms_tools,
     tasks_tools,
+    term_tools,
     tools,
     transcripts_tools,
     work_tools,
@@ -66,6 +67,7 @@ TOOL_MODULES: Final[list[Callable[[ToolRegistry], None]]] = [
     transcripts_tools.register,  # read_transcript
     files_tools.register,  # share_file, get_file (issue #14)
     plans_tools.register,  # task graphs: run_plan, plan_status
+    term_tools.register,  # read_terminal
 ]
 
 INSTRUCTIONS: Final = (

@@ -105,3 +105,25 @@ def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
 def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     """Store ``value`` under ``key`` in meta, replacing any previous value."""
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+# -- terminals: the tmux pane of each local agent (daemon/term.py) -------------------------------
+
+
+def set_terminal(  # noqa: PLR0917 - a row's fields in table order
+    conn: sqlite3.Connection, name: str, socket: str, pane: str, pane_pid: int, pane_started: str
+) -> None:
+    """Record (or replace) the tmux pane local agent ``name`` runs in."""
+    conn.execute(
+        """INSERT INTO terminals (name, socket, pane, pane_pid, pane_started, ts)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        ON CONFLICT (name) DO UPDATE SET socket = ?2, pane = ?3, pane_pid = ?4,
+            pane_started = ?5, ts = ?6""",
+        (name, socket, pane, pane_pid, pane_started, now_ts()),
+    )
+
+
+def get_terminal(conn: sqlite3.Connection, name: str) -> Row | None:
+    """The tmux pane recorded for local agent ``name``, or ``None``."""
+    rows = rows_of(conn.execute("SELECT * FROM terminals WHERE name = ?", (name,)))
+    return rows[0] if rows else None

@@ -484,3 +484,19 @@ def m_plans_001_plans(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("CREATE INDEX plans_by_device ON plans (device_id, state)")
+
+
+@migration
+def m_term_001_terminals(conn: sqlite3.Connection) -> None:
+    """Local, never replicated: the tmux pane each local agent runs in, as its hooks reported
+    it (daemon/term.py); ``pane_pid`` and ``pane_started`` tell a reused pane id apart."""
+    conn.execute(
+        """CREATE TABLE terminals (
+            name TEXT PRIMARY KEY,
+            socket TEXT NOT NULL,
+            pane TEXT NOT NULL,
+            pane_pid INTEGER NOT NULL,
+            pane_started TEXT NOT NULL DEFAULT '',
+            ts TEXT NOT NULL
+        )"""
+    )

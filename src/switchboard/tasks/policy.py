@@ -25,6 +25,8 @@ allow|deny`` edit it, ``spawn policy`` shows it; hand edits are fine):
     transcripts = ["*"]    # agents (names, globs) whose transcripts it may read (default none)
     max_tasks = 2          # optional, within the device-wide limit
     max_runtime = 3600     # optional, within the device-wide limit
+    term_read = ["w-*"]    # agents (names, globs) whose terminal screen it may read
+    term_type = []         # agents whose terminal it may type into (implies reading)
 
     [harnesses.cmd]        # a harness's command: cmd needs one; the others may override theirs
     args = ["python3", "/opt/tools/review.py", "{task}"]
@@ -39,6 +41,12 @@ would protect nothing. ``[local] allowed = false`` turns even that off. Transcri
 device's agents are read by this device alone unless a device's table lists them
 (``transcripts``, edited by ``switchboard transcript allow|deny``); a table with only
 ``transcripts`` lets a device read them and nothing else.
+
+Terminals (``switchboard term``, daemon/term.py): this device's own user may always read and
+type into its agents' terminals (as with tmux itself). Another device may read the screen of
+an agent only if it started that agent's task or a ``term_read`` (or ``term_type``) pattern
+names the agent, and type into it only if a ``term_type`` pattern does: by default no other
+device types anywhere (``may_term``).
 
 Directories are compared as resolved real paths: a requested directory is expanded (``~`` is
 this device's home; ``~user`` is refused), resolved through every symlink and ``..``, must
@@ -77,6 +85,7 @@ _TOP_KEYS: Final = {"max_tasks", "max_runtime", "grace", "local", "devices", "ha
 _GRANT_KEYS: Final = {
     "name", "harnesses", "dirs", "answer", "answer_own", "max_tasks", "max_runtime", "allowed",
     "transcripts",
+    "term_read", "term_type",
 }  # fmt: skip
 _HARNESS_KEYS: Final = {"args", "task", "skip_permissions", "env"}
 
@@ -94,6 +103,8 @@ class Grant:
     name: str = ""
     allowed: bool = True
     transcripts: tuple[str, ...] = ()
+    term_read: tuple[str, ...] = ()
+    term_type: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,6 +194,8 @@ def _grant(table: Any, where: str, default: Grant) -> Grant:
         name=name,
         allowed=bool(table.get("allowed", True)),
         transcripts=_strings(table.get("transcripts", []), f"{where}.transcripts"),
+        term_read=_strings(table.get("term_read", []), f"{where}.term_read"),
+        term_type=_strings(table.get("term_type", []), f"{where}.term_type"),
     )
 
 
@@ -427,3 +440,31 @@ def answerers(policy: Policy, agent: str) -> list[str]:
         for device in sorted(policy.devices)
         if may_answer(policy, device, local=False, agent=agent, requested_by=None)
     ]
+
+
+def may_term(
+    policy: Policy, device: str, *, local: bool, agent: str, requested_by: str | None, typing: bool
+) -> bool:
+    """Whether ``device`` may read (``typing``: type into) the terminal of this device's agent
+    ``agent`` (the module's docstring: "Terminals").
+
+    Args:
+        policy: this device's policy.
+        device: the asking device's id (proved by the channel its request came over).
+        local: it is this device's own user.
+        agent: the agent's name on this device.
+        requested_by: the device that started the agent's task, if it is a task.
+        typing: typing is asked, not reading.
+    """
+    if local:
+        return True
+    grant = policy.grant_for(device, local=False)
+    if grant is None:
+        return False
+    if any(fnmatch.fnmatchcase(agent, pattern) for pattern in grant.term_type):
+        return True
+    if typing:
+        return False
+    if requested_by is not None and requested_by == device:
+        return True  # it reads the task's output already (task logs)
+    return any(fnmatch.fnmatchcase(agent, pattern) for pattern in grant.term_read)

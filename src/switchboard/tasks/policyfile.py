@@ -61,14 +61,17 @@ def allow(
     harnesses: list[str] | tuple[str, ...] = (),
     dirs: list[str] | tuple[str, ...] = (),
     answer: list[str] | tuple[str, ...] = (),
+    term_read: list[str] | tuple[str, ...] = (),
+    term_type: list[str] | tuple[str, ...] = (),
 ) -> str:
     """Let ``device`` (or, with ``local``, this device's user) spawn: add the harnesses and
-    directories to what it may already use, and the agents (globs) whose permission prompts
-    it may answer.
+    directories to what it may already use, the agents (globs) whose permission prompts it
+    may answer, and the agents whose terminals it may read or type into (``term_read``,
+    ``term_type``: names or globs).
 
     A device allowed for the first time gets ``REMOTE_DEFAULT_HARNESSES`` when no harness is
-    named, and must be given a directory, unless it is only let answer (``answer`` and no
-    harness or directory: it may then spawn nothing).
+    named, and must be given a directory, unless it is given only prompts to answer or
+    terminal patterns: then it may spawn nothing.
 
     Raises:
         UserError: no directory for a new device, or the result is not a valid policy.
@@ -87,20 +90,24 @@ def allow(
         devices = _table(doc, "devices")
         is_new = device not in devices
         table = _table(devices, device)
-        answer_only = bool(answer) and not harnesses and not dirs
-        if is_new and not dirs and not answer_only:
+        grants_only = bool(answer or term_read or term_type) and not harnesses and not dirs
+        if is_new and not dirs and not grants_only:
             raise UserError("give --dir PATH: a device may spawn only in named directories")
         if name:
             table["name"] = name
-        if is_new and answer_only:
+        if is_new and grants_only:
             table["harnesses"] = []
             table["dirs"] = []
-        elif not answer_only:
+        elif not grants_only:
             defaults = () if harnesses else REMOTE_DEFAULT_HARNESSES
             _union(table, "harnesses", list(harnesses), defaults)
             _union(table, "dirs", list(dirs), ())
         if answer:
             _union(table, "answer", list(answer), ())
+        if term_read:
+            _union(table, "term_read", list(term_read), ())
+        if term_type:
+            _union(table, "term_type", list(term_type), ())
     new_text = tomlkit.dumps(doc)
     parse(tomlkit.parse(new_text).unwrap())
     return new_text
@@ -178,6 +185,8 @@ def grant_json(grant: Grant) -> dict[str, Any]:
         "max_tasks": grant.max_tasks,
         "max_runtime": grant.max_runtime,
         "transcripts": list(grant.transcripts),
+        "term_read": list(grant.term_read),
+        "term_type": list(grant.term_type),
     }
 
 

@@ -106,7 +106,9 @@ def allow(args: argparse.Namespace, settings: Settings) -> int:
     """Let a device spawn here."""
     dirs = [os.path.abspath(os.path.expanduser(d)) for d in args.dir]
     result = call(settings, "spawn.allow", {"device": args.device, "harness": args.harness,
-                                            "dir": dirs, "answer": args.answer})  # fmt: skip
+                                            "dir": dirs, "answer": args.answer,
+                                            "term_read": args.term_read,
+                                            "term_type": args.term_type})  # fmt: skip
     return _print_policy(args, result)
 
 
@@ -128,7 +130,11 @@ def _grant_line(who: str, grant: dict[str, Any]) -> str:
         return f"{who}: not allowed"
     return (f"{who}: harnesses {', '.join(grant['harnesses']) or '-'}; dirs "
             f"{', '.join(grant['dirs']) or '-'}; answers {', '.join(grant['answer']) or '-'}"
-            + ("" if grant["answer_own"] else "; not its own tasks' prompts"))  # fmt: skip
+            + ("" if grant["answer_own"] else "; not its own tasks' prompts")
+            + (f"; reads terminals {', '.join(grant['term_read'])}" if grant.get("term_read")
+               else "")
+            + (f"; types into terminals {', '.join(grant['term_type'])}"
+               if grant.get("term_type") else ""))  # fmt: skip
 
 
 def _print_policy(args: argparse.Namespace, policy: dict[str, Any]) -> int:
