@@ -19,6 +19,7 @@ from switchboard.daemon import (
     groups,
     leases,
     messages,
+    pairing,
     ping,
     queries,
     receipts,
@@ -45,6 +46,7 @@ FEATURES: Final = (
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     ping.FEATURE,  # device.ping; answers other devices' ping requests
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
+    pairing.FEATURE,  # invite.create|list|revoke|pending|admit: pairing codes; LAN announce
 )
 
 REGISTRY: Final = Registry(FEATURES)
