@@ -28,7 +28,7 @@ from switchboard.errors import InvalidInvite
 from switchboard.proto.pairing import PairBye, PairClaimed, PairEnd, PairMsg, decode_pair
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "brokers"))
-from brokerlab import Mosquitto  # noqa: E402 - needs the path above
+from brokerlab import Mosquitto
 
 
 class SplitProxy(Proxy):

@@ -386,13 +386,27 @@ def _start(ctx: Context) -> None:
 async def _announce(ctx: Context) -> None:
     from switchboard.transports import mdns  # noqa: PLC0415 - only when announcing
 
-    name = await ctx.read(projections.get_meta, "device_name") or ctx.short
-    try:
-        ctx.part(Invites).announcement = await mdns.announce(
-            "device", name, ctx.short, fingerprint(ctx.public_key)
-        )
-    except TransportError as exc:
-        logger.warning("cannot announce this device on the LAN: %s", exc)
+    state = ctx.part(Invites)
+    while True:  # until the name announced is the name (``init --name`` may race us)
+        name = await ctx.read(projections.get_meta, "device_name") or ctx.short
+        try:
+            made = await mdns.announce("device", name, ctx.short, fingerprint(ctx.public_key))
+        except TransportError as exc:
+            logger.warning("cannot announce this device on the LAN: %s", exc)
+            return
+        if await ctx.read(projections.get_meta, "device_name") in (name, None):
+            state.announcement = made
+            return
+        await made.aclose()
+
+
+async def reannounce(ctx: Context) -> None:
+    """Announce again (the device's name changed), if the device announces itself."""
+    state = ctx.part(Invites)
+    if state.announcement is not None:
+        old, state.announcement = state.announcement, None
+        await old.aclose()
+        await _announce(ctx)
 
 
 async def _stop(ctx: Context) -> None:

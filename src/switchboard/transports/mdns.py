@@ -88,7 +88,7 @@ async def announce(
     from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf  # noqa: PLC0415
 
     addresses = [socket.inet_aton(a) for a in _addresses(host)]
-    label = f"{kind}-{name}-{ident}"[:60].replace(".", "-")
+    label = f"{kind}-{ident}".replace(".", "-")  # one record per relay or device, renamed or not
     info = AsyncServiceInfo(
         SERVICE,
         f"{label}.{SERVICE}",
