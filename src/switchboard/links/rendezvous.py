@@ -128,7 +128,18 @@ async def redeem(
         InvalidInvite: wrong, unknown, expired or refused code (the message says which).
         TransportError: the relay could not be reached.
     """
-    client = await RendezvousClient.connect(url)
+    return await redeem_on(await RendezvousClient.connect(url), code, nameplate, hello, wait=wait)
+
+
+async def redeem_on(
+    client: RendezvousClient,
+    code: str,
+    nameplate: int,
+    hello: Hello,
+    *,
+    wait: float = DEFAULT_WELCOME_WAIT,
+) -> Welcome:
+    """``redeem`` over a connection already open (closed at the end)."""
     side = JoinSide(code)
     try:
         await client.send(PairClaim(PAIRING_VERSION, nameplate))
