@@ -107,7 +107,7 @@ async def group_create(ctx: Context, p: GroupParams) -> dict[str, Any]:
         await ensure_agent(ctx, p.agent)
     return {
         "group": await group_status(ctx, stored),
-        "invite": await render_invite(ctx, stored["group_id"]),
+        "invite": await pairing.render_invite(ctx, stored["group_id"]),
     }
 
 
@@ -188,20 +188,7 @@ async def invite(ctx: Context, p: GroupParams) -> dict[str, Any]:
     chosen = [g for g in groups if p.group in (None, g["group_id"], g["name"])]
     if not chosen:
         raise NotFound(f"unknown group {p.group}")
-    return {"invite": await render_invite(ctx, chosen[0]["group_id"])}
-
-
-async def render_invite(ctx: Context, group_id: str) -> str:
-    """The group's invite token (its secret included)."""
-    group = await ctx.read(projections.get_group, group_id)
-    peer = ctx.links.get(group_id)
-    relay_key = group["relay_key"] or (peer.relay_key if peer else None)
-    options = link_options.invite_options(group.get("link_options"))
-    return invites.render(
-        invites.Invite(
-            group_id, group["name"], group["secret"], group["relay_url"], relay_key, options
-        )
-    )
+    return {"invite": await pairing.render_invite(ctx, chosen[0]["group_id"])}
 
 
 async def link_set(ctx: Context, p: GroupParams) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ from switchboard.links.rendezvous import Hello, RendezvousClient, Welcome
 from switchboard.pake import HostSide
 from switchboard.proto.pairing import PairBye, PairEnd, PairMsg, PairPeer, PairResult
 from switchboard.store import projections
+from switchboard.transports import options as link_options
 
 if TYPE_CHECKING:
     from switchboard.daemon.context import Context
@@ -168,6 +169,19 @@ async def resolve_relay(given: str) -> str:
         seen = ", ".join(f"{r.name} ({r.id})" for r in relays) or "none"
         raise NotFound(f"no single relay named {given!r} announced on the LAN (seen: {seen})")
     return chosen[0].url
+
+
+async def render_invite(ctx: Context, group_id: str) -> str:
+    """The group's invite token (its secret included)."""
+    group = await ctx.read(projections.get_group, group_id)
+    peer = ctx.links.get(group_id)
+    relay_key = group["relay_key"] or (peer.relay_key if peer else None)
+    options = link_options.invite_options(group.get("link_options"))
+    return invites.render(
+        invites.Invite(
+            group_id, group["name"], group["secret"], group["relay_url"], relay_key, options
+        )
+    )
 
 
 async def invite_create(ctx: Context, p: InviteParams) -> dict[str, Any]:
@@ -317,8 +331,6 @@ async def _step(ctx: Context, invite: _Invite, side: HostSide, body: bytes) -> H
     group = await ctx.read(projections.get_group, invite.group)
     if group is None:
         raise NotFound("the group of this invite is gone")
-    from switchboard.daemon.groups import render_invite  # noqa: PLC0415 - groups imports us
-
     name = await ctx.read(projections.get_meta, "device_name") or ""
     welcome = Welcome(await render_invite(ctx, invite.group), name, ctx.public_key)
     await client.send(PairMsg(side.welcome(msgspec.msgpack.encode(welcome))))
