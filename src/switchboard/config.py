@@ -288,3 +288,22 @@ def ensure_home(home: Path) -> None:
     """Create the home directory, private to the user."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(home, 0o700)
+
+
+def load_pairing_settings(home: Path, env: dict[str, str] | None = None) -> tuple[str | None, bool]:
+    """Return the pairing relay and whether the daemon announces itself on the LAN.
+
+    ``SWITCHBOARD_PAIRING_RELAY`` or ``[pairing] relay`` in ``config.toml``: the relay where
+    pairing codes meet when the group's link is not a relay and none is given (docs/pairing.md).
+    ``SWITCHBOARD_ANNOUNCE=1`` or ``[discovery] announce = true``: the daemon announces this
+    device (name, short id, key fingerprint; no secret, no group) over mDNS.
+    """
+    env = dict(os.environ) if env is None else env
+    file = _read_toml(home / "config.toml")
+    relay = env.get("SWITCHBOARD_PAIRING_RELAY") or file.get("pairing", {}).get("relay") or None
+    flag = env.get("SWITCHBOARD_ANNOUNCE")
+    if flag is None:
+        announce = bool(file.get("discovery", {}).get("announce", False))
+    else:
+        announce = flag.strip().lower() in ("1", "true", "yes", "on")
+    return (str(relay) if relay else None), announce

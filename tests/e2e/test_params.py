@@ -34,7 +34,7 @@ CLI_RUNS: dict[str, list[str]] = {
     "ping": ["ping", "--count", "2", "--interval", "0", "--timeout", "1", "BOXE"],
     "group create": ["group", "create", "--name", "team", "--relay", "ws://127.0.0.1:9"],
     "invite": ["invite", "--group", "team"],
-    "join": ["join", INVITE],
+    "join": ["join", INVITE, "--relay", "ws://relay.lan:7787"],
     "link on": ["link", "on", "--group", "team"],
     "link off": ["link", "off", "--group", "team"],
     "link status": ["link", "status", "--group", "team"],
@@ -92,7 +92,7 @@ CLI_RUNS: dict[str, list[str]] = {
 # Commands that make no daemon call with params of their own (or start processes).
 NO_PARAMS = {
     "daemon run", "daemon start", "daemon stop", "daemon status", "relay serve", "mcp", "hook",
-    "install", "uninstall", "lease git-hook install", "doctor",
+    "install", "uninstall", "lease git-hook install", "doctor", "discover",
 }  # fmt: skip
 LISTS = {
     "agents", "inbox", "events", "room.list", "room.members", "room.read", "thread.show",

@@ -50,6 +50,7 @@ COMMANDS: Final[dict[str, str]] = {
     "doctor": "switchboard.cli.parser_harness:add_doctor",
     "ping": "switchboard.cli.parser:_add_device",
     "devices": "switchboard.cli.parser:_add_device",
+    "discover": "switchboard.cli.parser:_add_device",
     "spawn": "switchboard.cli.parser_tasks:add_tasks",
     "tasks": "switchboard.cli.parser_tasks:add_tasks",
     "task": "switchboard.cli.parser_tasks:add_tasks",
@@ -99,6 +100,14 @@ def _seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):  # also refuses NaN
         raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text}")
     return value
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``2h``: seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    scale = units.get(text[-1:].lower(), 1.0)
+    number = text[:-1] if text[-1:].lower() in units else text
+    return _seconds(number) * scale
 
 
 def _port(text: str) -> int:
@@ -287,7 +296,28 @@ def _add_device(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         help=f"port to listen on (default: {DEFAULT_RELAY_PORT})",
     )
     p.add_argument("--data", metavar="DIR", help="the relay's store (default: HOME/relay)")
+    p.add_argument(
+        "--announce",
+        action="store_true",
+        help="announce the relay on the LAN (mDNS: its name, id and key fingerprint)",
+    )
+    p.add_argument("--name", help="the name it announces (default: the host name)")
     _json_flag(p, 'the listening line as one JSON object, {"url": ..., "id": ...}')
+
+    p = b.command(
+        sub,
+        "discover",
+        "pairing:discover",
+        "list relays and devices announcing themselves on the LAN",
+    )
+    p.add_argument(
+        "--wait",
+        type=_seconds,
+        default=2.0,
+        metavar="SECS",
+        help="how long to listen (default: 2)",
+    )
+    _json_flag(p)
 
 
 def _add_groups(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -314,13 +344,46 @@ def _add_groups(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
     p = b.command(
         sub,
         "invite",
-        "group:invite",
-        "print an invite for a group, alone on the last line",
+        "pairing:invite",
+        "print an invite for a group, alone on the last line; invite list | revoke ID",
+        "Print an invite alone on the last line: the long token (default), or a short code "
+        "that expires (--code 7-ember-violet, --words, --qr, --link). 'invite list' shows "
+        "the open ones, 'invite revoke ID' ends one.",
+    )
+    p.add_argument("action", nargs="?", choices=("list", "revoke"), help="list or revoke")
+    p.add_argument("id", nargs="?", metavar="ID", help="the invite to revoke")
+    kinds = p.add_mutually_exclusive_group()
+    for kind, help in (
+        ("code", "a short code, 7-ember-violet"),
+        ("words", "a phrase of four common words"),
+        ("qr", "a QR code drawn in the terminal (it holds the link)"),
+        ("link", "a switchboard://join link (the code and its relay)"),
+    ):
+        kinds.add_argument(f"--{kind}", dest="kind", action="store_const", const=kind, help=help)
+    p.add_argument(
+        "--ttl", type=_duration, default=600.0, metavar="T", help="expires after T (default 10m)"
+    )
+    p.add_argument("--uses", type=int, default=1, metavar="N", help="devices it admits (1)")
+    p.add_argument(
+        "--confirm", action="store_true", help="ask before admitting each joining device"
+    )
+    p.add_argument(
+        "--relay",
+        metavar="URL",
+        help="the relay where the code meets (default: the group's relay, or [pairing] relay)",
     )
     _group_flag(p)
+    _json_flag(p, "the invite as a JSON object")
     p = b.command(sub, "join", "group:join", "join a group from an invite")
     p.add_argument(
-        "invite", metavar="INVITE", help="the invite; '-' reads it from stdin (keeps it off ps)"
+        "invite",
+        metavar="INVITE",
+        help="the token, code, phrase or link; '-' reads it from stdin (keeps it off ps)",
+    )
+    p.add_argument(
+        "--relay",
+        metavar="URL|NAME",
+        help="where a code meets: a relay URL, or the name or id of one 'discover' shows",
     )
     add_link_flags(p)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from switchboard.crypto import fingerprint
+from switchboard.daemon import pairing
 from switchboard.daemon.agents import AgentsParams, listed_agents
 from switchboard.daemon.clocks import clocks_of
 from switchboard.daemon.groups import group_status
@@ -49,6 +50,7 @@ async def init(ctx: Context, p: InitParams) -> Device:
             projections.ensure_device(conn, ctx.device_id, name, ctx.public_key.hex(), now_ts())
 
         await ctx.write(write)
+        await pairing.reannounce(ctx)  # the LAN sees the new name
     return await _device(ctx)
 
 

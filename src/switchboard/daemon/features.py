@@ -21,6 +21,7 @@ from switchboard.daemon import (
     handoff,
     leases,
     messages,
+    pairing,
     ping,
     plans,
     queries,
@@ -55,6 +56,7 @@ FEATURES: Final = (
     term.FEATURE,  # term.read, term.type: an agent's tmux pane, here or over the channel
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
     files.FEATURE,  # file.send, files, file.get, files.gc; serves and fetches file chunks
+    pairing.FEATURE,  # invite.create|list|revoke|pending|admit: pairing codes; LAN announce
 )
 
 REGISTRY: Final = Registry(FEATURES)

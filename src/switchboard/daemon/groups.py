@@ -16,6 +16,7 @@ import msgspec
 
 from switchboard import ids, invites
 from switchboard.crypto import new_group_secret
+from switchboard.daemon import pairing
 from switchboard.daemon.agents import ensure_agent
 from switchboard.daemon.params import MAX_WAIT, AgentParams, Seconds
 from switchboard.daemon.registry import Feature
@@ -106,16 +107,24 @@ async def group_create(ctx: Context, p: GroupParams) -> dict[str, Any]:
         await ensure_agent(ctx, p.agent)
     return {
         "group": await group_status(ctx, stored),
-        "invite": await _invite(ctx, stored["group_id"]),
+        "invite": await pairing.render_invite(ctx, stored["group_id"]),
     }
 
 
 async def join(ctx: Context, p: GroupParams) -> dict[str, Any]:
-    """Join a group from an invite."""
-    invite = invites.parse(p.invite)
+    """Join a group from an invite: a token, or a pairing code, phrase or link."""
+    code = invites.parse_pairing(p.invite)
+    paired: dict[str, Any] = {}
+    if code is not None:
+        await _one_group_only(ctx)
+        paired = await pairing.redeem(ctx, code, p.relay)
+        token = paired.pop("invite")
+    else:
+        token = p.invite
+    invite = invites.parse(token)
     existing = await ctx.read(projections.get_group, invite.group)
     if existing is not None:
-        return {"group": await group_status(ctx, existing)}
+        return {"group": await group_status(ctx, existing), **paired}
     await _one_group_only(ctx)
     options = link_options.decode_options(invite.link_options)
     options = options.merged(link_options.options_from_params(p.options))
@@ -130,7 +139,7 @@ async def join(ctx: Context, p: GroupParams) -> dict[str, Any]:
     stored = await _open_group(ctx, group, create=False)
     if p.agent:
         await ensure_agent(ctx, p.agent)
-    return {"group": await group_status(ctx, stored)}
+    return {"group": await group_status(ctx, stored), **paired}
 
 
 async def _one_group_only(ctx: Context) -> None:
@@ -179,19 +188,7 @@ async def invite(ctx: Context, p: GroupParams) -> dict[str, Any]:
     chosen = [g for g in groups if p.group in (None, g["group_id"], g["name"])]
     if not chosen:
         raise NotFound(f"unknown group {p.group}")
-    return {"invite": await _invite(ctx, chosen[0]["group_id"])}
-
-
-async def _invite(ctx: Context, group_id: str) -> str:
-    group = await ctx.read(projections.get_group, group_id)
-    peer = ctx.links.get(group_id)
-    relay_key = group["relay_key"] or (peer.relay_key if peer else None)
-    options = link_options.invite_options(group.get("link_options"))
-    return invites.render(
-        invites.Invite(
-            group_id, group["name"], group["secret"], group["relay_url"], relay_key, options
-        )
-    )
+    return {"invite": await pairing.render_invite(ctx, chosen[0]["group_id"])}
 
 
 async def link_set(ctx: Context, p: GroupParams) -> list[LinkRow]:

@@ -76,6 +76,7 @@ class Connection:
     offered_key: bytes = b""  # the group key the Hello offered (checked after its proof)
     group_key: bytes | None = None  # the group's registered key (None: the Hello creates it)
     forwarded: int = 0  # envelopes queued for this peer
+    detached: bool = False  # a rendezvous took over the transport (``detach``)
 
     outbox: deque[bytes] = field(default_factory=deque, repr=False)
     outbox_bytes: int = 0
@@ -107,6 +108,11 @@ class Connection:
         for frame in self.session.frames_to_send():
             self.outbox.append(frame)
             self.outbox_bytes += len(frame)
+        self.wake.set()
+
+    def detach(self) -> None:
+        """Stop the send loop without closing the transport: the rendezvous has it now."""
+        self.detached = True
         self.wake.set()
 
     def offer(self, envelopes: list[Envelope]) -> None:
@@ -141,6 +147,8 @@ class Connection:
         try:
             while True:
                 await self._wait()
+                if self.detached:
+                    return
                 self.session.tick(loop.time())
                 self.flush()
                 self.wake.clear()
@@ -158,9 +166,10 @@ class Connection:
             logger.debug("! %s send failed: %s", self.label, exc)
             self.session.receive_eof()
         finally:
-            logger.debug("x %s closing transport", self.label)
-            with contextlib.suppress(TransportError):
-                await self.transport.aclose()
+            if not self.detached:
+                logger.debug("x %s closing transport", self.label)
+                with contextlib.suppress(TransportError):
+                    await self.transport.aclose()
 
     async def _wait(self) -> None:
         if self.wake.is_set():

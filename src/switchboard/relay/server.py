@@ -41,6 +41,10 @@ only writer. Decisions the contract leaves open:
   gets it again from the sender on reconnect. Receivers store idempotently, so an envelope
   forwarded but never stored costs nothing.
 - All mailbox calls run in order on one thread: the relay's single SQLite writer.
+- A connection whose first frame is a rendezvous frame (``proto/pairing.py``) is handed to
+  the rendezvous (``relay.rendezvous``): the nameplates where pairing codes meet. Until that
+  first frame it is a handshake like any other (caps, deadline); then its session is set
+  aside (``Connection.detach``) and the rendezvous owns the transport.
 - A ``Direct`` frame (a sealed payload for one device: ``docs/protocol.md`` §9) is forwarded
   to the connection of its recipient in the sender's group and **never stored**: it does not
   touch the mailbox. It is refused with ``Undelivered`` when the recipient is not connected
@@ -57,20 +61,22 @@ import json
 import logging
 import os
 import signal
+import socket
 import ssl as ssl_module
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from switchboard.config import DEFAULT_RELAY_MAX_AGE, DEFAULT_RELAY_MAX_BYTES, load_settings
-from switchboard.crypto import create_identity, public_bytes
+from switchboard.crypto import create_identity, fingerprint, public_bytes
 from switchboard.errors import AuthError, ByeCode, TransportError
 from switchboard.ids import device_id_from_public_key, short_id
 from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE, Direct, Envelope, UndeliveredCode
+from switchboard.proto.pairing import is_pairing
 from switchboard.proto.session import (
     BatchReceived,
     DirectReceived,
@@ -85,6 +91,7 @@ from switchboard.relay.connection import DEFAULT_MAX_PENDING_BYTES, Connection, 
 from switchboard.relay.limits import AuthLimiter
 from switchboard.relay.mailbox import Mailbox, MailboxThread
 from switchboard.relay.registry import Registry
+from switchboard.relay.rendezvous import Rendezvous
 from switchboard.transports.base import Listener, Transport
 
 logger = logging.getLogger("switchboard.relay")
@@ -143,6 +150,7 @@ class Relay:
         max_pending_bytes: bytes queued for one peer before it is served from the mailbox
             instead of live (see ``relay.connection``).
         clock: wall clock for storage times, retention and rate limiting (tests inject one).
+        rendezvous: the nameplates of pairing codes (default: ``Rendezvous(clock=clock)``).
     """
 
     def __init__(
@@ -160,8 +168,10 @@ class Relay:
         limiter: AuthLimiter | None = None,
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         clock: Callable[[], float] = time.time,
+        rendezvous: Rendezvous | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.rendezvous = rendezvous or Rendezvous(clock=clock)
         self.identity = identity
         self.relay_id = device_id_from_public_key(public_bytes(identity))
         self.max_age = max_age
@@ -303,7 +313,7 @@ class Relay:
             self._store_loop(conn), name=f"switchboard[{transport.peer}].store_loop"
         )
         try:
-            await self._receive_loop(conn)
+            first = await self._receive_loop(conn)
         finally:
             await conn.received.put(None)  # store what was read, then stop
             await asyncio.wait({storer}, timeout=DEFAULT_CLOSE_TIMEOUT)
@@ -317,8 +327,12 @@ class Relay:
             self._handlers.discard(task)
         if not sender.cancelled():
             sender.result()  # a bug in the send loop propagates from here
+        if first is not None:
+            await self.rendezvous.serve(transport, first)
 
-    async def _receive_loop(self, conn: Connection) -> None:
+    async def _receive_loop(self, conn: Connection) -> bytes | None:
+        # Returns the first frame of a rendezvous connection, to be served once the session is
+        # set aside (module docstring); None for a sync connection, served to its end here.
         session = conn.session
         while not session.close_expected():
             try:
@@ -326,6 +340,10 @@ class Relay:
             except TransportError:
                 session.receive_eof()
                 break
+            if session.state is State.AWAIT_HELLO and is_pairing(frame):
+                self._handshakes.pop(conn, None)
+                conn.detach()
+                return frame
             logger.debug("< %s %d bytes", conn.label, len(frame))
             session.receive_frame(frame)
             for event in session.events_received():
@@ -342,6 +360,7 @@ class Relay:
                     self.route_direct(conn, event.frame)
                 # AckReceived: the session tracks it; Closed: handled by _forget.
             conn.flush()
+        return None
 
     async def _on_hello(self, conn: Connection, event: HelloReceived) -> None:
         # Refusals answer the Hello (the session's reject() is made for that state), so a
@@ -479,6 +498,8 @@ class Relay:
         self._handshakes.pop(conn, None)
         self._forwarded += conn.forwarded
         conn.forwarded = 0
+        if conn.detached:
+            return
         cause = conn.session.cause
         reason = str(cause) if cause is not None else "closed normally"
         if conn.phase is Phase.HANDSHAKE:
@@ -501,7 +522,14 @@ def _stalest(handshakes: list[Connection]) -> Connection:
 
 
 async def run_relay(
-    settings_home: Path, host: str, port: int, data_dir: Path | None, *, as_json: bool = False
+    settings_home: Path,
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    *,
+    as_json: bool = False,
+    announce: bool = False,
+    name: str | None = None,
 ) -> None:
     """Run a standalone relay until cancelled or SIGTERM.
 
@@ -516,6 +544,9 @@ async def run_relay(
         port: port to bind (0 picks a free one).
         data_dir: where the relay keeps its identity (``relay.key``) and ``relay.db``
             (``None``: ``<home>/relay``).
+        announce: announce the relay on the LAN (mDNS: ``name``, short id, key fingerprint;
+            ``transports.mdns``) once it listens.
+        name: the name announced (default: the host name).
 
     Raises:
         TransportError: the address could not be bound.
@@ -532,17 +563,32 @@ async def run_relay(
     )
     shown, relay_short = (f"[{host}]" if ":" in host else host), short_id(relay.relay_id)
 
-    def announce(bound: int) -> None:
+    bound_port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def listening(bound: int) -> None:
         url = f"ws://{shown}:{bound}"
         if as_json:
             print(json.dumps({"url": url, "id": relay_short}), flush=True)
         else:
             print(f"relay listening on {url} (id {relay_short})", flush=True)
+        bound_port.set_result(bound)
 
     loop = asyncio.get_running_loop()
     serving = asyncio.create_task(
-        relay.serve(host, port, ready=announce), name="switchboard[relay].serve"
+        relay.serve(host, port, ready=listening), name="switchboard[relay].serve"
     )
+    announcement = None
+    if announce:
+        from switchboard.transports import mdns  # noqa: PLC0415 - zeroconf only when announcing
+
+        waits: list[asyncio.Future[Any]] = [serving, bound_port]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if bound_port.done():
+            announcement = await mdns.announce(
+                "relay", name or socket.gethostname(), relay_short,
+                fingerprint(public_bytes(identity)), port=bound_port.result(), host=host,
+            )  # fmt: skip
+            print(f"announced on the LAN as {name or socket.gethostname()}", flush=True)
     # SIGTERM cancels the relay, which says goodbye and closes its store; run_relay then
     # returns normally. Where handlers cannot be installed (Windows, not the main thread), we
     # serve until cancelled.
@@ -551,6 +597,8 @@ async def run_relay(
     try:
         await asyncio.wait({serving})
     finally:
+        if announcement is not None:
+            await announcement.aclose()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(signal.SIGTERM)
         serving.cancel()

@@ -1,4 +1,4 @@
-"""``group create``, ``invite``, ``join`` and ``link on | off | status``.
+"""``group create``, ``join`` and ``link on | off | status``.
 
 ``group create`` and ``invite`` print the invite alone on the last line of stdout, so
 ``INVITE=$(switchboard invite | tail -n 1)`` works (DESIGN.md §5).
@@ -12,6 +12,9 @@ from switchboard.cli import output
 from switchboard.cli.calls import call, params
 from switchboard.errors import UserError
 from switchboard.links.cli import options_from_args
+
+# Seconds ``join`` waits for the daemon: a code's inviting side may ask its person first.
+JOIN_TIMEOUT = 200.0
 
 TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
@@ -41,27 +44,27 @@ def create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def invite(args: argparse.Namespace, settings: Settings) -> int:
-    """Print an invite for the group, alone on its line."""
-    result = call(settings, "invite", params(group=args.group))
-    if args.json:
-        output.print_json(result)
-    else:
-        output.print_lines([result["invite"]])
-    return 0
-
-
 def join(args: argparse.Namespace, settings: Settings) -> int:
     """Join a group from an invite given as an argument, or on stdin with ``-``."""
     token = sys.stdin.readline().strip() if args.invite == "-" else args.invite.strip()
     if not token:
         raise UserError("no invite given")
-    values = params(invite=token, agent=settings.agent, options=options_from_args(args))
-    result = call(settings, "join", values)
+    values = params(
+        invite=token, agent=settings.agent, relay=args.relay, options=options_from_args(args)
+    )
+    # A code waits for the inviting device, whose person may be asked first (--confirm).
+    result = call(settings, "join", values, timeout=JOIN_TIMEOUT)
     if args.json:
         output.print_json(result)
     else:
-        output.print_lines([_group_line("joined", result["group"])])
+        lines = [_group_line("joined", result["group"])]
+        inviter = result.get("inviter")
+        if inviter:
+            lines.append(
+                f"invited by {inviter['name']} ({inviter['device']}), "
+                f"key fingerprint {inviter['fingerprint']}"
+            )
+        output.print_lines(lines)
     return 0
 
 

@@ -19,5 +19,9 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
     data_dir = Path(args.data).expanduser() if args.data else None  # None: <home>/relay
     with contextlib.suppress(KeyboardInterrupt):
-        runloop.run(run_relay(settings.home, args.host, args.port, data_dir, as_json=args.json))
+        serving = run_relay(
+            settings.home, args.host, args.port, data_dir, as_json=args.json,
+            announce=args.announce, name=args.name,
+        )  # fmt: skip
+        runloop.run(serving)
     return 0
