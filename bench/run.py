@@ -1,7 +1,8 @@
 """``make bench``: the foundation's figures, each beside its floor measured in the same run.
 
 1. Latency A -> relay -> B (send call to arrival in B's log), p50/p99 over 1,000 messages,
-   beside a raw asyncio TCP round trip on loopback.
+   beside a raw asyncio TCP round trip on loopback, and beside one fsync (fdatasync of a 4 KiB
+   append) plus that round trip: the durable path's floor (A syncs its event; B syncs nothing).
 2. Sustained throughput A -> relay -> B (events/s, each committed at sender, relay and receiver),
    beside a minimal asyncio TCP forwarder with the same payload size.
 3. Catch-up: B offline while 100,000 events are written, then rejoins: events/s into B's store,
@@ -80,6 +81,24 @@ async def tcp_round_trip(count: int) -> list[float]:
     await writer.wait_closed()
     server.close()
     await server.wait_closed()
+    return samples
+
+
+def fsync_times(directory: Path, count: int) -> list[float]:
+    """fdatasync of one appended 4 KiB page (a WAL frame) in ``directory``: the disk's floor."""
+    path = directory / "fsync-floor"
+    sync = getattr(os, "fdatasync", os.fsync)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    samples = []
+    try:
+        for _ in range(count):
+            os.write(fd, b"x" * 4096)
+            start = time.perf_counter()
+            sync(fd)
+            samples.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink()
     return samples
 
 
@@ -255,6 +274,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         root = Path(tmp)
+        fsyncs = fsync_times(root, n_lat)
         relay = Relay(root / "relay").start()
         # Latency runs with A as its own process too, as a user runs it: the measuring threads
         # here must not share A's interpreter. Bulk appends need A in this process: it is
@@ -317,6 +337,8 @@ def main() -> int:
 
     results["floor_tcp_rtt"] = {"p50_ms": pct(rtt, 0.5) * 1e3, "p99_ms": pct(rtt, 0.99) * 1e3}
     results["floor_forwarder_eps"] = fwd
+    results["floor_fsync"] = {"p50_ms": pct(fsyncs, 0.5) * 1e3, "p99_ms": pct(fsyncs, 0.99) * 1e3}
+    durable_floor = results["floor_fsync"]["p50_ms"] + results["floor_tcp_rtt"]["p50_ms"]
     lat_ratio = results["latency"]["p50_ms"] / results["floor_tcp_rtt"]["p50_ms"]
     print(
         f"latency A->relay->B   p50 {results['latency']['p50_ms']:.2f} ms  "
@@ -325,6 +347,11 @@ def main() -> int:
     print(
         f"  floor: TCP round trip p50 {results['floor_tcp_rtt']['p50_ms']:.3f} ms  "
         f"p99 {results['floor_tcp_rtt']['p99_ms']:.3f} ms  -> ratio {lat_ratio:.1f}x"
+    )
+    print(
+        f"  floor: one fsync p50 {results['floor_fsync']['p50_ms']:.3f} ms + one TCP round trip"
+        f" = {durable_floor:.3f} ms  -> ratio "
+        f"{results['latency']['p50_ms'] / durable_floor:.1f}x (durable at A, B syncs nothing)"
     )
     print(
         f"throughput A->relay->B {results['throughput_eps']:,.0f} events/s  "

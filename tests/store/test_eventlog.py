@@ -255,8 +255,8 @@ def test_eventlog_cancelled_append_still_commits_and_notifies(
         stored: list[tuple[int, Event]] = []
         real_submit = db.submit
 
-        def submit(fn: Any) -> Any:
-            future = real_submit(fn)
+        def submit(fn: Any, **options: Any) -> Any:
+            future = real_submit(fn, **options)
             submitted.set()
             return future
 

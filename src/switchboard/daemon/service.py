@@ -74,6 +74,7 @@ class Daemon:
         self.changes = 0
         self._api: ApiServer | None = None
         self._remove_listener: Callable[[], None] | None = None
+        self._remove_flush_listener: Callable[[], None] | None = None
         self._parts: dict[Callable[..., Any], Any] = {}
         self.registry = REGISTRY
         # What this device serves on every link's directed channel (the features' requests).
@@ -87,6 +88,8 @@ class Daemon:
 
         await self.db.write(self._ensure_self)
         self._remove_listener = self.log.add_listener(self._on_stored)
+        # Receipts of a receive are served once synced (store/log.py): wake the links then.
+        self._remove_flush_listener = self.log.add_flush_listener(self._on_flushed)
         self.log.react_with(self._react)
         self.registry.start(self)
         for group in await self.read(projections.list_groups):
@@ -126,6 +129,8 @@ class Daemon:
                 log.warning("! closing %s took over %g s; left behind", name, CLOSE_STEP_TIMEOUT)
         if self._remove_listener is not None:
             self._remove_listener()
+        if self._remove_flush_listener is not None:
+            self._remove_flush_listener()
         self.db.close()
         log.info("daemon stopped")
 
@@ -261,6 +266,10 @@ class Daemon:
         for peer in self.peers.values():
             peer.notify()
         self.registry.react_after_commit(self, stored)
+
+    def _on_flushed(self) -> None:
+        for peer in self.peers.values():
+            peer.notify()
 
     def _react(
         self, conn: sqlite3.Connection, stored: list[tuple[int, Event]]

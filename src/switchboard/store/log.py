@@ -20,6 +20,26 @@
 # A *reaction* (``react_with``) lets the device answer what it receives in the same transaction:
 # the daemon appends the delivered receipt of a message to a local agent there, so receiving a
 # message costs one commit, not two, and the receipt can never be lost between them.
+#
+# Durability (DESIGN.md guarantee 1). ``append*`` commits with an fsync before it returns.
+# ``receive*`` commits without one (``Database`` ``durable=False``): the events' origins serve
+# them again after a power loss. The receipts a reaction appends there are this device's own
+# events, though, and a power loss may take them (with the events they answer: one
+# transaction) after they were numbered. Their seqs are then numbered again, for other events.
+# That must never be visible as a reuse, so this device's events leave it only once durable:
+# ``vector()`` and ``since()`` report this origin up to ``_durable``, the highest own seq known
+# to be synced, and links serve from those. ``_durable`` advances when a durable commit stores
+# own events (syncing the WAL syncs every earlier commit too) and when the flusher thread has
+# synced the WAL after a receive stored receipts (``Database.request_flush``, one fsync per
+# burst, off the receive path); then the flush listeners wake the links. At open, the
+# database syncs whatever an earlier run left unsynced, so everything held is durable.
+#
+# Who could see a lost receipt? Peers: no, it was never sent. Callers: no call created it.
+# Local readers (followers, queries) may have seen it, but a power loss ends them with the
+# machine; anything they did about it that created events is an ``append``, whose fsync made
+# the receipt durable first. So no (origin, seq) is ever seen with two contents, and the lost
+# receipt is made again when its message is served again (tests/store/test_power_loss.py cuts
+# a recorded WAL at every frame boundary and checks this).
 
 from __future__ import annotations
 
@@ -93,6 +113,9 @@ class EventLog:
         self.device_id = device_id
         self._vector = _load_vector(db.reader())
         self._vector_lock = threading.Lock()
+        # The highest seq of this device known durable (the database synced at open).
+        self._durable = self._vector.get(device_id, 0)
+        self._flush_listeners: list[Callable[[], None]] = []
         self._listeners: list[Listener] = []
         self._reaction: Reaction | None = None
 
@@ -127,7 +150,7 @@ class EventLog:
         )
 
     def _appender(
-        self, items: Sequence[tuple[str, Body]]
+        self, items: Sequence[tuple[str, Body]], *, durable: bool = True
     ) -> Callable[[sqlite3.Connection], list[Stored]]:
         def append(conn: sqlite3.Connection) -> list[Stored]:
             held = _max_seq(conn, self.device_id)
@@ -142,7 +165,7 @@ class EventLog:
                 )
                 for number, (agent, body) in enumerate(items, 1)
             ]
-            return self._store(conn, events)
+            return self._store(conn, events, own_durable=durable)
 
         return append
 
@@ -164,7 +187,9 @@ class EventLog:
         Returns:
             What was stored and how many events were dropped as duplicates or gaps.
         """
-        received = self.db.write_sync(lambda conn: self._receive_in(conn, events, proofs))
+        received = self.db.write_sync(
+            lambda conn: self._receive_in(conn, events, proofs, None), durable=False
+        )
         self._notify(received.stored)
         return received
 
@@ -184,21 +209,27 @@ class EventLog:
                 the events or not at all.
         """
 
+        loop = asyncio.get_running_loop()
+
         def receive(conn: sqlite3.Connection) -> Received:
-            received = self._receive_in(conn, events, proofs)
+            received = self._receive_in(conn, events, proofs, loop)
             if also is not None:
                 also(conn, received)
             return received
 
         return await self._write(
-            receive, lambda received: received.stored, small=len(events) <= INLINE_MAX
+            receive,
+            lambda received: received.stored,
+            small=len(events) <= INLINE_MAX,
+            durable=False,
         )
 
     def _receive_in(
         self,
         conn: sqlite3.Connection,
         events: list[Event],
-        proofs: Mapping[tuple[str, int], bytes] | None = None,
+        proofs: Mapping[tuple[str, int], bytes] | None,
+        loop: asyncio.AbstractEventLoop | None,
     ) -> Received:
         held: dict[str, int] = {}
         accepted: list[Event] = []
@@ -214,15 +245,35 @@ class EventLog:
                 duplicates += 1
             else:
                 gaps += 1
-        stored = self._store(conn, accepted)
+        stored = self._store(conn, accepted, own_durable=False)
         if proofs:
             conn.executemany(
                 "INSERT OR REPLACE INTO event_proofs (origin, seq, proof) VALUES (?, ?, ?)",
                 [(e.origin, e.seq, proofs[e.key]) for e in accepted if e.key in proofs],
             )
         answers = self._react(conn, stored) if self._reaction is not None and stored else ()
-        reactions = self._appender(answers)(conn) if answers else []
+        reactions = self._appender(answers, durable=False)(conn) if answers else []
+        if reactions:
+            # Numbered now, served once synced: the flusher thread syncs after this commit.
+            self.db.on_commit(lambda: self.db.request_flush(self._flushed(reactions[-1], loop)))
         return Received(stored, duplicates, gaps, reactions)
+
+    def _flushed(
+        self, stored: Stored, loop: asyncio.AbstractEventLoop | None
+    ) -> Callable[[], None]:
+        seq = stored[1].seq
+
+        def done() -> None:  # in the flusher thread
+            with self._vector_lock:
+                if seq <= self._durable:
+                    return
+                self._durable = seq
+            if loop is None:
+                self._notify_flushed()
+            else:
+                _call_soon(loop, self._notify_flushed)
+
+        return done
 
     def _react(self, conn: sqlite3.Connection, stored: list[Stored]) -> Sequence[tuple[str, Body]]:
         assert self._reaction is not None
@@ -234,7 +285,11 @@ class EventLog:
 
     # -- storing (in the writer thread) ---------------------------------------------------------
 
-    def _store(self, conn: sqlite3.Connection, events: list[Event]) -> list[Stored]:
+    def _store(
+        self, conn: sqlite3.Connection, events: list[Event], *, own_durable: bool
+    ) -> list[Stored]:
+        # ``own_durable``: the transaction commits with an fsync and stores events of this
+        # device, which (and every own event before them) are then durable.
         if not events:
             return []
         last_id: int = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
@@ -248,18 +303,32 @@ class EventLog:
         )
         projections.apply_many(conn, stored)
         advanced = {event.origin: event.seq for event in events}
-        self.db.on_commit(lambda: self._advance(advanced))
+        self.db.on_commit(lambda: self._advance(advanced, own_durable))
         return stored
 
-    def _advance(self, advanced: Mapping[str, int]) -> None:
+    def _advance(self, advanced: Mapping[str, int], own_durable: bool) -> None:
         with self._vector_lock:
             for origin, seq in advanced.items():
                 self._vector[origin] = max(seq, self._vector.get(origin, 0))
+            if own_durable and self.device_id in advanced:
+                self._durable = max(self._durable, advanced[self.device_id])
 
     # -- reading ---------------------------------------------------------------------------------
 
     def vector(self) -> dict[str, int]:
-        """Return, per origin, the highest seq held (held contiguously from 1)."""
+        """Return, per origin, the highest seq held (contiguously from 1) and served.
+
+        This device's own origin is reported up to its highest durable seq: a receipt
+        appended in a receive transaction counts once the flusher has synced it.
+        """
+        with self._vector_lock:
+            vector = dict(self._vector)
+            if self.device_id in vector:
+                vector[self.device_id] = self._durable
+            return vector
+
+    def held_vector(self) -> dict[str, int]:
+        """Return, per origin, the highest seq held, durable or not (``vector`` serves)."""
         with self._vector_lock:
             return dict(self._vector)
 
@@ -280,7 +349,7 @@ class EventLog:
             after = vector.get(origin, 0)
             if held <= after:
                 continue
-            events.extend(_read_origin(conn, origin, after, limit - len(events)))
+            events.extend(_read_origin(conn, origin, after, held, limit - len(events)))
             if len(events) >= limit:
                 break
         return events
@@ -312,6 +381,28 @@ class EventLog:
         """
         self._reaction = fn
 
+    def add_flush_listener(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn()`` when own events held became durable outside an ``append``.
+
+        That is, after the flusher synced the receipts of a receive: what ``vector`` and
+        ``since`` serve has grown without a commit. ``fn`` runs on the loop of the ``receive``
+        call (the flusher thread for ``receive_sync``). It must not raise.
+
+        Returns:
+            A function that removes the listener (idempotent).
+        """
+        self._flush_listeners.append(fn)
+
+        def remove() -> None:
+            if fn in self._flush_listeners:
+                self._flush_listeners.remove(fn)
+
+        return remove
+
+    def _notify_flushed(self) -> None:
+        for fn in list(self._flush_listeners):
+            fn()
+
     def add_listener(self, fn: Listener) -> Callable[[], None]:
         """Call ``fn(stored)`` after each commit that stored events (local or remote).
 
@@ -340,10 +431,11 @@ class EventLog:
         stored_of: Callable[[T], list[Stored]],
         *,
         small: bool,
+        durable: bool = True,
     ) -> T:
         # A small write runs right here when the writer thread is idle (``Database.run_now``);
         # it blocks the loop for one commit, and the listeners are told before returning.
-        done = self.db.run_now(fn) if small else None
+        done = self.db.run_now(fn, durable=durable) if small else None
         if done is not None:
             result = done.result()
             self._notify(stored_of(result))
@@ -362,7 +454,7 @@ class EventLog:
                 self.db.on_commit(lambda: _call_soon(loop, self._notify, stored))
             return result
 
-        return await asyncio.shield(asyncio.wrap_future(self.db.submit(run)))
+        return await asyncio.shield(asyncio.wrap_future(self.db.submit(run, durable=durable)))
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -409,11 +501,14 @@ def _ascending(events: list[Event]) -> bool:
     return all(a.seq < b.seq for a, b in itertools.pairwise(events))
 
 
-def _read_origin(conn: sqlite3.Connection, origin: str, after: int, limit: int) -> list[Event]:
+def _read_origin(
+    conn: sqlite3.Connection, origin: str, after: int, upto: int, limit: int
+) -> list[Event]:
+    # ``upto``: the vector's seq, so that this device's own events not yet durable stay home.
     cursor = conn.execute(
         "SELECT seq, ts, type, agent, data FROM events WHERE origin = ? AND seq > ?"
-        " ORDER BY seq LIMIT ?",
-        (origin, after, limit),
+        " AND seq <= ? ORDER BY seq LIMIT ?",
+        (origin, after, upto, limit),
     )
     return [
         Event(origin=origin, seq=seq, ts=ts, type=kind, agent=agent, data=_decode(data))
