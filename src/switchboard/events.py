@@ -56,6 +56,22 @@ class DeviceJoined(Body, frozen=True, tag="device_joined"):
     group: str
 
 
+class GroupRekeyed(Body, frozen=True, tag="group_rekeyed"):
+    """``group_rekeyed``: the group's secret was replaced, leaving ``forgotten`` devices out.
+
+    Sealed under the key it replaces (``keyring``), so devices that held that one open it.
+    ``key`` and ``previous`` are key ids (hex); ``secrets`` the new secret sealed to each
+    remaining device's key (hex, by device id); ``forgotten`` each removed device's last seq
+    kept in the log (its later events are refused).
+    """
+
+    group: str
+    key: str
+    previous: str
+    secrets: dict[str, str]
+    forgotten: dict[str, int]
+
+
 class AgentRegistered(Body, frozen=True, tag="agent_registered"):
     """``agent_registered``: an agent appeared on its device, or updated its profile."""
 
@@ -399,6 +415,7 @@ class TaskEnded(Body, frozen=True, tag="task_ended"):
 
 AnyBody = (
     DeviceJoined
+    | GroupRekeyed
     | AgentRegistered
     | StatusChanged
     | MessagePosted
@@ -438,6 +455,7 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
     for cls in (
         DeviceJoined,
+        GroupRekeyed,
         AgentRegistered,
         StatusChanged,
         MessagePosted,

@@ -16,6 +16,7 @@ from switchboard.daemon import (
     coordination,
     delivery,
     device,
+    forget,
     groups,
     leases,
     messages,
@@ -45,6 +46,7 @@ FEATURES: Final = (
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     ping.FEATURE,  # device.ping; answers other devices' ping requests
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
+    forget.FEATURE,  # device.forget: remove a device, rotate the group's keys
 )
 
 REGISTRY: Final = Registry(FEATURES)

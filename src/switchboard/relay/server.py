@@ -64,13 +64,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from switchboard.config import DEFAULT_RELAY_MAX_AGE, DEFAULT_RELAY_MAX_BYTES, load_settings
-from switchboard.crypto import create_identity, public_bytes
+from switchboard.crypto import create_identity, public_bytes, verify_signature
 from switchboard.errors import AuthError, ByeCode, TransportError
 from switchboard.ids import device_id_from_public_key, short_id
-from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE, Direct, Envelope, UndeliveredCode
+from switchboard.proto.frames import (
+    DEFAULT_MAX_FRAME_SIZE,
+    Direct,
+    Envelope,
+    UndeliveredCode,
+    decode_rekey,
+)
+from switchboard.proto.handshake import rekey_message
 from switchboard.proto.session import (
     BatchReceived,
     DirectReceived,
@@ -338,6 +346,8 @@ class Relay:
                 elif isinstance(event, BatchReceived):
                     self._registry.forward(conn, list(event.envelopes))
                     await conn.received.put(event.envelopes)
+                elif isinstance(event, DirectReceived) and event.frame.recipient == self.relay_id:
+                    await self._on_rekey(conn, event.frame)
                 elif isinstance(event, DirectReceived):
                     self.route_direct(conn, event.frame)
                 # AckReceived: the session tracks it; Closed: handled by _forget.
@@ -374,14 +384,19 @@ class Relay:
             # else another creator won the race, with another key
         if conn.session.close_expected():
             return
-        if expected != conn.offered_key:
-            # Proven device, wrong group secret: the one failure charged to the device too.
+        refusal = await self._box.call(Mailbox.admits, conn.group, conn.offered_key, conn.device)
+        if conn.session.close_expected():
+            return
+        if refusal is not None:
+            # Proven device, wrong group secret (or forgotten): the one failure charged to the
+            # device too.
             refused = self._limiter.record_failure(conn.source, self._clock(), conn.device)
-            conn.session.reject(ByeCode.AUTH_FAILED, "authentication failed: wrong group secret")
+            conn.session.reject(ByeCode.AUTH_FAILED, refusal)
             logger.info(
-                "connection from %s (device %s) failed: wrong group secret%s",
+                "connection from %s (device %s) failed: %s%s",
                 conn.source,
                 conn.label,
+                refusal,
                 " (address now refused)" if refused else "",
             )
             return
@@ -441,6 +456,49 @@ class Relay:
         self._directs_refused += 1
         logger.debug("x direct from %s refused: %s", conn.label, reason)
         conn.session.send_undelivered(frame.recipient, frame.ref, code, reason)
+
+    async def _on_rekey(self, conn: Connection, frame: Direct) -> None:
+        # A device replaces the group's auth key (``frames.Rekey``): it must be logged in with
+        # the current key and prove it holds the new one. Then forgotten devices are dropped.
+        code, reason = UndeliveredCode.REFUSED, "not a rekey request"
+        try:
+            rekey = decode_rekey(frame.box)
+        except msgspec.DecodeError:
+            rekey = None
+        if frame.sender != conn.device:
+            reason = "sender is not the device of this connection"
+        elif rekey is not None:
+            message = rekey_message(
+                conn.group, conn.offered_key, rekey.key, rekey.members, rekey.forgotten
+            )
+            if conn.device in rekey.forgotten:
+                reason = "a device cannot forget itself"
+            elif not verify_signature(rekey.key, rekey.proof, message):
+                reason = "the new key's proof is invalid"
+            elif await self._box.call(
+                Mailbox.rekey_group,
+                conn.group,
+                conn.offered_key,
+                rekey.key,
+                rekey.members,
+                rekey.forgotten,
+            ):
+                code, reason = UndeliveredCode.REKEYED, "group key replaced"
+                conn.offered_key = rekey.key
+                self._drop_forgotten(conn.group, set(rekey.forgotten))
+                logger.info("= group %s rekeyed by %s", conn.group[:12], conn.label)
+            else:
+                reason = "the group's key changed meanwhile (another device rotated it)"
+        if conn.session.is_open:
+            conn.session.send_undelivered(frame.recipient, frame.ref, code, reason)
+            conn.flush()
+
+    def _drop_forgotten(self, group: str, forgotten: set[str]) -> None:
+        for device in forgotten:
+            target = self._registry.device(group, device)
+            if target is not None and target.session.is_open:
+                target.session.send_bye(ByeCode.AUTH_FAILED, "device removed from the group")
+                target.flush()
 
     async def _store_loop(self, conn: Connection) -> None:
         # Storing runs beside receiving: batches that arrive while the mailbox commits are

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from switchboard.store import leases, rooms, search, tasks
+from switchboard.store import keys, leases, rooms, search, tasks
 
 Handler = Callable[..., None]
 
@@ -19,4 +19,6 @@ def _merge(*tables: dict[str, Any]) -> dict[str, tuple[Handler, ...]]:
 
 
 #: Event type -> the handlers that fold it, in order; each runs after the foundation's own.
-HANDLERS: Final = _merge(rooms.HANDLERS, search.HANDLERS, leases.HANDLERS, tasks.HANDLERS)
+HANDLERS: Final = _merge(
+    rooms.HANDLERS, search.HANDLERS, leases.HANDLERS, tasks.HANDLERS, keys.HANDLERS
+)
