@@ -19,12 +19,12 @@ import pytest
 from cluster import Device, Relay, timeout
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "brokers"))
-from brokerlab import Mosquitto, converged, group_on, log_keys  # noqa: E402 - the path above
+from brokerlab import Mosquitto, converged, group_on, log_keys
 
-from switchboard.crypto import GroupKeys  # noqa: E402
-from switchboard.errors import TamperedEnvelope  # noqa: E402
-from switchboard.keyring import KID_SIZE, Keyring  # noqa: E402
-from switchboard.proto.frames import Envelope  # noqa: E402
+from switchboard.crypto import GroupKeys
+from switchboard.errors import TamperedEnvelope
+from switchboard.keyring import KID_SIZE, Keyring
+from switchboard.proto.frames import Envelope
 
 
 @pytest.fixture(params=["relay", "mqtt"])
@@ -134,9 +134,64 @@ def test_forget_rotates_keys_and_every_kept_device_converges(
         converged(laptop, desk, away)
         if isinstance(far_end, Relay):
             _check_relay(far_end, lost, group, old_secret, ids, seq_after, tmp_path)
+        else:  # the broker passed lost's later message on: the devices kept refused it
+            kept_devices = (laptop, desk, away)
+            _wait(
+                "lost's message was never refused",
+                30,
+                lambda: any(d.call("link.status")[0]["forged"] for d in kept_devices),
+            )
 
 
-def _check_relay(  # noqa: PLR0913, PLR0917 - the pieces of one scenario
+def test_two_devices_forgetting_at_once_both_take_effect(
+    far_end: Relay | Mosquitto, tmp_path: Path
+) -> None:
+    """laptop forgets x while desk forgets y: the relay orders them (the second goes again
+    from the first), a broker does not (the smaller key id wins and desk or laptop forgets
+    again from it). Either way both are forgotten, the two kept converge, and neither x nor y
+    holds what is written afterwards."""
+    with group_on(tmp_path, far_end.url, "laptop", "desk", "x", "y") as devices:
+        laptop, desk, x, y = devices
+        _sinks(*devices)
+        for device in devices:
+            device.wait_events(4, type="agent_registered")
+        converged(*devices)
+        ids = {d.name: d.call("status")["device"]["id"] for d in devices}
+        results: dict[str, dict[str, object]] = {}
+
+        def forget(device: Device, name: str) -> None:
+            results[name] = device.cli_json("device", "forget", name)
+
+        threads = [
+            threading.Thread(target=forget, args=(laptop, "x")),
+            threading.Thread(target=forget, args=(desk, "y")),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results["x"]["forgotten"] and results["y"]["forgotten"]
+
+        def settled(device: Device) -> bool:
+            rotations = device.call("events", type="group_rekeyed")
+            return any(not {ids["x"], ids["y"]} & set(e["data"]["secrets"]) for e in rotations)
+
+        _wait("no rotation left both out", 60, lambda: settled(laptop) and settled(desk))
+        converged(laptop, desk)
+        before = _keys_of(laptop)
+        for n in range(3):
+            _send(laptop, "ann", f"after both {n}")
+            _send(desk, "bob", f"after both {n}")
+        after = set(converged(laptop, desk)) - before
+        assert len(after) >= 6
+        for gone in (x, y):
+            assert not after & _keys_of(gone)
+        for device in (laptop, desk):
+            listed = {row["id"] for row in device.cli_json("devices")}
+            assert listed == {ids["laptop"], ids["desk"]}
+
+
+def _check_relay(
     relay: Relay,
     lost: Device,
     group: str,

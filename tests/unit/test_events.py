@@ -20,6 +20,7 @@ from switchboard.events import (
     DeviceJoined,
     Event,
     FileEdited,
+    GroupRekeyed,
     InjectionFailed,
     LeaseAcquired,
     LeaseReleased,
@@ -61,6 +62,9 @@ from switchboard.events import (
 
 BODIES: list[Body] = [
     DeviceJoined(name="box", public_key="k", group="g"),
+    GroupRekeyed(
+        group="g", key="0a0b0c0d", previous="01020304", secrets={"d": "ab"}, forgotten={"x": 3}
+    ),  # fmt: skip
     AgentRegistered(name="luna", pid=12, tags=["a", "b"]),
     StatusChanged(status="busy", summary=None),
     MessagePosted(to=["@nova"], recipients=["nova:abcd"], text="hi", thread="t"),
