@@ -72,6 +72,15 @@ class GroupRekeyed(Body, frozen=True, tag="group_rekeyed"):
     forgotten: dict[str, int]
 
 
+class ForgottenHeld(Body, frozen=True, tag="forgotten_held"):
+    """``forgotten_held``: this device stored events of a forgotten device up to ``seq``
+    before it learned of the rotation; the group keeps them (the cut-off rises to ``seq``)."""
+
+    group: str
+    device: str
+    seq: int
+
+
 class AgentRegistered(Body, frozen=True, tag="agent_registered"):
     """``agent_registered``: an agent appeared on its device, or updated its profile."""
 
@@ -416,6 +425,7 @@ class TaskEnded(Body, frozen=True, tag="task_ended"):
 AnyBody = (
     DeviceJoined
     | GroupRekeyed
+    | ForgottenHeld
     | AgentRegistered
     | StatusChanged
     | MessagePosted
@@ -456,6 +466,7 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
     for cls in (
         DeviceJoined,
         GroupRekeyed,
+        ForgottenHeld,
         AgentRegistered,
         StatusChanged,
         MessagePosted,

@@ -200,6 +200,15 @@ class Keyring:
         successors = [r.kid for r in self.rotations.values() if r.previous == kid]
         return min(successors) if successors else None
 
+    def hold_up_to(self, device: str, seq: int) -> bool:
+        """A kept device held ``device``'s events up to ``seq`` before it learned that it was
+        forgotten (``forgotten_held``): the cut-off rises to it. Returns whether it rose."""
+        if device not in self.forgotten or seq <= self.forgotten[device]:
+            return False
+        self.forgotten[device] = seq
+        self.generation += 1
+        return True
+
     def is_forgotten(self, device: str) -> bool:
         """Whether the current key's rotation, or the one this device lacks, left it out."""
         nxt = self._winner(self.current)

@@ -20,6 +20,7 @@ from switchboard.events import (
     DeviceJoined,
     Event,
     FileEdited,
+    ForgottenHeld,
     GroupRekeyed,
     InjectionFailed,
     LeaseAcquired,
@@ -64,7 +65,8 @@ BODIES: list[Body] = [
     DeviceJoined(name="box", public_key="k", group="g"),
     GroupRekeyed(
         group="g", key="0a0b0c0d", previous="01020304", secrets={"d": "ab"}, forgotten={"x": 3}
-    ),  # fmt: skip
+    ),
+    ForgottenHeld(group="g", device="x", seq=4),
     AgentRegistered(name="luna", pid=12, tags=["a", "b"]),
     StatusChanged(status="busy", summary=None),
     MessagePosted(to=["@nova"], recipients=["nova:abcd"], text="hi", thread="t"),

@@ -36,7 +36,7 @@ from switchboard.crypto import GroupKeys, new_group_secret
 from switchboard.daemon.params import MAX_WAIT, Seconds
 from switchboard.daemon.registry import Feature, after_commit, in_txn
 from switchboard.errors import NotFound, Rejected, SwitchboardError, UserError
-from switchboard.events import GroupRekeyed
+from switchboard.events import ForgottenHeld, GroupRekeyed
 from switchboard.keyring import Keyring, Rotation, key_id, seal_secret
 from switchboard.store import keys as store_keys
 from switchboard.store import projections
@@ -185,8 +185,22 @@ def _keyring_of(ctx: Context, group: str) -> Keyring | None:
 def _keep_secret(
     ctx: Context, conn: sqlite3.Connection, stored: list[Stored]
 ) -> list[tuple[str, Body]]:
-    """Store the secrets the link took from received rotations, with the events."""
+    """Store the secrets the link took from received rotations, with the events; say how far
+    this device held a forgotten device's events before it learned (``forgotten_held``), so
+    that every device keeps those too."""
+    held: list[tuple[str, Body]] = []
     for _, event in stored:
+        if event.type != "group_rekeyed":
+            continue
+        cut = event.data.get("forgotten")
+        if isinstance(cut, dict) and isinstance(event.data.get("group"), str):
+            beyond = store_keys.held_beyond(
+                conn, {str(d): int(s) for d, s in cut.items() if isinstance(s, int)}
+            )
+            held += [
+                ("", ForgottenHeld(group=event.data["group"], device=d, seq=s))
+                for d, s in beyond.items()
+            ]
         group, key = event.data.get("group"), event.data.get("key")
         if not isinstance(group, str) or not isinstance(key, str):
             continue
@@ -198,7 +212,7 @@ def _keep_secret(
         secret = ring.secret(kid) if ring is not None else None
         if secret is not None:
             store_keys.save_secret(conn, group, kid, secret)
-    return []
+    return held
 
 
 def _after_rotation(ctx: Context, stored: list[Stored]) -> None:

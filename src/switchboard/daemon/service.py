@@ -193,6 +193,8 @@ class Daemon:
         """Start the link of a group row; the URL's scheme picks its kind (links/base.py)."""
         rows, root = store_keys.key_rows(self.db.reader(), group["group_id"])
         ring = keyring.load(group["group_id"], group["secret"], rows, root)
+        for device, seq in store_keys.cutoffs(self.db.reader()).items():
+            ring.hold_up_to(device, seq)  # raised by forgotten_held
         peer = make_link(
             {**group, "keyring": ring},
             log=self.log,

@@ -275,7 +275,8 @@ class RelayLink(SupervisedLink):
             received = await self.log.receive(events, proofs=self.take_proofs(events))
             if session.is_open:
                 session.send_ack(self.log.vector())
-                if received.gaps and not self.status.tampered:
+                if (received.gaps and not self.status.tampered) or self.reask:
+                    self.reask = False
                     session.send_have(self.log.vector())
                 await self._flush(session, transport)
 

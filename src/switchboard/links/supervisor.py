@@ -190,6 +190,8 @@ class SupervisedLink:
     proofs: dict[tuple[str, int], bytes] = field(init=False, default_factory=dict)
     # Envelopes under a key not held yet, retried when a rotation brings one.
     awaiting: dict[tuple[str, int], Envelope] = field(init=False, default_factory=dict)
+    # A forgotten device's cut-off rose: what was refused for it is asked for again.
+    reask: bool = field(init=False, default=False)
     # Origins of which this device holds events it cannot serve (held without a proof).
     unserved: set[str] = field(init=False, default_factory=set)
     # What this device serves on the directed channel (one table for every link of a daemon).
@@ -408,6 +410,11 @@ class SupervisedLink:
             return
         if event.type == "group_rekeyed":
             learn_rotation(self.keys, self.identity, event)
+        elif event.type == "forgotten_held":
+            device, seq = event.data.get("device"), event.data.get("seq")
+            if isinstance(device, str) and isinstance(seq, int):
+                # Events of it refused here up to ``seq`` are the group's after all: ask again.
+                self.reask = self.keys.hold_up_to(device, seq) or self.reask
         events.append(event)
         if len(self.proofs) >= MAX_WAITING_PROOFS:
             self.proofs.clear()

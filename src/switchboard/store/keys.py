@@ -16,7 +16,7 @@ import json
 import sqlite3
 from typing import Any, Final
 
-from switchboard.events import Event, GroupRekeyed, now_ts
+from switchboard.events import Event, ForgottenHeld, GroupRekeyed, now_ts
 
 KeyRow = tuple[bytes, bytes | None, bytes | None, str, list[str], dict[str, int]]
 
@@ -47,10 +47,20 @@ def key_rows(conn: sqlite3.Connection, group: str) -> tuple[list[KeyRow], bytes 
     return rows, root
 
 
-def forgotten_devices(conn: sqlite3.Connection) -> set[str]:
-    """Devices forgotten from the group."""
-    rows = conn.execute("SELECT device_id FROM devices WHERE forgotten IS NOT NULL")
-    return {row[0] for row in rows}
+def cutoffs(conn: sqlite3.Connection) -> dict[str, int]:
+    """Each forgotten device and the last seq of it kept in the log."""
+    rows = conn.execute("SELECT device_id, forgotten FROM devices WHERE forgotten IS NOT NULL")
+    return {device: int(seq) for device, seq in rows}
+
+
+def held_beyond(conn: sqlite3.Connection, cut: dict[str, int]) -> dict[str, int]:
+    """Of ``cut`` (device -> cut-off), the devices of which more is stored, and how far."""
+    out = {}
+    for device, seq in cut.items():
+        row = conn.execute("SELECT max(seq) FROM events WHERE origin = ?", (device,)).fetchone()
+        if row[0] is not None and row[0] > seq:
+            out[device] = int(row[0])
+    return out
 
 
 def _group_rekeyed(conn: sqlite3.Connection, _id: int, event: Event, body: Any) -> None:
@@ -82,4 +92,13 @@ def _group_rekeyed(conn: sqlite3.Connection, _id: int, event: Event, body: Any) 
         conn.execute("DELETE FROM agents WHERE device_id = ?", (device,))
 
 
-HANDLERS: Final = {"group_rekeyed": _group_rekeyed}
+def _forgotten_held(conn: sqlite3.Connection, _id: int, event: Event, body: Any) -> None:
+    assert isinstance(body, ForgottenHeld)
+    conn.execute(
+        "UPDATE devices SET forgotten = max(forgotten, ?) WHERE device_id = ?"
+        " AND forgotten IS NOT NULL",
+        (body.seq, body.device),
+    )
+
+
+HANDLERS: Final = {"group_rekeyed": _group_rekeyed, "forgotten_held": _forgotten_held}
