@@ -64,11 +64,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from switchboard.config import DEFAULT_RELAY_MAX_AGE, DEFAULT_RELAY_MAX_BYTES, load_settings
-from switchboard.crypto import create_identity, public_bytes, verify_signature
+from switchboard.crypto import create_identity, public_bytes
 from switchboard.errors import AuthError, ByeCode, TransportError
 from switchboard.ids import device_id_from_public_key, short_id
 from switchboard.proto.frames import (
@@ -76,9 +75,7 @@ from switchboard.proto.frames import (
     Direct,
     Envelope,
     UndeliveredCode,
-    decode_rekey,
 )
-from switchboard.proto.handshake import rekey_message
 from switchboard.proto.session import (
     BatchReceived,
     DirectReceived,
@@ -93,6 +90,7 @@ from switchboard.relay.connection import DEFAULT_MAX_PENDING_BYTES, Connection, 
 from switchboard.relay.limits import AuthLimiter
 from switchboard.relay.mailbox import Mailbox, MailboxThread
 from switchboard.relay.registry import Registry
+from switchboard.relay.rekeys import check_rekey
 from switchboard.transports.base import Listener, Transport
 
 logger = logging.getLogger("switchboard.relay")
@@ -460,35 +458,24 @@ class Relay:
     async def _on_rekey(self, conn: Connection, frame: Direct) -> None:
         # A device replaces the group's auth key (``frames.Rekey``): it must be logged in with
         # the current key and prove it holds the new one. Then forgotten devices are dropped.
-        code, reason = UndeliveredCode.REFUSED, "not a rekey request"
-        try:
-            rekey = decode_rekey(frame.box)
-        except msgspec.DecodeError:
-            rekey = None
-        if frame.sender != conn.device:
-            reason = "sender is not the device of this connection"
-        elif rekey is not None:
-            message = rekey_message(
-                conn.group, conn.offered_key, rekey.key, rekey.members, rekey.forgotten
-            )
-            if conn.device in rekey.forgotten:
-                reason = "a device cannot forget itself"
-            elif not verify_signature(rekey.key, rekey.proof, message):
-                reason = "the new key's proof is invalid"
-            elif await self._box.call(
-                Mailbox.rekey_group,
-                conn.group,
-                conn.offered_key,
-                rekey.key,
-                rekey.members,
-                rekey.forgotten,
-            ):
-                code, reason = UndeliveredCode.REKEYED, "group key replaced"
-                conn.offered_key = rekey.key
-                self._drop_forgotten(conn.group, set(rekey.forgotten))
-                logger.info("= group %s rekeyed by %s", conn.group[:12], conn.label)
-            else:
-                reason = "the group's key changed meanwhile (another device rotated it)"
+        code = UndeliveredCode.REFUSED
+        rekey = check_rekey(conn.group, conn.device, conn.offered_key, frame)
+        if isinstance(rekey, str):
+            reason = rekey
+        elif await self._box.call(
+            Mailbox.rekey_group,
+            conn.group,
+            conn.offered_key,
+            rekey.key,
+            rekey.members,
+            rekey.forgotten,
+        ):
+            code, reason = UndeliveredCode.REKEYED, "group key replaced"
+            conn.offered_key = rekey.key
+            self._drop_forgotten(conn.group, set(rekey.forgotten))
+            logger.info("= group %s rekeyed by %s", conn.group[:12], conn.label)
+        else:
+            reason = "the group's key changed meanwhile (another device rotated it)"
         if conn.session.is_open:
             conn.session.send_undelivered(frame.recipient, frame.ref, code, reason)
             conn.flush()
