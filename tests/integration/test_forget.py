@@ -1,7 +1,7 @@
 """``device forget``: the group's keys rotate, the forgotten device reads and writes nothing new,
 and the devices kept converge, one that was offline during the rotation included.
 
-Real daemons, a real relay (``switchboard relay serve``) and a real Mosquitto; the bytes the
+Real daemons, a real relay (``switchboard relay serve``), Mosquitto and nats-server; the bytes the
 relay holds are read from its own SQLite file.
 """
 
@@ -19,19 +19,22 @@ import pytest
 from cluster import Device, Relay, timeout
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "brokers"))
-from brokerlab import Mosquitto, converged, group_on, log_keys
+from brokerlab import Mosquitto, NatsServer, converged, group_on, log_keys
 
 from switchboard.crypto import GroupKeys
 from switchboard.errors import TamperedEnvelope
 from switchboard.keyring import KID_SIZE, Keyring
 from switchboard.proto.frames import Envelope
 
+SERVERS = {"relay": Relay, "mqtt": Mosquitto, "nats": NatsServer}
 
-@pytest.fixture(params=["relay", "mqtt"])
-def far_end(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Relay | Mosquitto]:
-    """A fresh relay, or a fresh Mosquitto."""
-    server: Relay | Mosquitto
-    server = Relay(tmp_path / "far") if request.param == "relay" else Mosquitto(tmp_path / "far")
+
+@pytest.fixture(params=list(SERVERS))
+def far_end(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Relay | Mosquitto | NatsServer]:
+    """A fresh relay, Mosquitto or nats-server (JetStream)."""
+    server: Relay | Mosquitto | NatsServer = SERVERS[request.param](tmp_path / "far")
     server.start()
     try:
         yield server
@@ -71,7 +74,7 @@ def _sinks(*devices: Device) -> None:
 
 
 def test_forget_rotates_keys_and_every_kept_device_converges(
-    far_end: Relay | Mosquitto, tmp_path: Path
+    far_end: Relay | Mosquitto | NatsServer, tmp_path: Path
 ) -> None:
     """Forget ``lost``: it is refused (relay) or ignored (broker), reads nothing written
     afterwards, and laptop, desk and an offline device converge without loss or duplicates,
@@ -160,7 +163,7 @@ def _check_broker(lost: Device, kept: tuple[Device, ...], lost_id: str, cutoff: 
 
 
 def test_two_devices_forgetting_at_once_both_take_effect(
-    far_end: Relay | Mosquitto, tmp_path: Path
+    far_end: Relay | Mosquitto | NatsServer, tmp_path: Path
 ) -> None:
     """laptop forgets x while desk forgets y: the relay orders them (the second goes again
     from the first), a broker does not (the smaller key id wins and desk or laptop forgets
