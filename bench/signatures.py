@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from switchboard.crypto import GroupKeys, Signer, Verifier, new_group_secret  # noqa: E402
 from switchboard.events import Event, decode_event, encode_event  # noqa: E402
+from switchboard.keyring import Keyring  # noqa: E402
 from switchboard.links.supervisor import open_envelope, seal_events  # noqa: E402
 
 GROUP = "bench"
@@ -60,7 +61,9 @@ def rate(count: int, fn: Any) -> float:
 
 
 def measure(total: int) -> dict[str, Any]:
-    keys = GroupKeys.derive(GROUP, new_group_secret())
+    secret = new_group_secret()
+    keys = GroupKeys.derive(GROUP, secret)
+    ring = Keyring.single(GROUP, secret)  # what the links seal with (keyring)
     signer = Signer(GROUP, Ed25519PrivateKey.generate())
     origin = signer.origin
     out: dict[str, Any] = {"events": total, "batches": []}
@@ -72,13 +75,13 @@ def measure(total: int) -> dict[str, Any]:
     out["unsigned_open"] = rate(total, lambda: [decode_event(keys.open(env)) for env in plain])
     for size in SIZES:
         chunks = [all_events[i : i + size] for i in range(0, total, size)]
-        sealed = [seal_events(keys, signer, chunk, {}) for chunk in chunks]
+        sealed = [seal_events(ring, signer, chunk, {}) for chunk in chunks]
 
         def open_all(sealed: list[list[Any]] = sealed) -> None:
             verifier = Verifier(GROUP)  # a receiver: each batch root checked once
             for batch in sealed:
                 for env in batch:
-                    open_envelope(keys, verifier, env)
+                    open_envelope(ring, verifier, env)
 
         signed_box = sum(len(env.box) for batch in sealed for env in batch) / total
         plain_box = sum(len(env.box) for env in plain) / total
@@ -87,7 +90,7 @@ def measure(total: int) -> dict[str, Any]:
                 "size": size,
                 "signed_seal": rate(
                     total,
-                    lambda chunks=chunks: [seal_events(keys, signer, c, {}) for c in chunks],
+                    lambda chunks=chunks: [seal_events(ring, signer, c, {}) for c in chunks],
                 ),
                 "signed_open": rate(total, open_all),
                 "proof_bytes": round(signed_box - plain_box, 1),

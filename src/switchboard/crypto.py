@@ -87,6 +87,7 @@ from switchboard.proto.frames import Direct, Envelope
 SECRET_SIZE: Final = 32
 NONCE_SIZE: Final = 12
 _SALT: Final = b"switchboard v1"
+TAGGED: Final = 0x80  # the bit of an envelope's nonce salt that says its box leads with a key tag
 
 
 def new_group_secret() -> bytes:
@@ -134,6 +135,10 @@ def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> boo
 def header(group: str, origin: str, seq: int) -> bytes:
     """Return the associated data that binds an envelope to its place."""
     return b"sb-envelope-v1\x00%s\x00%s\x00%d" % (group.encode(), origin.encode(), seq)
+
+
+def _tag_aad(tag: bytes) -> bytes:
+    return b"\x00key\x00" + tag if tag else b""
 
 
 def direct_header(group: str, sender: str, recipient: str, ref: int) -> bytes:
@@ -193,15 +198,22 @@ class GroupKeys:
             known = self._origins[origin] = (cipher, header(self.group, origin, 0)[:-1])
         return known[0], known[1] + b"%d" % seq
 
-    def seal(self, origin: str, seq: int, plaintext: bytes) -> Envelope:
-        """Seal one encoded event into an envelope."""
-        nonce = seq.to_bytes(8, "big") + self._salt
-        cipher, aad = self._cipher(origin, seq)
-        box = cipher.encrypt(nonce, plaintext, aad)
-        return Envelope(origin=origin, seq=seq, nonce=nonce, box=box)
+    def seal(self, origin: str, seq: int, plaintext: bytes, tag: bytes = b"") -> Envelope:
+        """Seal one encoded event into an envelope.
 
-    def open(self, envelope: Envelope) -> bytes:
-        """Open an envelope and return the encoded event.
+        ``tag`` names the key in the envelope (``keyring``: every key of a group but its
+        first): it leads the box, is bound by the associated data, and the nonce's first salt
+        bit says it is there (clear in untagged envelopes).
+        """
+        first = self._salt[0] | TAGGED if tag else self._salt[0] & ~TAGGED
+        salt = bytes([first]) + self._salt[1:]
+        nonce = seq.to_bytes(8, "big") + salt
+        cipher, aad = self._cipher(origin, seq)
+        box = cipher.encrypt(nonce, plaintext, aad + _tag_aad(tag))
+        return Envelope(origin=origin, seq=seq, nonce=nonce, box=tag + box)
+
+    def open(self, envelope: Envelope, tag: bytes = b"") -> bytes:
+        """Open an envelope and return the encoded event (``tag``: the one it leads with).
 
         Raises:
             TamperedEnvelope: the envelope was altered, moved or sealed with another key.
@@ -210,9 +222,11 @@ class GroupKeys:
             8, "big", signed=False
         ):
             raise TamperedEnvelope(envelope.origin, envelope.seq)
+        if tag and envelope.box[: len(tag)] != tag:
+            raise TamperedEnvelope(envelope.origin, envelope.seq)
         cipher, aad = self._cipher(envelope.origin, envelope.seq)
         try:
-            return cipher.decrypt(envelope.nonce, envelope.box, aad)
+            return cipher.decrypt(envelope.nonce, envelope.box[len(tag) :], aad + _tag_aad(tag))
         except InvalidTag as exc:
             raise TamperedEnvelope(envelope.origin, envelope.seq) from exc
 

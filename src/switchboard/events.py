@@ -56,6 +56,31 @@ class DeviceJoined(Body, frozen=True, tag="device_joined"):
     group: str
 
 
+class GroupRekeyed(Body, frozen=True, tag="group_rekeyed"):
+    """``group_rekeyed``: the group's secret was replaced, leaving ``forgotten`` devices out.
+
+    Sealed under the key it replaces (``keyring``), so devices that held that one open it.
+    ``key`` and ``previous`` are key ids (hex); ``secrets`` the new secret sealed to each
+    remaining device's key (hex, by device id); ``forgotten`` each removed device's last seq
+    kept in the log (its later events are refused).
+    """
+
+    group: str
+    key: str
+    previous: str
+    secrets: dict[str, str]
+    forgotten: dict[str, int]
+
+
+class ForgottenHeld(Body, frozen=True, tag="forgotten_held"):
+    """``forgotten_held``: this device stored events of a forgotten device up to ``seq``
+    before it learned of the rotation; the group keeps them (the cut-off rises to ``seq``)."""
+
+    group: str
+    device: str
+    seq: int
+
+
 class AgentRegistered(Body, frozen=True, tag="agent_registered"):
     """``agent_registered``: an agent appeared on its device, or updated its profile."""
 
@@ -528,6 +553,8 @@ class TerminalTyped(Body, frozen=True, tag="terminal_typed"):
 
 AnyBody = (
     DeviceJoined
+    | GroupRekeyed
+    | ForgottenHeld
     | AgentRegistered
     | StatusChanged
     | MessagePosted
@@ -577,6 +604,8 @@ BODY_TYPES: Final[dict[str, type[Body]]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
     for cls in (
         DeviceJoined,
+        GroupRekeyed,
+        ForgottenHeld,
         AgentRegistered,
         StatusChanged,
         MessagePosted,

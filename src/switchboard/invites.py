@@ -45,6 +45,7 @@ class _Wire(msgspec.Struct, frozen=True):
     r: str
     k: bytes | None = None
     o: str | None = None  # broker login for broker links (JSON; transports.options.LinkOptions)
+    h: list[bytes] | None = None  # the group's earlier secrets, its first one first (keyring)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class Invite:
     relay: str
     relay_key: bytes | None = None
     link_options: str | None = None
+    # Secrets the group had before ``secret`` (rotated by ``device forget``), the first one
+    # first: a joiner reads the events sealed under them.
+    history: tuple[bytes, ...] = ()
 
     def __repr__(self) -> str:
         # Keep the secret out of logs and tracebacks.
@@ -72,6 +76,7 @@ def render(invite: Invite) -> str:
         r=invite.relay,
         k=invite.relay_key,
         o=invite.link_options,
+        h=list(invite.history) or None,
     )
     raw = msgspec.msgpack.encode(wire)
     return PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -98,6 +103,8 @@ def parse(token: str) -> Invite:
         raise InvalidInvite("invite is damaged: check that it was copied whole")
     if wire.k is not None and len(wire.k) != 32:
         raise InvalidInvite("invite is damaged: bad relay key")
+    if any(len(old) != 32 for old in wire.h or ()):
+        raise InvalidInvite("invite is damaged: bad earlier secret")
     return Invite(
         group=wire.g,
         name=wire.n,
@@ -105,6 +112,7 @@ def parse(token: str) -> Invite:
         relay=wire.r,
         relay_key=wire.k,
         link_options=wire.o,
+        history=tuple(wire.h or ()),
     )
 
 

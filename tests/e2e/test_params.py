@@ -80,6 +80,7 @@ CLI_RUNS: dict[str, list[str]] = {
     "approve": ["approve", "pabc"],
     "deny": ["deny", "--reason", "no", "pabc"],
     "term": ["term", "--type", "make test", "--enter", "--key", "Up", "--secret", "luna:BOXE"],
+    "device forget": ["device", "forget", "LAPT"],
     "handoff": ["handoff", "luna", "--to", "VPS1", "--dir", "/srv/app", "--harness", "codex",
                 "--name", "sol", "--note", "n"],
     "file send": ["file", "send", "--name", "r.txt", "@nova", "/tmp/r.txt", "--", "a", "note"],

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from switchboard.crypto import GroupKeys, public_bytes
+from switchboard.crypto import public_bytes
 from switchboard.errors import ByeCode
 from switchboard.events import Event, decode_event, encode_event
 from switchboard.ids import device_id_from_public_key
+from switchboard.keyring import Keyring
 from switchboard.proto.cursors import Placement, classify
 from switchboard.proto.frames import Envelope
 from switchboard.proto.session import (
@@ -36,8 +37,8 @@ from switchboard.proto.session import (
 
 GROUP = "testgroup"
 SECRET = bytes(range(32))
-KEYS = GroupKeys.derive(GROUP, SECRET)
-OTHER_KEYS = GroupKeys.derive(GROUP, bytes(range(1, 33)))
+KEYS = Keyring.single(GROUP, SECRET)
+OTHER_KEYS = Keyring.single(GROUP, bytes(range(1, 33)))
 
 
 def private_key(label: str) -> Ed25519PrivateKey:
@@ -65,7 +66,7 @@ def client_session(
     identity: Ed25519PrivateKey | None = None,
     *,
     now: float = 0.0,
-    keys: GroupKeys = KEYS,
+    keys: Keyring = KEYS,
     **kwargs: object,
 ) -> SyncSession:
     """Return a client session of ``keys``'s group for the device of ``identity``, not started.
@@ -235,7 +236,7 @@ class LogHolder:
         self,
         name: str,
         *,
-        keys: GroupKeys | None = KEYS,
+        keys: Keyring | None = KEYS,
         registered: dict[str, bytes] | None = None,
     ) -> None:
         self.name = name

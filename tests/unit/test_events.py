@@ -23,6 +23,8 @@ from switchboard.events import (
     FileEdited,
     FileFetched,
     FileShared,
+    ForgottenHeld,
+    GroupRekeyed,
     InjectionFailed,
     LeaseAcquired,
     LeaseReleased,
@@ -72,6 +74,10 @@ from switchboard.events import (
 
 BODIES: list[Body] = [
     DeviceJoined(name="box", public_key="k", group="g"),
+    GroupRekeyed(
+        group="g", key="0a0b0c0d", previous="01020304", secrets={"d": "ab"}, forgotten={"x": 3}
+    ),
+    ForgottenHeld(group="g", device="x", seq=4),
     AgentRegistered(name="luna", pid=12, tags=["a", "b"]),
     StatusChanged(status="busy", summary=None),
     MessagePosted(to=["@nova"], recipients=["nova:abcd"], text="hi", thread="t"),

@@ -51,6 +51,7 @@ COMMANDS: Final[dict[str, str]] = {
     "ping": "switchboard.cli.parser:_add_device",
     "devices": "switchboard.cli.parser:_add_device",
     "discover": "switchboard.cli.parser:_add_device",
+    "device": "switchboard.cli.parser:_add_device",
     "spawn": "switchboard.cli.parser_tasks:add_tasks",
     "tasks": "switchboard.cli.parser_tasks:add_tasks",
     "task": "switchboard.cli.parser_tasks:add_tasks",
@@ -230,6 +231,23 @@ def _add_device(b: _Builder, sub: argparse._SubParsersAction[argparse.ArgumentPa
         "list the group's devices: name, short id, key fingerprint, last seen, link",
     )
     _json_flag(p)
+    forget = b.group(sub, "device", "manage the group's devices: forget a lost one")
+    p = b.command(
+        forget,
+        "forget",
+        "device:forget",
+        "remove a device from the group and rotate the group's keys",
+        "Remove a device from the group: the group's secret is replaced, so it can read "
+        "nothing written afterwards, the relay refuses it, and the other devices drop what it "
+        "writes. The remaining devices switch to the new key, also those offline now (on "
+        "their return). DEV is the device's short id, its name or its full id.",
+    )
+    p.add_argument("device", metavar="DEV", help="the device: short id (BOXE), name or id")
+    p.add_argument(
+        "--timeout", type=_seconds, default=10.0, metavar="SECS",
+        help="seconds to wait for the relay (default: 10)",
+    )  # fmt: skip
+    _json_flag(p, "one JSON object")
     p = b.command(
         sub,
         "ping",

@@ -77,6 +77,8 @@ async def devices(ctx: Context, p: NoParams) -> list[GroupDevice]:
     urls = [link.url for link in ctx.links.values()]
     found = []
     for row in rows:
+        if row.get("forgotten") is not None:
+            continue  # removed by ``device forget``
         this = row["device_id"] == ctx.device_id
         key = bytes.fromhex(row["public_key"]) if row["public_key"] else b""
         online = this or bool(row["online"])

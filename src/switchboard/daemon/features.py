@@ -17,6 +17,7 @@ from switchboard.daemon import (
     delivery,
     device,
     files,
+    forget,
     groups,
     handoff,
     leases,
@@ -57,6 +58,7 @@ FEATURES: Final = (
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
     files.FEATURE,  # file.send, files, file.get, files.gc; serves and fetches file chunks
     pairing.FEATURE,  # invite.create|list|revoke|pending|admit: pairing codes; LAN announce
+    forget.FEATURE,  # device.forget: remove a device, rotate the group's keys
 )
 
 REGISTRY: Final = Registry(FEATURES)

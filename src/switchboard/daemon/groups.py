@@ -23,8 +23,10 @@ from switchboard.daemon.registry import Feature
 from switchboard.daemon.shapes import Group, GroupLink, LinkRow
 from switchboard.errors import AuthError, NotFound, Rejected, UserError
 from switchboard.events import DeviceJoined, now_ts
+from switchboard.keyring import key_id
 from switchboard.links import base as links
 from switchboard.links.status import LinkState
+from switchboard.store import keys as store_keys
 from switchboard.store import projections
 from switchboard.transports import options as link_options
 
@@ -135,6 +137,7 @@ async def join(ctx: Context, p: GroupParams) -> dict[str, Any]:
         "relay_url": invite.relay,
         "relay_key": invite.relay_key,
         "link_options": link_options.encode_options(options),
+        "history": invite.history,
     }
     stored = await _open_group(ctx, group, create=False)
     if p.agent:
@@ -163,6 +166,9 @@ async def _open_group(ctx: Context, group: dict[str, Any], *, create: bool) -> d
             now_ts(),
         )
         projections.set_group_link_options(conn, group["group_id"], group.get("link_options"))
+        history = group.get("history", ())
+        for number, old in enumerate(history):  # secrets before a rotation (keyring)
+            store_keys.save_secret(conn, group["group_id"], key_id(old), old, root=number == 0)
 
     await ctx.write(add)
     peer = ctx.start_link({**group, "enabled": 1}, create=create)

@@ -177,9 +177,13 @@ async def render_invite(ctx: Context, group_id: str) -> str:
     peer = ctx.links.get(group_id)
     relay_key = group["relay_key"] or (peer.relay_key if peer else None)
     options = link_options.invite_options(group.get("link_options"))
+    secret, history = group["secret"], tuple[bytes, ...]()
+    if peer is not None:  # the current key, and those before it (after ``device forget``)
+        *older, current = peer.keys.known_secrets()
+        secret, history = current, tuple(older)
     return invites.render(
         invites.Invite(
-            group_id, group["name"], group["secret"], group["relay_url"], relay_key, options
+            group_id, group["name"], secret, group["relay_url"], relay_key, options, history
         )
     )
 

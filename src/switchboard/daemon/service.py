@@ -26,7 +26,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from switchboard import __version__, runloop
+from switchboard import __version__, keyring, runloop
 from switchboard.config import Settings, ensure_home
 from switchboard.crypto import create_identity, public_bytes
 from switchboard.daemon import direct
@@ -35,6 +35,7 @@ from switchboard.events import Body, Event, now_ts
 from switchboard.ids import device_id_from_public_key
 from switchboard.links.base import Link, make_link
 from switchboard.proto.session import Established
+from switchboard.store import keys as store_keys
 from switchboard.store import projections
 from switchboard.store.db import Database
 from switchboard.store.log import EventLog
@@ -195,8 +196,12 @@ class Daemon:
 
     def start_link(self, group: dict[str, Any], *, create: bool = False) -> Link:
         """Start the link of a group row; the URL's scheme picks its kind (links/base.py)."""
+        rows, root = store_keys.key_rows(self.db.reader(), group["group_id"])
+        ring = keyring.load(group["group_id"], group["secret"], rows, root)
+        for device, seq in store_keys.cutoffs(self.db.reader()).items():
+            ring.hold_up_to(device, seq)  # raised by forgotten_held
         peer = make_link(
-            group,
+            {**group, "keyring": ring},
             log=self.log,
             device_id=self.device_id,
             identity=self.identity,

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
-from switchboard.crypto import GroupKeys
 from switchboard.errors import UserError
+from switchboard.keyring import Keyring
 from switchboard.links.relay import RelayLink
 from switchboard.transports.options import LinkOptions, decode_options
 
@@ -92,6 +92,15 @@ class Link(Protocol):
     async def wait_caught_up(self, timeout: float) -> bool:
         """Wait until this device holds what the group held when the link connected."""
 
+    @property
+    def keys(self) -> Keyring:
+        """The group's keys (shared with the daemon: a rotation changes them in place)."""
+
+    async def rekey(
+        self, new_auth: Ed25519PrivateKey, members: list[str], forgotten: list[str], timeout: float
+    ) -> None:
+        """Have the far end admit the group's new key (a relay; brokers have no say)."""
+
 
 def scheme_of(url: str) -> str:
     """Return a link URL's scheme, lower-cased (``mqtt-public`` has none: it is its own)."""
@@ -141,7 +150,8 @@ def make_link(
 
     Args:
         group: the group's row: ``group_id``, ``secret``, ``relay_url``, ``relay_key`` and
-            optionally ``link_options``.
+            optionally ``link_options`` and ``keyring`` (``keyring.Keyring``: every key of
+            the group; default: its one secret).
         log: this device's event log.
         device_id: this device's id.
         identity: this device's key (the relay handshake proves it).
@@ -155,7 +165,7 @@ def make_link(
     Returns:
         A link, not started yet.
     """
-    keys = GroupKeys.derive(group["group_id"], group["secret"])
+    keys = group.get("keyring") or Keyring.single(group["group_id"], group["secret"])
     url: str = group["relay_url"]
     kind = kind_of(url)
     common: dict[str, Any] = {

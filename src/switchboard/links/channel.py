@@ -48,7 +48,7 @@ from switchboard.proto.frames import Direct, UndeliveredCode
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from switchboard.crypto import GroupKeys
+    from switchboard.keyring import Keyring
     from switchboard.links.status import LinkStatus
 
 log = logging.getLogger("switchboard.channel")
@@ -179,7 +179,7 @@ class DirectChannel:
         core: the sans-IO channel (tests pass one with other limits).
     """
 
-    keys: GroupKeys
+    keys: Keyring
     identity: Ed25519PrivateKey
     device_id: str
     carrier: Carrier

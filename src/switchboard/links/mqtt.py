@@ -308,7 +308,8 @@ class MqttLink(BrokerLink):
                 core.receive_have(device, vector, self.log.vector(), loop.time())
         else:
             received = await self.store(self.open_batch(payload))
-            core.receive_batch(answer=kind == "to", gaps=received.gaps > 0, now=loop.time())
+            gaps, self.reask = received.gaps > 0 or self.reask, False
+            core.receive_batch(answer=kind == "to", gaps=gaps, now=loop.time())
         if core.has_actions() or core.next_deadline() < deadline:
             self._nudge.set()  # not per live batch: most change nothing for the catch-up loop
 

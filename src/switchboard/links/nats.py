@@ -239,13 +239,13 @@ class NatsLink(BrokerLink):
                 # The cursor commits with the events it passed. A gap means it skipped
                 # something (a stream replaced under the same creation time?): then the
                 # whole stream is read again, once, and the log drops what it holds.
-                at = 0 if received.gaps and replay else cursor
+                at = 0 if (received.gaps or self.reask) and replay else cursor
                 local.set_meta(conn, self._meta_key, f"{created}@{at}")
 
             received = await self.store(events, save_cursor)
             self._saved_at = now
-            if received.gaps and replay:
-                self._replayed_all = True
+            if (received.gaps or self.reask) and replay:
+                self._replayed_all, self.reask = True, False
                 raise SwitchboardError("gap in the stream replay; replaying from the start")
         elif now - self._saved_at >= SAVE_EVERY:  # only our own messages: no hurry
             await save_meta(self.log, self._meta_key, value)

@@ -28,7 +28,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Final
 
-from switchboard.errors import SwitchboardError, Unreachable
+from switchboard.crypto import public_bytes
+from switchboard.errors import ByeCode, Rejected, SwitchboardError, TransportTimeout, Unreachable
 from switchboard.events import Event, now_ts
 from switchboard.links.status import LinkState
 from switchboard.links.supervisor import (
@@ -38,6 +39,8 @@ from switchboard.links.supervisor import (
     run_until_first_ends,
 )
 from switchboard.proto import cursors
+from switchboard.proto.frames import Direct, Rekey, UndeliveredCode, encode_rekey
+from switchboard.proto.handshake import rekey_message
 from switchboard.proto.session import (
     AckReceived,
     BatchReceived,
@@ -53,7 +56,9 @@ from switchboard.proto.session import (
 from switchboard.transports import connect
 
 if TYPE_CHECKING:
-    from switchboard.proto.frames import Direct, Envelope
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from switchboard.proto.frames import Envelope
     from switchboard.transports.base import Transport
 
 CONNECT_TIMEOUT: Final = 10.0
@@ -85,6 +90,13 @@ class RelayLink(SupervisedLink):
     _relay_holds: dict[str, int] = field(init=False, default_factory=dict)
     # The relay's first Have of the current session: what "caught up" means.
     _relay_have: dict[str, int] | None = field(init=False, default=None)
+    # The relay's device id (its answers to ``rekey`` come from it) and the rekeys waiting.
+    _relay_id: str = field(init=False, default="")
+    _rekeys: int = field(init=False, default=0)
+    _session_key: bytes = field(init=False, default=b"")  # the group key this session used
+    _rekey_answers: dict[int, asyncio.Future[tuple[int, str]]] = field(
+        init=False, default_factory=dict
+    )
 
     def lag(self) -> int:
         """Events this device holds that the relay is not known to hold."""
@@ -108,6 +120,57 @@ class RelayLink(SupervisedLink):
             raise Unreachable(frame.recipient, f"link to {self.url} is not connected")
         session.send_direct(frame)
         await self._flush(session, transport)
+
+    async def rekey(
+        self, new_auth: Ed25519PrivateKey, members: list[str], forgotten: list[str], timeout: float
+    ) -> None:
+        """Have the relay replace the group's auth key by ``new_auth``'s (``frames.Rekey``).
+
+        Raises:
+            Unreachable: the link is not connected.
+            Rejected: the relay refused (another device rotated the key first, ...).
+            TransportTimeout: no answer within ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._session_key != self.keys.auth_public and self._transport is not None:
+            # Logged in with a key replaced since: only the current key may replace it, so
+            # log in again with it first.
+            with contextlib.suppress(SwitchboardError, OSError):
+                await self._transport.aclose()
+            await self._wait_until(
+                lambda: (
+                    self.status.state is LinkState.CONNECTED
+                    and self._session_key == self.keys.auth_public
+                ),
+                timeout,
+            )
+        session, transport, relay = self._session, self._transport, self._relay_id
+        if session is None or transport is None or not session.is_open or not relay:
+            raise Unreachable("relay", f"link to {self.url} is not connected")
+        key = public_bytes(new_auth)
+        message = rekey_message(self.keys.group, self._session_key, key, members, forgotten)
+        box = encode_rekey(Rekey(key, members, forgotten, new_auth.sign(message)))
+        self._rekeys += 1
+        ref = self._rekeys
+        frame = Direct(
+            sender=self.device_id, recipient=relay, ref=ref, sender_key=public_bytes(self.identity),
+            nonce=os.urandom(12), box=box, signature=self.identity.sign(box),
+        )  # fmt: skip
+        answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self._rekey_answers[ref] = answer
+        try:
+            session.send_direct(frame)
+            await self._flush(session, transport)
+            try:
+                code, reason = await asyncio.wait_for(answer, max(deadline - loop.time(), 0.1))
+            except TimeoutError as exc:
+                raise TransportTimeout(f"relay {self.url} did not answer the rekey") from exc
+        finally:
+            self._rekey_answers.pop(ref, None)
+        if code != UndeliveredCode.REKEYED:
+            raise Rejected(f"relay {self.url} refused the new key: {reason}", ByeCode.AUTH_FAILED)
+        self._session_key = key
 
     async def _goodbye(self) -> None:
         session, transport = self._session, self._transport
@@ -133,6 +196,7 @@ class RelayLink(SupervisedLink):
             create=self.create,
         )
         self._session, self._transport = session, transport
+        self._session_key = self.keys.auth_public
         self._received = asyncio.Queue(MAX_QUEUED_BATCHES)
         self._relay_have = None
         session.start()
@@ -211,7 +275,8 @@ class RelayLink(SupervisedLink):
             received = await self.log.receive(events, proofs=self.take_proofs(events))
             if session.is_open:
                 session.send_ack(self.log.vector())
-                if received.gaps and not self.status.tampered:
+                if (received.gaps and not self.status.tampered) or self.reask:
+                    self.reask = False
                     session.send_have(self.log.vector())
                 await self._flush(session, transport)
 
@@ -230,6 +295,10 @@ class RelayLink(SupervisedLink):
                 self._wake.set()
             elif isinstance(event, DirectReceived):
                 self.channel.frame_received(event.frame)
+            elif isinstance(event, UndeliveredReceived) and event.recipient == self._relay_id:
+                answer = self._rekey_answers.get(event.ref)
+                if answer is not None and not answer.done():
+                    answer.set_result((event.code, event.reason))
             elif isinstance(event, UndeliveredReceived):
                 self.channel.undelivered(event.recipient, event.ref, event.code, event.reason)
             elif isinstance(event, PresenceReceived):
@@ -246,6 +315,7 @@ class RelayLink(SupervisedLink):
 
     async def _on_established(self, session: SyncSession, event: Established) -> None:
         self.online = set(event.online)
+        self._relay_id = event.peer
         if self.relay_key is None:
             self.relay_key = event.peer_key
         if self.on_established is not None:

@@ -53,6 +53,7 @@ from switchboard.errors import (
     TamperedEnvelope,
 )
 from switchboard.events import Event, decode_event, encode_event, now_ts
+from switchboard.keyring import KeyMissing, learn_rotation
 from switchboard.links.backoff import Backoff
 from switchboard.links.channel import DirectChannel, Handlers
 from switchboard.links.status import LinkState, LinkStatus
@@ -60,7 +61,7 @@ from switchboard.links.status import LinkState, LinkStatus
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from switchboard.crypto import GroupKeys
+    from switchboard.keyring import Keyring
     from switchboard.proto.frames import Direct, Envelope
     from switchboard.proto.session import Established
     from switchboard.store.log import EventLog
@@ -75,10 +76,12 @@ POLL: Final = 0.01  # seconds between looks at a condition a wait is waiting for
 # Proofs of opened events waiting for the store: far more than the receive queues hold, so
 # reaching it means events were opened and never stored (a connection dropped under them).
 MAX_WAITING_PROOFS: Final = 100_000
+# Envelopes kept while the key they are sealed under has not arrived (``open_envelopes``).
+MAX_AWAITING_KEY: Final = 10_000
 
 
 def seal_events(
-    keys: GroupKeys,
+    keys: Keyring,
     signer: Signer,
     events: Iterable[Event],
     proofs: Mapping[tuple[str, int], bytes],
@@ -107,21 +110,34 @@ def seal_events(
                 holes.add(event.origin)
                 continue
             proof = decode_proof(stored)
-        envelopes.append(keys.seal(event.origin, event.seq, encode_signed(data, proof)))
+        kid = rotated_from(event)  # a rotation travels under the key it replaces (keyring)
+        envelopes.append(keys.seal(event.origin, event.seq, encode_signed(data, proof), kid))
     if unserved is not None:
         unserved |= holes
     return envelopes
 
 
-def open_envelope(keys: GroupKeys, verifier: Verifier, env: Envelope) -> tuple[Event, EventProof]:
+def rotated_from(event: Event) -> bytes | None:
+    """The key a ``group_rekeyed`` event replaces (it is sealed under it), else ``None``."""
+    if event.type != "group_rekeyed":
+        return None
+    try:
+        return bytes.fromhex(str(event.data.get("previous", "")))
+    except ValueError:
+        return None
+
+
+def open_envelope(keys: Keyring, verifier: Verifier, env: Envelope) -> tuple[Event, EventProof]:
     """Open, decode and verify an envelope; its event must carry the header's ``(origin, seq)``.
 
     Raises:
+        KeyMissing: it is sealed under a key of the group this device does not hold (yet).
         TamperedEnvelope: it does not open with the group key, does not decode, or its event
             claims another place in the log than its header.
-        ForgedEvent: it opened, but its origin device did not sign it.
+        ForgedEvent: it opened, but its origin device did not sign it, or the keyring refuses
+            it (written by a forgotten device: ``Keyring.admits``).
     """
-    plaintext = keys.open(env)
+    plaintext, kid = keys.open_keyed(env)
     try:
         signed = decode_signed(plaintext)
     except msgspec.DecodeError as exc:
@@ -133,6 +149,11 @@ def open_envelope(keys: GroupKeys, verifier: Verifier, env: Envelope) -> tuple[E
     if event.origin != env.origin or event.seq != env.seq:
         raise TamperedEnvelope(env.origin, env.seq)
     verifier.verify(env.origin, env.seq, signed.event, signed.proof)
+    refused = keys.admits(env.origin, env.seq, kid)
+    if refused is not None:
+        raise ForgedEvent(env.origin, env.seq, refused)
+    if event.type == "group_rekeyed" and rotated_from(event) != kid:
+        raise ForgedEvent(env.origin, env.seq, "a rotation sealed under another key than it names")
     return event, signed.proof
 
 
@@ -151,7 +172,7 @@ class SupervisedLink:
     goodbye_timeout: ClassVar[float] = 2.0
 
     log: EventLog
-    keys: GroupKeys
+    keys: Keyring
     url: str
     device_id: str
     create: bool = False
@@ -167,6 +188,10 @@ class SupervisedLink:
     verifier: Verifier = field(init=False)
     # Proofs of events opened and not yet stored, by ``(origin, seq)`` (``take_proofs``).
     proofs: dict[tuple[str, int], bytes] = field(init=False, default_factory=dict)
+    # Envelopes under a key not held yet, retried when a rotation brings one.
+    awaiting: dict[tuple[str, int], Envelope] = field(init=False, default_factory=dict)
+    # A forgotten device's cut-off rose: what was refused for it is asked for again.
+    reask: bool = field(init=False, default=False)
     # Origins of which this device holds events it cannot serve (held without a proof).
     unserved: set[str] = field(init=False, default_factory=set)
     # What this device serves on the directed channel (one table for every link of a daemon).
@@ -222,6 +247,12 @@ class SupervisedLink:
             TransportError: the connection broke while sending.
         """
         raise NotImplementedError
+
+    async def rekey(
+        self, new_auth: Ed25519PrivateKey, members: list[str], forgotten: list[str], timeout: float
+    ) -> None:
+        """Have the far end admit the group's new key. A broker has no say: it checks its own
+        logins, not the group's key, so this does nothing (``RelayLink`` overrides it)."""
 
     def notify(self) -> None:
         """The log advanced: wake the sender."""
@@ -350,21 +381,44 @@ class SupervisedLink:
 
         Later envelopes of a tampered one's origin are gaps to the log, which drops them.
         """
-        events = []
+        events: list[Event] = []
+        generation = self.keys.generation
         for env in envelopes:
-            try:
-                event, proof = open_envelope(self.keys, self.verifier, env)
-            except ForgedEvent as exc:
-                self.status.forged += 1
-                self._tampered(str(exc))
-            except TamperedEnvelope as exc:
-                self._tampered(str(exc))
-            else:
-                events.append(event)
-                if len(self.proofs) >= MAX_WAITING_PROOFS:
-                    self.proofs.clear()
-                self.proofs[event.key] = encode_proof(proof)
+            self._open_one(env, events)
+        if self.keys.generation != generation and self.awaiting:
+            # A rotation opened here gave a key: what waited for one may open now.
+            waiting, self.awaiting = list(self.awaiting.values()), {}
+            for env in waiting:
+                self._open_one(env, events)
+            events.sort(key=lambda e: e.key)  # per-origin order, as the log wants it
         return events
+
+    def _open_one(self, env: Envelope, events: list[Event]) -> None:
+        try:
+            event, proof = open_envelope(self.keys, self.verifier, env)
+        except KeyMissing:
+            # Not tampered: sealed after a rotation whose event has not reached us yet.
+            if len(self.awaiting) < MAX_AWAITING_KEY:
+                self.awaiting[(env.origin, env.seq)] = env
+            return
+        except ForgedEvent as exc:
+            self.status.forged += 1
+            self._tampered(str(exc))
+            return
+        except TamperedEnvelope as exc:
+            self._tampered(str(exc))
+            return
+        if event.type == "group_rekeyed":
+            learn_rotation(self.keys, self.identity, event)
+        elif event.type == "forgotten_held":
+            device, seq = event.data.get("device"), event.data.get("seq")
+            if isinstance(device, str) and isinstance(seq, int):
+                # Events of it refused here up to ``seq`` are the group's after all: ask again.
+                self.reask = self.keys.hold_up_to(device, seq) or self.reask
+        events.append(event)
+        if len(self.proofs) >= MAX_WAITING_PROOFS:
+            self.proofs.clear()
+        self.proofs[event.key] = encode_proof(proof)
 
     def seal(self, events: Iterable[Event]) -> list[Envelope]:
         """Seal events for this link's group (``seal_events``)."""

@@ -165,6 +165,42 @@ class UndeliveredCode(enum.IntEnum):
     NOT_CONNECTED = 1  # the recipient is not connected to the group's link
     BUSY = 2  # the recipient's queue is full: the frame was dropped (a loss, retried above)
     FORGED = 3  # the frame's sender is not the device of the connection that sent it
+    REKEYED = 4  # from the relay itself: it replaced the group's auth key (``Rekey``)
+    REFUSED = 5  # from the relay itself: it did not (``reason`` says why)
+
+
+class Rekey(msgspec.Struct, frozen=True, array_like=True):
+    """A device asks its relay to replace the group's auth key (``device forget``).
+
+    It travels as the box of a ``Direct`` frame addressed to the relay itself, in clear: it
+    holds only public keys and device ids. ``key`` is the new group auth public key,
+    ``members`` the devices that may still log in with a replaced key (to learn the new one
+    from the log), ``forgotten`` the devices refused from now on, and ``proof`` the new key's
+    signature of ``handshake.rekey_message`` (whoever asks holds the new key). The relay
+    answers with ``Undelivered`` from itself: ``REKEYED`` or ``REFUSED``.
+    """
+
+    key: Key
+    members: Annotated[list[DeviceId], Meta(max_length=MAX_VECTOR_ORIGINS)]
+    forgotten: Annotated[list[DeviceId], Meta(max_length=MAX_VECTOR_ORIGINS)]
+    proof: Signature
+
+
+_rekey_decoder: Final = msgspec.msgpack.Decoder(Rekey)
+
+
+def encode_rekey(rekey: Rekey) -> bytes:
+    """Encode a ``Rekey`` request (the box of its ``Direct`` frame)."""
+    return msgspec.msgpack.encode(rekey)
+
+
+def decode_rekey(data: bytes) -> Rekey:
+    """Decode a ``Rekey`` request.
+
+    Raises:
+        msgspec.DecodeError: it is not one.
+    """
+    return _rekey_decoder.decode(data)
 
 
 class Undelivered(Frame, frozen=True, tag="undelivered"):

@@ -76,3 +76,10 @@ def check_device_proof(hello: Hello, challenge: Challenge, proof: bytes) -> bool
     """Return whether ``proof`` is the device key's signature of this session."""
     data = transcript(hello, challenge.nonce, challenge.server, challenge.server_key)
     return verify_signature(hello.device_key, proof, _DEVICE + data)
+
+
+def rekey_message(
+    group: str, old_key: bytes, new_key: bytes, members: list[str], forgotten: list[str]
+) -> bytes:
+    """What the new group auth key signs when a device asks a relay to switch to it."""
+    return b"sb-rekey-v1\x00" + _encoder.encode([group, old_key, new_key, members, forgotten])

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 # Envelopes handed out by one since() call: bounds the memory of one catch-up round.
 DEFAULT_MAX_SINCE_ENVELOPES: Final = 1024
 # Bytes handed out by one since() call (at least one envelope is always returned): four
@@ -71,6 +71,21 @@ CREATE TABLE IF NOT EXISTS vectors (
     origin TEXT NOT NULL,
     seq INTEGER NOT NULL,
     PRIMARY KEY (group_id, origin)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS old_keys (
+    group_id TEXT NOT NULL REFERENCES groups (group_id),
+    auth_key BLOB NOT NULL,
+    PRIMARY KEY (group_id, auth_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+    group_id TEXT NOT NULL REFERENCES groups (group_id),
+    device TEXT NOT NULL,
+    PRIMARY KEY (group_id, device)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS forgotten (
+    group_id TEXT NOT NULL REFERENCES groups (group_id),
+    device TEXT NOT NULL,
+    PRIMARY KEY (group_id, device)
 ) WITHOUT ROWID;
 """
 
@@ -132,6 +147,14 @@ class Mailbox:
         self._keys: dict[str, bytes] = dict(
             self._db.execute("SELECT group_id, auth_key FROM groups").fetchall()
         )
+        # Rotations (``rekey_group``): replaced keys, who may still use them, who is refused.
+        self._old: dict[str, set[bytes]] = {}
+        self._members: dict[str, set[str]] = {}
+        self._forgotten: dict[str, set[str]] = {}
+        for table, into in (("old_keys", self._old), ("members", self._members),
+                            ("forgotten", self._forgotten)):  # fmt: skip
+            for group, value in self._db.execute(f"SELECT * FROM {table}"):  # noqa: S608
+                into.setdefault(group, set()).add(value)
         self._vectors: dict[str, dict[str, int]] = {}
         for group, origin, seq in self._db.execute("SELECT group_id, origin, seq FROM vectors"):
             self._vectors.setdefault(group, {})[origin] = seq
@@ -195,6 +218,48 @@ class Mailbox:
     def lookup_group(self, group: str) -> bytes | None:
         """Return the auth key registered for ``group``, or ``None`` if it is unknown."""
         return self._keys.get(group)
+
+    def admits(self, group: str, key: bytes, device: str) -> str | None:
+        """Why ``device``, proven with group key ``key``, is refused; ``None``: admitted.
+
+        The current key admits any device not forgotten; a key a rotation replaced admits
+        only the devices that rotation kept, so they can learn the new key from the log.
+        """
+        if device in self._forgotten.get(group, ()):
+            return "this device was removed from the group"
+        if key == self._keys.get(group):
+            return None
+        if key in self._old.get(group, ()) and device in self._members.get(group, ()):
+            return None
+        return "authentication failed: wrong group secret"
+
+    def rekey_group(
+        self, group: str, old: bytes, new: bytes, members: list[str], forgotten: list[str]
+    ) -> bool:
+        """Replace ``group``'s key ``old`` by ``new`` (``False``: ``old`` is not current).
+
+        ``members`` replaces the devices a replaced key admits; ``forgotten`` adds to the
+        devices refused whatever key they hold.
+        """
+        if self._keys.get(group) != old or new == old:
+            return False
+        gone = set(forgotten) | self._forgotten.get(group, set())
+        kept = set(members) - gone
+        with self._transaction():
+            self._db.execute("UPDATE groups SET auth_key = ? WHERE group_id = ?", (new, group))
+            self._db.execute("INSERT OR IGNORE INTO old_keys VALUES (?, ?)", (group, old))
+            self._db.execute("DELETE FROM members WHERE group_id = ?", (group,))
+            self._db.executemany(
+                "INSERT INTO members VALUES (?, ?)", [(group, d) for d in sorted(kept)]
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO forgotten VALUES (?, ?)", [(group, d) for d in gone]
+            )
+        self._keys[group] = new
+        self._old.setdefault(group, set()).add(old)
+        self._members[group] = kept
+        self._forgotten[group] = gone
+        return True
 
     # -- envelopes ---------------------------------------------------------------------------
 

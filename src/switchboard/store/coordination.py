@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from switchboard.store import handoffs, leases, plans, prompts, rooms, search, tasks
+from switchboard.store import handoffs, keys, leases, plans, prompts, rooms, search, tasks
 
 Handler = Callable[..., None]
 
@@ -27,4 +27,5 @@ HANDLERS: Final = _merge(
     handoffs.HANDLERS,
     prompts.HANDLERS,
     plans.HANDLERS,
+    keys.HANDLERS,
 )

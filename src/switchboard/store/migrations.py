@@ -500,3 +500,23 @@ def m_term_001_terminals(conn: sqlite3.Connection) -> None:
             ts TEXT NOT NULL
         )"""
     )
+
+
+@migration
+def m_forget_001_group_keys(conn: sqlite3.Connection) -> None:
+    """Every key of a group across rotations, and forgotten devices (``store/keys.py``)."""
+    conn.execute(
+        """CREATE TABLE group_keys (
+            group_id TEXT NOT NULL,
+            kid BLOB NOT NULL,
+            secret BLOB,
+            previous BLOB,
+            author TEXT NOT NULL DEFAULT '',
+            members TEXT NOT NULL DEFAULT '[]',
+            forgotten TEXT NOT NULL DEFAULT '{}',
+            root INTEGER NOT NULL DEFAULT 0,
+            added_ts TEXT NOT NULL,
+            PRIMARY KEY (group_id, kid)
+        )"""
+    )
+    conn.execute("ALTER TABLE devices ADD COLUMN forgotten INTEGER")

@@ -1,5 +1,5 @@
-"""``init``, ``status``, ``devices`` and ``ping``: this device, the group's, and the round trip
-to another."""
+"""``init``, ``status``, ``devices``, ``device forget`` and ``ping``: this device, the group's,
+forgetting one, and the round trip to another."""
 
 from __future__ import annotations
 
@@ -52,6 +52,23 @@ def devices(args: argparse.Namespace, settings: Settings) -> int:
     )
     headers = ("DEVICE", "NAME", "KEY FINGERPRINT", "LAST SEEN", "LINK")
     output.print_lines(output.table(headers, rows))
+    return 0
+
+
+def forget(args: argparse.Namespace, settings: Settings) -> int:
+    """Remove a device from the group and rotate the group's keys."""
+    values = params(device=args.device, timeout=args.timeout)
+    result = call(settings, "device.forget", values, timeout=args.timeout + DEFAULT_CALL_TIMEOUT)
+    if args.json:
+        output.print_json(result)
+        return 0
+    name = f" ({result['name']})" if result["name"] else ""
+    if result["already"]:
+        output.print_lines([f"device {result['short']}{name} was already forgotten"])
+    else:
+        output.print_lines(
+            [f"forgot device {result['short']}{name}; the group's keys were rotated"]
+        )
     return 0
 
 
