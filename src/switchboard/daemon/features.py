@@ -24,6 +24,7 @@ from switchboard.daemon import (
     ping,
     queries,
     receipts,
+    resume,
     rooms,
     tasks,
     threads,
@@ -48,6 +49,7 @@ FEATURES: Final = (
     transcripts.FEATURE,  # transcript.read|search|allow|deny; serves transcript pages
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     handoff.FEATURE,  # handoff; handoff.start: a successor elsewhere, git changes carried
+    resume.FEATURE,  # resume, fork: a stopped agent's harness session continued
     ping.FEATURE,  # device.ping; answers other devices' ping requests
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")
     files.FEATURE,  # file.send, files, file.get, files.gc; serves and fetches file chunks

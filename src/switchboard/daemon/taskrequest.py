@@ -58,6 +58,8 @@ class TaskRequest(msgspec.Struct, frozen=True):
     name: str = ""
     tags: tuple[str, ...] = ()
     terminal: bool = False
+    continues: str = ""  # "resume" or "fork" harness session ``session`` (daemon/resume.py)
+    session: str = ""
 
 
 def new_task_id() -> str:
@@ -91,7 +93,7 @@ async def request_task(ctx: Context, request: TaskRequest) -> dict[str, Any]:
             task=task, agent=agent, harness=request.harness, text=request.text,
             cwd=allowed.directory, rule=allowed.rule, max_runtime=allowed.max_runtime,
             grace=allowed.grace, requester_device=request.device, terminal=request.terminal,
-            tags=request.tags,
+            tags=request.tags, continues=request.continues, session=request.session,
         )  # fmt: skip
         run = await tasklaunch.launch_task(tasks_here, launch)
         if isinstance(run, str):
