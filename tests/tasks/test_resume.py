@@ -4,11 +4,13 @@ unread messages; a fork as a new agent; refusals with their reasons."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
 from cluster import Device
-from conftest import HARNESSES, spawn, wait_task
+from conftest import FAKE, HARNESSES, cmd_policy, spawn, wait_task, write_policy
 from coord_cluster import wait_until
 
 from switchboard.errors import NotFound, SwitchboardError
@@ -100,3 +102,33 @@ def test_resume_refusals(device: Device, work: Path) -> None:
         device.call("resume", agent="boss", who="nobody")
     tasks = device.call("tasks", all=True)
     assert len(tasks) == 3  # the three spawns above, no resumed one
+
+
+def test_resume_and_fork_from_the_cli(device: Device, work: Path) -> None:
+    """``switchboard resume`` and ``fork`` print the continuing task; a refusal exits 1."""
+    _stopped_agent(device, "luna", "pi", work, "sess-4")
+    device.call("send", agent="nova", to=["@luna"], text="rebase onto main please")
+    resumed = device.cli_json("resume", "luna", agent="boss")
+    assert (resumed["state"], resumed["messages"]) == ("running", 1)
+    assert "rebase onto main please" in wait_task(device, resumed["id"])["result"]
+    _wait_offline(device, "luna")
+    done = device.cli("fork", "luna", "--dir", str(work), "--name", "sol", agent="boss")
+    assert "fork of luna (session sess-4) runs as sol:" in done.stdout
+    again = device.cli("resume", "sol", check=False, agent="boss")
+    assert again.returncode == 1
+    assert "still running" in again.stderr or "no pi session of sol" in again.stderr
+
+
+def test_resume_refuses_a_bad_session_id_and_a_policy_template(device: Device, work: Path
+                                                                ) -> None:  # fmt: skip
+    """A session id that looks like an option never reaches the command line; a harness the
+    policy gives its own argv has no resume form, and the task fails saying so."""
+    _stopped_agent(device, "odd", "claude", work, "--dangerously-skip-permissions")
+    with pytest.raises(SwitchboardError, match="not a harness session id"):
+        device.call("resume", agent="boss", who="odd")
+    _stopped_agent(device, "own", "codex", work, "sess-5")
+    args = json.dumps([sys.executable, str(FAKE), "codex", "exec", "-"])
+    write_policy(device, cmd_policy(work, f"[harnesses.codex]\nargs = {args}\n"))
+    answer = device.call("resume", agent="boss", who="own")
+    assert answer["state"] == "failed"
+    assert "which have no resume form" in answer["reason"]

@@ -129,6 +129,9 @@ def task_env(base: Mapping[str, str], launch: Launch, home: str) -> dict[str, st
 
 async def launch_task(runner: TaskRunner, launch: Launch) -> Run | str:
     """Start an accepted task; return its run, or why it could not start."""
+    if launch.continues and launch.rule.args is not None:
+        return (f"this device's policy gives {launch.harness} its own args, which have no "
+                f"{launch.continues} form")  # fmt: skip
     folder = runner.folder(launch.task)
     folder.mkdir(parents=True, mode=0o700, exist_ok=True)
     home = str(runner.d.settings.home.absolute())
