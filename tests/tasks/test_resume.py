@@ -15,6 +15,10 @@ from coord_cluster import wait_until
 
 from switchboard.errors import NotFound, SwitchboardError
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+
+from mcp_kit import call, mcp_session, run
+
 
 def _stopped_agent(device: Device, name: str, harness: str, work: Path, session: str) -> None:
     """Agent ``name`` ran a ``harness`` task in ``work`` whose hook said its session is
@@ -132,3 +136,28 @@ def test_resume_refuses_a_bad_session_id_and_a_policy_template(device: Device, w
     answer = device.call("resume", agent="boss", who="own")
     assert answer["state"] == "failed"
     assert "which have no resume form" in answer["reason"]
+
+
+def test_resume_and_fork_mcp_tools(device: Device, work: Path) -> None:
+    """An agent resumes a stopped one and forks it through the MCP tools; a refusal is an
+    error result with the reason."""
+    _stopped_agent(device, "luna", "opencode", work, "sess-6")
+    device.call("send", agent="nova", to=["@luna"], text="ship it")
+
+    async def body() -> None:
+        async with mcp_session({**device.env, "SWITCHBOARD_AGENT": "lead"}) as s:
+            resumed = await call(s, "resume", agent="luna")
+            assert not resumed.is_error, resumed.text
+            assert (resumed.value["state"], resumed.value["messages"]) == ("running", 1)
+            forked = await call(s, "fork", agent="luna", dir=str(work), name="twin")
+            assert not forked.is_error, forked.text
+            assert forked.value["agent"].startswith("twin:")
+            refused = await call(s, "resume", agent="twin")
+            assert refused.is_error
+            assert "still running" in refused.text or "no opencode session" in refused.text
+            for started in (resumed, forked):
+                task = await call(s, "task_status", task=started.value["id"], wait_seconds=60)
+                assert task.value["state"] == "completed", task.value
+                assert "CONTINUES " + started.value["how"] + " sess-6" in task.value["result"]
+
+    run(body, 120)
