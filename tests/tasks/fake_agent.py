@@ -189,6 +189,17 @@ def _continuation(harness: str, rest: list[str]) -> list[str] | None:
     return rest
 
 
+def _claude_session_file(session: str) -> str:
+    """How many lines the session's file has where Claude Code looks (``none``: no file)."""
+    config = os.environ.get("CLAUDE_CONFIG_DIR") or os.path.expanduser("~/.claude")
+    slug = "".join(c if c.isascii() and c.isalnum() else "-" for c in os.getcwd())
+    path = os.path.join(config, "projects", slug, f"{session}.jsonl")
+    if not os.path.isfile(path):
+        return "none"
+    with open(path, encoding="utf-8") as file:
+        return str(len(file.read().splitlines()))
+
+
 def _switchboard(*args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "switchboard", *args], capture_output=True, text=True, check=False
@@ -298,6 +309,8 @@ def _run_task(task: str, flags: list[str]) -> int:
     print(f"AGENT {os.environ.get('SWITCHBOARD_AGENT', '')}", flush=True)
     print(f"PROMPT_TOOL {OPTIONS.get('--permission-prompt-tool', '')}", flush=True)
     print(f"CONTINUES {' '.join(CONTINUED)}", flush=True)
+    if HARNESS[0] == "claude" and CONTINUED:  # the session file a real one would resume
+        print(f"SESSION_FILE {_claude_session_file(CONTINUED[1])}", flush=True)
     for line in task.splitlines():
         status = _run_line(line)
         if status is not None:

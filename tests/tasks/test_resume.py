@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cluster import Device
@@ -20,14 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from mcp_kit import call, mcp_session, run
 
 
-def _stopped_agent(device: Device, name: str, harness: str, work: Path, session: str) -> None:
+def _stopped_agent(
+    device: Device, name: str, harness: str, work: Path, session: str, transcript: str = ""
+) -> None:
     """Agent ``name`` ran a ``harness`` task in ``work`` whose hook said its session is
     ``session``, and has ended."""
     task = spawn(device, "wait-message 30", harness=harness, name=name)
     assert task["state"] == "running", task
     wait_task(device, task["id"], ("running",))
-    device.call("agent.hook", agent=name, harness=harness, kind="session_start",
-                session=session, cwd=str(work), source="startup")  # fmt: skip
+    hook = {"harness": harness, "kind": "session_start", "session": session, "cwd": str(work),
+            "source": "startup", "transcript": transcript}  # fmt: skip
+    device.call("agent.hook", agent=name, **hook)
     device.call("send", agent="boss", to=[f"@{name}"], text="that is all")
     assert wait_task(device, task["id"])["state"] == "completed"
     _wait_offline(device, name)
@@ -161,3 +165,57 @@ def test_resume_and_fork_mcp_tools(device: Device, work: Path) -> None:
                 assert "CONTINUES " + started.value["how"] + " sess-6" in task.value["result"]
 
     run(body, 120)
+
+
+@pytest.mark.parametrize("pair", ["relay"], indirect=True)
+def test_resume_on_another_device_carries_the_claude_session_file(
+    pair: Any, short_home: Path
+) -> None:
+    """``resume --on`` the other device: its policy decides, the session's JSONL lands where its
+    Claude Code looks for the directory's sessions, and the agent runs there by the same name
+    with its messages; another harness, or a policy that refuses, is told why."""
+    lap, vps, work = pair
+    mine = short_home / "lapwork"
+    mine.mkdir()
+    write_policy(lap, cmd_policy(mine))
+    transcript = short_home / "lapclaude" / "projects" / "-lapwork" / "sess-7.jsonl"
+    transcript.parent.mkdir(parents=True)
+    transcript.write_text('{"type": "user", "sessionId": "sess-7"}\n{"type": "assistant"}\n')
+    _stopped_agent(lap, "luna", "claude", mine, "sess-7", transcript=str(transcript))
+    _stopped_agent(lap, "pim", "pi", mine, "sess-8")
+    lap.call("send", agent="nova", to=["@luna"], text="continue on the server")
+    vps_short = vps.call("status")["device"]["short"]
+    refused = lap.call("resume", agent="boss", who="luna", on=vps_short)
+    assert refused["state"] == "refused", refused  # no policy there for lap yet
+    assert lap.call("inbox", agent="luna", peek=True)  # still unread
+    config = short_home / "vpsclaude"
+    lap_id = lap.call("status")["device"]["id"]
+    rules = f'[devices.{lap_id}]\nharnesses = ["claude"]\ndirs = ["{work}"]\n'
+    write_policy(vps, rules + f'[harnesses.claude]\nenv = {{CLAUDE_CONFIG_DIR = "{config}"}}\n')
+    answer = lap.call("resume", agent="boss", who="luna", on=vps_short)
+    assert answer["state"] == "refused", answer  # resume keeps the session's directory
+    assert "outside" in answer["reason"]
+    forked = lap.call("fork", agent="boss", who="luna", on=vps_short, dir=str(work))
+    assert forked["state"] == "running", forked
+    assert forked["agent"] == f"luna-fork:{vps_short}"
+    task = wait_task(vps, forked["id"])
+    assert task["state"] == "completed", task["result"]
+    lines = task["result"].splitlines()
+    assert "CONTINUES fork sess-7" in lines
+    assert "SESSION_FILE 2" in lines
+    placed = config / "projects" / str(work.resolve()).replace("/", "-") / "sess-7.jsonl"
+    assert placed.read_text() == transcript.read_text()
+    with pytest.raises(SwitchboardError, match="Claude Code sessions only"):
+        lap.call("fork", agent="boss", who="pim", on=vps_short, dir=str(work))
+    rules = rules.replace(f'dirs = ["{work}"]', f'dirs = ["{work}", "{mine}"]')
+    write_policy(vps, rules + f'[harnesses.claude]\nenv = {{CLAUDE_CONFIG_DIR = "{config}"}}\n')
+    resumed = lap.call("resume", agent="boss", who="luna", on=vps_short)
+    assert resumed["state"] == "running", resumed
+    assert (resumed["agent"], resumed["messages"]) == (f"luna:{vps_short}", 1)
+    task = wait_task(vps, resumed["id"])
+    lines = task["result"].splitlines()
+    assert "CONTINUES resume sess-7" in lines
+    assert "SESSION_FILE 2" in lines
+    assert "AGENT luna" in lines
+    assert "continue on the server" in task["result"]
+    assert lap.call("inbox", agent="luna", peek=True) == []

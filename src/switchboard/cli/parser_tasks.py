@@ -152,10 +152,11 @@ def add_resume(b: Any, sub: Any) -> None:
         "Continue the agent's last harness session with the harness's own resume (Claude "
         "Code, Codex, Gemini CLI, OpenCode, Pi), through this device's spawn policy as spawn "
         "does: same name, same directory, its unread messages as the first prompt. Refused "
-        "while it runs, or when no session of it is known. Run it on the agent's own device.",
+        "while it runs, or when no session of it is known. Run it on the agent's own device; "
+        "--on DEV (Claude Code only) carries the session file to DEV and continues it there.",
     )
     p.add_argument("who", metavar="AGENT", help="the stopped agent (an agent of this device)")
-    p.add_argument("--on", metavar="DEV", help="where it continues (only its own device yet)")
+    p.add_argument("--on", metavar="DEV", help="where it continues (default: here)")
     p.add_argument("--terminal", action="store_true", help="in a tmux window (interactive)")
     _json(p, "the result as one JSON object")
     p = b.command(
@@ -167,7 +168,7 @@ def add_resume(b: Any, sub: Any) -> None:
         "Code, Codex, OpenCode, Pi) as a new agent in PATH, through this device's spawn policy.",
     )
     p.add_argument("who", metavar="AGENT", help="the agent whose session is copied")
-    p.add_argument("--on", metavar="DEV", help="where it runs (only the agent's device yet)")
+    p.add_argument("--on", metavar="DEV", help="where it runs (another device: Claude Code only)")
     p.add_argument("--dir", metavar="PATH", required=True, help="the new agent's directory")
     p.add_argument("--name", metavar="NAME", help="its name (default: AGENT-fork)")
     p.add_argument("--terminal", action="store_true", help="in a tmux window (interactive)")

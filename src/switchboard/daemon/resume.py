@@ -14,34 +14,68 @@ are none.
 ``fork AGENT --dir PATH`` continues a copy of the session instead (the harness's fork flag) as a
 new agent (``--name``, default ``<name>-fork``) in ``PATH``; the original's messages stay its own.
 
+``--on`` another device (Claude Code only): the session's JSONL file travels with the request
+(``resume.start`` over the directed channel, at most ``MAX_SESSION`` bytes); the target decides
+with its spawn policy first, then writes the file where its Claude Code looks for the sessions
+of the task's directory (``<config dir>/projects/<slug of the dir>/<session>.jsonl``, never over
+an existing file) and starts the task there, the agent named as here.
+
 Refused, with the reason: an agent still running (a live task, or a status other than
 offline), one whose harness has no resume (or fork) in the table, or that has no recorded
-session; ``--on`` another device (the session files would have to be copied there first, which
-is not done yet: docs/harnesses.md).
+session; ``--on`` another device for a harness other than Claude Code (docs/harnesses.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
 
 from switchboard import ids
 from switchboard.daemon.agents import agent_name, ensure_agent
 from switchboard.daemon.params import AgentParams
 from switchboard.daemon.registry import Feature
 from switchboard.daemon.shapes import Resumed
-from switchboard.daemon.taskrequest import TaskRequest, request_task, runner
+from switchboard.daemon.taskrequest import TaskRequest, decide, request_task, runner
 from switchboard.daemon.tasks import device_of
-from switchboard.errors import NotFound, UserError
+from switchboard.errors import Forbidden, NotFound, UserError
 from switchboard.events import MessageRead
+from switchboard.proto.calls import MAX_BODY
 from switchboard.store import projections
 from switchboard.store import transcripts as sources
+from switchboard.tasks import policy
 from switchboard.tasks.commands import BUILTIN, check_session
+from switchboard.transcripts import locate
 
 if TYPE_CHECKING:
     from switchboard.daemon.context import Context
 
 # Unread messages a resumed agent is given in its first prompt, at most.
 MESSAGES: Final = 50
+# The biggest session file a resume on another device carries (one directed-channel body).
+MAX_SESSION: Final = MAX_BODY - 64 * 1024
+START_TIMEOUT: Final = 60.0
+# Claude Code's project folder of a directory (its own rule; longer ones get a hash we lack).
+_SLUG: Final = re.compile(r"[^a-zA-Z0-9]")
+MAX_SLUG: Final = 200
+
+
+class StartBody(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """``resume.start``: continue a session here, its file carried along."""
+
+    requester: str
+    harness: str
+    how: str
+    session: str
+    text: str
+    dir: str
+    name: str
+    file: str = ""
+    short: str = ""  # (not sent) the device it runs on, for the answer
 
 
 class ResumeParams(AgentParams):
@@ -71,11 +105,7 @@ async def _continue(ctx: Context, p: ResumeParams, how: str) -> Resumed:
     if not p.who:
         raise UserError(f"{how} needs the agent to {how}")
     who = agent_name(p.who)
-    if p.on and await device_of(ctx, p.on) != ctx.device_id:
-        raise UserError(
-            f"{how} --on another device is not supported: {who}'s session files are on this "
-            f"device; {how} it here, or hand it off (switchboard handoff {who} --to DEVICE)"
-        )
+    target = await device_of(ctx, p.on) if p.on else ctx.device_id
     row = await _agent_here(ctx, who)
     harness = row["harness"] or ""
     command = BUILTIN.get(harness)
@@ -88,21 +118,124 @@ async def _continue(ctx: Context, p: ResumeParams, how: str) -> Resumed:
         raise NotFound(f"no {harness} session of {who} is known on this device")
     name = who if how == "resume" else (p.name or f"{who}-fork")
     text, read = await _prompt(ctx, who, how)
+    check_session(session["session"])
+    if target != ctx.device_id:
+        return await _elsewhere(ctx, target, StartBody(
+            requester=acting, harness=harness, how=how, session=session["session"], text=text,
+            dir=(p.dir if how == "fork" else "") or session["cwd"] or row["cwd"], name=name,
+            file=await _session_file(ctx, who, harness, session["session"], how),
+        ), who, read)  # fmt: skip
     request = TaskRequest(
         device=ctx.device_id, local=True, requester=acting, harness=harness, text=text,
         dir=(p.dir if how == "fork" else "") or session["cwd"] or row["cwd"], name=name,
-        terminal=p.terminal, continues=how, session=check_session(session["session"]),
+        terminal=p.terminal, continues=how, session=session["session"],
     )  # fmt: skip
     answer = await request_task(ctx, request)
-    if answer.get("state") == "running" and read:
+    asked = StartBody(requester=acting, harness=harness, how=how, session=session["session"],
+                      text="", dir="", name=name, short=ctx.short)  # fmt: skip
+    return await _answered(ctx, answer, asked, who, read)
+
+
+async def _answered(
+    ctx: Context, answer: dict[str, Any], body: StartBody, who: str, read: list[str]
+) -> Resumed:
+    """The result; the messages the prompt carried are read once the task runs."""
+    running = answer.get("state") == "running"
+    if running and read:
         reader = f"{who}:{ctx.device_id}"
         await ctx.log.append_many([(who, MessageRead(message=r, reader=reader)) for r in read])
     return Resumed(
         id=answer.get("id", ""), state=answer.get("state", "failed"),
-        reason=answer.get("reason", ""), how=how, session=session["session"],
-        agent=ids.format_address(name, ctx.short) if answer.get("state") == "running" else "",
-        messages=len(read) if answer.get("state") == "running" else 0,
+        reason=answer.get("reason", ""), how=body.how, session=body.session,
+        agent=ids.format_address(answer["agent"], body.short) if running else "",
+        messages=len(read) if running else 0,
     )  # fmt: skip
+
+
+# -- on another device: the session file travels ----------------------------------------------
+
+
+async def _session_file(ctx: Context, who: str, harness: str, session: str, how: str) -> str:
+    if harness != "claude":
+        raise UserError(
+            f"{how} --on another device works for Claude Code sessions only; {who} runs "
+            f"{harness}: {how} it on its own device, or hand it off (switchboard handoff)"
+        )
+    source = await ctx.read(sources.source_of, harness, session)
+
+    def read() -> bytes:  # file I/O: in a thread
+        path = locate.find(harness, session, source)
+        if path.stat().st_size > MAX_SESSION:
+            raise UserError(
+                f"{who}'s session file is over the {MAX_SESSION // 1024} KiB a resume on "
+                f"another device carries: {how} it here, or hand it off"
+            )
+        return path.read_bytes()
+
+    data = await asyncio.to_thread(read)
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        raise UserError(f"{who}'s session file is not UTF-8 text") from None
+
+
+async def _elsewhere(
+    ctx: Context, target: str, body: StartBody, who: str, read: list[str]
+) -> Resumed:
+    payload = msgspec.json.encode(body)
+    if len(payload) > MAX_BODY:  # the file's quotes are escaped in JSON
+        raise UserError(
+            f"{who}'s session file, with the request, is over the {MAX_BODY // 1024} KiB a "
+            f"resume on another device carries: {body.how} it here, or hand it off"
+        )
+    raw = await ctx.call_device(target, "resume.start", payload, timeout=START_TIMEOUT)
+    answer = msgspec.json.decode(raw)
+    rows = await ctx.read(projections.list_devices)
+    short = next((r["short"] for r in rows if r["device_id"] == target), target[:4].upper())
+    return await _answered(ctx, answer, msgspec.structs.replace(body, short=short), who, read)
+
+
+async def answer_start(ctx: Context, sender: str, body: bytes) -> bytes:
+    """``resume.start`` from another device: the spawn policy here decides, then the session
+    file is put where Claude Code finds it, then the task starts."""
+    try:
+        asked = msgspec.json.decode(body, type=StartBody)
+    except msgspec.DecodeError as exc:
+        raise Forbidden(f"malformed resume: {str(exc)[:100]}") from None
+    if asked.harness != "claude" or asked.how not in ("resume", "fork"):
+        raise Forbidden("a resume from another device carries a Claude Code session only")
+    request = TaskRequest(
+        device=sender, local=False, requester=ids.parse_name(asked.requester),
+        harness=asked.harness, text=asked.text, dir=asked.dir, name=asked.name,
+        continues=asked.how, session=check_session(asked.session),
+    )  # fmt: skip
+    decision = await decide(ctx, request)
+    if isinstance(decision, policy.Refused):
+        refused = {"id": "", "state": "refused", "reason": decision.reason}
+        return msgspec.json.encode(refused)
+    allowed, _ = decision
+    env = dict(os.environ)
+    env.update(allowed.rule.env)
+    problem = await asyncio.to_thread(_place, env, allowed.directory, asked)
+    if problem:
+        return msgspec.json.encode({"id": "", "state": "failed", "reason": problem})
+    return msgspec.json.encode(await request_task(ctx, request))
+
+
+def _place(env: dict[str, str], directory: str, asked: StartBody) -> str:
+    """Write the session file for Claude Code in ``directory``; ``""``, or why not."""
+    slug = _SLUG.sub("-", directory)
+    root = locate.roots("claude", env)
+    if root is None or len(slug) > MAX_SLUG:
+        return f"cannot place a Claude Code session for {directory[:80]}"
+    path = Path(root) / slug / f"{asked.session}.jsonl"
+    if path.exists():
+        return ""  # the session is here already (never overwritten)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(asked.file)
+    return ""
 
 
 async def _agent_here(ctx: Context, who: str) -> dict[str, Any]:
@@ -141,4 +274,8 @@ async def _prompt(ctx: Context, who: str, how: str) -> tuple[str, list[str]]:
     return "\n".join(lines), [r["ref"] for r in rows]
 
 
-FEATURE = Feature("resume", methods={"resume": resume, "fork": fork})
+FEATURE = Feature(
+    "resume",
+    methods={"resume": resume, "fork": fork},
+    requests={"resume.start": answer_start},
+)

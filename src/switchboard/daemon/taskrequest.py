@@ -79,7 +79,7 @@ async def request_task(ctx: Context, request: TaskRequest) -> dict[str, Any]:
     tasks_here = runner(ctx)
     await tasks_here.ready.wait()
     async with tasks_here.lock:  # limits are counted and claimed as one step
-        decision = await _decide(ctx, request)
+        decision = await decide(ctx, request)
         if isinstance(decision, policy.Refused):
             body = TaskRefused(task=task, reason=decision.reason)
             await ctx.log.append_many([("", asked), ("", body)])
@@ -111,9 +111,9 @@ async def request_task(ctx: Context, request: TaskRequest) -> dict[str, Any]:
     return {"id": task, "state": "running", "agent": agent, "dir": allowed.directory}
 
 
-async def _decide(
-    ctx: Context, request: TaskRequest
-) -> policy.Refused | tuple[policy.Allowed, str]:
+async def decide(ctx: Context, request: TaskRequest) -> policy.Refused | tuple[policy.Allowed, str]:
+    """This device's policy's answer to ``request`` and the agent's name (``request_task``
+    asks it again under the runner's lock; a caller may ask first, before preparing)."""
     if request.terminal and not tasklaunch.tmux_available():
         return policy.Refused("--terminal needs tmux, which is not installed on that device")
     runs = runner(ctx).runs.values()
