@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from cluster import Device
 from conftest import FAKE, HARNESSES, cmd_policy, spawn, wait_task, write_policy
 from coord_cluster import wait_until
 
+from switchboard.daemon import shapes
 from switchboard.errors import NotFound, SwitchboardError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
@@ -57,6 +59,8 @@ def test_resume_continues_the_session_as_the_same_agent_with_unread_messages(
     assert answer["state"] == "running", answer
     assert answer["agent"].startswith("luna:")
     assert (answer["how"], answer["session"], answer["messages"]) == ("resume", "sess-1", 2)
+    typed = msgspec.convert(answer, shapes.Resumed, strict=True)  # the declared shape, exactly
+    assert msgspec.to_builtins(typed) == answer
     task = wait_task(device, answer["id"])
     assert task["state"] == "completed", task["result"]
     lines = task["result"].splitlines()
