@@ -149,7 +149,7 @@ def test_resume_refuses_a_bad_session_id_and_a_policy_template(device: Device, w
 def test_resume_and_fork_mcp_tools(device: Device, work: Path) -> None:
     """An agent resumes a stopped one and forks it through the MCP tools; a refusal is an
     error result with the reason."""
-    _stopped_agent(device, "luna", "opencode", work, "sess-6")
+    _stopped_agent(device, "luna", "opencode", work, "ses_db25ca17affe4MGrTzijJiEg2O")
     device.call("send", agent="nova", to=["@luna"], text="ship it")
 
     async def body() -> None:
@@ -166,7 +166,10 @@ def test_resume_and_fork_mcp_tools(device: Device, work: Path) -> None:
             for started in (resumed, forked):
                 task = await call(s, "task_status", task=started.value["id"], wait_seconds=60)
                 assert task.value["state"] == "completed", task.value
-                assert "CONTINUES " + started.value["how"] + " sess-6" in task.value["result"]
+                assert (
+                    f"CONTINUES {started.value['how']} ses_db25ca17affe4MGrTzijJiEg2O"
+                    in task.value["result"]
+                )
 
     run(body, 120)
 

@@ -34,7 +34,7 @@ from switchboard.errors import UserError
 #: How a task's text reaches its program.
 TASK_VIA: Final = ("stdin", "arg")
 _PLACEHOLDERS: Final = ("{task}", "{dir}", "{name}", "{session}")
-_SESSION: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_SESSION: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 #: The ways a task continues a harness session.
 CONTINUES: Final = ("resume", "fork")
 _OPTION_FORM: Final = re.compile(r"^--?[A-Za-z][A-Za-z0-9_-]*=\{task\}$")
