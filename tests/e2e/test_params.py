@@ -83,6 +83,8 @@ CLI_RUNS: dict[str, list[str]] = {
     "device forget": ["device", "forget", "LAPT"],
     "handoff": ["handoff", "luna", "--to", "VPS1", "--dir", "/srv/app", "--harness", "codex",
                 "--name", "sol", "--note", "n"],
+    "resume": ["resume", "--on", "local", "--terminal", "luna"],
+    "fork": ["fork", "--dir", "/srv/app", "--name", "sol", "luna"],
     "file send": ["file", "send", "--name", "r.txt", "@nova", "/tmp/r.txt", "--", "a", "note"],
     "file get": ["file", "get", "-o", "/tmp", "--force", "abc123"],
     "files": ["files", "--all"],

@@ -46,6 +46,22 @@ SKIP_FLAGS = {
     "--full-auto", "--yolo", "-y", "--approval-mode=yolo", "--auto",
 }  # fmt: skip
 EXIT_BAD_CONTRACT = 64
+# What a resume or fork of session S passes (headless argv, and the interactive argv's words
+# before the task), per harness; Gemini CLI has no fork.
+S = "{session}"
+CONTINUE = {
+    "claude": {"resume": (["-p", "--resume", S], ["--resume", S]),
+               "fork": (["-p", "--resume", S, "--fork-session"],
+                        ["--resume", S, "--fork-session"])},
+    "codex": {"resume": (["exec", "resume", S, "-"], ["resume", S]),
+              "fork": (["exec", "fork", S, "-"], ["fork", S])},
+    "gemini": {"resume": (["--resume", S], ["--resume", S])},
+    "opencode": {"resume": (["run", "--session", S], ["--session", S]),
+                 "fork": (["run", "--session", S, "--fork"], ["--session", S, "--fork"])},
+    "pi": {"resume": (["-p", "--session", S], ["--session", S]),
+           "fork": (["-p", "--fork", S], ["--fork", S])},
+}  # fmt: skip
+CONTINUED: list[str] = []  # how, session: what this run continues
 
 
 # The ACP agent modes (harnesses/acp.py is their client): the task comes in session/prompt.
@@ -133,7 +149,9 @@ def _task_of(harness: str, args: list[str]) -> tuple[str, list[str]] | None:
             OPTIONS[args[at]] = args[at + 1]
             args = args[:at] + args[at + 2 :]
     flags = [a for a in args if a in SKIP_FLAGS]
-    rest = [a for a in args if a not in SKIP_FLAGS]
+    rest = _continuation(harness, [a for a in args if a not in SKIP_FLAGS])
+    if rest is None:
+        return None
     if rest == HEADLESS[harness]:
         return sys.stdin.read(), flags
     if harness in ("claude", "codex", "pi") and len(rest) == 2 and rest[0] == "--":
@@ -142,6 +160,46 @@ def _task_of(harness: str, args: list[str]) -> tuple[str, list[str]] | None:
     if prefix and len(rest) == 1 and rest[0].startswith(prefix):
         return rest[0][len(prefix) :], flags
     return None
+
+
+def _matches(pattern: list[str], words: list[str]) -> str | None:
+    """The session ``words`` continue if they are ``pattern``, else ``None``."""
+    if len(words) != len(pattern):
+        return None
+    session = words[pattern.index(S)]
+    if not session or session.startswith("-"):
+        return None
+    return session if [session if p == S else p for p in pattern] == words else None
+
+
+def _continuation(harness: str, rest: list[str]) -> list[str] | None:
+    """``rest`` with a resume's or fork's words replaced by the plain mode's (noted in
+    ``CONTINUED``); ``None`` for a malformed one."""
+    for how, (headless, interactive) in CONTINUE.get(harness, {}).items():
+        session = _matches(headless, rest)
+        if session:
+            CONTINUED[:] = [how, session]
+            return HEADLESS[harness]
+        session = _matches(interactive, rest[: len(interactive)])
+        if session and len(rest) > len(interactive):
+            CONTINUED[:] = [how, session]
+            return rest[len(interactive) :]
+    head = rest[: rest.index("--")] if "--" in rest else rest
+    if any(word in ("--resume", "--session", "--fork", "--fork-session", "resume", "fork")
+           for word in head):  # fmt: skip
+        return None
+    return rest
+
+
+def _claude_session_file(session: str) -> str:
+    """How many lines the session's file has where Claude Code looks (``none``: no file)."""
+    config = os.environ.get("CLAUDE_CONFIG_DIR") or os.path.expanduser("~/.claude")
+    slug = "".join(c if c.isascii() and c.isalnum() else "-" for c in os.getcwd())
+    path = os.path.join(config, "projects", slug, f"{session}.jsonl")
+    if not os.path.isfile(path):
+        return "none"
+    with open(path, encoding="utf-8") as file:
+        return str(len(file.read().splitlines()))
 
 
 def _switchboard(*args: str) -> str:
@@ -258,6 +316,9 @@ def _run_task(task: str, flags: list[str]) -> int:
     print(f"FLAGS {json.dumps(flags)}", flush=True)
     print(f"AGENT {os.environ.get('SWITCHBOARD_AGENT', '')}", flush=True)
     print(f"PROMPT_TOOL {OPTIONS.get('--permission-prompt-tool', '')}", flush=True)
+    print(f"CONTINUES {' '.join(CONTINUED)}", flush=True)
+    if HARNESS[0] == "claude" and CONTINUED:  # the session file a real one would resume
+        print(f"SESSION_FILE {_claude_session_file(CONTINUED[1])}", flush=True)
     for line in task.splitlines():
         status = _run_line(line)
         if status is not None:

@@ -8,7 +8,14 @@ import pytest
 
 from switchboard.errors import UserError
 from switchboard.tasks import lifecycle
-from switchboard.tasks.commands import BUILTIN, build_argv, check_template, stdin_of
+from switchboard.tasks.commands import (
+    BUILTIN,
+    CONTINUES,
+    build_argv,
+    check_session,
+    check_template,
+    stdin_of,
+)
 from switchboard.tasks.lifecycle import FINAL, TRANSITIONS, State, outcome, step
 
 NASTY = "--dangerously-skip-permissions; $(rm -rf ~) `id` && echo {task} > /tmp/x"
@@ -88,6 +95,30 @@ def test_commands_fake_program_gets_the_text_verbatim(tmp_path: Path) -> None:
 
 
 # -- lifecycle -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("harness", sorted(BUILTIN))
+@pytest.mark.parametrize("how", CONTINUES)
+def test_commands_resume_and_fork_pass_the_session_as_one_word(harness: str, how: str) -> None:
+    """A resume or fork argv is a checked template: the session one whole argument, the task
+    on stdin (headless) or in one argument (interactive), never a skip flag."""
+    for terminal in (False, True):
+        template = BUILTIN[harness].continued(how, terminal=terminal)
+        if not template:
+            assert (harness, how) == ("gemini", "fork")  # Gemini CLI has no fork
+            continue
+        check_template(template, harness, skip=False)
+        via = "arg" if terminal else "stdin"
+        argv = build_argv(template, task=NASTY, task_via=via, directory="/d", name="n",
+                          session="ses_1a-2")  # fmt: skip
+        assert argv.count("ses_1a-2") == 1
+        assert sum(NASTY in arg for arg in argv) == (1 if terminal else 0)
+
+
+@pytest.mark.parametrize("session", ["", "-r", "--fork", "a b", "a/b", "x" * 200, "ü"])
+def test_commands_check_session_refuses_what_is_not_one_plain_word(session: str) -> None:
+    with pytest.raises(UserError, match="not a harness session id"):
+        check_session(session)
 
 
 def test_lifecycle_happy_path() -> None:

@@ -59,6 +59,8 @@ COMMANDS: Final[dict[str, str]] = {
     "approve": "switchboard.cli.parser_tasks:add_tasks",
     "deny": "switchboard.cli.parser_tasks:add_tasks",
     "handoff": "switchboard.cli.parser_tasks:add_handoff",
+    "resume": "switchboard.cli.parser_tasks:add_resume",
+    "fork": "switchboard.cli.parser_tasks:add_resume",
     "transcript": "switchboard.cli.parser_transcripts:add_transcript",
     "file": "switchboard.cli.parser_files:add_files",
     "files": "switchboard.cli.parser_files:add_files",

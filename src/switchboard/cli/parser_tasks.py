@@ -182,3 +182,36 @@ def add_plans(b: Any, sub: Any) -> None:
     p.add_argument("id", metavar="ID", help="the plan id (or a unique start of it)")
     p.add_argument("--wait", action="store_true", help="wait until the plan has ended")
     _json(p, "the report as one JSON object")
+
+
+def add_resume(b: Any, sub: Any) -> None:
+    """Add ``resume`` and ``fork``."""
+    p = b.command(
+        sub,
+        "resume",
+        "resume:resume",
+        "restart a stopped agent's harness session as the same agent",
+        "Continue the agent's last harness session with the harness's own resume (Claude "
+        "Code, Codex, Gemini CLI, OpenCode, Pi), through this device's spawn policy as spawn "
+        "does: same name, same directory, its unread messages as the first prompt. Refused "
+        "while it runs, or when no session of it is known. Run it on the agent's own device; "
+        "--on DEV (Claude Code only) carries the session file to DEV and continues it there.",
+    )
+    p.add_argument("who", metavar="AGENT", help="the stopped agent (an agent of this device)")
+    p.add_argument("--on", metavar="DEV", help="where it continues (default: here)")
+    p.add_argument("--terminal", action="store_true", help="in a tmux window (interactive)")
+    _json(p, "the result as one JSON object")
+    p = b.command(
+        sub,
+        "fork",
+        "resume:fork",
+        "start a new agent from a copy of an agent's harness session",
+        "Continue a copy of the agent's last harness session (the harness's own fork: Claude "
+        "Code, Codex, OpenCode, Pi) as a new agent in PATH, through this device's spawn policy.",
+    )
+    p.add_argument("who", metavar="AGENT", help="the agent whose session is copied")
+    p.add_argument("--on", metavar="DEV", help="where it runs (another device: Claude Code only)")
+    p.add_argument("--dir", metavar="PATH", required=True, help="the new agent's directory")
+    p.add_argument("--name", metavar="NAME", help="its name (default: AGENT-fork)")
+    p.add_argument("--terminal", action="store_true", help="in a tmux window (interactive)")
+    _json(p, "the result as one JSON object")

@@ -27,6 +27,7 @@ from switchboard.daemon import (
     plans,
     queries,
     receipts,
+    resume,
     rooms,
     tasks,
     term,
@@ -53,6 +54,7 @@ FEATURES: Final = (
     plans.FEATURE,  # plan.run, plans, plan.show; the plan runner (task graphs)
     approvals.FEATURE,  # prompt.ask, approvals, prompt.answer: permission prompts travel
     handoff.FEATURE,  # handoff; handoff.start: a successor elsewhere, git changes carried
+    resume.FEATURE,  # resume, fork: a stopped agent's harness session continued
     ping.FEATURE,  # device.ping; answers other devices' ping requests
     term.FEATURE,  # term.read, term.type: an agent's tmux pane, here or over the channel
     clocks.FEATURE,  # peers' clock skew bounds, from their events' times (status "clock")

@@ -400,6 +400,8 @@ RESULTS: dict[str, str] = {
     "link.sync": "list[LinkRow]",
     "link.status": "list[LinkRow]",
     "handoff": "Handoff",
+    "resume": "Resumed",
+    "fork": "Resumed",
 }
 
 
@@ -417,3 +419,21 @@ class Handoff(msgspec.Struct, kw_only=True):
     """The successor's display address (``""`` unless it runs)."""
     applied: str
     """``diff --stat`` of the uncommitted changes applied on the target (``""``: none)."""
+
+
+class Resumed(msgspec.Struct, kw_only=True):
+    """What ``resume`` and ``fork`` answer: the continuing task, or why it did not start."""
+
+    id: str
+    """The task's id (as ``spawn`` answers)."""
+    state: str
+    """``running``, or ``refused``/``failed`` with the ``reason``."""
+    reason: str
+    how: str
+    """``resume`` or ``fork``."""
+    session: str
+    """The harness session continued."""
+    agent: str
+    """The agent's display address (``""`` unless it runs)."""
+    messages: int
+    """How many unread messages its first prompt carried."""

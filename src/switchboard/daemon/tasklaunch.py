@@ -55,6 +55,8 @@ class Launch:
     requester_device: str
     terminal: bool = False
     tags: tuple[str, ...] = field(default=())
+    continues: str = ""  # "resume" or "fork" harness session ``session`` (daemon/resume.py)
+    session: str = ""
 
 
 #: The ACP client that runs a Gemini CLI or OpenCode task headless (harnesses/acp.py).
@@ -85,7 +87,10 @@ def command_of(launch: Launch, home: str = "") -> tuple[list[str], str | None]:
         template, via = list(rule.args), rule.task_via
     else:
         assert builtin is not None  # policy.decide refuses cmd without args
-        if launch.terminal:
+        if launch.continues:
+            template = list(builtin.continued(launch.continues, terminal=launch.terminal))
+            via = "arg" if launch.terminal else builtin.task_via
+        elif launch.terminal:
             template, via = list(builtin.interactive), "arg"
         else:
             template, via = list(builtin.headless), builtin.task_via
@@ -100,12 +105,12 @@ def command_of(launch: Launch, home: str = "") -> tuple[list[str], str | None]:
     ):  # fmt: skip
         if builtin.prompts == "tool":
             template += _prompt_relay(launch, home)
-        elif builtin.prompts == "acp":
+        elif builtin.prompts == "acp" and not launch.continues:
             # Our ACP client runs the harness's ACP agent mode and answers its permission
             # requests through prompt.ask (harnesses/acp.py); it reads the task from stdin.
             template, via = [*ACP_CLIENT, "--", *builtin.acp], "stdin"
     argv = build_argv(template, task=launch.text, task_via=via, directory=launch.cwd,
-                      name=launch.agent)  # fmt: skip
+                      name=launch.agent, session=launch.session)  # fmt: skip
     return argv, launch.text if via == "stdin" else None
 
 
@@ -124,6 +129,9 @@ def task_env(base: Mapping[str, str], launch: Launch, home: str) -> dict[str, st
 
 async def launch_task(runner: TaskRunner, launch: Launch) -> Run | str:
     """Start an accepted task; return its run, or why it could not start."""
+    if launch.continues and launch.rule.args is not None:
+        return (f"this device's policy gives {launch.harness} its own args, which have no "
+                f"{launch.continues} form")  # fmt: skip
     folder = runner.folder(launch.task)
     folder.mkdir(parents=True, mode=0o700, exist_ok=True)
     home = str(runner.d.settings.home.absolute())

@@ -58,6 +58,8 @@ class TaskRequest(msgspec.Struct, frozen=True):
     name: str = ""
     tags: tuple[str, ...] = ()
     terminal: bool = False
+    continues: str = ""  # "resume" or "fork" harness session ``session`` (daemon/resume.py)
+    session: str = ""
 
 
 def new_task_id() -> str:
@@ -77,7 +79,7 @@ async def request_task(ctx: Context, request: TaskRequest) -> dict[str, Any]:
     tasks_here = runner(ctx)
     await tasks_here.ready.wait()
     async with tasks_here.lock:  # limits are counted and claimed as one step
-        decision = await _decide(ctx, request)
+        decision = await decide(ctx, request)
         if isinstance(decision, policy.Refused):
             body = TaskRefused(task=task, reason=decision.reason)
             await ctx.log.append_many([("", asked), ("", body)])
@@ -91,7 +93,7 @@ async def request_task(ctx: Context, request: TaskRequest) -> dict[str, Any]:
             task=task, agent=agent, harness=request.harness, text=request.text,
             cwd=allowed.directory, rule=allowed.rule, max_runtime=allowed.max_runtime,
             grace=allowed.grace, requester_device=request.device, terminal=request.terminal,
-            tags=request.tags,
+            tags=request.tags, continues=request.continues, session=request.session,
         )  # fmt: skip
         run = await tasklaunch.launch_task(tasks_here, launch)
         if isinstance(run, str):
@@ -113,15 +115,15 @@ async def check_request(ctx: Context, request: TaskRequest) -> dict[str, Any]:
     """What the policy would answer ``request`` now, starting nothing and writing no event:
     ``{"verdict": "allowed", "dir": ...}`` or ``{"verdict": "refused", "reason": ...}``."""
     await runner(ctx).ready.wait()
-    decision = await _decide(ctx, request)
+    decision = await decide(ctx, request)
     if isinstance(decision, policy.Refused):
         return {"verdict": "refused", "reason": decision.reason}
     return {"verdict": "allowed", "dir": decision[0].directory}
 
 
-async def _decide(
-    ctx: Context, request: TaskRequest
-) -> policy.Refused | tuple[policy.Allowed, str]:
+async def decide(ctx: Context, request: TaskRequest) -> policy.Refused | tuple[policy.Allowed, str]:
+    """This device's policy's answer to ``request`` and the agent's name (``request_task``
+    asks it again under the runner's lock; a caller may ask first, before preparing)."""
     if request.terminal and not tasklaunch.tmux_available():
         return policy.Refused("--terminal needs tmux, which is not installed on that device")
     runs = runner(ctx).runs.values()
@@ -133,7 +135,7 @@ async def _decide(
     of_device = sum(1 for r in runs if r.requester_device == request.device)
     path = policy_path(ctx)
 
-    def decide() -> policy.Allowed | policy.Refused:  # reads files: in a thread
+    def by_policy() -> policy.Allowed | policy.Refused:  # reads files: in a thread
         try:
             rules = policy.load(path)
         except UserError as exc:
@@ -143,7 +145,7 @@ async def _decide(
             home=os.path.expanduser("~"),
         )  # fmt: skip
 
-    decision = await asyncio.to_thread(decide)
+    decision = await asyncio.to_thread(by_policy)
     if isinstance(decision, policy.Refused):
         return decision
     agents = await ctx.read(projections.list_agents)

@@ -63,7 +63,7 @@ TOOL_MODULES: Final[list[Callable[[ToolRegistry], None]]] = [
     rooms_tools.register,  # rooms, presence, threads, leases (issue #4)
     tasks_tools.register,  # delegation: spawn, task_status, task_nudge, task_stop
     tasks_tools.register_approvals,  # permission_prompt, approvals, approve
-    work_tools.register,  # handoff
+    work_tools.register,  # handoff, resume, fork
     transcripts_tools.register,  # read_transcript
     files_tools.register,  # share_file, get_file (issue #14)
     plans_tools.register,  # task graphs: run_plan, plan_status

@@ -1,5 +1,6 @@
 """MCP tools that move an agent's work: handoff (an agent hands itself over to a successor on
-another device, its uncommitted git changes applied there first)."""
+another device, its uncommitted git changes applied there first), resume and fork (a stopped
+agent's harness session continued)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,31 @@ def register(registry: ToolRegistry) -> None:
         params = {"to": args["device"], "dir": args.get("dir", ""),
                   "harness": args.get("harness", ""), "note": args.get("note", "")}  # fmt: skip
         return await ctx.call("handoff", params)
+
+    @registry.tool(
+        "resume",
+        "Restart a stopped agent of this device in its last harness session (the harness's "
+        "own resume), as the same agent, its unread messages as its first prompt; through "
+        "this device's spawn policy. Refused while it runs or when no session of it is known.",
+        schema({"agent": {"type": "string", "minLength": 1, "description": "The agent."}},
+               ("agent",)),
+    )  # fmt: skip
+    async def resume(ctx: ToolContext, args: dict[str, Any]) -> Any:
+        return await ctx.call("resume", {"who": args["agent"]})
+
+    @registry.tool(
+        "fork",
+        "Start a new agent from a copy of an agent's last harness session (the harness's own "
+        "fork) in a directory of this device; through this device's spawn policy.",
+        schema(
+            {
+                "agent": {"type": "string", "minLength": 1, "description": "The agent."},
+                "dir": {"type": "string", "minLength": 1, "description": "The new one's dir."},
+                "name": {"type": "string", "description": "Its name (default: NAME-fork)."},
+            },
+            ("agent", "dir"),
+        ),
+    )
+    async def fork(ctx: ToolContext, args: dict[str, Any]) -> Any:
+        params = {"who": args["agent"], "dir": args["dir"], "name": args.get("name", "")}
+        return await ctx.call("fork", params)

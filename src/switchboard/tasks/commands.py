@@ -13,8 +13,10 @@ text reaches the program in one of two ways, and in no other:
   cannot be read as an option).
 
 ``{dir}`` and ``{name}`` (the task's directory and its agent's name) may stand as whole
-elements too. A placeholder anywhere else in an element is refused when the template is
-read, so no text is ever spliced into a bigger argument.
+elements too, and ``{session}`` (the harness session a resume or fork continues: ``resume``,
+``fork``; checked by ``check_session``, never an option-looking word). A placeholder
+anywhere else in an element is refused when the template is read, so no text is ever spliced
+into a bigger argument.
 
 A harness's flag that skips its own permission prompts (``SKIP_FLAGS``) is added only when
 the receiving device's policy sets ``skip_permissions`` for that harness, and a template that
@@ -31,7 +33,10 @@ from switchboard.errors import UserError
 
 #: How a task's text reaches its program.
 TASK_VIA: Final = ("stdin", "arg")
-_PLACEHOLDERS: Final = ("{task}", "{dir}", "{name}")
+_PLACEHOLDERS: Final = ("{task}", "{dir}", "{name}", "{session}")
+_SESSION: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+#: The ways a task continues a harness session.
+CONTINUES: Final = ("resume", "fork")
 _OPTION_FORM: Final = re.compile(r"^--?[A-Za-z][A-Za-z0-9_-]*=\{task\}$")
 
 
@@ -51,6 +56,9 @@ class HarnessCommand:
             harnesses/acp.py), ``none`` (the harness has no prompts, or headless mode
             answers every one itself).
         acp: argv of its ACP agent mode (with ``prompts="acp"``).
+        resume: headless and interactive argv continuing session ``{session}`` (the
+            harness's own resume); ``()``: it has none.
+        fork: likewise, continuing a copy of the session as a new one; ``()``: none.
     """
 
     name: str
@@ -60,6 +68,13 @@ class HarnessCommand:
     skip_flags: tuple[str, ...] = ()
     prompts: str = "none"
     acp: tuple[str, ...] = ()
+    resume: tuple[tuple[str, ...], tuple[str, ...]] | tuple[()] = ()
+    fork: tuple[tuple[str, ...], tuple[str, ...]] | tuple[()] = ()
+
+    def continued(self, how: str, *, terminal: bool) -> tuple[str, ...]:
+        """The argv continuing a session (``how``: ``resume`` or ``fork``), ``()``: none."""
+        pair = self.resume if how == "resume" else self.fork
+        return pair[1 if terminal else 0] if pair else ()
 
 
 #: The built-in harnesses. ``cmd`` has no built-in program: the policy names one.
@@ -71,11 +86,19 @@ BUILTIN: Final[dict[str, HarnessCommand]] = {
         HarnessCommand(
             "claude", ("claude", "-p"), ("claude", "--", "{task}"),
             skip_flags=("--dangerously-skip-permissions",), prompts="tool",
+            resume=(("claude", "-p", "--resume", "{session}"),
+                    ("claude", "--resume", "{session}", "--", "{task}")),
+            fork=(("claude", "-p", "--resume", "{session}", "--fork-session"),
+                  ("claude", "--resume", "{session}", "--fork-session", "--", "{task}")),
         ),
         # codex exec reads the prompt from stdin when it is "-"; exec mode never asks.
         HarnessCommand(
             "codex", ("codex", "exec", "-"), ("codex", "--", "{task}"),
             skip_flags=("--dangerously-bypass-approvals-and-sandbox", "--full-auto"),
+            resume=(("codex", "exec", "resume", "{session}", "-"),
+                    ("codex", "resume", "{session}", "--", "{task}")),
+            fork=(("codex", "exec", "fork", "{session}", "-"),
+                  ("codex", "fork", "{session}", "--", "{task}")),
         ),
         # gemini runs headless when stdin is piped, failing what would ask (its BeforeTool
         # hook can only deny); as an ACP agent it asks its client.
@@ -83,6 +106,9 @@ BUILTIN: Final[dict[str, HarnessCommand]] = {
             "gemini", ("gemini",), ("gemini", "--prompt-interactive={task}"),
             skip_flags=("--yolo", "-y", "--approval-mode=yolo"), prompts="acp",
             acp=("gemini", "--acp"),
+            # --resume takes a session's UUID (or "latest", or an index); it has no fork.
+            resume=(("gemini", "--resume", "{session}"),
+                    ("gemini", "--resume", "{session}", "--prompt-interactive={task}")),
         ),
         # opencode run reads piped stdin; headless it rejects what would ask, unless --auto;
         # as an ACP agent it asks its client.
@@ -90,9 +116,19 @@ BUILTIN: Final[dict[str, HarnessCommand]] = {
             "opencode", ("opencode", "run"), ("opencode", "--prompt={task}"),
             skip_flags=("--auto", "--dangerously-skip-permissions", "--yolo"), prompts="acp",
             acp=("opencode", "acp"),
+            resume=(("opencode", "run", "--session", "{session}"),
+                    ("opencode", "--session", "{session}", "--prompt={task}")),
+            fork=(("opencode", "run", "--session", "{session}", "--fork"),
+                  ("opencode", "--session", "{session}", "--fork", "--prompt={task}")),
         ),
         # pi -p reads piped stdin; pi has no permission prompts at all.
-        HarnessCommand("pi", ("pi", "-p"), ("pi", "--", "{task}")),
+        HarnessCommand(
+            "pi", ("pi", "-p"), ("pi", "--", "{task}"),
+            resume=(("pi", "-p", "--session", "{session}"),
+                    ("pi", "--session", "{session}", "--", "{task}")),
+            fork=(("pi", "-p", "--fork", "{session}"),
+                  ("pi", "--fork", "{session}", "--", "{task}")),
+        ),
     )
 }  # fmt: skip
 
@@ -135,6 +171,7 @@ def build_argv(
     task_via: str,
     directory: str,
     name: str,
+    session: str = "",
     extra: tuple[str, ...] = (),
 ) -> list[str]:
     """The program's argv from a checked template: placeholders replaced, ``extra`` inserted
@@ -143,7 +180,7 @@ def build_argv(
     With ``task_via="arg"`` and no ``{task}`` in the template, the text becomes the last
     argument, after ``--``.
     """
-    values = {"{task}": task, "{dir}": directory, "{name}": name}
+    values = {"{task}": task, "{dir}": directory, "{name}": name, "{session}": session}
     argv = [template[0], *extra]
     has_task = False
     for arg in template[1:]:
@@ -165,3 +202,14 @@ def build_argv(
 def stdin_of(task: str, task_via: str) -> bytes | None:
     """What the program reads on stdin: the task text (``stdin``), else nothing."""
     return task.encode() if task_via == "stdin" else None
+
+
+def check_session(session: str) -> str:
+    """A harness session id as a resume may pass it (one word, never an option).
+
+    Raises:
+        UserError: for anything else.
+    """
+    if not _SESSION.match(session):
+        raise UserError(f"not a harness session id: {session[:40]!r}")
+    return session
