@@ -360,5 +360,7 @@ def test_every_command_accepts_json() -> None:
             for a in sub._actions
             if not a.option_strings and a.nargs in (None, "+")
         ]
-        args = build_parser().parse_args([*path, *required, "--json"])
+        options = [x for a in sub._actions if a.option_strings and a.required
+                   for x in (a.option_strings[0], "x")]  # fmt: skip
+        args = build_parser().parse_args([*path, *options, *required, "--json"])
         assert args.json is True, " ".join(path)

@@ -5,6 +5,7 @@ unread messages; a fork as a new agent; refusals with their reasons."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,8 @@ def test_resume_on_another_device_carries_the_claude_session_file(
     lines = task["result"].splitlines()
     assert "CONTINUES fork sess-7" in lines
     assert "SESSION_FILE 2" in lines
-    placed = config / "projects" / str(work.resolve()).replace("/", "-") / "sess-7.jsonl"
+    slug = re.sub(r"[^a-zA-Z0-9]", "-", str(work.resolve()))  # Claude Code's own rule
+    placed = config / "projects" / slug / "sess-7.jsonl"
     assert placed.read_text() == transcript.read_text()
     with pytest.raises(SwitchboardError, match="Claude Code sessions only"):
         lap.call("fork", agent="boss", who="pim", on=vps_short, dir=str(work))

@@ -257,7 +257,9 @@ def _group_pids(pgid: int) -> list[int]:
 
 def test_tasks_daemon_restart_reattaches(device: Device) -> None:
     """A daemon killed mid-task re-attaches when it starts again and reports the end."""
-    answer = spawn(device, "wait-message 60\nsay finished\nexit 5")
+    # The task asks the daemon for its message only after the restart: a CLI call that
+    # loses its daemon starts one itself (autostart), which would race the test's own start.
+    answer = spawn(device, "sleep 5\nwait-message 60\nsay finished\nexit 5")
     wait_task(device, answer["id"], ("running",))
     device.kill(signal.SIGKILL)
     device.start()
