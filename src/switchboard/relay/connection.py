@@ -44,9 +44,6 @@ logger = logging.getLogger("switchboard.relay")
 # Bytes queued for one peer before live forwarding to it stops and it is served from the
 # mailbox instead: eight full frames keep a fast link busy, and bound what a stalled one costs.
 DEFAULT_MAX_PENDING_BYTES: Final = 8 * 1024 * 1024
-# Batches from one peer that may wait for the mailbox: enough to keep the writer busy (they are
-# stored in one transaction), few enough to bound what one sender can make us hold.
-DEFAULT_MAX_QUEUED_BATCHES: Final = 16
 
 
 class Phase(enum.Enum):
@@ -81,11 +78,8 @@ class Connection:
     outbox: deque[bytes] = field(default_factory=deque, repr=False)
     outbox_bytes: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    # Batches read but not yet stored (None ends the store loop); bounded, so a fast sender
-    # waits for the disk instead of filling memory.
-    received: asyncio.Queue[tuple[Envelope, ...] | None] = field(
-        default_factory=lambda: asyncio.Queue(DEFAULT_MAX_QUEUED_BATCHES), repr=False
-    )
+    # Batches read but not yet stored, oldest first (the relay's ``Storer`` bounds them).
+    unstored: list[tuple[Envelope, ...]] = field(default_factory=list, repr=False)
 
     @functools.cached_property
     def source(self) -> str:

@@ -92,6 +92,7 @@ from switchboard.relay.limits import AuthLimiter
 from switchboard.relay.mailbox import Mailbox, MailboxThread
 from switchboard.relay.registry import Registry
 from switchboard.relay.rendezvous import Rendezvous
+from switchboard.relay.storing import Storer
 from switchboard.transports.base import Listener, Transport
 
 logger = logging.getLogger("switchboard.relay")
@@ -111,8 +112,6 @@ DEFAULT_RELAY_HANDSHAKE_TIMEOUT: Final = 5.0
 DEFAULT_PRUNE_INTERVAL: Final = 600.0
 # How long a closing connection may take to write its last frames before it is cut.
 DEFAULT_CLOSE_TIMEOUT: Final = 5.0
-# Envelopes stored in one mailbox transaction at most when a peer's batches queued up.
-MAX_ENVELOPES_PER_COMMIT: Final = 20_000
 
 
 @dataclass(frozen=True)
@@ -189,6 +188,7 @@ class Relay:
         self._connections: set[Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._registry = Registry()
+        self._storer = Storer(self._on_batch)
         # Connections authenticating, oldest first (a dict keeps insertion order).
         self._handshakes: dict[Connection, None] = {}
         self._stored = self._forwarded = self._refused = self._displaced = 0
@@ -204,6 +204,7 @@ class Relay:
     async def aclose(self) -> None:
         """Say goodbye to every device, wait for connections to end, close the mailbox."""
         await self._goodbye()
+        self._storer.stop()
         await self._box.close()
 
     async def serve(
@@ -243,6 +244,7 @@ class Relay:
             await self._goodbye()
             if listener is not None:
                 await listener.aclose()
+            self._storer.stop()
             await self._box.close()
 
     async def _goodbye(self) -> None:
@@ -309,15 +311,12 @@ class Relay:
         sender = loop.create_task(
             conn.send_loop(self._catch_up), name=f"switchboard[{transport.peer}].send_loop"
         )
-        storer = loop.create_task(
-            self._store_loop(conn), name=f"switchboard[{transport.peer}].store_loop"
-        )
         try:
             first = await self._receive_loop(conn)
         finally:
-            await conn.received.put(None)  # store what was read, then stop
-            await asyncio.wait({storer}, timeout=DEFAULT_CLOSE_TIMEOUT)
-            storer.cancel()
+            with contextlib.suppress(TimeoutError):  # store what was read, then go
+                await asyncio.wait_for(self._storer.drain(conn), DEFAULT_CLOSE_TIMEOUT)
+            self._storer.forget(conn)
             self._forget(conn)
             conn.flush()
             done, _ = await asyncio.wait({sender}, timeout=DEFAULT_CLOSE_TIMEOUT)
@@ -355,7 +354,7 @@ class Relay:
                     conn.move_to(Phase.CATCHING_UP)
                 elif isinstance(event, BatchReceived):
                     self._registry.forward(conn, list(event.envelopes))
-                    await conn.received.put(event.envelopes)
+                    await self._storer.put(conn, event.envelopes)
                 elif isinstance(event, DirectReceived):
                     self.route_direct(conn, event.frame)
                 # AckReceived: the session tracks it; Closed: handled by _forget.
@@ -460,24 +459,6 @@ class Relay:
         self._directs_refused += 1
         logger.debug("x direct from %s refused: %s", conn.label, reason)
         conn.session.send_undelivered(frame.recipient, frame.ref, code, reason)
-
-    async def _store_loop(self, conn: Connection) -> None:
-        # Storing runs beside receiving: batches that arrive while the mailbox commits are
-        # stored together in the next transaction, so one fsync serves many under load.
-        more = True
-        while more:
-            first = await conn.received.get()
-            if first is None:
-                return
-            envelopes = list(first)
-            while not conn.received.empty() and len(envelopes) < MAX_ENVELOPES_PER_COMMIT:
-                item = conn.received.get_nowait()
-                if item is None:
-                    more = False
-                    break
-                envelopes += item
-            await self._on_batch(conn, envelopes)
-            conn.flush()
 
     async def _on_batch(self, conn: Connection, envelopes: list[Envelope]) -> None:
         stored = await self._box.call(Mailbox.store, conn.group, envelopes, self._clock())
