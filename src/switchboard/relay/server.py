@@ -114,6 +114,11 @@ DEFAULT_PRUNE_INTERVAL: Final = 600.0
 DEFAULT_CLOSE_TIMEOUT: Final = 5.0
 
 
+# Seconds presence announcements wait to go out together (``relay.registry``): short beside
+# a human's notice, long enough that devices connecting at once share their writes.
+DEFAULT_PRESENCE_DELAY: Final = 0.02
+
+
 @dataclass(frozen=True)
 class RelayStatistics:
     """Counters of a running relay."""
@@ -188,6 +193,8 @@ class Relay:
         self._connections: set[Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._registry = Registry()
+        self._registry.on_pending = self._schedule_presence
+        self._presence_timer: asyncio.TimerHandle | None = None
         self._storer = Storer(self._on_batch)
         # Connections authenticating, oldest first (a dict keeps insertion order).
         self._handshakes: dict[Connection, None] = {}
@@ -443,6 +450,7 @@ class Relay:
             conn: the connection it came from (authenticated: its device is proven).
             frame: the frame, which the relay can neither open nor alter undetected.
         """
+        self._registry.send_presence()  # what is queued goes first (relay.registry)
         target = self._registry.device(conn.group, frame.recipient)
         if frame.sender != conn.device:
             code, reason = UndeliveredCode.FORGED, "sender is not the device of this connection"
@@ -471,8 +479,18 @@ class Relay:
             self._registry.forward(conn, stored.accepted)
 
     async def _catch_up(self, conn: Connection) -> None:
+        self._registry.send_presence()  # what is queued goes first (relay.registry)
         envelopes = await self._box.call(Mailbox.since, conn.group, dict(conn.session.peer_vector))
         conn.catch_up_with(envelopes)
+
+    def _schedule_presence(self) -> None:
+        if self._presence_timer is None:
+            loop = asyncio.get_running_loop()
+            self._presence_timer = loop.call_later(DEFAULT_PRESENCE_DELAY, self._send_presence)
+
+    def _send_presence(self) -> None:
+        self._presence_timer = None
+        self._registry.send_presence()
 
     def _forget(self, conn: Connection) -> None:
         self._connections.discard(conn)

@@ -72,6 +72,29 @@ class WebSocketTransport:
         with map_websocket_errors(self.peer, closed=self._is_closed):
             await self._ws.send(frame, text=False)
 
+    async def send_many(self, frames: list[bytes]) -> None:
+        """Send frames as one binary message each, in one socket write (one system call).
+
+        Raises:
+            TransportClosed: we closed this transport.
+            ConnectionLost: the peer or the network closed it.
+        """
+        if len(frames) == 1:
+            await self.send(frames[0])
+            return
+        ws = self._ws
+        with map_websocket_errors(self.peer, closed=self._is_closed):
+            async with ws.send_context():  # websockets' own write path: state, drain, errors
+                for frame in frames:
+                    ws.protocol.send_binary(frame)
+                chunks = ws.protocol.data_to_send()
+                ws.transport.write(b"".join(chunks))
+                if not all(chunks):  # an end of stream was queued (closing): as websockets does
+                    if ws.transport.can_write_eof():
+                        ws.transport.write_eof()
+                    else:
+                        ws.transport.close()
+
     async def receive(self) -> bytes:
         """Return the next message as bytes (see ``Transport.receive``).
 
