@@ -329,6 +329,8 @@ async def measure(kind: str, url: str, pid: int, args: argparse.Namespace) -> di
     for sender in senders:
         runners.append(asyncio.create_task(sender.run()))
         await asyncio.wait_for(sender.established.wait(), 60)
+    # Let the group settle: presence of the senders out (the relay coalesces it for 20 ms).
+    await asyncio.sleep(0.2)
     # Fan-out: one event to every device.
     sent_at = time.monotonic()
     await first.send_one("marker")

@@ -41,6 +41,8 @@ only writer. Decisions the contract leaves open:
   gets it again from the sender on reconnect. Receivers store idempotently, so an envelope
   forwarded but never stored costs nothing.
 - All mailbox calls run in order on one thread: the relay's single SQLite writer.
+  Batches reach it through one relay-wide store loop (``relay.storing``), not one per
+  connection; presence announcements are coalesced (``relay.registry``).
 - A connection whose first frame is a rendezvous frame (``proto/pairing.py``) is handed to
   the rendezvous (``relay.rendezvous``): the nameplates where pairing codes meet. Until that
   first frame it is a handshake like any other (caps, deadline); then its session is set
