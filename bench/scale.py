@@ -313,7 +313,7 @@ async def measure(kind: str, url: str, pid: int, args: argparse.Namespace) -> di
     per = [args.devices // args.procs + (i < args.devices % args.procs) for i in range(args.procs)]
     inboxes = [ctx.Queue() for _ in per]
     out = ctx.Queue()
-    start = time.monotonic()
+    start, connect_cpu0 = time.monotonic(), cpu_seconds(pid)
     procs = [ctx.Process(target=worker, args=(kind, url, group, secret, n, q, out))
              for n, q in zip(per, inboxes, strict=True)]  # fmt: skip
     for proc in procs:
@@ -323,8 +323,10 @@ async def measure(kind: str, url: str, pid: int, args: argparse.Namespace) -> di
         durations += (await asyncio.to_thread(out.get))[1]
     connect_total = time.monotonic() - start
     rss_per = (rss_kib(pid) - base_rss) / args.devices
-    print(f"{kind}: {args.devices} devices connected in {connect_total:.1f} s, "
-          f"{rss_per:.1f} KiB of backbone RSS per device", flush=True)  # fmt: skip
+    connect_cpu = cpu_seconds(pid) - connect_cpu0
+    print(f"{kind}: {args.devices} devices connected in {connect_total:.1f} s "
+          f"(backbone CPU {connect_cpu:.1f} s), {rss_per:.1f} KiB of backbone RSS per device",
+          flush=True)  # fmt: skip
     senders = [cls(url, keys) for _ in range(args.senders)]
     for sender in senders:
         runners.append(asyncio.create_task(sender.run()))

@@ -28,7 +28,6 @@ import contextlib
 import enum
 import functools
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -81,9 +80,12 @@ class Connection:
     forwarded: int = 0  # envelopes queued for this peer
     detached: bool = False  # a rendezvous took over the transport (``detach``)
 
-    outbox: deque[bytes] = field(default_factory=deque, repr=False)
+    outbox: list[bytes] = field(default_factory=list, repr=False)  # a deque costs 600 B more
     outbox_bytes: int = 0
-    wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    # The send loop's wake-up: a flag, and a future only while the loop waits (an
+    # asyncio.Event would hold a deque per connection for its whole life).
+    woken: bool = field(default=False, repr=False)
+    _waiter: asyncio.Future[None] | None = field(default=None, repr=False)
     # Batches read but not yet stored, oldest first (the relay's ``Storer`` bounds them).
     unstored: list[tuple[Envelope, ...]] = field(default_factory=list, repr=False)
 
@@ -108,12 +110,12 @@ class Connection:
         for frame in self.session.frames_to_send():
             self.outbox.append(frame)
             self.outbox_bytes += len(frame)
-        self.wake.set()
+        self._wake()
 
     def detach(self) -> None:
         """Stop the send loop without closing the transport: the rendezvous has it now."""
         self.detached = True
-        self.wake.set()
+        self._wake()
 
     def offer(self, envelopes: list[Envelope]) -> None:
         """Forward newly stored envelopes if this peer is live; otherwise it will catch up."""
@@ -152,7 +154,7 @@ class Connection:
                     return
                 self.session.tick(loop.time())
                 self.flush()
-                self.wake.clear()
+                self.woken = False
                 while self.outbox:
                     await self._write_some(send_many)
 
@@ -176,14 +178,17 @@ class Connection:
             frame = self.outbox[0]
             logger.debug("> %s %d bytes", self.label, len(frame))
             await self.transport.send(frame)
-            self.outbox.popleft()
+            del self.outbox[0]
             self.outbox_bytes -= len(frame)
             return
-        frames: list[bytes] = []
-        size = 0
-        while self.outbox and size < MAX_WRITE_BYTES:
-            frames.append(self.outbox.popleft())
-            size += len(frames[-1])
+        count = size = 0
+        for frame in self.outbox:
+            if size >= MAX_WRITE_BYTES:
+                break
+            count += 1
+            size += len(frame)
+        frames = self.outbox[:count]
+        del self.outbox[:count]
         logger.debug("> %s %d frames, %d bytes", self.label, len(frames), size)
         try:
             await send_many(frames)
@@ -191,8 +196,17 @@ class Connection:
             self.outbox_bytes -= size
 
     async def _wait(self) -> None:
-        if self.wake.is_set():
+        if self.woken:
             return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(self.session.next_deadline()):
-                await self.wake.wait()
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(self.session.next_deadline()):
+                    await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        self.woken = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
