@@ -12,6 +12,11 @@ with an ordered consumer on the group's stream, as ``NatsLink`` has. They are sp
   ``--seconds``; events/s accepted and deliveries/s, with the backbone's CPU use (a process
   at ~100 % of one core is saturated: the relay is one asyncio process).
 
+Beside them, the floor of the same run: as many bare websocket connections (connect, one echo
+round trip, then idle) to a minimal websockets echo server in its own process, with the same
+options as the relay's (no compression, no keepalive): what the library and the interpreter
+cost per connection before the relay does anything.
+
 The default run (200 devices) takes a couple of minutes on 2 cores; ``--devices 1000`` is the
 issue's full figure. Printed, never asserted.
 """
@@ -36,6 +41,7 @@ from brokerlab import NatsServer  # noqa: E402
 from cluster import Relay  # noqa: E402
 
 from switchboard.crypto import GroupKeys, new_group_secret  # noqa: E402
+from switchboard.errors import TransportError  # noqa: E402
 from switchboard.proto.frames import Batch, encode_frame  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -166,8 +172,91 @@ class NatsClient:
                               encode_frame(Batch(envelopes=[env])))  # fmt: skip
 
 
-def client_class(kind: str) -> type[RelayClient] | type[NatsClient]:
-    return RelayClient if kind == "relay" else NatsClient
+def client_class(kind: str) -> type[RelayClient] | type[NatsClient] | type[BareClient]:
+    return {"relay": RelayClient, "nats": NatsClient, "floor": BareClient}[kind]
+
+
+# -- the floor: bare websockets -----------------------------------------------------------------
+
+ECHO_SERVER = """
+import asyncio, sys
+from websockets.asyncio.server import serve
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+async def main():
+    async with serve(echo, "127.0.0.1", 0, compression=None, ping_interval=None,
+                     max_queue=4) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+class BareClient:
+    """A bare websocket connection to the echo server: connect, one round trip, then idle."""
+
+    def __init__(self, url: str, keys: GroupKeys | None = None, create: bool = False) -> None:
+        self.url = url
+        self.established = asyncio.Event()
+
+    async def run(self) -> None:
+        from websockets.asyncio.client import connect  # noqa: PLC0415
+
+        async with connect(self.url, compression=None, ping_interval=None) as ws:
+            await ws.send(b"x" * 64)
+            await ws.recv()
+            self.established.set()
+            await asyncio.Event().wait()
+
+
+async def measure_floor(args: argparse.Namespace) -> dict[str, Any]:
+    import subprocess  # noqa: PLC0415
+
+    cmd = [sys.executable, "-c", ECHO_SERVER]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - once, at start
+    try:
+        assert proc.stdout is not None
+        url = f"ws://127.0.0.1:{proc.stdout.readline().strip()}"
+        first = BareClient(url)
+        runner = asyncio.create_task(first.run())
+        await asyncio.wait_for(first.established.wait(), 60)
+        base_rss = rss_kib(proc.pid)
+        ctx = mp.get_context("spawn")
+        per = [args.devices // args.procs + (i < args.devices % args.procs)
+               for i in range(args.procs)]  # fmt: skip
+        inboxes = [ctx.Queue() for _ in per]
+        out = ctx.Queue()
+        start = time.monotonic()
+        procs = [ctx.Process(target=worker, args=("floor", url, "", b"", n, q, out))
+                 for n, q in zip(per, inboxes, strict=True)]  # fmt: skip
+        for p in procs:
+            p.start()
+        durations: list[float] = []
+        for _ in procs:
+            durations += (await asyncio.to_thread(out.get))[1]
+        connect_total = time.monotonic() - start
+        rss_per = (rss_kib(proc.pid) - base_rss) / args.devices
+        for q in inboxes:
+            q.put("stop")
+        for p in procs:
+            p.join(30)
+        runner.cancel()
+    finally:
+        proc.kill()
+        proc.wait()
+    return {"devices": args.devices, "connect_total_s": connect_total,
+            "connect_p50_ms": pct(durations, 0.5) * 1e3, "rss_per_device_kib": rss_per}  # fmt: skip
+
+
+def show_floor(r: dict[str, Any]) -> None:
+    print(f"floor (bare websockets echo server): {r['devices']} connections")
+    print(f"  connect: all in {r['connect_total_s']:.1f} s; per connection p50 "
+          f"{r['connect_p50_ms']:.1f} ms")  # fmt: skip
+    print(f"  memory: {r['rss_per_device_kib']:.1f} KiB of server RSS per connection")
 
 
 # -- workers -------------------------------------------------------------------------------------
@@ -176,10 +265,13 @@ def client_class(kind: str) -> type[RelayClient] | type[NatsClient]:
 def worker(
     kind: str, url: str, group: str, secret: bytes, count: int, inbox: Any, out: Any
 ) -> None:
-    asyncio.run(_worker(kind, url, GroupKeys.derive(group, secret), count, inbox, out))
+    keys = GroupKeys.derive(group, secret) if group else None
+    asyncio.run(_worker(kind, url, keys, count, inbox, out))
 
 
-async def _worker(kind: str, url: str, keys: GroupKeys, count: int, inbox: Any, out: Any) -> None:
+async def _worker(
+    kind: str, url: str, keys: GroupKeys | None, count: int, inbox: Any, out: Any
+) -> None:
     clients = [client_class(kind)(url, keys) for _ in range(count)]
     durations = []
     tasks = []
@@ -221,7 +313,7 @@ async def measure(kind: str, url: str, pid: int, args: argparse.Namespace) -> di
     per = [args.devices // args.procs + (i < args.devices % args.procs) for i in range(args.procs)]
     inboxes = [ctx.Queue() for _ in per]
     out = ctx.Queue()
-    start = time.monotonic()
+    start, connect_cpu0 = time.monotonic(), cpu_seconds(pid)
     procs = [ctx.Process(target=worker, args=(kind, url, group, secret, n, q, out))
              for n, q in zip(per, inboxes, strict=True)]  # fmt: skip
     for proc in procs:
@@ -231,10 +323,16 @@ async def measure(kind: str, url: str, pid: int, args: argparse.Namespace) -> di
         durations += (await asyncio.to_thread(out.get))[1]
     connect_total = time.monotonic() - start
     rss_per = (rss_kib(pid) - base_rss) / args.devices
+    connect_cpu = cpu_seconds(pid) - connect_cpu0
+    print(f"{kind}: {args.devices} devices connected in {connect_total:.1f} s "
+          f"(backbone CPU {connect_cpu:.1f} s), {rss_per:.1f} KiB of backbone RSS per device",
+          flush=True)  # fmt: skip
     senders = [cls(url, keys) for _ in range(args.senders)]
     for sender in senders:
         runners.append(asyncio.create_task(sender.run()))
         await asyncio.wait_for(sender.established.wait(), 60)
+    # Let the group settle: presence of the senders out (the relay coalesces it for 20 ms).
+    await asyncio.sleep(0.2)
     # Fan-out: one event to every device.
     sent_at = time.monotonic()
     await first.send_one("marker")
@@ -243,6 +341,9 @@ async def measure(kind: str, url: str, pid: int, args: argparse.Namespace) -> di
     arrivals: list[float] = []
     for _ in procs:
         arrivals += [a - sent_at for a in (await asyncio.to_thread(out.get))[1] if a]
+    print(f"{kind}: fan-out of one event to {len(arrivals)} devices: p50 "
+          f"{pct(arrivals, 0.5) * 1e3:.0f} ms p99 {pct(arrivals, 0.99) * 1e3:.0f} ms",
+          flush=True)  # fmt: skip
     # Saturation: senders push single-event batches for a while.
     before = await counts(inboxes, out)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
@@ -277,8 +378,13 @@ async def saturate(senders: list[Any], seconds: float) -> int:
     async def blast(sender: Any) -> int:
         n = 0
         while time.monotonic() < deadline:
-            await sender.send_one()
+            try:
+                await sender.send_one()
+            except TransportError as exc:  # the relay dropped it: count what it sent
+                print(f"  (a sender stopped after {n} events: {exc})", flush=True)
+                break
             n += 1
+            await asyncio.sleep(0)  # let its own reader run (the relay's Pings, Acks)
         return n
 
     return sum(await asyncio.gather(*(blast(s) for s in senders)))
@@ -290,7 +396,7 @@ def show(r: dict[str, Any]) -> None:
         f"  connect: all in {r['connect_total_s']:.1f} s; per device p50 "
         f"{r['connect_p50_ms']:.1f} ms p99 {r['connect_p99_ms']:.1f} ms"
     )
-    print(f"  memory: {r['rss_per_device_kib']:.0f} KiB of backbone RSS per connected device")
+    print(f"  memory: {r['rss_per_device_kib']:.1f} KiB of backbone RSS per connected device")
     print(
         f"  fan-out of one event to {r['fanout_reached']} devices: "
         f"p50 {r['fanout_p50_ms']:.0f} ms "
@@ -306,9 +412,11 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=4, help="worker processes")
     parser.add_argument("--senders", type=int, default=4, help="devices sending at saturation")
     parser.add_argument("--seconds", type=float, default=5.0, help="saturation window")
-    parser.add_argument("--only", choices=("relay", "nats"), help="one backbone only")
+    parser.add_argument("--only", choices=("relay", "nats", "floor"), help="one part only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "floor"):
+            show_floor(asyncio.run(measure_floor(args)))
         if args.only in (None, "relay"):
             relay = Relay(Path(tmp) / "relay").start()
             try:

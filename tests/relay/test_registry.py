@@ -66,3 +66,23 @@ def test_registry_forwards_to_the_rest_of_the_group() -> None:
     registry.forward(a, [KEYS.seal(a.device, 1, b"x")])
     assert [type(f) for f in sent(b)] == [Batch]
     assert sent(a) == []
+
+
+def test_registry_coalesced_presence_goes_out_together_and_before_events() -> None:
+    """With on_pending set, announcements wait, in order, and precede anything forwarded."""
+    registry = Registry()
+    calls: list[None] = []
+    registry.on_pending = lambda: calls.append(None)
+    a, b, c = (open_connection(KEYS, "g") for _ in range(3))
+    for conn in (a, b, c):
+        registry.join(conn)
+    assert calls == [None]  # asked once to send them, when the first queued
+    assert sent(a) == []  # nothing yet
+    a.move_to(Phase.LIVE)
+    registry.forward(c, [KEYS.seal(c.device, 1, b"x")])
+    frames = sent(a)
+    assert frames[:2] == [Presence(device=b.device, online=True),
+                          Presence(device=c.device, online=True)]  # fmt: skip
+    assert isinstance(frames[2], Batch) and len(frames) == 3
+    registry.send_presence()  # the timer firing later finds nothing left
+    assert sent(a) == []

@@ -388,6 +388,7 @@ class SyncSession:
         self._require("send_welcome")
         self._send(Welcome(online=sorted(online)))
         self.state = State.OPEN
+        self._hello = self._challenge = None  # the handshake is over: a relay holds many
 
     def send_have(self, vector: dict[str, int]) -> None:
         """Tell the peer what we hold; it answers with what we lack."""
@@ -510,6 +511,7 @@ class SyncSession:
 
     def _on_welcome(self, frame: Welcome) -> None:
         self.state = State.OPEN
+        self._hello = self._challenge = None  # the handshake is over
         self._events.append(Established(self.peer, self.peer_key, tuple(frame.online)))
 
     def _on_have(self, frame: Have) -> None:

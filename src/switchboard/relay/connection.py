@@ -28,7 +28,6 @@ import contextlib
 import enum
 import functools
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -44,9 +43,12 @@ logger = logging.getLogger("switchboard.relay")
 # Bytes queued for one peer before live forwarding to it stops and it is served from the
 # mailbox instead: eight full frames keep a fast link busy, and bound what a stalled one costs.
 DEFAULT_MAX_PENDING_BYTES: Final = 8 * 1024 * 1024
-# Batches from one peer that may wait for the mailbox: enough to keep the writer busy (they are
-# stored in one transaction), few enough to bound what one sender can make us hold.
-DEFAULT_MAX_QUEUED_BATCHES: Final = 16
+
+
+# Bytes of queued frames written in one go at most (one system call where the transport can).
+MAX_WRITE_BYTES: Final = 256 * 1024
+
+SendMany = Callable[[list[bytes]], Awaitable[None]]
 
 
 class Phase(enum.Enum):
@@ -78,14 +80,14 @@ class Connection:
     forwarded: int = 0  # envelopes queued for this peer
     detached: bool = False  # a rendezvous took over the transport (``detach``)
 
-    outbox: deque[bytes] = field(default_factory=deque, repr=False)
+    outbox: list[bytes] = field(default_factory=list, repr=False)  # a deque costs 600 B more
     outbox_bytes: int = 0
-    wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    # Batches read but not yet stored (None ends the store loop); bounded, so a fast sender
-    # waits for the disk instead of filling memory.
-    received: asyncio.Queue[tuple[Envelope, ...] | None] = field(
-        default_factory=lambda: asyncio.Queue(DEFAULT_MAX_QUEUED_BATCHES), repr=False
-    )
+    # The send loop's wake-up: a flag, and a future only while the loop waits (an
+    # asyncio.Event would hold a deque per connection for its whole life).
+    woken: bool = field(default=False, repr=False)
+    _waiter: asyncio.Future[None] | None = field(default=None, repr=False)
+    # Batches read but not yet stored, oldest first (the relay's ``Storer`` bounds them).
+    unstored: list[tuple[Envelope, ...]] = field(default_factory=list, repr=False)
 
     @functools.cached_property
     def source(self) -> str:
@@ -108,12 +110,12 @@ class Connection:
         for frame in self.session.frames_to_send():
             self.outbox.append(frame)
             self.outbox_bytes += len(frame)
-        self.wake.set()
+        self._wake()
 
     def detach(self) -> None:
         """Stop the send loop without closing the transport: the rendezvous has it now."""
         self.detached = True
-        self.wake.set()
+        self._wake()
 
     def offer(self, envelopes: list[Envelope]) -> None:
         """Forward newly stored envelopes if this peer is live; otherwise it will catch up."""
@@ -144,6 +146,7 @@ class Connection:
                 ``catch_up_with``.
         """
         loop = asyncio.get_running_loop()
+        send_many: SendMany | None = getattr(self.transport, "send_many", None)
         try:
             while True:
                 await self._wait()
@@ -151,12 +154,9 @@ class Connection:
                     return
                 self.session.tick(loop.time())
                 self.flush()
-                self.wake.clear()
+                self.woken = False
                 while self.outbox:
-                    frame = self.outbox.popleft()
-                    self.outbox_bytes -= len(frame)
-                    logger.debug("> %s %d bytes", self.label, len(frame))
-                    await self.transport.send(frame)
+                    await self._write_some(send_many)
 
                 if self.session.close_expected():
                     break
@@ -171,9 +171,42 @@ class Connection:
                 with contextlib.suppress(TransportError):
                     await self.transport.aclose()
 
-    async def _wait(self) -> None:
-        if self.wake.is_set():
+    async def _write_some(self, send_many: SendMany | None) -> None:
+        # Frames queued together go out in one write where the transport can (presence of
+        # devices connecting together, a catch-up round); they count as pending until written.
+        if send_many is None or len(self.outbox) == 1:
+            frame = self.outbox[0]
+            logger.debug("> %s %d bytes", self.label, len(frame))
+            await self.transport.send(frame)
+            del self.outbox[0]
+            self.outbox_bytes -= len(frame)
             return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(self.session.next_deadline()):
-                await self.wake.wait()
+        count = size = 0
+        for frame in self.outbox:
+            if size >= MAX_WRITE_BYTES:
+                break
+            count += 1
+            size += len(frame)
+        frames = self.outbox[:count]
+        del self.outbox[:count]
+        logger.debug("> %s %d frames, %d bytes", self.label, len(frames), size)
+        try:
+            await send_many(frames)
+        finally:
+            self.outbox_bytes -= size
+
+    async def _wait(self) -> None:
+        if self.woken:
+            return
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(self.session.next_deadline()):
+                    await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        self.woken = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

@@ -41,6 +41,8 @@ only writer. Decisions the contract leaves open:
   gets it again from the sender on reconnect. Receivers store idempotently, so an envelope
   forwarded but never stored costs nothing.
 - All mailbox calls run in order on one thread: the relay's single SQLite writer.
+  Batches reach it through one relay-wide store loop (``relay.storing``), not one per
+  connection; presence announcements are coalesced (``relay.registry``).
 - A connection whose first frame is a rendezvous frame (``proto/pairing.py``) is handed to
   the rendezvous (``relay.rendezvous``): the nameplates where pairing codes meet. Until that
   first frame it is a handshake like any other (caps, deadline); then its session is set
@@ -93,6 +95,7 @@ from switchboard.relay.mailbox import Mailbox, MailboxThread
 from switchboard.relay.registry import Registry
 from switchboard.relay.rekeys import check_rekey
 from switchboard.relay.rendezvous import Rendezvous
+from switchboard.relay.storing import Storer
 from switchboard.transports.base import Listener, Transport
 
 logger = logging.getLogger("switchboard.relay")
@@ -112,8 +115,11 @@ DEFAULT_RELAY_HANDSHAKE_TIMEOUT: Final = 5.0
 DEFAULT_PRUNE_INTERVAL: Final = 600.0
 # How long a closing connection may take to write its last frames before it is cut.
 DEFAULT_CLOSE_TIMEOUT: Final = 5.0
-# Envelopes stored in one mailbox transaction at most when a peer's batches queued up.
-MAX_ENVELOPES_PER_COMMIT: Final = 20_000
+
+
+# Seconds presence announcements wait to go out together (``relay.registry``): short beside
+# a human's notice, long enough that devices connecting at once share their writes.
+DEFAULT_PRESENCE_DELAY: Final = 0.02
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,9 @@ class Relay:
         self._connections: set[Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._registry = Registry()
+        self._registry.on_pending = self._schedule_presence
+        self._presence_timer: asyncio.TimerHandle | None = None
+        self._storer = Storer(self._on_batch)
         # Connections authenticating, oldest first (a dict keeps insertion order).
         self._handshakes: dict[Connection, None] = {}
         self._stored = self._forwarded = self._refused = self._displaced = 0
@@ -205,6 +214,7 @@ class Relay:
     async def aclose(self) -> None:
         """Say goodbye to every device, wait for connections to end, close the mailbox."""
         await self._goodbye()
+        self._storer.stop()
         await self._box.close()
 
     async def serve(
@@ -244,6 +254,7 @@ class Relay:
             await self._goodbye()
             if listener is not None:
                 await listener.aclose()
+            self._storer.stop()
             await self._box.close()
 
     async def _goodbye(self) -> None:
@@ -310,15 +321,12 @@ class Relay:
         sender = loop.create_task(
             conn.send_loop(self._catch_up), name=f"switchboard[{transport.peer}].send_loop"
         )
-        storer = loop.create_task(
-            self._store_loop(conn), name=f"switchboard[{transport.peer}].store_loop"
-        )
         try:
             first = await self._receive_loop(conn)
         finally:
-            await conn.received.put(None)  # store what was read, then stop
-            await asyncio.wait({storer}, timeout=DEFAULT_CLOSE_TIMEOUT)
-            storer.cancel()
+            with contextlib.suppress(TimeoutError):  # store what was read, then go
+                await asyncio.wait_for(self._storer.drain(conn), DEFAULT_CLOSE_TIMEOUT)
+            self._storer.forget(conn)
             self._forget(conn)
             conn.flush()
             done, _ = await asyncio.wait({sender}, timeout=DEFAULT_CLOSE_TIMEOUT)
@@ -356,7 +364,7 @@ class Relay:
                     conn.move_to(Phase.CATCHING_UP)
                 elif isinstance(event, BatchReceived):
                     self._registry.forward(conn, list(event.envelopes))
-                    await conn.received.put(event.envelopes)
+                    await self._storer.put(conn, event.envelopes)
                 elif isinstance(event, DirectReceived) and event.frame.recipient == self.relay_id:
                     await self._on_rekey(conn, event.frame)
                 elif isinstance(event, DirectReceived):
@@ -452,6 +460,7 @@ class Relay:
             conn: the connection it came from (authenticated: its device is proven).
             frame: the frame, which the relay can neither open nor alter undetected.
         """
+        self._registry.send_presence()  # what is queued goes first (relay.registry)
         target = self._registry.device(conn.group, frame.recipient)
         if frame.sender != conn.device:
             code, reason = UndeliveredCode.FORGED, "sender is not the device of this connection"
@@ -501,24 +510,6 @@ class Relay:
                 target.session.send_bye(ByeCode.AUTH_FAILED, "device removed from the group")
                 target.flush()
 
-    async def _store_loop(self, conn: Connection) -> None:
-        # Storing runs beside receiving: batches that arrive while the mailbox commits are
-        # stored together in the next transaction, so one fsync serves many under load.
-        more = True
-        while more:
-            first = await conn.received.get()
-            if first is None:
-                return
-            envelopes = list(first)
-            while not conn.received.empty() and len(envelopes) < MAX_ENVELOPES_PER_COMMIT:
-                item = conn.received.get_nowait()
-                if item is None:
-                    more = False
-                    break
-                envelopes += item
-            await self._on_batch(conn, envelopes)
-            conn.flush()
-
     async def _on_batch(self, conn: Connection, envelopes: list[Envelope]) -> None:
         stored = await self._box.call(Mailbox.store, conn.group, envelopes, self._clock())
         self._stored += len(stored.accepted)
@@ -530,8 +521,18 @@ class Relay:
             self._registry.forward(conn, stored.accepted)
 
     async def _catch_up(self, conn: Connection) -> None:
+        self._registry.send_presence()  # what is queued goes first (relay.registry)
         envelopes = await self._box.call(Mailbox.since, conn.group, dict(conn.session.peer_vector))
         conn.catch_up_with(envelopes)
+
+    def _schedule_presence(self) -> None:
+        if self._presence_timer is None:
+            loop = asyncio.get_running_loop()
+            self._presence_timer = loop.call_later(DEFAULT_PRESENCE_DELAY, self._send_presence)
+
+    def _send_presence(self) -> None:
+        self._presence_timer = None
+        self._registry.send_presence()
 
     def _forget(self, conn: Connection) -> None:
         self._connections.discard(conn)

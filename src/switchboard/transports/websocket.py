@@ -3,6 +3,13 @@
 The WebSocket message limit (``max_size``) is the frame limit, so websockets refuses an
 oversized frame (close code 1009) before buffering it. Compression is off: frames carry
 ciphertext, which does not compress, and compression only adds work and memory per connection.
+
+The server is built for many idle peers (a relay holds one per device): websockets' own
+keepalive is off (every sync session sends its own ``Ping`` frames and expires a silent peer,
+``proto/session.py``), the receive queue is a few frames deep (the handler reads as frames
+come; a full queue stops reading the socket, which is the backpressure we want), and the
+upgrade's HTTP headers are dropped once the connection is open. Each of these is a task,
+buffer or dict per connection.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -35,6 +42,10 @@ from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE
 from switchboard.transports.base import Guarantees, Transport
 
 Handler = Callable[[Transport], Awaitable[None]]
+
+# Frames websockets may hold received but not yet read, per server connection (high-water
+# mark; it stops reading the socket above it and resumes at a quarter).
+SERVER_MAX_QUEUE: Final = 4
 Phase = Literal["connect", "listen", "io"]
 
 
@@ -60,6 +71,29 @@ class WebSocketTransport:
         """Send one frame as one binary message (see ``Transport.send``)."""
         with map_websocket_errors(self.peer, closed=self._is_closed):
             await self._ws.send(frame, text=False)
+
+    async def send_many(self, frames: list[bytes]) -> None:
+        """Send frames as one binary message each, in one socket write (one system call).
+
+        Raises:
+            TransportClosed: we closed this transport.
+            ConnectionLost: the peer or the network closed it.
+        """
+        if len(frames) == 1:
+            await self.send(frames[0])
+            return
+        ws = self._ws
+        with map_websocket_errors(self.peer, closed=self._is_closed):
+            async with ws.send_context():  # websockets' own write path: state, drain, errors
+                for frame in frames:
+                    ws.protocol.send_binary(frame)
+                chunks = ws.protocol.data_to_send()
+                ws.transport.write(b"".join(chunks))
+                if not all(chunks):  # an end of stream was queued (closing): as websockets does
+                    if ws.transport.can_write_eof():
+                        ws.transport.write_eof()
+                    else:
+                        ws.transport.close()
 
     async def receive(self) -> bytes:
         """Return the next message as bytes (see ``Transport.receive``).
@@ -164,11 +198,21 @@ async def serve(
     secure = ssl is not None
 
     async def on_connection(connection: ServerConnection) -> None:
+        for message in (connection.request, connection.response):
+            if message is not None:  # the upgrade's headers: not needed once open
+                message.headers.clear()
         await handler(WebSocketTransport(connection, _endpoint(connection.remote_address, secure)))
 
     with map_websocket_errors(_endpoint((host, port), secure), phase="listen"):
         server = await ws_serve(
-            on_connection, host, port, ssl=ssl, max_size=max_frame_size, compression=None
+            on_connection,
+            host,
+            port,
+            ssl=ssl,
+            max_size=max_frame_size,
+            compression=None,
+            ping_interval=None,  # sessions send their own Ping frames (module docstring)
+            max_queue=SERVER_MAX_QUEUE,
         )
     bound = server.sockets[0].getsockname()[1] if server.sockets else port
     return WebSocketListener(server, int(bound))
