@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from brokerlab import Aedes, Mosquitto, NatsMqtt, NatsServer, group_on
-from cluster import Relay, timeout
+from cluster import Relay, timeout, wait_until
 
 SERVERS = {"mqtt": Mosquitto, "aedes": Aedes, "nats": NatsServer, "nats-mqtt": NatsMqtt}
 
@@ -38,10 +37,8 @@ def test_ping_over_every_link_and_a_killed_peer_fails_clearly(far_end: str, tmp_
     with group_on(tmp_path, far_end, "laptop", "server") as (a, b):
         b_short = b.short
         # The pong names the device as this one knows it: wait for b's name to arrive here.
-        deadline = time.monotonic() + timeout(20)
-        while not any(peer["name"] == "server" for peer in a.call("status")["clock"]):
-            assert time.monotonic() < deadline, "laptop never learnt the server's name"
-            time.sleep(0.05)
+        wait_until(lambda: any(peer["name"] == "server" for peer in a.call("status")["clock"]),
+                   20, "laptop learnt the server's name")  # fmt: skip
         pong = a.cli_json("ping", b_short, "--count", "3", "--interval", "0", "--timeout", "20")
         assert (pong["device"], pong["name"], len(pong["rtt_ms"])) == (b_short, "server", 3)
         assert pong["link"].split("?")[0].rstrip("/") in far_end

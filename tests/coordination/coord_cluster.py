@@ -7,34 +7,15 @@ import contextlib
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cluster import Device, Proxy, Relay, timeout
+from cluster import Device, Proxy, Relay, timeout, wait_until
 
 from switchboard.daemon.client import Client
 
 T = TypeVar("T")
-
-#: How often ``wait_until`` looks again: it waits for a condition, never for a fixed time.
-POLL = 0.1
-
-
-def wait_until(check: Callable[[], T | None], seconds: float, what: str) -> T:
-    """Return ``check()``'s first truthy result, looking every ``POLL`` s up to ``seconds``
-    (scaled); fail naming ``what``."""
-    deadline = time.monotonic() + timeout(seconds)
-    idle = threading.Event()
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        idle.wait(POLL)
 
 
 def device_id(device: Device) -> str:

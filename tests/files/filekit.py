@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from pathlib import Path
 from typing import Any
 
-from cluster import Device, timeout
+from cluster import Device, timeout, wait_until
 
 from switchboard.daemon.client import Client
 
@@ -44,13 +43,7 @@ def get(device: Device, file: str, agent: str = "nova", **extra: Any) -> list[An
 
 def wait_for(what: Any, seconds: float = 60, message: str = "") -> Any:
     """Poll ``what()`` until it is truthy (a daemon's state changing, seen through its API)."""
-    deadline = time.monotonic() + timeout(seconds)
-    while True:
-        value = what()
-        if value:
-            return value
-        assert time.monotonic() < deadline, message or f"timed out waiting for {what}"
-        time.sleep(0.02)
+    return wait_until(what, seconds, message or f"{what}")
 
 
 def chunks_held(device: Device, blob: str) -> int:

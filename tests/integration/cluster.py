@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from switchboard.config import load_settings
 from switchboard.daemon.client import Client
@@ -31,6 +32,26 @@ FACTOR = float(os.environ.get("SWITCHBOARD_TEST_TIMEOUT_FACTOR", "1"))
 def timeout(seconds: float) -> float:
     """A test timeout, scaled for slow machines."""
     return seconds * FACTOR
+
+
+T = TypeVar("T")
+
+#: How often ``wait_until`` looks again: it waits for a condition, never for a fixed time.
+POLL = 0.1
+
+
+def wait_until(check: Callable[[], T | None], seconds: float, what: str) -> T:
+    """Return ``check()``'s first truthy result, looking every ``POLL`` s up to ``seconds``
+    (scaled); fail naming ``what``."""
+    deadline = time.monotonic() + timeout(seconds)
+    idle = threading.Event()
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        idle.wait(POLL)
 
 
 def free_port() -> int:

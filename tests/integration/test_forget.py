@@ -11,12 +11,11 @@ import signal
 import sqlite3
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cluster import Device, Relay, timeout
+from cluster import Device, Relay, wait_until
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "brokers"))
 from brokerlab import Mosquitto, NatsServer, converged, group_on, log_keys
@@ -51,11 +50,8 @@ def _secret(device: Device) -> tuple[str, bytes]:
     return group, secret
 
 
-def _wait(what: str, seconds: float, condition: object) -> None:
-    deadline = time.monotonic() + timeout(seconds)
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+def _wait(what: str, seconds: float, condition: Callable[[], object]) -> None:
+    wait_until(condition, seconds, what)
 
 
 def _keys_of(device: Device) -> set[tuple[str, int]]:
