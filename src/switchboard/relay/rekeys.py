@@ -9,11 +9,23 @@ itself.
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
 import msgspec
 
 from switchboard.crypto import verify_signature
-from switchboard.proto.frames import Direct, Rekey, decode_rekey
+from switchboard.errors import ByeCode
+from switchboard.proto.frames import Direct, Rekey, UndeliveredCode, decode_rekey
 from switchboard.proto.handshake import rekey_message
+from switchboard.relay.mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from switchboard.relay.connection import Connection
+    from switchboard.relay.mailbox import MailboxThread
+    from switchboard.relay.registry import Registry
+
+logger = logging.getLogger("switchboard.relay")
 
 
 def check_rekey(group: str, device: str, logged_in_with: bytes, frame: Direct) -> Rekey | str:
@@ -30,3 +42,31 @@ def check_rekey(group: str, device: str, logged_in_with: bytes, frame: Direct) -
     if not verify_signature(rekey.key, rekey.proof, message):
         return "the new key's proof is invalid"
     return rekey
+
+
+async def apply_rekey(
+    box: MailboxThread, registry: Registry, conn: Connection, frame: Direct
+) -> None:
+    """Answer a device's ``Rekey``: it must be logged in with the current key and prove it
+    holds the new one; then the group's key is replaced and forgotten devices are dropped."""
+    code = UndeliveredCode.REFUSED
+    rekey = check_rekey(conn.group, conn.device, conn.offered_key, frame)
+    if isinstance(rekey, str):
+        reason = rekey
+    elif await box.call(
+        Mailbox.rekey_group, conn.group, conn.offered_key, rekey.key, rekey.members,
+        rekey.forgotten,
+    ):  # fmt: skip
+        code, reason = UndeliveredCode.REKEYED, "group key replaced"
+        conn.offered_key = rekey.key
+        for device in set(rekey.forgotten):
+            target = registry.device(conn.group, device)
+            if target is not None and target.session.is_open:
+                target.session.send_bye(ByeCode.AUTH_FAILED, "device removed from the group")
+                target.flush()
+        logger.info("= group %s rekeyed by %s", conn.group[:12], conn.label)
+    else:
+        reason = "the group's key changed meanwhile (another device rotated it)"
+    if conn.session.is_open:
+        conn.session.send_undelivered(frame.recipient, frame.ref, code, reason)
+        conn.flush()

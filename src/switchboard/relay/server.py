@@ -93,7 +93,7 @@ from switchboard.relay.connection import DEFAULT_MAX_PENDING_BYTES, Connection, 
 from switchboard.relay.limits import AuthLimiter
 from switchboard.relay.mailbox import Mailbox, MailboxThread
 from switchboard.relay.registry import Registry
-from switchboard.relay.rekeys import check_rekey
+from switchboard.relay.rekeys import apply_rekey
 from switchboard.relay.rendezvous import Rendezvous
 from switchboard.relay.storing import Storer
 from switchboard.transports.base import Listener, Transport
@@ -366,7 +366,7 @@ class Relay:
                     self._registry.forward(conn, list(event.envelopes))
                     await self._storer.put(conn, event.envelopes)
                 elif isinstance(event, DirectReceived) and event.frame.recipient == self.relay_id:
-                    await self._on_rekey(conn, event.frame)
+                    await apply_rekey(self._box, self._registry, conn, event.frame)
                 elif isinstance(event, DirectReceived):
                     self.route_direct(conn, event.frame)
                 # AckReceived: the session tracks it; Closed: handled by _forget.
@@ -477,38 +477,6 @@ class Relay:
         self._directs_refused += 1
         logger.debug("x direct from %s refused: %s", conn.label, reason)
         conn.session.send_undelivered(frame.recipient, frame.ref, code, reason)
-
-    async def _on_rekey(self, conn: Connection, frame: Direct) -> None:
-        # A device replaces the group's auth key (``frames.Rekey``): it must be logged in with
-        # the current key and prove it holds the new one. Then forgotten devices are dropped.
-        code = UndeliveredCode.REFUSED
-        rekey = check_rekey(conn.group, conn.device, conn.offered_key, frame)
-        if isinstance(rekey, str):
-            reason = rekey
-        elif await self._box.call(
-            Mailbox.rekey_group,
-            conn.group,
-            conn.offered_key,
-            rekey.key,
-            rekey.members,
-            rekey.forgotten,
-        ):
-            code, reason = UndeliveredCode.REKEYED, "group key replaced"
-            conn.offered_key = rekey.key
-            self._drop_forgotten(conn.group, set(rekey.forgotten))
-            logger.info("= group %s rekeyed by %s", conn.group[:12], conn.label)
-        else:
-            reason = "the group's key changed meanwhile (another device rotated it)"
-        if conn.session.is_open:
-            conn.session.send_undelivered(frame.recipient, frame.ref, code, reason)
-            conn.flush()
-
-    def _drop_forgotten(self, group: str, forgotten: set[str]) -> None:
-        for device in forgotten:
-            target = self._registry.device(group, device)
-            if target is not None and target.session.is_open:
-                target.session.send_bye(ByeCode.AUTH_FAILED, "device removed from the group")
-                target.flush()
 
     async def _on_batch(self, conn: Connection, envelopes: list[Envelope]) -> None:
         stored = await self._box.call(Mailbox.store, conn.group, envelopes, self._clock())
