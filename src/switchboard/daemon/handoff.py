@@ -35,7 +35,7 @@ from switchboard.daemon.agents import agent_name, ensure_agent
 from switchboard.daemon.params import AgentParams, Count
 from switchboard.daemon.registry import Feature
 from switchboard.daemon.shapes import Handoff
-from switchboard.daemon.taskrequest import TaskRequest, policy_path, request_task, runner
+from switchboard.daemon.taskrequest import TaskRequest, decide, request_task
 from switchboard.daemon.tasks import device_of
 from switchboard.daemon.transcripts import recent_exchanges
 from switchboard.errors import Forbidden, NotFound, SwitchboardError, UserError
@@ -153,36 +153,24 @@ async def start(ctx: Context, sender: str, body: StartBody, *, local: bool) -> d
 
 async def _refusal(ctx: Context, request: TaskRequest, body: StartBody) -> str:
     """Why the successor may not start here (``""``: it may, and the changes are applied)."""
-    asked = policy.SpawnRequest(
-        device=request.device, local=request.local, harness=request.harness,
-        directory=request.dir, text=request.text,
-    )  # fmt: skip
-    runs = runner(ctx).runs.values()
-    of_device = sum(1 for r in runs if r.requester_device == request.device)
-    path, home = policy_path(ctx), str(Path.home())
+    decision = await decide(ctx, request)  # the spawn policy's own answer
+    if isinstance(decision, policy.Refused):
+        return decision.reason
+    directory = decision[0].directory
 
-    def check() -> str:  # reads files and runs git: in a thread
-        try:
-            rules = policy.load(path)
-        except UserError as exc:
-            return str(exc)
-        decision = policy.decide(
-            rules, asked, running=len(runs), running_of_device=of_device, home=home
-        )
-        if isinstance(decision, policy.Refused):
-            return decision.reason
+    def apply() -> str:  # runs git: in a thread
         if not body.patch:
             return ""
-        root = taskgit.top_level(decision.directory)
+        root = taskgit.top_level(directory)
         if root is None:
-            return f"{decision.directory} is not a git checkout here: the changes need one"
+            return f"{directory} is not a git checkout here: the changes need one"
         mine = repos.identity(Path(root))
         if body.repo and mine != body.repo:
             return f"{root} holds {mine}, not {body.repo}"
         conflict = taskgit.apply(root, body.patch)
         return f"conflict: {conflict}; nothing was changed here" if conflict else ""
 
-    return await asyncio.to_thread(check)
+    return await asyncio.to_thread(apply)
 
 
 # -- gathering the brief ---------------------------------------------------------------------
