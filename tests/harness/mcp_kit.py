@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import queue
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -63,7 +65,8 @@ class StdioProbe:
     """A raw JSON-RPC client over a ``switchboard mcp`` process's stdio.
 
     The SDK's client does not hand custom notifications (``notifications/claude/channel``) to
-    its handlers, so channel pushes are read straight off the wire here.
+    its handlers, so channel pushes are read straight off the wire here (by a reader thread,
+    so a read can give up).
     """
 
     def __init__(self, env: dict[str, str]) -> None:
@@ -74,6 +77,14 @@ class StdioProbe:
             stderr=subprocess.DEVNULL,
             env=env,
         )
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(b"")
 
     def send(self, message: dict[str, Any]) -> None:
         """Write one JSON-RPC message."""
@@ -81,15 +92,20 @@ class StdioProbe:
         self.proc.stdin.write((json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode())
         self.proc.stdin.flush()
 
-    def read_until(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """Read messages until one matches ``predicate``; return it."""
-        assert self.proc.stdout is not None
-        while True:
-            line = self.proc.stdout.readline()
-            assert line, "the server closed stdout"
-            message: dict[str, Any] = json.loads(line)
-            if predicate(message):
-                return message
+    def read_until(
+        self, predicate: Callable[[dict[str, Any]], bool], within: float = 60.0
+    ) -> dict[str, Any]:
+        """Read messages until one matches ``predicate``; return it (fail after ``within``
+        seconds, stretched on a slow machine)."""
+        try:
+            while True:
+                line = self._lines.get(timeout=timeout(within))
+                assert line, "the server closed stdout"
+                message: dict[str, Any] = json.loads(line)
+                if predicate(message):
+                    return message
+        except queue.Empty:
+            raise AssertionError(f"no matching message in {within:g} s") from None
 
     def close(self) -> None:
         """Hang up (the server exits at end of input)."""

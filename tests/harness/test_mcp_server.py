@@ -192,6 +192,36 @@ def test_mcp_channel_pushes_to_a_client_that_declares_it(device: Device) -> None
         probe.close()
 
 
+def test_mcp_tool_calls_do_not_queue_behind_the_channel_wait(device: Device) -> None:
+    """While the push channel waits for a message (a 50 s long poll), tool calls are answered
+    at once: the wait runs on a connection of its own."""
+    device.call("register", agent="nova")
+    probe = StdioProbe({**device.env, "SWITCHBOARD_AGENT": "luna"})
+    try:
+        init = {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {"experimental": {"claude/channel": {}}},
+            "clientInfo": {"name": "probe", "version": "0"},
+        }
+        probe.send({"id": 1, "method": "initialize", "params": init})
+        probe.read_until(lambda m: m.get("id") == 1)
+        probe.send({"method": "notifications/initialized"})
+        for n in range(2, 6):  # the channel is identified and waiting after the first
+            probe.send({"id": n, "method": "tools/call",
+                        "params": {"name": "whoami", "arguments": {}}})  # fmt: skip
+            answer = probe.read_until(lambda m, n=n: m.get("id") == n, within=20)
+            assert "luna" in json.dumps(answer["result"])
+        sent = device.call("send", agent="nova", to=["@luna"], text="still pushed")
+        pushed = probe.read_until(lambda m: m.get("method") == "notifications/claude/channel")
+        assert meta_ids(pushed) == str(sent["id"])
+    finally:
+        probe.close()
+
+
+def meta_ids(pushed: dict[str, Any]) -> str:
+    return str(pushed["params"]["meta"]["message_ids"])
+
+
 def test_mcp_no_channel_push_without_the_capability(device: Device) -> None:
     """A client that does not declare claude/channel gets no push; the message waits for it."""
     device.call("register", agent="nova")

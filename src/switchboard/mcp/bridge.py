@@ -8,6 +8,10 @@ the same anchor the harness's hooks report, so hook and MCP server agree on one 
 session) before the model can call a tool.
 
 When the daemon is down the bridge starts it (``autostart.connect``) once per failing call.
+
+A connection to the daemon answers one call at a time, so a call that waits on purpose (the
+push channel's long ``inbox.take``, ``wait_for_message``) runs on a connection of its own,
+kept for the next such wait: tool calls never queue behind a wait.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class Bridge:
         self.settings = settings
         self.harness = harness or os.environ.get("SWITCHBOARD_HARNESS", "") or "mcp"
         self.client = AsyncClient(settings.socket_path)
+        self._waiting: list[AsyncClient] = []  # idle connections for calls that wait
         self.anchor = harness_anchor()
         self.hint = f"mcp:{uuid.uuid4().hex[:12]}"
         self._agent_env = agent
@@ -63,17 +68,32 @@ class Bridge:
         """The agent's display address (empty until identified)."""
         return self._address
 
-    async def raw(self, method: str, params: dict[str, Any], timeout: float | None = None) -> Any:
-        """Call the daemon, starting it once if it is not running."""
+    async def raw(
+        self, method: str, params: dict[str, Any], timeout: float | None = None,
+        *, waits: bool = False,
+    ) -> Any:  # fmt: skip
+        """Call the daemon, starting it once if it is not running (``waits``: the call waits
+        on purpose, on a connection of its own)."""
+        if not waits:
+            return await self._on(self.client, method, params, timeout)
+        client = self._waiting.pop() if self._waiting else AsyncClient(self.settings.socket_path)
+        try:
+            return await self._on(client, method, params, timeout)
+        finally:
+            self._waiting.append(client)
+
+    async def _on(
+        self, client: AsyncClient, method: str, params: dict[str, Any], timeout: float | None
+    ) -> Any:
         limit = DEFAULT_CALL_TIMEOUT if timeout is None else timeout
         try:
             async with asyncio.timeout(limit):
-                return await self.client.call(method, params)
+                return await client.call(method, params)
         except DaemonUnavailable:
-            await self.client.aclose()
+            await client.aclose()
             await asyncio.to_thread(lambda: connect(self.settings).close())
             async with asyncio.timeout(limit):
-                return await self.client.call(method, params)
+                return await client.call(method, params)
         except TimeoutError:
             raise DaemonUnavailable(f"the daemon did not answer {method} in {limit:g} s") from None
 
@@ -104,8 +124,8 @@ class Bridge:
             if not self._name:
                 await self.identify()
             params.setdefault("agent", self._name)
-        timeout = float(params.get("wait") or 0.0) + DEFAULT_CALL_TIMEOUT
-        return await self.raw(method, params, timeout)
+        wait = float(params.get("wait") or 0.0)
+        return await self.raw(method, params, wait + DEFAULT_CALL_TIMEOUT, waits=wait > 0)
 
     async def take(self, via: str, **options: Any) -> dict[str, Any]:
         """What is due for this agent's context (``inbox.take``), wrapped."""
@@ -114,5 +134,7 @@ class Bridge:
         return result
 
     async def aclose(self) -> None:
-        """Close the daemon connection."""
+        """Close the daemon connections."""
         await self.client.aclose()
+        for client in self._waiting:
+            await client.aclose()
