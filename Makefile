@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench soak clean brokers compile harnesses
+.PHONY: demo test test-slow check bench soak clean brokers compile harnesses
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -49,7 +49,12 @@ $(HARNESSES): tests/live/harnesses/package-lock.json
 	touch $(HARNESSES)
 
 test: $(STAMP) brokers harnesses compile
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# The tests marked slow (real harness turns answering prompts, network namespaces, each
+# pairing form through a broker): CI runs them after `make test`.
+test-slow: $(STAMP) brokers harnesses compile
+	$(BIN)/python -m pytest -q -m slow
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench

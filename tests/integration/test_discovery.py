@@ -23,6 +23,9 @@ from cluster import Device, _Lines, timeout
 
 from switchboard.crypto import fingerprint, load_identity, public_bytes
 
+# Slow (network namespaces, mDNS): `make test-slow`, which CI runs too.
+pytestmark = pytest.mark.slow
+
 PY = sys.executable
 
 

@@ -132,6 +132,7 @@ def test_each_form_joins_through_the_relay(tmp_path: Path, form: str) -> None:
         assert listed[0]["state"] == "used" and listed[0]["joined"][0]["name"] == "desk"
 
 
+@pytest.mark.slow  # each form through a broker too (the relay test covers every form)
 @pytest.mark.parametrize("form", ["code", "words", "qr", "link"])
 def test_each_form_joins_a_broker_group(tmp_path: Path, form: str) -> None:
     """A group on an MQTT broker: the code meets on a relay (--relay), events go by MQTT."""

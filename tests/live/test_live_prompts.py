@@ -35,6 +35,9 @@ from coord_cluster import wait_until
 
 from switchboard.tasks.commands import BUILTIN
 
+# Slow (real harness turns answering prompts): `make test-slow`, which CI runs too.
+pytestmark = pytest.mark.slow
+
 COMMAND = "echo hi > made.txt"
 NUDGE = "nudge-while-blocked: keep the file short"
 DRIVERS = {"gemini": Gemini(), "opencode": OpenCode()}
