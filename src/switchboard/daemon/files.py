@@ -133,7 +133,7 @@ async def files_list(ctx: Context, p: FilesParams) -> list[dict[str, Any]]:
     """The files shared with or by the acting agent (``all``: in the whole group)."""
     me = agent_name(p.agent) if p.agent else ""
     rows = await ctx.read(_visible, ctx.device_id, me, p.all)
-    shorts = await ctx.read(_shorts)
+    shorts = await ctx.read(projections.device_shorts)
     store = files_of(ctx).store
     infos = {i.hash: i for i in await asyncio.to_thread(store.blobs)}
     out = []
@@ -161,10 +161,6 @@ def _visible(conn: sqlite3.Connection, device: str, me: str, everything: bool) -
         or (row["origin"] == device and row["agent"] == me)
         or address in row.get("recipients", [])
     ]
-
-
-def _shorts(conn: sqlite3.Connection) -> dict[str, str]:
-    return {row["device_id"]: row["short"] for row in projections.list_devices(conn)}
 
 
 def _downloads(ctx: Context, agent: str, row: dict[str, Any]) -> Path:

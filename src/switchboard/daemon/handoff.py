@@ -115,7 +115,7 @@ async def handoff(ctx: Context, p: HandoffParams) -> Handoff:
             target, "handoff.start", msgspec.json.encode(body), timeout=START_TIMEOUT
         )
         answer = msgspec.json.decode(raw)
-    short = await _short(ctx, target)
+    short = (await ctx.read(projections.device_shorts)).get(target, target[:4].upper())
     if answer.get("state") != "running":
         return Handoff(
             id=answer.get("id", ""), state=answer.get("state", "failed"),
@@ -241,11 +241,6 @@ async def _exchanges(ctx: Context, row: dict[str, Any], last: int) -> list[tuple
         if exchange.reply:
             out.append((exchange.n, "answer", exchange.reply))
     return out
-
-
-async def _short(ctx: Context, device: str) -> str:
-    rows = await ctx.read(projections.list_devices)
-    return next((r["short"] for r in rows if r["device_id"] == device), device[:4].upper())
 
 
 FEATURE = Feature(

@@ -208,7 +208,7 @@ def _send_result(
     states: dict[str, dict[str, Any]],
     gone: set[str],
 ) -> SendResult:
-    shorts = _device_shorts(ctx.db.reader())
+    shorts = projections.device_shorts(ctx.db.reader())
     out = []
     for r in recipients:
         name, device = r.rsplit(":", 1)
@@ -255,7 +255,7 @@ async def inbox(ctx: Context, p: InboxParams) -> list[Message]:
         reader = f"{name}:{ctx.device_id}"
         items = [(name, MessageRead(message=row["ref"], reader=reader)) for row in rows]
         await ctx.log.append_many(items)
-    shorts = await ctx.read(_device_shorts)
+    shorts = await ctx.read(projections.device_shorts)
     me = ids.format_address(name, ctx.short)
     out = [_message_json(row, shorts, me) for row in rows]
     out += [_event_notice(event, me) for event in matched]
@@ -284,10 +284,6 @@ def _message_json(row: dict[str, Any], shorts: dict[str, str], me: str) -> Messa
         reply_to=row.get("reply_to"),
         notice=notice,
     )
-
-
-def _device_shorts(conn: Any) -> dict[str, str]:
-    return {d["device_id"]: d["short"] for d in projections.list_devices(conn)}
 
 
 def _display(address: str, shorts: dict[str, str]) -> str:

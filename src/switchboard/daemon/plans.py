@@ -114,7 +114,7 @@ async def plan_run(ctx: Context, p: RunParams) -> rules.PlanReport:
         steps.append(msgspec.structs.replace(step, device=device, dir=directory))
     if p.dry_run:
         verdicts = await asyncio.gather(*(_verdict(ctx, name, s) for s in steps))
-        shorts = await _shorts(ctx)
+        shorts = await ctx.read(projections.device_shorts)
         return rules.PlanReport(
             id="", name=plan.name, state="dry_run",
             requester=ids.format_address(name, shorts.get(ctx.device_id, "")),
@@ -180,11 +180,6 @@ async def plan_show(ctx: Context, p: PlanParams) -> rules.PlanReport:
 # -- reports -------------------------------------------------------------------------------------
 
 
-async def _shorts(ctx: Context) -> dict[str, str]:
-    rows = await ctx.read(projections.list_devices)
-    return {r["device_id"]: r["short"] for r in rows}
-
-
 async def _report_of(ctx: Context, plan_id: str) -> rules.PlanReport:
     row = await ctx.read(plan_store.get_plan, plan_id)
     assert row is not None, "the plan_started just appended folds at once"
@@ -192,7 +187,7 @@ async def _report_of(ctx: Context, plan_id: str) -> rules.PlanReport:
 
 
 async def _report(ctx: Context, row: dict[str, Any]) -> rules.PlanReport:
-    shorts = await _shorts(ctx)
+    shorts = await ctx.read(projections.device_shorts)
     steps = []
     for step in row["steps"]:
         task = await ctx.read(task_store.get_task, step["task"]) if step["task"] else None

@@ -158,11 +158,6 @@ async def device_of(ctx: Context, text: str) -> str:
 # -- reading tasks -------------------------------------------------------------------------------
 
 
-async def _shorts(ctx: Context) -> dict[str, str]:
-    rows = await ctx.read(projections.list_devices)
-    return {r["device_id"]: r["short"] for r in rows}
-
-
 async def _task(ctx: Context, task: str) -> dict[str, Any]:
     if not task:
         raise UserError("no task id given")
@@ -177,7 +172,7 @@ async def tasks(ctx: Context, p: TaskParams) -> list[dict[str, Any]]:
     """Tasks of every device: live ones and the last hour's (``all``: every one)."""
     rows = await ctx.read(task_store.list_tasks, True)
     now = dt.datetime.now(dt.UTC).timestamp()
-    shorts = await _shorts(ctx)
+    shorts = await ctx.read(projections.device_shorts)
     out = []
     for row in rows:
         ended = _ts(row["ended_ts"])
@@ -198,7 +193,8 @@ async def task_show(ctx: Context, p: TaskParams) -> dict[str, Any]:
         if State(row["state"]) in FINAL or remaining <= 0:
             break
         await ctx.wait_advanced(remaining, since=mark)
-    shown = task_json(row, await _shorts(ctx), dt.datetime.now(dt.UTC).timestamp())
+    shorts = await ctx.read(projections.device_shorts)
+    shown = task_json(row, shorts, dt.datetime.now(dt.UTC).timestamp())
     shown["output"] = None
     if row["device_id"] == ctx.device_id:
         folder = runner(ctx).folder(row["task"])
@@ -251,7 +247,7 @@ async def task_nudge(ctx: Context, p: TaskParams) -> dict[str, Any]:
     row = await _task(ctx, p.task)
     if not row["name"] or State(row["state"]) in FINAL:
         raise UserError(f"task {row['task']} is {row['state']}: nobody to nudge")
-    short = (await _shorts(ctx)).get(row["device_id"], "")
+    short = (await ctx.read(projections.device_shorts)).get(row["device_id"], "")
     message = SendParams(agent=p.agent, to=[f"@{row['name']}:{short}"], text=p.text,
                          priority="urgent")  # fmt: skip
     sent: dict[str, Any] = msgspec.to_builtins(await messages.send(ctx, message))
@@ -285,7 +281,7 @@ async def _interrupt(ctx: Context, p: TaskParams, how: str) -> dict[str, Any]:
 async def spawn_policy(ctx: Context, p: GrantParams) -> dict[str, Any]:
     """This device's spawn policy (defaults filled in)."""
     rules = await asyncio.to_thread(policy.load, policy_path(ctx))
-    return policyfile.policy_json(rules, await _shorts(ctx))
+    return policyfile.policy_json(rules, await ctx.read(projections.device_shorts))
 
 
 async def spawn_allow(ctx: Context, p: GrantParams) -> dict[str, Any]:

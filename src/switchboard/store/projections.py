@@ -361,6 +361,11 @@ def list_devices(conn: sqlite3.Connection) -> list[Row]:
     return rows_of(conn.execute("SELECT * FROM devices ORDER BY short, device_id"))
 
 
+def device_shorts(conn: sqlite3.Connection) -> dict[str, str]:
+    """Every known device's short id, by device id."""
+    return dict(conn.execute("SELECT device_id, short FROM devices").fetchall())
+
+
 def inbox_unread(conn: sqlite3.Connection, device_id: str, name: str, limit: int) -> list[Row]:
     """Return up to ``limit`` unread messages of agent ``name`` on ``device_id``, oldest first.
 
