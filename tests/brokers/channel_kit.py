@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import nats
+from cluster import timeout
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from switchboard.crypto import create_identity, new_group_secret, public_bytes
@@ -210,12 +211,28 @@ async def devices(
         await backend.stop()
 
 
+#: How often ``wait_until`` looks again: it waits for a condition, never for a fixed time.
+POLL = 0.01
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+    """Return once ``await check()`` holds, looking every ``POLL`` s up to ``seconds`` (scaled,
+    as ``cluster.wait_until``); fail naming ``what``."""
+    deadline = asyncio.get_running_loop().time() + timeout(seconds)
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        await asyncio.sleep(POLL)
+
+
 async def wait_reachable(caller: ChannelDevice, callee: ChannelDevice, seconds: float = 20) -> None:
     """Wait until ``caller`` can call ``callee`` (the relay or broker knows both are there)."""
-    async with asyncio.timeout(seconds):
-        while True:
-            try:
-                await caller.link.channel.call(callee.id, "echo", b"ready", timeout=seconds)
-                return
-            except Unreachable:
-                await asyncio.sleep(0.02)
+
+    async def answered() -> bool:
+        try:
+            await caller.link.channel.call(callee.id, "echo", b"ready", timeout=seconds)
+        except Unreachable:
+            return False
+        return True
+
+    await wait_until(answered, seconds, f"{callee.id[:8]} reachable from {caller.id[:8]}")

@@ -3,7 +3,6 @@ over memory://, the relay on a loopback WebSocket, a real Mosquitto and a real n
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import time
@@ -22,6 +21,7 @@ from channel_kit import (
     RelayBackend,
     chunk_of,
     devices,
+    wait_until,
 )
 from cluster import timeout
 
@@ -208,9 +208,9 @@ def test_channel_forged_sender_is_rejected(
 
 
 async def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
-    """Wait until ``condition()`` holds (re-checked every 10 ms), failing after ``seconds``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout(seconds)
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+    """Wait until ``condition()`` holds (``channel_kit.wait_until``)."""
+
+    async def holds() -> bool:
+        return condition()
+
+    await wait_until(holds, seconds, "condition")
