@@ -15,7 +15,7 @@ from relay_client import WAIT, Device
 SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-from switchboard.relay.server import run_relay
+from switchboard.relay.service import run_relay
 data = Path(sys.argv[2]) if len(sys.argv) > 2 else None
 asyncio.run(run_relay(Path(sys.argv[1]), "127.0.0.1", 0, data))
 """

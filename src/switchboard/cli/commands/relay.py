@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the relay until Ctrl-C (then exit 0)."""
     from switchboard import runloop  # noqa: PLC0415 - only servers need the event loop
-    from switchboard.relay.server import run_relay  # noqa: PLC0415 - the heavy part, only here
+    from switchboard.relay.service import run_relay  # noqa: PLC0415 - the heavy part, only here
 
     data_dir = Path(args.data).expanduser() if args.data else None  # None: <home>/relay
     with contextlib.suppress(KeyboardInterrupt):
