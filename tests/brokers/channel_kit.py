@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -215,14 +216,18 @@ async def devices(
 POLL = 0.01
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
-    """Return once ``await check()`` holds, looking every ``POLL`` s up to ``seconds`` (scaled,
-    as ``cluster.wait_until``); fail naming ``what``."""
+async def wait_until(check: Callable[[], Any], seconds: float, what: str) -> None:
+    """Return once ``check()`` (awaited, if it is a coroutine) holds, looking every ``POLL`` s
+    up to ``seconds`` (scaled, as ``cluster.wait_until``); fail naming ``what``."""
     deadline = asyncio.get_running_loop().time() + timeout(seconds)
-    while not await check():
+    while not await _value(check()):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"not within {seconds} s: {what}")
         await asyncio.sleep(POLL)
+
+
+async def _value(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result
 
 
 async def wait_reachable(caller: ChannelDevice, callee: ChannelDevice, seconds: float = 20) -> None:

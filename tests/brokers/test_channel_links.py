@@ -106,7 +106,9 @@ def test_channel_streams_64_mib_with_bounded_memory(
             assert caller <= MAX_BUFFERED, f"caller buffered {caller} bytes"
             assert responder <= MAX_BUFFERED, f"responder buffered {responder} bytes"
             # The caller's last word (all held: forget it) frees the responder's window.
-            await wait_for(lambda: b.link.channel.statistics().buffered_bytes == 0)
+            await wait_until(
+                lambda: b.link.channel.statistics().buffered_bytes == 0, 20, "b holds no chunk"
+            )
             return caller, responder, peak
 
     caller, responder, peak = run(main(), timeout=240)
@@ -173,7 +175,9 @@ def test_channel_payload_tampered_in_transit_is_rejected_and_reported(
                 msgspec.structs.replace(genuine, ref=43),
             ):
                 await backend.inject(a.group, b.id, bad)
-            await wait_for(lambda: b.link.status.tampered >= 2)
+            await wait_until(
+                lambda: b.link.status.tampered >= 2, 20, "b counted both tampered frames"
+            )
             assert b.link.channel.statistics().tampered == 2
             assert "signature is invalid" in (b.link.status.last_error or "")
             assert b.calls == []
@@ -197,20 +201,13 @@ def test_channel_forged_sender_is_rejected(
                 msgspec.structs.replace(mine, sender=a.id, sender_key=public_bytes(a.identity)),
             ):
                 await backend.inject(a.group, b.id, forged)
-            await wait_for(lambda: b.link.status.tampered >= 2)
+            await wait_until(
+                lambda: b.link.status.tampered >= 2, 20, "b counted both tampered frames"
+            )
             assert b.link.channel.statistics().tampered == 2
             assert "signature is invalid" in (b.link.status.last_error or "")
             assert b.calls == []
             await backend.inject(a.group, b.id, mine)  # as itself, mallory may call b
-            await wait_for(lambda: b.calls == ["echo"])
+            await wait_until(lambda: b.calls == ["echo"], 20, "b served mallory's own call")
 
     run(main(), timeout=60)
-
-
-async def wait_for(condition: Callable[[], bool], seconds: float = 20) -> None:
-    """Wait until ``condition()`` holds (``channel_kit.wait_until``)."""
-
-    async def holds() -> bool:
-        return condition()
-
-    await wait_until(holds, seconds, "condition")

@@ -68,13 +68,10 @@ class Bridge:
         """The agent's display address (empty until identified)."""
         return self._address
 
-    async def raw(
-        self, method: str, params: dict[str, Any], timeout: float | None = None,
-        *, waits: bool = False,
-    ) -> Any:  # fmt: skip
-        """Call the daemon, starting it once if it is not running (``waits``: the call waits
-        on purpose, on a connection of its own)."""
-        if not waits:
+    async def raw(self, method: str, params: dict[str, Any], timeout: float | None = None) -> Any:
+        """Call the daemon, starting it once if it is not running (a call that waits on
+        purpose, ``params["wait"]``, on a connection of its own)."""
+        if not params.get("wait"):
             return await self._on(self.client, method, params, timeout)
         client = self._waiting.pop() if self._waiting else AsyncClient(self.settings.socket_path)
         try:
@@ -124,8 +121,8 @@ class Bridge:
             if not self._name:
                 await self.identify()
             params.setdefault("agent", self._name)
-        wait = float(params.get("wait") or 0.0)
-        return await self.raw(method, params, wait + DEFAULT_CALL_TIMEOUT, waits=wait > 0)
+        timeout = float(params.get("wait") or 0.0) + DEFAULT_CALL_TIMEOUT
+        return await self.raw(method, params, timeout)
 
     async def take(self, via: str, **options: Any) -> dict[str, Any]:
         """What is due for this agent's context (``inbox.take``), wrapped."""
