@@ -79,3 +79,13 @@ def test_clocks_report_every_peer_even_unmeasured() -> None:
     """A device never heard from is listed with no bounds."""
     peer = report(Clocks(ME), T0)
     assert (peer["skew_min"], peer["skew_max"], peer["samples"]) == (None, None, 0)
+
+
+def test_a_caught_up_batch_bounds_from_its_newest_event_and_counts_every_one() -> None:
+    """Thousands of old events stored together: the newest (the peer's last) gives the bound."""
+    clocks = Clocks(ME)
+    batch = [(n, event(T0 - 3600 + n)) for n in range(1000)]
+    clocks.observe(batch, T0)
+    peer = report(clocks, T0)
+    assert peer["skew_min"] == pytest.approx(-3600 + 999, abs=0.002)
+    assert peer["samples"] == 1000
