@@ -54,8 +54,9 @@ import msgspec
 from switchboard.errors import StoreError, UserError
 
 # One chunk: the largest body the directed channel carries in one message (proto.calls.MAX_BODY,
-# 256 KiB). Fewer, larger chunks amortise what each message costs (a seal, a signature check, a
-# broker round trip, a file, a hash check); bench/files.py measures 64 KiB against 256 KiB.
+# 256 KiB). Fewer, larger chunks amortise what each message costs (a signature and its check,
+# encoding, a broker round trip, a thread hop: about 1.2 ms of CPU in all, docs/files.md);
+# bench/files.py --chunk compares sizes.
 # A resumed transfer re-fetches at most one partial chunk's worth per cut.
 CHUNK_SIZE: Final = 256 * 1024
 # The most chunks a manifest lists: with 256 KiB chunks, files of up to 1.7 GiB, and a manifest
