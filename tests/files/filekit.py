@@ -11,6 +11,7 @@ from typing import Any
 from cluster import Device, timeout, wait_until
 
 from switchboard.daemon.client import Client
+from switchboard.store.blobs import BlobStore
 
 
 def payload(size: int, seed: int = 0) -> bytes:
@@ -47,11 +48,19 @@ def wait_for(what: Any, seconds: float = 60, message: str = "") -> Any:
 
 
 def chunks_held(device: Device, blob: str) -> int:
-    folder = device.home / "blobs" / blob[:2] / blob
-    try:
-        return sum(1 for name in os.listdir(folder) if name.isdigit())
-    except OSError:
-        return 0
+    return len(BlobStore(device.home / "blobs").held(blob))
+
+
+def rot(device: Device, blob: str, n: int) -> None:
+    """Flip a byte in the middle of chunk ``n`` of a device's stored copy."""
+    store = BlobStore(device.home / "blobs")
+    manifest = store.manifest(blob)
+    assert manifest is not None
+    with open(store.data_path(blob), "r+b") as data:
+        data.seek(n * manifest.chunk_size + manifest.chunk_length(n) // 2)
+        byte = data.read(1)[0]
+        data.seek(-1, os.SEEK_CUR)
+        data.write(bytes([byte ^ 0x01]))
 
 
 def downloads(device: Device, agent: str = "nova") -> Path:

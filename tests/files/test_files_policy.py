@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Device, Relay
-from filekit import downloads, get, payload, share, wait_for, write
+from filekit import downloads, get, payload, rot, share, wait_for, write
 
 from switchboard.errors import SwitchboardError
 from switchboard.store.blobs import CHUNK_SIZE
@@ -41,14 +41,6 @@ def devices(tmp: Path, *specs: tuple[str, str, dict[str, str]]) -> Iterator[list
         for device in found:
             device.kill(signal.SIGTERM)
         relay.kill(signal.SIGTERM)
-
-
-def rot(device: Device, blob: str, n: int) -> None:
-    """Flip a byte in chunk ``n`` of a device's stored copy."""
-    path = device.home / "blobs" / blob[:2] / blob / str(n)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(bytes(data))
 
 
 def counters(device: Device) -> dict[str, int]:

@@ -288,6 +288,9 @@ class Files:
         asyncio.get_running_loop().create_task(self._resume(), name="switchboard.files.resume")
 
     async def _resume(self) -> None:
+        moved = await asyncio.to_thread(self.store.migrate)
+        if moved:
+            log.info("= moved %d blob(s) into one data file each", moved)
         infos = await asyncio.to_thread(self.store.blobs)
         for info in infos:
             if info.complete:
