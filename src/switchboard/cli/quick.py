@@ -154,6 +154,12 @@ def default_home() -> str:
     return os.path.join(data, "switchboard")
 
 
+def _login_agent() -> str:
+    from switchboard.config import default_agent_name  # noqa: PLC0415 - only without a name
+
+    return default_agent_name()
+
+
 def _settings(found: dict[str, Any]) -> tuple[str, Any]:
     """``(socket path, acting agent)``; the agent is a function, called only if needed."""
     home = found.get("home") or os.environ.get("SWITCHBOARD_HOME")
@@ -163,11 +169,7 @@ def _settings(found: dict[str, Any]) -> tuple[str, Any]:
         if not any(os.environ.get(name) for name in _PARSED_ENVIRONMENT) and not os.path.exists(
             os.path.join(home, "config.toml")
         ):
-            if agent:
-                return os.path.join(home, "daemon.sock"), lambda: agent
-            from switchboard.config import default_agent_name  # noqa: PLC0415 - login name
-
-            return os.path.join(home, "daemon.sock"), default_agent_name
+            return os.path.join(home, "daemon.sock"), lambda: agent or _login_agent()
     from switchboard.cli.main import load_settings  # noqa: PLC0415 - what load_settings reads
 
     settings = load_settings(found.get("home"), found.get("as_agent"))
