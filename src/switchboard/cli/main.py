@@ -6,7 +6,10 @@ foreground server (``daemon run``, ``relay serve``) quietly with 0, because that
 meant to end; it interrupts any other command with 130, the shell's convention.
 
 Only the chosen command's module is imported, and the modules on the path of everyday commands
-import nothing heavy (no asyncio, msgspec, cryptography or sqlite3).
+import nothing heavy (no asyncio, msgspec, cryptography or sqlite3). ``hook`` goes to
+harnesses/hook.py before anything else is imported; the common shapes of ``agents``, ``send``
+and ``inbox`` go to cli/quick.py, which asks the daemon without building a parser (and hands
+anything it is not sure of back to the full path here).
 """
 
 from __future__ import annotations

@@ -28,10 +28,10 @@ import os
 import sys
 
 from switchboard import jsonlite
-from switchboard.cli import output
 
 TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 # As daemon/client.py: DEFAULT_CALL_TIMEOUT, DEFAULT_MAX_RESPONSE_LINE and Client.open's
@@ -194,13 +194,17 @@ def _lost(exc: OSError) -> Exception:
     return DaemonUnavailable(f"lost the connection to the daemon: {exc}")
 
 
-def _ask(sock: Any, method: str, params: dict[str, Any], timeout: float) -> Any:
-    """Send request 1 and return its result, raising what ``Client.call`` raises."""
+def _ask(
+    sock: Any, method: str, params: dict[str, Any], timeout: float, meanwhile: Callable[[], None]
+) -> Any:
+    """Send request 1, run ``meanwhile`` while the daemon works on it, and return its result,
+    raising what ``Client.call`` raises."""
     request = {"id": 1, "method": method, "params": params}
     try:
         sock.sendall(jsonlite.dumps(request, compact=True).encode() + b"\n")
     except OSError as exc:
         raise _lost(exc) from exc
+    meanwhile()
     chunks: list[bytes] = []
     size = 0
     try:
@@ -259,8 +263,18 @@ def _request(found: dict[str, Any], agent: Any) -> tuple[str, dict[str, Any], fl
     return "send", values, CALL_TIMEOUT
 
 
+def _prepare(command: str, as_json: bool) -> None:
+    """Import what printing needs (for a wait, before it: what arrives is printed at once)."""
+    from switchboard.cli import output  # noqa: PLC0415 - once the request is on its way
+
+    if not as_json and command != "send":
+        output.ready_times()
+
+
 def _print(command: str, result: Any, as_json: bool) -> None:
     """What commands/messages.py prints for the result."""
+    from switchboard.cli import output  # noqa: PLC0415 - imported by _prepare
+
     if as_json:
         output.print_json(result)
     elif command == "agents":
@@ -287,14 +301,13 @@ def run(argv: list[str], index: int) -> int | None:
         return None
     path, agent = _settings(found)
     method, params, timeout = _request(found, agent)
-    if method == "inbox" and params["wait"] and not found.get("json"):
-        output.ready_times()  # what arrives is printed at once
+    as_json = bool(found.get("json"))
     sock = None
     try:
         sock = _connect(path)
         if sock is None:
             return None
-        result = _ask(sock, method, params, timeout)
+        result = _ask(sock, method, params, timeout, lambda: _prepare(method, as_json))
     except KeyboardInterrupt:
         if method == "inbox":
             return 0  # ending a wait is how a wait ends
@@ -302,5 +315,5 @@ def run(argv: list[str], index: int) -> int | None:
     finally:
         if sock is not None:
             sock.close()
-    _print(method, result, bool(found.get("json")))
+    _print(method, result, as_json)
     return 0
