@@ -7,7 +7,6 @@ requests the daemon received.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 from conftest import TIMEOUT, FakeDaemon
 
-from switchboard import jsonlite
 from switchboard.cli import quick
 from switchboard.cli.main import _command_name, main
 from switchboard.daemon import client
@@ -232,32 +230,3 @@ def test_quick_path_agrees_with_the_client_and_config() -> None:
                 [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
             )
             assert done.stdout.strip() == "True"
-
-
-JSON_VALUES = [
-    [],
-    {},
-    [1, 2.5, 'é\n"\\', None, True, False],
-    {"a": [{}], 1: 2, 2.5: [[]], False: 0, None: -0.0},
-    [float("nan"), float("inf"), -float("inf"), 10**40, ("t",)],
-]
-
-
-@pytest.mark.parametrize("value", JSON_VALUES)
-def test_jsonlite_indented_is_json_dumps_indented(value: Any) -> None:
-    """``jsonlite.dumps(indent=2)`` writes what ``json.dumps(indent=2)`` writes, ASCII or not."""
-    for ascii in (True, False):
-        assert jsonlite.dumps(value, indent=2, ascii=ascii) == json.dumps(
-            value, indent=2, ensure_ascii=ascii
-        )
-
-
-def test_jsonlite_indented_refuses_what_json_refuses() -> None:
-    """Values JSON cannot carry and circular references fail with json's own errors."""
-    circle: list[Any] = []
-    circle.append(circle)
-    for value in ({object(): 1}, [object()], {"a": {1j}}, circle):
-        with pytest.raises((TypeError, ValueError)) as expected:
-            json.dumps(value, indent=2)
-        with pytest.raises(type(expected.value), match=str(expected.value)):
-            jsonlite.dumps(value, indent=2)
