@@ -15,12 +15,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from conftest import TIMEOUT, FakeDaemon
+from hypothesis import given
+from hypothesis import strategies as st
 
 from switchboard.cli import quick
 from switchboard.cli.main import _command_name, main
+from switchboard.config import default_agent_name
 from switchboard.daemon import client
 
 Capsys = pytest.CaptureFixture[str]
@@ -230,3 +234,25 @@ def test_quick_path_agrees_with_the_client_and_config() -> None:
                 [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
             )
             assert done.stdout.strip() == "True"
+
+
+LOGIN_VARIABLES = ("LOGNAME", "USER", "LNAME", "USERNAME")
+
+
+@given(st.lists(st.text(max_size=40) | st.sampled_from(["Ada.Lovelace", "-x-", "İK", "ß"]),
+                min_size=4, max_size=4))  # fmt: skip
+def test_quick_login_agent_is_config_default_agent_name(logins: list[str]) -> None:
+    """The quick path's acting agent from the login name is config's: the same variables in
+    the same order, the same characters replaced, the same fallbacks."""
+    values = dict(zip(LOGIN_VARIABLES, logins, strict=True))
+    environ = {key: value for key, value in os.environ.items() if key not in LOGIN_VARIABLES}
+    environ.update({key: value for key, value in values.items() if "\0" not in value})
+    with mock.patch.dict(os.environ, environ, clear=True):
+        assert quick.login_agent() == default_agent_name()
+
+
+def test_quick_login_agent_without_login_variables() -> None:
+    """Without any login variable both ask the password database."""
+    environ = {key: value for key, value in os.environ.items() if key not in LOGIN_VARIABLES}
+    with mock.patch.dict(os.environ, environ, clear=True):
+        assert quick.login_agent() == default_agent_name()

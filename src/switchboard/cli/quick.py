@@ -154,10 +154,29 @@ def default_home() -> str:
     return os.path.join(data, "switchboard")
 
 
-def _login_agent() -> str:
-    from switchboard.config import default_agent_name  # noqa: PLC0415 - only without a name
+# The characters of an agent name (config.default_agent_name's rule: the others become "-").
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
-    return default_agent_name()
+
+def login_agent() -> str:
+    """``config.default_agent_name()``: the login name as an agent name, without importing re
+    (and with it enum, functools, collections) or pathlib, for agents that run the CLI without
+    ``SWITCHBOARD_AGENT``; tests/e2e/test_cli_quick.py holds the two to the same answers."""
+    login = next(
+        (user for variable in ("LOGNAME", "USER", "LNAME", "USERNAME")
+         if (user := os.environ.get(variable))),
+        None,
+    )  # fmt: skip
+    if login is None:
+        try:
+            import pwd  # noqa: PLC0415
+
+            login = pwd.getpwuid(os.getuid())[0]
+        except (KeyError, OSError):
+            login = "user"
+    lowered = login.lower()
+    name = "".join(c if c in _NAME_CHARACTERS else "-" for c in lowered).strip("-._")[:32]
+    return name or "user"
 
 
 def _settings(found: dict[str, Any]) -> tuple[str, Any]:
@@ -169,7 +188,7 @@ def _settings(found: dict[str, Any]) -> tuple[str, Any]:
         if not any(os.environ.get(name) for name in _PARSED_ENVIRONMENT) and not os.path.exists(
             os.path.join(home, "config.toml")
         ):
-            return os.path.join(home, "daemon.sock"), lambda: agent or _login_agent()
+            return os.path.join(home, "daemon.sock"), lambda: agent or login_agent()
     from switchboard.cli.main import load_settings  # noqa: PLC0415 - what load_settings reads
 
     settings = load_settings(found.get("home"), found.get("as_agent"))
