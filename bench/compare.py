@@ -3,7 +3,9 @@
 ``python bench/compare.py BEFORE_SRC [AFTER_SRC]`` runs each command with ``PYTHONPATH`` set to
 each source tree in turn (e.g. ``git archive main src | tar -x -C /tmp/before``, compiled with
 ``python -m compileall``), against one running daemon, and prints the p50s beside the
-``python -c pass`` floor of the same run. Figures are printed, never asserted.
+``python -c pass`` floor of the same run. ``--across`` instead times ``send`` on device A ->
+device B's waiting ``inbox --wait`` prints it (a relay on loopback), both processes from the
+same tree, the trees in turn. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from cluster import Device
+from cluster import Device, Relay, group_of
 
 SCRIPT = str(Path(sys.executable).parent / "switchboard")
 PAYLOAD = json.dumps(
@@ -37,7 +39,9 @@ COMMANDS = {
     "send @nova -- hi": ([SCRIPT, "send", "@nova", "--", "hi"], b""),
     "agents": ([SCRIPT, "agents"], b""),
     "agents --json": ([SCRIPT, "agents", "--json"], b""),
+    "send --json @nova -- hi": ([SCRIPT, "send", "--json", "@nova", "--", "hi"], b""),
     "inbox": ([SCRIPT, "--as", "nova", "inbox"], b""),
+    "inbox --json": ([SCRIPT, "--as", "nova", "inbox", "--json"], b""),
     "send --help": ([SCRIPT, "send", "--help"], b""),
 }
 
@@ -51,13 +55,68 @@ def run(cmd: list[str], env: dict[str, str], data: bytes = b"") -> float:
     return elapsed
 
 
+def _arrival(reader: subprocess.Popen[bytes], start: float) -> float:
+    assert reader.stdout is not None
+    if not reader.stdout.readline():
+        raise SystemExit("bench: the waiting reader ended without printing")
+    return time.perf_counter() - start
+
+
+def across(trees: dict[str, str], count: int) -> None:
+    """send (A) starts -> B's waiting inbox --wait prints it, per tree, interleaved."""
+    with (
+        tempfile.TemporaryDirectory(prefix="sbab-", dir="/tmp") as tmp,
+        group_of(Path(tmp), "alpha", "beta", relay=Relay(Path(tmp) / "relay")) as (_, devices),
+    ):
+        alpha, beta = devices
+        beta.call("register", agent="nova")
+        target = f"@nova:{beta.short}"
+        deadline = time.monotonic() + 30
+        while alpha.call("agents") and target[1:] not in str(alpha.call("agents")):
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: alpha never learnt of nova")
+            time.sleep(0.1)
+        samples: dict[str, list[float]] = {tree: [] for tree in trees}
+        floor = []
+        for i in range(count):
+            for tree, src in trees.items():
+                a_env = {**alpha.env, "SWITCHBOARD_AGENT": "luna", "PYTHONPATH": src}
+                b_env = {**beta.env, "SWITCHBOARD_AGENT": "nova", "PYTHONPATH": src}
+                reader = subprocess.Popen(
+                    [SCRIPT, "inbox", "--wait", "30"], env=b_env, stdout=subprocess.PIPE
+                )
+                time.sleep(0.3)  # let it reach its wait
+                start = time.perf_counter()
+                sender = subprocess.Popen(
+                    [SCRIPT, "send", target, "--", f"ping {i}"],
+                    env=a_env,
+                    stdout=subprocess.DEVNULL,
+                )
+                samples[tree].append(_arrival(reader, start))
+                sender.wait()
+                reader.wait()
+            floor.append(run([sys.executable, "-c", "pass"], {**alpha.env, "PYTHONPATH": ""}))
+        base = statistics.median(floor) * 1000
+        print(f"floor: python -c pass p50 {base:.1f} ms (n={count}, interleaved)")
+        got = {t: statistics.median(samples[t]) * 1000 for t in trees}
+        print(
+            f"  send -> other device's inbox --wait   before {got['before']:6.1f} ms"
+            f" ({got['before'] / base:4.2f}x)   after {got['after']:6.1f} ms"
+            f" ({got['after'] / base:4.2f}x)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("before", help="the source tree (a src directory) before")
     parser.add_argument("after", nargs="?", default=str(Path(__file__).parents[1] / "src"))
     parser.add_argument("--count", type=int, default=30)
+    parser.add_argument("--across", action="store_true", help="time send -> inbox --wait")
     args = parser.parse_args()
     trees = {"before": args.before, "after": args.after}
+    if args.across:
+        across(trees, args.count)
+        return
     with tempfile.TemporaryDirectory(prefix="sbab-", dir="/tmp") as tmp:
         device = Device(Path(tmp) / "d", "bench").start()
         try:

@@ -72,9 +72,11 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data)
 
 
-def dumps(value: object, *, compact: bool = False, ascii: bool = True) -> str:
+def dumps(
+    value: object, *, compact: bool = False, ascii: bool = True, indent: int | None = None
+) -> str:
     """``json.dumps(value)``; ``compact``: with ``separators=(",", ":")``; ``ascii=False``: with
-    ``ensure_ascii=False``.
+    ``ensure_ascii=False``; ``indent=N``: with ``indent=N`` (``compact`` does not apply).
 
     Raises:
         TypeError: ``value`` holds something JSON cannot carry.
@@ -84,10 +86,76 @@ def dumps(value: object, *, compact: bool = False, ascii: bool = True) -> str:
         import json  # noqa: PLC0415
 
         separators = (",", ":") if compact else None
-        return json.dumps(value, separators=separators, ensure_ascii=ascii)
-    key, item = (":", ",") if compact else (": ", ", ")
+        return json.dumps(value, separators=separators, ensure_ascii=ascii, indent=indent)
     strings = _c.encode_basestring_ascii if ascii else _c.encode_basestring
+    if indent is not None:
+        return _indented(value, strings, " " * indent)
+    key, item = (":", ",") if compact else (": ", ", ")
     # A new encoder each time, as json does: its circular-reference markers are left behind
     # by a call that fails half way.
     encoder = _c.make_encoder({}, _default, strings, None, key, item, False, False, True)
     return "".join(encoder(value, 0))
+
+
+def _float(value: float) -> str:
+    # json's floatstr with allow_nan: NaN and the infinities as JavaScript spells them.
+    if value != value:  # noqa: PLR0124 - NaN
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def _key(key: object) -> str:
+    # json's conversion of a dict key, in its order of checks (skipkeys off).
+    if isinstance(key, str):
+        return key
+    if isinstance(key, float):
+        return _float(key)
+    if key is True or key is False or key is None:
+        return {True: "true", False: "false", None: "null"}[key]
+    if isinstance(key, int):
+        return int.__repr__(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
+
+
+def _indented(value: object, strings: Callable[[str], str], step: str) -> str:
+    """``value`` as ``json.dumps(value, indent=...)`` writes it (for indented output json uses
+    its pure-Python encoder: the C one takes no indent before Python 3.13), in json's order of
+    checks; ``strings`` encodes a string, ``step`` is one level of indentation."""
+    out: list[str] = []
+    seen: set[int] = set()
+
+    def encode(value: object, newline: str) -> None:  # newline: the break and indentation
+        if isinstance(value, str):
+            out.append(strings(value))
+        elif value is None or value is True or value is False:
+            out.append("null" if value is None else "true" if value else "false")
+        elif isinstance(value, int):
+            out.append(int.__repr__(value))
+        elif isinstance(value, float):
+            out.append(_float(value))
+        elif isinstance(value, list | tuple | dict):
+            if not value:
+                out.append("{}" if isinstance(value, dict) else "[]")
+                return
+            if id(value) in seen:
+                raise ValueError("Circular reference detected")
+            seen.add(id(value))
+            inner = newline + step
+            out.append("{" if isinstance(value, dict) else "[")
+            if isinstance(value, dict):
+                for number, (key, item) in enumerate(value.items()):
+                    out.append(("," if number else "") + inner + strings(_key(key)) + ": ")
+                    encode(item, inner)
+            else:
+                for number, item in enumerate(value):
+                    out.append(("," if number else "") + inner)
+                    encode(item, inner)
+            out.append(newline + ("}" if isinstance(value, dict) else "]"))
+            seen.discard(id(value))
+        else:
+            encode(_default(value), newline)
+
+    encode(value, "\n")
+    return "".join(out)

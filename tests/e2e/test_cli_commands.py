@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import AGENT, EVENT, INVITE, LINK, MESSAGE, FakeDaemon
 
+from switchboard.cli import quick
 from switchboard.cli.main import EXIT_INTERRUPTED, main
 from switchboard.config import default_agent_name
 from switchboard.daemon.client import Client
@@ -241,6 +242,7 @@ def test_cli_ctrl_c_ends_a_follow_with_0_and_other_commands_with_130(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Client, "call", interrupt)
+    monkeypatch.setattr(quick, "_ask", interrupt)  # the quick path's one call
     assert run(capsys, "agents")[0] == EXIT_INTERRUPTED
     assert run(capsys, "inbox", "--wait", "60")[0] == 0
 

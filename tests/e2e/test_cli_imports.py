@@ -138,3 +138,44 @@ def test_cli_everyday_commands_import_no_typing_json_or_dataclasses(
         check=False,
     )
     assert done.stderr.splitlines()[-1:] == ["0"], done.stderr  # exit 0, none imported
+
+
+# The quick path (cli/quick.py) of agents, send and inbox imports, like the hook, only C modules
+# beyond our own few: no parser, no pathlib (config), no socket or errors (enum).
+QUICK_HEAVY = (*HOOK_HEAVY, "pathlib", "gettext", "locale", "datetime")
+QUICK_OURS = ("switchboard.config", "switchboard.errors", "switchboard.daemon.client")
+QUICK_PROBE = HOOK_PROBE.replace(
+    "heavy = sorted(",
+    "heavy = sorted({m for m in sys.modules if m in sys.argv[1].split(',')} | ",
+)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["agents"],
+        ["agents", "--json"],
+        ["--as", "luna", "send", "@nova", "--", "hi"],
+        ["send", "--json", "@nova", "hello"],
+        ["inbox"],
+        ["--as", "nova", "inbox", "--json", "--peek"],
+    ],
+    ids=" ".join,
+)
+def test_quick_path_imports_only_c_modules_beyond_its_own(
+    argv: list[str], fake_daemon: FakeDaemon
+) -> None:
+    """agents, send and inbox ask the daemon once and print without importing the parser,
+    json, re, enum, socket, typing, pathlib, datetime.py, or our config, errors and client
+    (also when the acting agent is the login name: fake_daemon unsets SWITCHBOARD_AGENT)."""
+    names = ",".join((*QUICK_HEAVY, *QUICK_OURS))
+    done = subprocess.run(
+        [sys.executable, "-c", QUICK_PROBE, names, *argv],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.stderr.splitlines()[-1:] == ["0"], done.stderr  # exit 0, none imported
+    [(method, _)] = fake_daemon.calls
+    assert method == next(word for word in argv if word in ("agents", "send", "inbox"))

@@ -29,6 +29,33 @@ def test_dumps_is_json_dumps(value: Any) -> None:
     assert jsonlite.dumps(value, ascii=False) == json.dumps(value, ensure_ascii=False)
 
 
+# Indented output (what every --json listing prints): also keys json converts (numbers, bools,
+# None), NaN and the infinities, tuples.
+keyed = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4).map(lambda items: tuple(items[:1]) + tuple(items))
+        | st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text() | st.integers() | st.floats(allow_nan=False) | st.booleans() | st.none(),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@given(keyed, st.sampled_from([0, 1, 2, 4]))
+def test_dumps_indented_is_json_dumps_indented(value: Any, indent: int) -> None:
+    """Same text as json.dumps(indent=N), ASCII or not (json falls back to its Python encoder
+    for indented output; jsonlite must not import it)."""
+    for ascii in (True, False):
+        assert jsonlite.dumps(value, indent=indent, ascii=ascii) == json.dumps(
+            value, indent=indent, ensure_ascii=ascii
+        )
+
+
 @given(values, st.sampled_from(["", " ", "\n", " \t\r\n "]))
 def test_loads_is_json_loads(value: Any, space: str) -> None:
     """Same value as json.loads, from str and from UTF-8 bytes, around JSON whitespace."""
@@ -87,3 +114,32 @@ def test_loads_fails_as_json_does_before_json_is_imported() -> None:
         "JSONDecodeError Expecting property name enclosed in double quotes: "
         "line 1 column 2 (char 1)"
     )
+
+
+JSON_VALUES = [
+    [],
+    {},
+    [1, 2.5, 'é\n"\\', None, True, False],
+    {"a": [{}], 1: 2, 2.5: [[]], False: 0, None: -0.0},
+    [float("nan"), float("inf"), -float("inf"), 10**40, ("t",)],
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES)
+def test_jsonlite_indented_is_json_dumps_indented(value: Any) -> None:
+    """``jsonlite.dumps(indent=2)`` writes what ``json.dumps(indent=2)`` writes, ASCII or not."""
+    for ascii in (True, False):
+        assert jsonlite.dumps(value, indent=2, ascii=ascii) == json.dumps(
+            value, indent=2, ensure_ascii=ascii
+        )
+
+
+def test_jsonlite_indented_refuses_what_json_refuses() -> None:
+    """Values JSON cannot carry and circular references fail with json's own errors."""
+    circle: list[Any] = []
+    circle.append(circle)
+    for value in ({object(): 1}, [object()], {"a": {1j}}, circle):
+        with pytest.raises((TypeError, ValueError)) as expected:
+            json.dumps(value, indent=2)
+        with pytest.raises(type(expected.value), match=str(expected.value)):
+            jsonlite.dumps(value, indent=2)

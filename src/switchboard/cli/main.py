@@ -6,7 +6,10 @@ foreground server (``daemon run``, ``relay serve``) quietly with 0, because that
 meant to end; it interrupts any other command with 130, the shell's convention.
 
 Only the chosen command's module is imported, and the modules on the path of everyday commands
-import nothing heavy (no asyncio, msgspec, cryptography or sqlite3).
+import nothing heavy (no asyncio, msgspec, cryptography or sqlite3). ``hook`` goes to
+harnesses/hook.py before anything else is imported; the common shapes of ``agents``, ``send``
+and ``inbox`` go to cli/quick.py, which asks the daemon without building a parser (and hands
+anything it is not sure of back to the full path here).
 """
 
 from __future__ import annotations
@@ -153,26 +156,35 @@ def _silence_stdout() -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, quick: bool = True) -> int:
     """Run one ``switchboard`` command.
 
     Args:
         argv: the arguments after the program name (default: ``sys.argv[1:]``).
+        quick: take the quick path (cli/quick.py) for the shapes it knows; ``False``: always
+            the full parser (the tests compare the two).
 
     Returns:
         The exit status: 0 ok, 1 error, 2 usage error, 130 interrupted.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
     index = _command_name(arguments)
-    if index is not None and arguments[index] == "hook" and not {"-h", "--help"} & set(arguments):
+    command = arguments[index] if index is not None else None
+    if command == "hook" and not {"-h", "--help"} & set(arguments):
         # Every tool call of every agent runs a hook: skip the parser (harnesses/hook.py).
         from switchboard.harnesses.hook import main as hook_main  # noqa: PLC0415
 
         return hook_main(arguments)
-    import importlib  # noqa: PLC0415 - see the imports at the top
+    if quick and index is not None and command in _QUICK:
+        from switchboard.cli import quick as quick_path  # noqa: PLC0415
 
-    from switchboard.cli.output import error_line  # noqa: PLC0415
-    from switchboard.errors import SwitchboardError  # noqa: PLC0415
+        try:
+            status = quick_path.run(arguments, index)
+        except BaseException as exc:  # noqa: BLE001 - mapped in one place; the rest re-raised
+            return _failed(exc)
+        if status is not None:
+            return status
+    import importlib  # noqa: PLC0415 - see the imports at the top
 
     try:
         args = _parse(arguments)
@@ -180,31 +192,50 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     module_name, function_name = args.handler.split(":")
     try:
-        settings = _settings(args)
+        settings = load_settings(getattr(args, "home", None), getattr(args, "as_agent", None))
         module = importlib.import_module(f"switchboard.cli.commands.{module_name}")
         return int(getattr(module, function_name)(args, settings))
-    except SwitchboardError as exc:
+    except BaseException as exc:  # noqa: BLE001 - mapped in one place; the rest re-raised
+        return _failed(exc)
+
+
+# The commands cli/quick.py runs without the parser when it knows their arguments' shape.
+_QUICK = frozenset({"agents", "send", "inbox"})
+
+
+def _failed(exc: BaseException) -> int:
+    """The exit status for a command's exception, its line on stderr; re-raise the others.
+
+    This is the one place errors become exit statuses (errors is imported only here, once a
+    command failed: the quick path does not pay for enum).
+    """
+    from switchboard.cli.output import error_line  # noqa: PLC0415
+    from switchboard.errors import SwitchboardError  # noqa: PLC0415
+
+    if isinstance(exc, SwitchboardError):
         print(error_line(str(exc) or type(exc).__name__), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    if isinstance(exc, KeyboardInterrupt):
         print(file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         _silence_stdout()
         return 0
-    except OSError as exc:
+    if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
         print(error_line(f"{exc.strerror or exc}{where}"), file=sys.stderr)
         return 1
+    raise exc
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    from switchboard.config import load_settings  # noqa: PLC0415
+def load_settings(home: str | None, agent: str | None) -> Settings:
+    """``config.load_settings`` for ``--home`` and ``--as``; a malformed ``config.toml`` or
+    environment variable is a ``SwitchboardError``."""
+    from switchboard.config import load_settings as load  # noqa: PLC0415
     from switchboard.errors import SwitchboardError  # noqa: PLC0415
 
     try:
-        home, agent = getattr(args, "home", None), getattr(args, "as_agent", None)
-        return load_settings(home=home, agent=agent)
+        return load(home=home, agent=agent)
     except ValueError as exc:  # a malformed config.toml or environment variable
         raise SwitchboardError(f"invalid settings: {exc}") from exc
 

@@ -12,15 +12,15 @@ from switchboard import jsonlite
 
 TYPE_CHECKING = False  # no typing at run time: every command starts with this module
 if TYPE_CHECKING:
+    import datetime
     from collections.abc import Iterable, Sequence
     from typing import Any
 
 
 def print_json(value: Any) -> None:
-    """Print one JSON document (a listing's array, or an object), indented."""
-    import json  # noqa: PLC0415 - indented output needs json's own encoder
-
-    print(json.dumps(value, indent=2, ensure_ascii=False))
+    """Print one JSON document (a listing's array, or an object), indented: what
+    ``json.dumps(value, indent=2, ensure_ascii=False)`` writes, without importing json."""
+    print(jsonlite.dumps(value, indent=2, ascii=False))
 
 
 def print_json_line(value: Any) -> None:
@@ -41,6 +41,23 @@ def error_line(message: str) -> str:
     return f"switchboard: {text}"
 
 
+def _datetime() -> Any:
+    """The ``datetime`` module, imported on first use: its C half ``_datetime`` where there is
+    one, which has the same classes (``datetime`` re-exports them) without the ~1 ms of
+    running datetime.py's pure-Python definitions first."""
+    try:
+        import _datetime as dt  # type: ignore[import-not-found]  # noqa: PLC0415 - lazy
+    except ImportError:  # pragma: no cover - not CPython
+        import datetime as dt  # noqa: PLC0415
+
+    return dt
+
+
+def ready_times() -> None:
+    """Import what ``when`` needs now: before a wait, so what arrives is printed at once."""
+    _datetime()
+
+
 def when(ts: Any, *, sep: str = " ") -> str:
     """Show an ISO 8601 time in local time: ``10:12:11`` today, ``2024-05-01 10:12:11`` before.
 
@@ -50,10 +67,10 @@ def when(ts: Any, *, sep: str = " ") -> str:
     """
     if not isinstance(ts, str) or not ts:
         return "-"
-    import datetime as dt  # noqa: PLC0415 - only output with times needs it
-
+    dt = _datetime()
     try:
-        moment = dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone()
+        moment: datetime.datetime = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        moment = moment.astimezone()
     except ValueError:
         return ts
     if moment.date() == dt.datetime.now().astimezone().date():
@@ -197,6 +214,22 @@ def message_lines(message: dict[str, Any]) -> list[str]:
     header = f"#{message.get('id')} {when(message.get('ts'))} {who} -> {to}{thread}"
     text = str(message.get("text", ""))
     return [header, *("  " + line for line in text.splitlines() or [""])]
+
+
+def grouped_lines(messages: Iterable[dict[str, Any]]) -> list[str]:
+    """``inbox``: messages grouped by thread, each group in the order of its first message;
+    messages outside any thread stay where they are."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for index, message in enumerate(messages):
+        key = message.get("thread") or f"\0{index}"
+        groups.setdefault(key, []).append(message)
+    lines: list[str] = []
+    for key, members in groups.items():
+        if not key.startswith("\0"):
+            lines.append(f"thread {key} ({len(members)} new)")
+        for message in members:
+            lines.extend(message_lines(message))
+    return lines
 
 
 def event_line(event: dict[str, Any]) -> str:

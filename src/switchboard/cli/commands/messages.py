@@ -7,7 +7,6 @@ import sys
 
 from switchboard.cli import output
 from switchboard.cli.calls import call, params
-from switchboard.cli.commands import deliveries, threads
 from switchboard.daemon.client import DEFAULT_CALL_TIMEOUT
 
 TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
@@ -57,6 +56,8 @@ def send(args: argparse.Namespace, settings: Settings) -> int:
     values.update(params(priority=getattr(args, "priority", None)))
     result = call(settings, "send", values)
     if getattr(args, "wait_for", None):  # send --wait delivered|injected|read
+        from switchboard.cli.commands import deliveries  # noqa: PLC0415 - only for --wait
+
         result = deliveries.wait_send(
             settings, result, args.wait_for, args.timeout, as_json=args.json
         )
@@ -71,6 +72,8 @@ def inbox(args: argparse.Namespace, settings: Settings) -> int:
     """Print the acting agent's unread messages (marking them read unless ``--peek``)."""
     wait = args.wait or 0.0
     values = params(agent=settings.acting_agent(), peek=args.peek, wait=wait)
+    if wait and not args.json:
+        output.ready_times()  # what arrives is printed at once
     try:
         messages = call(settings, "inbox", values, timeout=wait + DEFAULT_CALL_TIMEOUT)
     except KeyboardInterrupt:
@@ -78,7 +81,7 @@ def inbox(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         output.print_json(messages)
     elif messages:
-        output.print_lines(threads.grouped_lines(messages))  # grouped by thread
+        output.print_lines(output.grouped_lines(messages))  # grouped by thread
     else:
         print("no unread messages")
     return 0

@@ -1,4 +1,4 @@
-"""``thread show``, ``search``, ``sent``, and the inbox's grouping by thread."""
+"""``thread show``, ``search`` and ``sent`` (the inbox's grouping by thread is in output.py)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,9 @@ from switchboard.cli.calls import call, params
 TYPE_CHECKING = False  # no typing at run time (mypy takes it as true)
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Iterable
     from typing import Any
 
     from switchboard.config import Settings
-
-
-def grouped_lines(messages: Iterable[dict[str, Any]]) -> list[str]:
-    """Messages grouped by thread, each group in the order of its first message; messages
-    outside any thread stay where they are."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for index, message in enumerate(messages):
-        key = message.get("thread") or f"\0{index}"
-        groups.setdefault(key, []).append(message)
-    lines: list[str] = []
-    for key, members in groups.items():
-        if not key.startswith("\0"):
-            lines.append(f"thread {key} ({len(members)} new)")
-        for message in members:
-            lines.extend(output.message_lines(message))
-    return lines
 
 
 def _print_messages(args: argparse.Namespace, messages: list[dict[str, Any]], empty: str) -> None:
