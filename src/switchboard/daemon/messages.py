@@ -248,6 +248,7 @@ async def inbox(ctx: Context, p: InboxParams) -> list[Message]:
     deadline = loop.time() + min(max(p.wait, 0.0), MAX_WAIT)
     limit = min(max(p.limit, 1), 1000)
     injector = ctx.part(DeliveryState).injector
+    await injector.settled(name)  # a waiting take records what it showed just after it answers
     while True:
         mark = ctx.changes
         rows = await ctx.read(projections.inbox_unread, ctx.device_id, name, limit)
