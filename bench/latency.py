@@ -214,15 +214,33 @@ def _marks(trace_dir: Path) -> dict[tuple[str, str], list[tuple[int, int]]]:
     return found
 
 
-def legs(trace_dir: Path, pairs: list[tuple[float, float]]) -> list[tuple[str, float]]:
+# The agent path (bench/hooks.py part 2): MCP tool call on A to wait_for_message's answer.
+MCP_HOPS = [
+    ("alpha", "mcp_in", 0),
+    ("alpha", "api_in", 0),
+    ("alpha", "commit", 0),
+    ("alpha", "link_read", 0),
+    ("alpha", "ws_send", 100),
+    ("relay", "ws_recv", 100),
+    ("relay", "ws_send", 100),
+    ("beta", "ws_recv", 100),
+    ("beta", "receive_commit", 0),
+    ("beta", "api_out", 0),
+    ("beta", "mcp_out", 0),
+]
+
+
+def legs(
+    trace_dir: Path, pairs: list[tuple[float, float]], hops: list[tuple[str, str, int]] = HOPS
+) -> list[tuple[str, float]]:
     """Median time of each leg between hops, and from the last hop to arrival (ms)."""
     marks = _marks(trace_dir)
-    names = [f"{role}.{name}" for role, name, _ in HOPS] + ["client sees it"]
+    names = [f"{role}.{name}" for role, name, _ in hops] + ["client sees it"]
     spans: list[list[float]] = [[] for _ in names]
     for sent, arrived in pairs:
         start, end = int(sent * 1e9), int(arrived * 1e9)
         times = [start]
-        for role, name, least in HOPS:
+        for role, name, least in hops:
             hit = next(
                 (
                     t

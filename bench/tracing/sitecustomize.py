@@ -59,6 +59,14 @@ def _install() -> None:
     around(api.ApiServer, "_handle_line", "api_in", lambda a, r: len(a[2]), after=False)
     around(api._Connection, "send", "api_out", lambda a, r: 1 if "item" in a[1] else 0, False)
 
+    try:
+        from switchboard.mcp import server  # noqa: PLC0415 - only when tracing
+    except ImportError:  # the SDK is not installed: no MCP server runs here
+        pass
+    else:
+        around(server.SwitchboardMCP, "_call_tool", "mcp_in", after=False)
+        around(server.SwitchboardMCP, "_call_tool", "mcp_out")
+
     since = log.EventLog.since
 
     @functools.wraps(since)
