@@ -20,6 +20,8 @@ import tempfile
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from switchboard import runloop
+
 
 async def relay() -> None:
     peers: dict[str, ServerConnection] = {}
@@ -72,12 +74,13 @@ async def a(relay_port: int) -> None:
 
 def main() -> None:
     role, *ports = sys.argv[1:]
+    # On the daemons' own event loop (uvloop where installed).
     if role == "relay":
-        asyncio.run(relay())
+        runloop.run(relay())
     elif role == "b":
-        asyncio.run(b(int(ports[0])))
+        runloop.run(b(int(ports[0])))
     else:
-        asyncio.run(a(int(ports[0])))
+        runloop.run(a(int(ports[0])))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """``make bench``: the foundation's figures, each beside its floor measured in the same run.
 
 1. Latency A -> relay -> B (send call to arrival in B's log), p50/p99 over 1,000 messages,
-   beside a raw asyncio TCP round trip on loopback, and beside one fsync (fdatasync of a 4 KiB
-   append) plus that round trip: the durable path's floor (A syncs its event; B syncs nothing).
+   beside a raw asyncio TCP round trip on loopback, beside one fsync (fdatasync of a 4 KiB
+   append) plus that round trip: the durable path's floor (A syncs its event; B syncs nothing),
+   and beside the same hops through three minimal asyncio processes (``bench/chain.py``).
+   ``--trace`` also prints its legs, hop by hop (``bench/latency.py``, ``bench/tracing``).
 2. Sustained throughput A -> relay -> B (events/s, each committed at sender, relay and receiver),
    beside a minimal asyncio TCP forwarder with the same payload size.
 3. Catch-up: B offline while 100,000 events are written, then rejoins: events/s into B's store,
