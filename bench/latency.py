@@ -39,6 +39,7 @@ PAYLOAD = 200  # bytes of text per message, about a one-line agent message
 # Sizes tell a batch (an event of PAYLOAD bytes, sealed) from acks and pings on the same socket.
 HOPS = [
     ("a", "api_in", 0),
+    ("a", "append_in", 0),
     ("a", "commit", 0),
     ("a", "link_read", 0),
     ("a", "ws_send", PAYLOAD),
@@ -55,7 +56,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def latency(a: Device, b: Device, count: int) -> tuple[list[float], list[tuple[float, float]]]:
+def latency(
+    a: Device, b: Device, count: int, gap: float = 0.0
+) -> tuple[list[float], list[tuple[float, float]]]:
     """Send call on A to arrival in B's log, measured in this process for both ends.
 
     One message at a time: the next is sent once the last arrived (a thread follows B's log
@@ -91,6 +94,8 @@ def latency(a: Device, b: Device, count: int) -> tuple[list[float], list[tuple[f
             )
             with landed:
                 landed.wait_for(lambda key=key: key in arrived, timeout=5)
+            if gap:
+                time.sleep(gap)  # the fsyncs the last message caused (relay, B's receipt) end
     thread.join(10)
     pairs = [(sent[k], arrived[k]) for k in sent if k in arrived]
     return [end - start for start, end in pairs], pairs
@@ -268,6 +273,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--trace", action="store_true", help="print the per-hop legs")
+    parser.add_argument(
+        "--gap", type=float, default=0.0, help="seconds of pause after each arrival"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="switchboard-lat-") as tmp:
         root = Path(tmp)
@@ -290,7 +298,7 @@ def main() -> int:
             a.call("register", agent="luna")
             b.wait_events(1, type="agent_registered", agent="luna")
             a.wait_events(1, type="agent_registered", agent="nova")
-            lat, pairs = latency(a, b, args.count)
+            lat, pairs = latency(a, b, args.count, args.gap)
             floor_chain = chain_latency(args.count)
             rtt = asyncio.run(tcp_round_trip(args.count))
             fsyncs = fsync_times(root, args.count)

@@ -56,6 +56,7 @@ def _install() -> None:
     around(ws, "receive", "ws_recv", lambda a, r: len(r))
     around(log.EventLog, "append_many", "commit", lambda a, r: len(r))
     around(log.EventLog, "receive", "receive_commit", lambda a, r: len(a[1]))
+    around(log.EventLog, "append_many", "append_in", after=False)
     around(api.ApiServer, "_handle_line", "api_in", lambda a, r: len(a[2]), after=False)
     around(api._Connection, "send", "api_out", lambda a, r: 1 if "item" in a[1] else 0, False)
 
