@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 
 import anyio
 from cluster import PY, Device, Relay, group_of
+from latency import MCP_HOPS, legs, print_legs, traced_env
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -202,7 +204,11 @@ async def _timed(
 
 
 async def _mcp_exchange(
-    alpha: Device, beta: Device, count: int, parts: dict[str, list[float]]
+    alpha: Device,
+    beta: Device,
+    count: int,
+    parts: dict[str, list[float]],
+    pairs: list[tuple[float, float]],
 ) -> list[float]:
     def params(device: Device, agent: str) -> StdioServerParameters:
         env = {**device.env, "SWITCHBOARD_AGENT": agent}
@@ -243,32 +249,46 @@ async def _mcp_exchange(
                 sends.append(time.perf_counter() - start)
             assert f"ping {i}" in got["text"], got["text"]
             samples.append(got["at"] - start)
+            pairs.append((start, got["at"]))
         return samples
 
 
-def bench_mcp(count: int) -> None:
+def bench_mcp(count: int, trace: bool = False) -> None:
     print("MCP send (device A) -> wait_for_message returns (device B), via a relay:")
     with tempfile.TemporaryDirectory(prefix="sbb-", dir="/tmp") as tmp:
+        trace_dir = Path(tmp) / "trace"
+        trace_dir.mkdir()
+        saved = dict(os.environ)
+        if trace:  # every process started below writes its hops (bench/tracing)
+            os.environ.update(traced_env(trace_dir))
         relay = Relay(Path(tmp) / "relay")
         with group_of(Path(tmp), "alpha", "beta", relay=relay) as (_, (alpha, beta)):
+            os.environ.clear()
+            os.environ.update(saved)
             parts: dict[str, list[float]] = {}
+            pairs: list[tuple[float, float]] = []
             floor = anyio.run(_sdk_floor, count * 4, Path(tmp))
-            samples = anyio.run(_mcp_exchange, alpha, beta, count, parts)
+            samples = anyio.run(_mcp_exchange, alpha, beta, count, parts, pairs)
             report("floor: SDK client -> no-op tool (stdio)", floor)
             for label, values in parts.items():
                 report(label, values)
             ratio("send -> other device's wait_for_message", samples, floor)
+            if trace:
+                print_legs(legs(trace_dir, pairs, MCP_HOPS))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     parser.add_argument("--only", choices=("hooks", "mcp"), help="run one part")
+    parser.add_argument(
+        "--trace", action="store_true", help="print the agent path's legs, hop by hop"
+    )
     args = parser.parse_args()
     if args.only in (None, "hooks"):
         bench_hooks(20 if args.quick else 60)
     if args.only in (None, "mcp"):
-        bench_mcp(10 if args.quick else 30)
+        bench_mcp(10 if args.quick else 30, trace=args.trace)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """``make bench``: the foundation's figures, each beside its floor measured in the same run.
 
 1. Latency A -> relay -> B (send call to arrival in B's log), p50/p99 over 1,000 messages,
-   beside a raw asyncio TCP round trip on loopback, and beside one fsync (fdatasync of a 4 KiB
-   append) plus that round trip: the durable path's floor (A syncs its event; B syncs nothing).
+   beside a raw asyncio TCP round trip on loopback, beside one fsync (fdatasync of a 4 KiB
+   append) plus that round trip: the durable path's floor (A syncs its event; B syncs nothing),
+   and beside the same hops through three minimal asyncio processes (``bench/chain.py``).
+   ``--trace`` also prints its legs, hop by hop (``bench/latency.py``, ``bench/tracing``).
 2. Sustained throughput A -> relay -> B (events/s, each committed at sender, relay and receiver),
    beside a minimal asyncio TCP forwarder with the same payload size.
 3. Catch-up: B offline while 100,000 events are written, then rejoins: events/s into B's store,
@@ -37,12 +39,21 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from cluster import Device, Relay
+from latency import (
+    chain_latency,
+    fsync_times,
+    latency,
+    legs,
+    print_legs,
+    tcp_round_trip,
+    traced_env,
+)
+from latency import report as report_latency
 from restart import measure as measure_restart
 from restart import report as report_restart
 
 from switchboard import runloop
 from switchboard.config import load_settings
-from switchboard.daemon.client import Client
 from switchboard.daemon.service import Daemon
 from switchboard.events import FileEdited
 
@@ -55,51 +66,6 @@ def pct(values: list[float], q: float) -> float:
 
 
 # -- floors ------------------------------------------------------------------------------------
-
-
-async def tcp_round_trip(count: int) -> list[float]:
-    """Round trips of one PAYLOAD-sized line through an asyncio echo server on loopback."""
-
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while line := await reader.readline():
-            writer.write(line)
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    line = b"x" * PAYLOAD + b"\n"
-    samples = []
-    for _ in range(count):
-        start = time.perf_counter()
-        writer.write(line)
-        await writer.drain()
-        await reader.readline()
-        samples.append(time.perf_counter() - start)
-    writer.close()
-    await writer.wait_closed()
-    server.close()
-    await server.wait_closed()
-    return samples
-
-
-def fsync_times(directory: Path, count: int) -> list[float]:
-    """fdatasync of one appended 4 KiB page (a WAL frame) in ``directory``: the disk's floor."""
-    path = directory / "fsync-floor"
-    sync = getattr(os, "fdatasync", os.fsync)
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
-    samples = []
-    try:
-        for _ in range(count):
-            os.write(fd, b"x" * 4096)
-            start = time.perf_counter()
-            sync(fd)
-            samples.append(time.perf_counter() - start)
-    finally:
-        os.close(fd)
-        path.unlink()
-    return samples
 
 
 async def forwarder_rate(count: int) -> float:
@@ -147,46 +113,6 @@ async def forwarder_rate(count: int) -> float:
 
 
 # -- switchboard ---------------------------------------------------------------------------------
-
-
-def latency(a: Device, b: Device, count: int) -> list[float]:
-    """Send call on A to arrival in B's log, measured in this process for both ends.
-
-    One message at a time: the next is sent once the last arrived (a thread follows B's log
-    and signals; nothing polls, so the measuring costs the machine's two cores no time).
-    """
-    arrived: dict[str, float] = {}
-    ready = threading.Event()
-    landed = threading.Condition()
-
-    def follow() -> None:
-        with Client.open(b.settings.socket_path) as client:
-            ready.set()
-            for item in client.stream("events.follow", {"type": "message_posted"}, duration=120):
-                now = time.perf_counter()
-                with landed:
-                    arrived[item["data"]["text"].rstrip(".")] = now
-                    landed.notify()
-                if len(arrived) >= count:
-                    return
-
-    thread = threading.Thread(target=follow, daemon=True)
-    thread.start()
-    ready.wait()
-    time.sleep(0.2)
-    sent: dict[str, float] = {}
-    with Client.open(a.settings.socket_path) as client:
-        for n in range(count):
-            key = f"lat{n:08d}"
-            sent[key] = time.perf_counter()
-            client.call(
-                "send",
-                {"agent": "luna", "to": ["@nova"], "text": key.ljust(PAYLOAD, "."), "wait": 0},
-            )
-            with landed:
-                landed.wait_for(lambda key=key: key in arrived, timeout=5)
-    thread.join(10)
-    return [arrived[k] - sent[k] for k in sent if k in arrived]
 
 
 def b_holds(b: Device, origin: str, seq: int) -> bool:
@@ -265,6 +191,11 @@ def stage(text: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="also print the latency's legs, hop by hop (the daemons trace on: later figures pay)",
+    )
     args = parser.parse_args()
     n_lat, n_tp, n_catch = (200, 5_000, 10_000) if args.quick else (1_000, 50_000, 100_000)
     results: dict[str, Any] = {}
@@ -275,12 +206,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         root = Path(tmp)
         fsyncs = fsync_times(root, n_lat)
+        chain = chain_latency(n_lat)
+        trace_dir = root / "trace"
+        trace_dir.mkdir()
+        saved = dict(os.environ)
+        if args.trace:  # the processes below write their hops (bench/tracing)
+            os.environ.update(traced_env(trace_dir))
         relay = Relay(root / "relay").start()
         # Latency runs with A as its own process too, as a user runs it: the measuring threads
         # here must not share A's interpreter. Bulk appends need A in this process: it is
         # started on the same home after.
         a_dev = Device(root / "a", "a").start()
         b = Device(root / "b", "b").start()
+        os.environ.clear()
+        os.environ.update(saved)
         a: InProcessA | None = None
         try:
             invite = a_dev.call("group.create", name="bench", relay=relay.url)["invite"]
@@ -292,7 +231,9 @@ def main() -> int:
             origin = a_dev.call("status")["device"]["id"]
 
             stage("latency")
-            lat = latency(a_dev, b, n_lat)
+            lat, pairs = latency(a_dev, b, n_lat)
+            if args.trace:
+                results["latency_legs"] = legs(trace_dir, pairs)
             results["latency"] = {
                 "p50_ms": pct(lat, 0.5) * 1e3,
                 "p99_ms": pct(lat, 0.99) * 1e3,
@@ -338,21 +279,10 @@ def main() -> int:
     results["floor_tcp_rtt"] = {"p50_ms": pct(rtt, 0.5) * 1e3, "p99_ms": pct(rtt, 0.99) * 1e3}
     results["floor_forwarder_eps"] = fwd
     results["floor_fsync"] = {"p50_ms": pct(fsyncs, 0.5) * 1e3, "p99_ms": pct(fsyncs, 0.99) * 1e3}
-    durable_floor = results["floor_fsync"]["p50_ms"] + results["floor_tcp_rtt"]["p50_ms"]
-    lat_ratio = results["latency"]["p50_ms"] / results["floor_tcp_rtt"]["p50_ms"]
-    print(
-        f"latency A->relay->B   p50 {results['latency']['p50_ms']:.2f} ms  "
-        f"p99 {results['latency']['p99_ms']:.2f} ms  (n={results['latency']['n']})"
-    )
-    print(
-        f"  floor: TCP round trip p50 {results['floor_tcp_rtt']['p50_ms']:.3f} ms  "
-        f"p99 {results['floor_tcp_rtt']['p99_ms']:.3f} ms  -> ratio {lat_ratio:.1f}x"
-    )
-    print(
-        f"  floor: one fsync p50 {results['floor_fsync']['p50_ms']:.3f} ms + one TCP round trip"
-        f" = {durable_floor:.3f} ms  -> ratio "
-        f"{results['latency']['p50_ms'] / durable_floor:.1f}x (durable at A, B syncs nothing)"
-    )
+    report_latency(lat, rtt, fsyncs, chain)
+    results["floor_chain"] = {"p50_ms": pct(chain, 0.5) * 1e3, "p99_ms": pct(chain, 0.99) * 1e3}
+    if args.trace:
+        print_legs(results["latency_legs"])
     print(
         f"throughput A->relay->B {results['throughput_eps']:,.0f} events/s  "
         f"(floor: asyncio forwarder {fwd:,.0f} msg/s, ratio "

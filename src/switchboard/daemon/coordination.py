@@ -63,6 +63,10 @@ log = logging.getLogger("switchboard.daemon.coordination")
 # How often local agents' processes and everyone's shown status are checked: "marked offline
 # within a few seconds" without measurable cost (one small read per round).
 LIVENESS_INTERVAL = 2.0
+# A woken round waits this long first: a burst of events costs one round, and a message's own
+# path (the follower that shows it, the link that passes it on) runs before the round, not
+# behind it (each round reads every agent; it ran once per message, on that message's path).
+ROUND_DELAY = 0.01
 _WAKING = frozenset({"status_changed", "agent_registered", "message_posted", "file_edited"})
 # Events by which a local agent is back: what it was sent while gone is delivered then.
 _COMES_BACK = frozenset({"status_changed", "agent_registered"})
@@ -179,6 +183,8 @@ class Coordination:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), LIVENESS_INTERVAL)
+            if self._wake.is_set():
+                await asyncio.sleep(ROUND_DELAY)
             self._wake.clear()
             # Like a peer's supervisor (STYLE.md error rule 5): one failed round (a bug, a
             # locked database) must not end liveness for good; it is logged and retried.

@@ -331,6 +331,7 @@ async def inbox_take(ctx: Context, p: TakeParams) -> dict[str, Any]:
         taken = await st.injector.take(
             name, context, via=p.via, everything=p.all, ack=p.ack, events=p.events,
             reoffer=p.reoffer, mcp=p.mcp, max_chars=p.max_chars, hold=p.hold,
+            later=p.wait > 0,
         )  # fmt: skip
         remaining = deadline - loop.time()
         if taken["messages"] or taken["events"] or remaining <= 0:

@@ -86,6 +86,7 @@ class Injector:
     def __init__(self, ctx: Context) -> None:
         self.d = ctx
         self._locks: dict[str, asyncio.Lock] = {}
+        self._settling: set[asyncio.Task[None]] = set()  # ``take(later=True)``'s records
         self._reminded: dict[tuple[str, str, str], tuple[int, float]] = {}
         self._held: dict[str, _Held] = {}
         self._failed: dict[tuple[str, str], str] = {}  # (agent, context) -> last error told
@@ -120,6 +121,7 @@ class Injector:
         mcp: bool = True,
         max_chars: int = wrapping.DEFAULT_MAX_CHARS,
         hold: bool = False,
+        later: bool = False,
     ) -> dict[str, Any]:
         """Place what is due into ``context`` of agent ``name``; return the wrapped block.
 
@@ -136,13 +138,20 @@ class Injector:
             max_chars: the size limit of the block.
             hold: record nothing yet; the caller settles the returned ``handover`` once the
                 harness took the block (or failed to).
+            later: record what is shown (and read, with ``ack``) in a task that starts once
+                this returns, still under the agent's lock: for a waiting take, whose answer
+                is on a message's path (``wait_for_message``); its records need no fsync
+                before the answer, since a call that looks at them waits for them.
 
         Returns:
             ``{"text", "messages", "events", "reminders", "left_out", "context"}``, and
             ``handover`` with ``hold`` when something is shown; ``text`` is empty when
             nothing is due.
         """
-        async with self.lock(name):
+        lock: asyncio.Lock | None = self.lock(name)
+        assert lock is not None
+        await lock.acquire()
+        try:
             fresh, shown = await self.d.read(self._unread, name, context, everything)
             if not everything:
                 pending = self._held_refs(name, context)
@@ -163,9 +172,31 @@ class Injector:
             if hold and not ack and rendered.text:
                 refs = [ref for ref in rendered.messages if ref not in done]
                 token = self._hold(_Held(name, context, via, refs, cursor, time.monotonic()))
+            elif later and rendered.text:
+                # Settled right after the answer leaves, under the agent's lock: whoever looks
+                # next (a take, ``inbox``: ``settled``) sees it recorded.
+                task = asyncio.create_task(
+                    self._settle(
+                        lock,
+                        name,
+                        context=context,
+                        via=via,
+                        refs=rendered.messages,
+                        done=done,
+                        ack=ack,
+                        cursor=cursor,
+                    ),
+                    name=f"switchboard[inject:{name}].settle",
+                )
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+                lock = None
             else:
                 await self._record(name, context, via, rendered.messages, done, ack=ack)
                 await self._advance(name, cursor)
+        finally:
+            if lock is not None:
+                lock.release()
         shown = set(rendered.messages)
         result = {
             "text": rendered.text,
@@ -178,6 +209,31 @@ class Injector:
         if token:
             result["handover"] = token
         return result
+
+    async def settled(self, name: str) -> None:
+        """Return once agent ``name``'s deliveries so far are recorded (see ``take``)."""
+        async with self.lock(name):
+            return
+
+    async def _settle(
+        self,
+        lock: asyncio.Lock,
+        name: str,
+        *,
+        context: str,
+        via: str,
+        refs: list[str],
+        done: dict[str, str],
+        ack: bool,
+        cursor: int | None,
+    ) -> None:
+        try:
+            await self._record(name, context, via, refs, done, ack=ack)
+            await self._advance(name, cursor)
+        except Exception:  # nothing recorded: the messages are offered again, as unread
+            log.exception("! recording a delivery to %s failed", name)
+        finally:
+            lock.release()
 
     # -- holds: handed over, not yet taken -------------------------------------------------
 

@@ -108,6 +108,11 @@ async def send(ctx: Context, p: SendParams) -> SendResult:
     local = [r for r in recipients if r.endswith(":" + ctx.device_id) and r not in gone]
     (msg_id, event), *_ = await ctx.log.append_many([(sender, body)])
     ref = f"{event.origin}/{event.seq}"
+    if len(local) < len(recipients):
+        # The commit woke the links (a small commit runs on the loop and wakes them before it
+        # returns): one loop turn lets them pass the event on before this call goes on to
+        # its reads and its reply, which would otherwise sit on the message's path.
+        await asyncio.sleep(0)
     if local:
         await ctx.log.append("", MessageDelivered(message=ref, recipients=local))
     await _wait_remote(ctx, msg_id, ref, recipients, min(max(p.wait, 0.0), 30.0))
@@ -178,19 +183,20 @@ async def _wait_remote(
     ctx: Context, msg_id: int, ref: str, recipients: list[str], wait: float
 ) -> None:
     remote = [r for r in recipients if not r.endswith(":" + ctx.device_id)]
-    if remote and wait > 0:
-        # A daemon started by this very command is still connecting: give it a moment to
-        # learn who is online before answering "queued".
-        for peer in ctx.links.values():
-            if peer.status.state is LinkState.CONNECTING:
-                await peer.wait_established(min(wait, LINK_WAIT / 5))
+    if not remote or wait <= 0:
+        return  # nothing to wait for: no read of who is online
+    # A daemon started by this very command is still connecting: give it a moment to learn
+    # who is online before answering "queued".
+    for peer in ctx.links.values():
+        if peer.status.state is LinkState.CONNECTING:
+            await peer.wait_established(min(wait, LINK_WAIT / 5))
     online = {
         row["device_id"]
         for row in await ctx.read(projections.list_devices)
         if row["online"] and row["device_id"] != ctx.device_id
     }
     waiting = {r for r in recipients if r.rsplit(":", 1)[1] in online}
-    if not waiting or wait <= 0:
+    if not waiting:
         return
     conn_reader = ctx.db.reader
 
@@ -242,6 +248,7 @@ async def inbox(ctx: Context, p: InboxParams) -> list[Message]:
     deadline = loop.time() + min(max(p.wait, 0.0), MAX_WAIT)
     limit = min(max(p.limit, 1), 1000)
     injector = ctx.part(DeliveryState).injector
+    await injector.settled(name)  # a waiting take records what it showed just after it answers
     while True:
         mark = ctx.changes
         rows = await ctx.read(projections.inbox_unread, ctx.device_id, name, limit)
