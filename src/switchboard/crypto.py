@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -79,6 +79,8 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from nacl import bindings as sodium
+from nacl.exceptions import BadSignatureError
 
 from switchboard.errors import ForgedEvent, TamperedDirect, TamperedEnvelope, UserError
 from switchboard.ids import device_id_from_public_key
@@ -123,11 +125,40 @@ def key_owner(public_key: bytes) -> str:
         return ""
 
 
+# Ed25519 runs through libsodium (pynacl), not OpenSSL: it signs in ~17 us against ~28 us and
+# verifies in ~44 us against ~92 us here. Keys stay ``cryptography`` objects (and files the
+# same 32-byte seeds), and Ed25519 is deterministic, so the signatures are the same bytes.
+# libsodium's 64-byte secret key (seed + public key) for each identity that signed; the entry
+# holds the key object itself, so its ``id`` is not reused while cached.
+_SECRETS: dict[int, tuple[Ed25519PrivateKey, bytes]] = {}
+_MAX_SECRETS: Final = 64
+
+
+def _secret_key(identity: Ed25519PrivateKey) -> bytes:
+    known = _SECRETS.get(id(identity))
+    if known is not None and known[0] is identity:
+        return known[1]
+    seed = identity.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    secret = sodium.crypto_sign_seed_keypair(seed)[1]
+    if len(_SECRETS) >= _MAX_SECRETS:
+        _SECRETS.clear()
+    _SECRETS[id(identity)] = (identity, secret)
+    return secret
+
+
+def sign(identity: Ed25519PrivateKey, message: bytes) -> bytes:
+    """Return ``identity``'s 64-byte Ed25519 signature of ``message`` (the same bytes as
+    ``identity.sign(message)``, made by libsodium in about half the time)."""
+    return sodium.crypto_sign(message, _secret_key(identity))[: sodium.crypto_sign_BYTES]
+
+
 def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """Return whether ``signature`` is ``public_key``'s signature of ``message``."""
+    if len(signature) != sodium.crypto_sign_BYTES or len(public_key) != 32:
+        return False
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
-    except (InvalidSignature, ValueError):
+        sodium.crypto_sign_open(signature + message, public_key)
+    except (BadSignatureError, ValueError):
         return False
     return True
 
@@ -254,7 +285,7 @@ class GroupKeys:
         nonce = os.urandom(NONCE_SIZE)
         aad = direct_header(self.group, sender, recipient, ref)
         box = self._direct_cipher(sender).encrypt(nonce, plaintext, aad)
-        signature = identity.sign(_direct_digest(aad, nonce, box))
+        signature = sign(identity, _direct_digest(aad, nonce, box))
         return Direct(
             sender=sender,
             recipient=recipient,
@@ -460,7 +491,7 @@ class Signer:
             chunk = events[start : start + LEAVES_PER_ROOT]
             leaves = [leaf_hash(self.group, origin, seq, data) for seq, data in chunk]
             root, paths = merkle_paths(leaves)
-            sig = self.identity.sign(batch_message(self.group, len(leaves), root))
+            sig = sign(self.identity, batch_message(self.group, len(leaves), root))
             proofs.extend(
                 EventProof(key=self.public, sig=sig, index=i, count=len(leaves), path=path)
                 for i, path in enumerate(paths)
