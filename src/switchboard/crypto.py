@@ -499,12 +499,25 @@ class Signer:
         return proofs
 
 
+# Trees a ``Verifier`` remembers the nodes of (up to 2 * LEAVES_PER_ROOT - 1 hashes each).
+VERIFIED_TREES: Final = 1024
+
+
 @dataclass
 class Verifier:
-    """Checks events' proofs against their origin devices' keys."""
+    """Checks events' proofs against their origin devices' keys.
+
+    It remembers the nodes of the trees whose root it verified, keyed by signature and place
+    (level, position): a later leaf of the same tree climbs only until it meets one, usually
+    after one hash instead of one per level, and its signature is not checked again. The rest
+    of its path is still checked for shape, so a proof with a wrong or padded path is refused
+    against what is remembered, so only whole, valid proofs are stored and served on.
+    """
 
     group: str
-    _verified: dict[tuple[bytes, bytes, int], bytes] = field(default_factory=dict, repr=False)
+    _trees: dict[tuple[bytes, bytes, int], dict[tuple[int, int], bytes]] = field(
+        default_factory=dict, repr=False
+    )
     _owners: dict[bytes, str] = field(default_factory=dict, repr=False)  # key -> device id
 
     def verify(self, origin: str, seq: int, event: bytes, proof: EventProof) -> None:
@@ -524,15 +537,44 @@ class Verifier:
             self._owners[proof.key] = owner
         if owner != origin:
             raise ForgedEvent(origin, seq, "signed by another device's key")
-        leaf = leaf_hash(self.group, origin, seq, event)
-        root = root_of(leaf, proof.index, proof.count, proof.path)
-        if root is None:
-            raise ForgedEvent(origin, seq, "its merkle path does not fit")
         seen = (proof.key, proof.sig, proof.count)
-        if self._verified.get(seen) == root:
+        known = self._trees.get(seen)
+        index, width, path = proof.index, proof.count, proof.path
+        if not 0 <= index < width or len(path) > _MAX_PATH:
+            raise ForgedEvent(origin, seq, "its merkle path does not fit")
+        node: bytes | None = leaf_hash(self.group, origin, seq, event)
+        climbed: list[tuple[tuple[int, int], bytes]] = []
+        level = used = 0
+        while True:
+            if node is not None:
+                if known is not None and known.get((level, index)) == node:
+                    node = None  # in a verified tree: the rest of the path must match it
+                else:
+                    climbed.append(((level, index), node))
+            if width == 1:
+                break
+            if index % 2 or index != width - 1:  # else the odd node out, carried up unhashed
+                if used >= len(path) or len(path[used]) != 32:
+                    raise ForgedEvent(origin, seq, "its merkle path does not fit")
+                sibling = path[used]
+                if node is not None:
+                    climbed.append(((level, index ^ 1), sibling))
+                    node = _node(sibling, node) if index % 2 else _node(node, sibling)
+                elif known is not None and known.get((level, index ^ 1)) != sibling:
+                    # Above a remembered node every node is remembered: the path must match.
+                    raise ForgedEvent(origin, seq, "its merkle path does not fit")
+                used += 1
+            index, width, level = index // 2, (width + 1) // 2, level + 1
+        if used != len(path):
+            raise ForgedEvent(origin, seq, "its merkle path does not fit")
+        if node is None:  # met the remembered tree: what it climbed to get there is in it too
+            if known is not None:
+                known.update(climbed)
             return
-        if not verify_signature(proof.key, proof.sig, batch_message(self.group, proof.count, root)):
+        if not verify_signature(proof.key, proof.sig, batch_message(self.group, proof.count, node)):
             raise ForgedEvent(origin, seq, "bad signature")
-        if len(self._verified) >= VERIFIED_ROOTS:
-            self._verified.clear()
-        self._verified[seen] = root
+        if known is None or known.get((level, 0)) != node:
+            if len(self._trees) >= VERIFIED_TREES:
+                self._trees.clear()
+            known = self._trees[seen] = {}
+        known.update(climbed)
