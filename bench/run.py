@@ -6,9 +6,13 @@
    and beside the same hops through three minimal asyncio processes (``bench/chain.py``).
    ``--trace`` also prints its legs, hop by hop (``bench/latency.py``, ``bench/tracing``).
 2. Sustained throughput A -> relay -> B (events/s, each committed at sender, relay and receiver),
-   beside a minimal asyncio TCP forwarder with the same payload size.
+   beside a minimal asyncio TCP forwarder with the same payload size, and as a share of the
+   JetStream publish floor (``bench/jsfloor.py``: acked publishes of one sealed event's size to
+   a nats-server started for it, measured just before).
 3. Catch-up: B offline while 100,000 events are written, then rejoins: events/s into B's store,
-   from B's daemon being ready (it reconnects, then catches up) to holding every event.
+   from B's daemon being ready (it reconnects, then catches up) to holding every event; as a
+   share of a raw SQLite ``executemany`` of the same rows into a fresh store's ``events`` table,
+   measured just before (``bench/jsfloor.py``).
 4. ``switchboard send`` wall time to a running daemon, p50 over 30 runs.
 5. Relay restart to first delivery (``bench/restart.py``): the relay is killed, a message
    sent A -> B while it is down for a second, the relay restarted on the same port; median and
@@ -39,6 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from cluster import Device, Relay
+from jsfloor import jetstream_rate, sealed_size, sqlite_insert_rate
 from latency import (
     chain_latency,
     fsync_times,
@@ -245,14 +250,16 @@ def main() -> int:
             a_dev.stop()
             a = InProcessA(root / "a")
 
-            stage("throughput")
+            stage("throughput (JetStream publish floor first)")
+            results["floor_jetstream_eps"] = jetstream_rate(n_tp, sealed_size())
             base = a.daemon.log.vector()[origin] if a.daemon else 0
             start = time.perf_counter()
             a.append(n_tp)
             end = wait_holds(b, origin, base + n_tp)
             results["throughput_eps"] = n_tp / (end - start)
 
-            stage("catch-up")
+            stage("catch-up (SQLite insert floor first)")
+            results["floor_sqlite_insert_eps"] = sqlite_insert_rate(n_catch, root)
             b.stop()
             base = a.daemon.log.vector()[origin] if a.daemon else 0
             a.append(n_catch)
@@ -288,7 +295,16 @@ def main() -> int:
         f"(floor: asyncio forwarder {fwd:,.0f} msg/s, ratio "
         f"{fwd / results['throughput_eps']:.1f}x)"
     )
-    print(f"catch-up               {results['catch_up_eps']:,.0f} events/s into B's store")
+    js = results["floor_jetstream_eps"]
+    print(
+        f"  floor: JetStream acked publish {js:,.0f} msg/s (same size, windows of 256) -> "
+        f"{results['throughput_eps'] / js:.2f} of it"
+    )
+    sql, catch = results["floor_sqlite_insert_eps"], results["catch_up_eps"]
+    print(
+        f"catch-up               {catch:,.0f} events/s into B's store  "
+        f"(floor: SQLite executemany of the rows {sql:,.0f}/s -> {catch / sql:.2f} of it)"
+    )
     print(f"switchboard send       p50 {results['send_wall_p50_ms']:.1f} ms wall (30 runs)")
     print(report_restart(results["relay_restart"]))
     out = Path(os.environ.get("SWITCHBOARD_BENCH_OUT", "bench/results.json"))

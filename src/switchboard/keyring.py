@@ -197,6 +197,8 @@ class Keyring:
         self.current = kid
 
     def _winner(self, kid: bytes) -> bytes | None:
+        if not self.rotations:  # a group that never rotated: asked for every event received
+            return None
         successors = [r.kid for r in self.rotations.values() if r.previous == kid]
         return min(successors) if successors else None
 

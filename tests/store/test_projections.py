@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from store_helpers import ME, OTHER, PEER, count, raw, remote
 
@@ -19,6 +20,7 @@ from switchboard.events import (
 )
 from switchboard.ids import device_id_from_public_key, short_id, short_ids
 from switchboard.store import leases, projections
+from switchboard.store.db import Database
 from switchboard.store.log import EventLog
 
 T1, T2, T3 = "2026-01-01T10:00:00.000Z", "2026-01-01T11:00:00.000Z", "2026-01-01T12:00:00.000Z"
@@ -297,3 +299,29 @@ def test_projections_permission_prompts_settle_only_from_their_device(
     settled = prompts.get(_reader(fresh_store), "p1")
     assert settled is not None
     assert (settled["state"], settled["answered_by"], settled["reason"]) == ("deny", "boss:y", "no")
+
+
+def test_projections_a_batch_of_edits_folds_as_one_event_at_a_time(
+    fresh_store: EventLog, tmp_path: Path
+) -> None:
+    """Edits folded as a run (``leases.file_edited_many``) give the rows that folding each
+    alone gives, an agent moving to another folder within the batch included."""
+    events = [
+        remote(PEER, 1, AgentRegistered(name="nova", cwd="/w/one")),
+        remote(PEER, 2, FileEdited(path="a.py")),
+        remote(PEER, 3, FileEdited(path="/w/one/b.py")),
+        remote(PEER, 4, AgentRegistered(name="nova", cwd="/w/two")),
+        remote(PEER, 5, FileEdited(path="a.py")),
+        remote(PEER, 6, FileEdited(path="c.py", repo="r1", repo_path="./src/../c.py")),
+    ]
+    fresh_store.receive_sync(events)
+    alone = EventLog(Database(tmp_path / "alone.db"), ME)
+    try:
+        for event in events:
+            alone.receive_sync([event])
+        query = "SELECT event_id, device_id, name, repo, path, ts FROM file_edits ORDER BY 1"
+        together = _reader(fresh_store).execute(query).fetchall()
+        assert len(together) == 4
+        assert together == _reader(alone).execute(query).fetchall()
+    finally:
+        alone.db.close()

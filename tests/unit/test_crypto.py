@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 from pairing import GROUP, KEYS, OTHER_KEYS, SECRET, private_key
@@ -234,3 +235,17 @@ def test_crypto_direct_header_binds_group_sender_recipient_and_ref() -> None:
     }  # fmt: skip
     assert len(headers) == 5
     assert isinstance(KEYS.seal_direct(SENDER_KEY, RECIPIENT, 1, b""), Direct)
+
+
+@given(seed=st.binary(min_size=32, max_size=32), message=st.binary(max_size=300))
+def test_crypto_libsodium_signs_the_same_bytes_as_openssl(seed: bytes, message: bytes) -> None:
+    # Ed25519 is deterministic: libsodium (crypto.sign) and OpenSSL (the key's own sign) must
+    # agree byte for byte, so keys, files and stored proofs are unchanged by the switch.
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    signature = crypto.sign(key, message)
+    assert signature == key.sign(message)
+    public = crypto.public_bytes(key)
+    assert crypto.verify_signature(public, signature, message)
+    assert not crypto.verify_signature(public, signature, message + b"x")
+    assert not crypto.verify_signature(public, signature + b"\x00", message)
+    key.public_key().verify(signature, message)  # OpenSSL accepts it too

@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Final
 
-from switchboard.crypto import public_bytes
+from switchboard.crypto import public_bytes, sign
 from switchboard.errors import ByeCode, Rejected, SwitchboardError, TransportTimeout, Unreachable
 from switchboard.events import Event, now_ts
 from switchboard.links.status import LinkState
@@ -150,12 +150,12 @@ class RelayLink(SupervisedLink):
             raise Unreachable("relay", f"link to {self.url} is not connected")
         key = public_bytes(new_auth)
         message = rekey_message(self.keys.group, self._session_key, key, members, forgotten)
-        box = encode_rekey(Rekey(key, members, forgotten, new_auth.sign(message)))
+        box = encode_rekey(Rekey(key, members, forgotten, sign(new_auth, message)))
         self._rekeys += 1
         ref = self._rekeys
         frame = Direct(
             sender=self.device_id, recipient=relay, ref=ref, sender_key=public_bytes(self.identity),
-            nonce=os.urandom(12), box=box, signature=self.identity.sign(box),
+            nonce=os.urandom(12), box=box, signature=sign(self.identity, box),
         )  # fmt: skip
         answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
         self._rekey_answers[ref] = answer

@@ -29,3 +29,9 @@ HANDLERS: Final = _merge(
     plans.HANDLERS,
     keys.HANDLERS,
 )
+
+
+#: Event type -> one handler of a run of consecutive events of it, equivalent to folding each
+#: with ``HANDLERS`` in turn (the foundation has no handler of these types).
+RUN_HANDLERS: Final[dict[str, Callable[..., None]]] = dict(leases.RUN_HANDLERS)
+assert all(HANDLERS[tag] == (leases.HANDLERS[tag],) for tag in RUN_HANDLERS)

@@ -200,6 +200,33 @@ def file_edited(conn: sqlite3.Connection, local_id: int, event: Event, body: Any
     )
 
 
+def file_edited_many(conn: sqlite3.Connection, run: Sequence[tuple[int, Event, Any]]) -> None:
+    """``file_edited`` for a run of consecutive edits (``projections.apply_many``): nothing in
+    the run changes an agent's folder, so each agent's is read once, and the rows go in with
+    one ``executemany``."""
+    cwds: dict[tuple[str, str], str] = {}
+    rows = []
+    for local_id, event, body in run:
+        assert isinstance(body, FileEdited)
+        if body.repo and body.repo_path:
+            repo, path = body.repo, os.path.normpath(body.repo_path)
+        else:  # an edit recorded before repositories were recognised
+            agent = (event.origin, event.agent)
+            cwd = cwds.get(agent)
+            if cwd is None:
+                row = conn.execute(
+                    "SELECT cwd FROM agents WHERE device_id = ? AND name = ?", agent
+                ).fetchone()
+                cwd = cwds[agent] = row[0] if row else ""
+            repo, path = folder_key(body.path, cwd)
+        rows.append((local_id, event.origin, event.agent, repo, path, event.ts))
+    conn.executemany(
+        "INSERT OR IGNORE INTO file_edits (event_id, device_id, name, repo, path, ts)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
 def edits_near(
     conn: sqlite3.Connection, local_ids: Sequence[int], window: float, device: str
 ) -> list[Row]:
@@ -252,3 +279,5 @@ HANDLERS: Final = {
     "notice_posted": notice_recorded,
     "file_edited": file_edited,
 }
+#: Event type -> a handler of a run of such events, equivalent to its ``HANDLERS`` in turn.
+RUN_HANDLERS: Final = {"file_edited": file_edited_many}

@@ -85,14 +85,31 @@ def apply_many(conn: sqlite3.Connection, stored: Sequence[Stored]) -> None:
     # bad one is skipped and the others still count. Two statements per batch, not per event.
     conn.execute("SAVEPOINT projections")
     try:
-        for local_id, event in stored:
-            _apply_event(conn, local_id, event, guarded=False)
+        _apply_runs(conn, stored)
     except _IGNORED:
         conn.execute("ROLLBACK TO projections")
         for local_id, event in stored:
             _apply_event(conn, local_id, event, guarded=True)
     conn.execute("RELEASE projections")
     _bump_last_seen(conn, stored)
+
+
+def _apply_runs(conn: sqlite3.Connection, stored: Sequence[Stored]) -> None:
+    # Unguarded, in order; a run of consecutive events of a type with a run handler
+    # (``coordination.RUN_HANDLERS``: a catch-up of file edits) is folded in one call.
+    run: list[tuple[int, Event, Any]] = []
+    run_type = ""
+    for local_id, event in stored:
+        if run and event.type != run_type:
+            coordination.RUN_HANDLERS[run_type](conn, run)
+            run = []
+        if event.type in coordination.RUN_HANDLERS:
+            run_type = event.type
+            run.append((local_id, event, body_of(event)))
+        else:
+            _apply_event(conn, local_id, event, guarded=False)
+    if run:
+        coordination.RUN_HANDLERS[run_type](conn, run)
 
 
 def _apply_event(conn: sqlite3.Connection, local_id: int, event: Event, *, guarded: bool) -> None:
@@ -412,3 +429,6 @@ def receipts_for(conn: sqlite3.Connection, event_id: int) -> dict[str, Row]:
         (event_id,),
     )
     return {f"{row['name']}:{row['device_id']}": row for row in rows_of(cursor)}
+
+
+assert not set(coordination.RUN_HANDLERS) & set(_HANDLERS), "a run handler replaces all of a type's"
