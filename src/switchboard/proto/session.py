@@ -82,6 +82,7 @@ from switchboard.proto.frames import (
     Ping,
     Pong,
     Presence,
+    Presences,
     Proof,
     Undelivered,
     Welcome,
@@ -103,10 +104,26 @@ from switchboard.proto.session_events import (
 )
 
 __all__ = [
-    "DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_BATCH_BYTES",
-    "DEFAULT_PING_INTERVAL", "AckReceived", "BatchReceived", "Closed", "DirectReceived",
-    "Established", "HaveReceived", "HelloReceived", "PresenceReceived", "Role", "SessionEvent",
-    "SessionStatistics", "State", "SyncSession", "UndeliveredReceived", "transition_table",
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_BATCH_BYTES",
+    "DEFAULT_PING_INTERVAL",
+    "AckReceived",
+    "BatchReceived",
+    "Closed",
+    "DirectReceived",
+    "Established",
+    "HaveReceived",
+    "HelloReceived",
+    "PresenceReceived",
+    "Role",
+    "SessionEvent",
+    "SessionStatistics",
+    "State",
+    "SyncSession",
+    "UndeliveredReceived",
+    "encode_presences",
+    "transition_table",
 ]  # fmt: skip
 
 # Send a Ping after this long without sending anything: keeps NAT and proxies from dropping an
@@ -157,6 +174,7 @@ _TABLE: Final[dict[tuple[Role, State, type[Frame]], str]] = {
     **{(role, State.OPEN, Ping): "_on_ping" for role in Role},
     **{(role, State.OPEN, Pong): "_on_pong" for role in Role},
     (Role.CLIENT, State.OPEN, Presence): "_on_presence",
+    (Role.CLIENT, State.OPEN, Presences): "_on_presences",
     **{(role, State.OPEN, Direct): "_on_direct" for role in Role},
     (Role.CLIENT, State.OPEN, Undelivered): "_on_undelivered",
 }
@@ -170,6 +188,11 @@ _SENDABLE: Final[dict[str, frozenset[State]]] = {
 }
 
 
+def encode_presences(online: Iterable[str], offline: Iterable[str]) -> bytes:
+    """Encode a ``Presences`` frame once, for ``SyncSession.send_presences`` on many sessions."""
+    return encode_frame(Presences(online=list(online), offline=list(offline)))
+
+
 def transition_table() -> dict[tuple[str, str, str], str]:
     """Return the transition table in plain strings (for docs and tests)."""
     return {
@@ -178,7 +201,7 @@ def transition_table() -> dict[tuple[str, str, str], str]:
     }
 
 
-@dataclass
+@dataclass(slots=True)  # a relay holds one per device: no __dict__ each
 class SyncSession:
     """One side of a sync connection. See the module docstring.
 
@@ -406,6 +429,16 @@ class SyncSession:
         assert self.role is Role.SERVER
         self._send(Presence(device=device, online=online))
 
+    def send_presences(self, encoded: bytes) -> None:
+        """Server: send a ``Presences`` frame, encoded once by ``encode_presences``.
+
+        A relay announces one round of changes to every connection of a group with the same
+        bytes, so it encodes the frame once, not once per connection.
+        """
+        self._require("open")
+        assert self.role is Role.SERVER
+        self._send_encoded(encoded)
+
     def offer(self, envelopes: Iterable[Envelope]) -> int:
         """Send the envelopes that come next for the peer; return how many were queued.
 
@@ -551,6 +584,10 @@ class SyncSession:
     def _on_presence(self, frame: Presence) -> None:
         self._events.append(PresenceReceived(frame.device, frame.online))
 
+    def _on_presences(self, frame: Presences) -> None:
+        self._events.extend(PresenceReceived(device, True) for device in frame.online)
+        self._events.extend(PresenceReceived(device, False) for device in frame.offline)
+
     def _on_direct(self, frame: Direct) -> None:
         self._stats["directs_in"] += 1
         self._events.append(DirectReceived(frame))
@@ -578,7 +615,9 @@ class SyncSession:
             raise LocalProtocolError(f"cannot {call} in state {self.state.value}")
 
     def _send(self, frame: Frame) -> None:
-        data = encode_frame(frame)
+        self._send_encoded(encode_frame(frame))
+
+    def _send_encoded(self, data: bytes) -> None:
         self._out.append(data)
         self._stats["frames_out"] += 1
         self._stats["bytes_out"] += len(data)

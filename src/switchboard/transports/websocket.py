@@ -58,6 +58,7 @@ class WebSocketTransport:
     """
 
     guarantees = Guarantees(ordered=True, reliable=True)
+    __slots__ = ("_closed", "_ws", "peer")  # a relay holds one per device: no __dict__ each
 
     def __init__(self, connection: ClientConnection | ServerConnection, peer: str) -> None:
         self.peer = peer
