@@ -252,7 +252,15 @@ class SyncSession:
     _rx_since_tick: bool = field(init=False, default=False)
     _tx_since_tick: bool = field(init=False, default=False)
     _ping_n: int = field(init=False, default=0)
-    _stats: dict[str, int] = field(init=False, default_factory=dict, repr=False)
+    # The counters of ``statistics()``: plain slots, not a dict (a relay holds one per device).
+    _frames_in: int = field(init=False, default=0, repr=False)
+    _frames_out: int = field(init=False, default=0, repr=False)
+    _bytes_in: int = field(init=False, default=0, repr=False)
+    _bytes_out: int = field(init=False, default=0, repr=False)
+    _envelopes_in: int = field(init=False, default=0, repr=False)
+    _envelopes_out: int = field(init=False, default=0, repr=False)
+    _directs_in: int = field(init=False, default=0, repr=False)
+    _directs_out: int = field(init=False, default=0, repr=False)
 
     def __post_init__(self) -> None:
         assert len(self.nonce) >= 16, "nonce must be at least 16 random bytes"
@@ -267,13 +275,6 @@ class SyncSession:
             assert self.identity is not None, "a server needs its identity key"
             self.state = State.AWAIT_HELLO
         self._started = self._last_rx = self._last_tx = self.now
-        self._stats = dict.fromkeys(
-            (
-                "frames_in", "frames_out", "bytes_in", "bytes_out", "envelopes_in",
-                "envelopes_out", "directs_in", "directs_out",
-            ),
-            0,
-        )  # fmt: skip
 
     # -- output drains ---------------------------------------------------------------------
 
@@ -298,7 +299,10 @@ class SyncSession:
 
     def statistics(self) -> SessionStatistics:
         """Return this session's counters."""
-        return SessionStatistics(**self._stats)
+        return SessionStatistics(
+            self._frames_in, self._frames_out, self._bytes_in, self._bytes_out,
+            self._envelopes_in, self._envelopes_out, self._directs_in, self._directs_out,
+        )  # fmt: skip
 
     # -- input -------------------------------------------------------------------------------
 
@@ -306,8 +310,8 @@ class SyncSession:
         """Take one frame from the peer. Never raises on bad peer input."""
         if self.state is State.CLOSED:
             return  # discard: the session already failed or closed
-        self._stats["frames_in"] += 1
-        self._stats["bytes_in"] += len(data)
+        self._frames_in += 1
+        self._bytes_in += len(data)
         self._rx_since_tick = True
         try:
             frame = decode_frame(data, self.max_frame_size)
@@ -479,7 +483,7 @@ class SyncSession:
         """Send a sealed directed frame (a device: its own; a relay: one it forwards)."""
         self._require("open")
         self._send(frame)
-        self._stats["directs_out"] += 1
+        self._directs_out += 1
 
     def send_undelivered(self, recipient: str, ref: int, code: int, reason: str) -> None:
         """Server: tell the client its directed frame ``ref`` for ``recipient`` went nowhere."""
@@ -564,7 +568,7 @@ class SyncSession:
         for origin, seq in last.items():
             if seq > self.peer_vector.get(origin, 0):
                 self.peer_vector[origin] = seq
-        self._stats["envelopes_in"] += len(frame.envelopes)
+        self._envelopes_in += len(frame.envelopes)
         self._events.append(BatchReceived(tuple(frame.envelopes)))
 
     def _on_ack(self, frame: Ack) -> None:
@@ -589,7 +593,7 @@ class SyncSession:
         self._events.extend(PresenceReceived(device, False) for device in frame.offline)
 
     def _on_direct(self, frame: Direct) -> None:
-        self._stats["directs_in"] += 1
+        self._directs_in += 1
         self._events.append(DirectReceived(frame))
 
     def _on_undelivered(self, frame: Undelivered) -> None:
@@ -619,13 +623,13 @@ class SyncSession:
 
     def _send_encoded(self, data: bytes) -> None:
         self._out.append(data)
-        self._stats["frames_out"] += 1
-        self._stats["bytes_out"] += len(data)
+        self._frames_out += 1
+        self._bytes_out += len(data)
         self._tx_since_tick = True
 
     def _send_chunk(self, chunk: list[Envelope]) -> None:
         self._send(Batch(envelopes=chunk))
-        self._stats["envelopes_out"] += len(chunk)
+        self._envelopes_out += len(chunk)
         for env in chunk:
             if env.seq > self.peer_vector.get(env.origin, 0):
                 self.peer_vector[env.origin] = env.seq
