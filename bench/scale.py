@@ -12,10 +12,13 @@ with an ordered consumer on the group's stream, as ``NatsLink`` has. They are sp
   ``--seconds``; events/s accepted and deliveries/s, with the backbone's CPU use (a process
   at ~100 % of one core is saturated: the relay is one asyncio process).
 
-Beside them, the floor of the same run: as many bare websocket connections (connect, one echo
+Beside them, two floors of the same run: as many bare websocket connections (connect, one echo
 round trip, then idle) to a minimal websockets echo server in its own process, with the same
 options as the relay's (no compression, no keepalive): what the library and the interpreter
-cost per connection before the relay does anything.
+cost per connection before the relay does anything; and as many bare TCP connections to an
+asyncio-streams echo server (``asyncio.start_server``): what asyncio alone costs, so the gap
+between the two is websockets' own. Floor connections close normally at the end (code 1000,
+no tracebacks in the echo server).
 
 The default run (200 devices) takes a couple of minutes on 2 cores; ``--devices 1000`` is the
 issue's full figure. Printed, never asserted.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import sys
@@ -172,8 +176,10 @@ class NatsClient:
                               encode_frame(Batch(envelopes=[env])))  # fmt: skip
 
 
-def client_class(kind: str) -> type[RelayClient] | type[NatsClient] | type[BareClient]:
-    return {"relay": RelayClient, "nats": NatsClient, "floor": BareClient}[kind]
+def client_class(
+    kind: str,
+) -> type[RelayClient] | type[NatsClient] | type[BareClient] | type[TcpClient]:
+    return {"relay": RelayClient, "nats": NatsClient, "floor": BareClient, "tcp": TcpClient}[kind]
 
 
 # -- the floor: bare websockets -----------------------------------------------------------------
@@ -181,10 +187,14 @@ def client_class(kind: str) -> type[RelayClient] | type[NatsClient] | type[BareC
 ECHO_SERVER = """
 import asyncio, sys
 from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 
 async def echo(ws):
-    async for message in ws:
-        await ws.send(message)
+    try:
+        async for message in ws:
+            await ws.send(message)
+    except ConnectionClosed:
+        pass
 
 async def main():
     async with serve(echo, "127.0.0.1", 0, compression=None, ping_interval=None,
@@ -210,18 +220,55 @@ class BareClient:
             await ws.send(b"x" * 64)
             await ws.recv()
             self.established.set()
+            with contextlib.suppress(asyncio.CancelledError):  # then close normally (1000)
+                await asyncio.Event().wait()
+
+
+TCP_SERVER = """
+import asyncio
+
+async def echo(reader, writer):
+    while data := await reader.read(4096):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+class TcpClient:
+    """A bare TCP connection to the asyncio-streams echo server: the same life as BareClient."""
+
+    def __init__(self, url: str, keys: GroupKeys | None = None, create: bool = False) -> None:
+        self.url = url
+        self.established = asyncio.Event()
+
+    async def run(self) -> None:
+        port = int(self.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"x" * 64)
+        await reader.readexactly(64)
+        self.established.set()
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
+        writer.close()
 
 
-async def measure_floor(args: argparse.Namespace) -> dict[str, Any]:
+async def measure_floor(args: argparse.Namespace, kind: str = "floor") -> dict[str, Any]:
     import subprocess  # noqa: PLC0415
 
-    cmd = [sys.executable, "-c", ECHO_SERVER]
+    cmd = [sys.executable, "-c", ECHO_SERVER if kind == "floor" else TCP_SERVER]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - once, at start
     try:
         assert proc.stdout is not None
         url = f"ws://127.0.0.1:{proc.stdout.readline().strip()}"
-        first = BareClient(url)
+        first = client_class(kind)(url)
         runner = asyncio.create_task(first.run())
         await asyncio.wait_for(first.established.wait(), 60)
         base_rss = rss_kib(proc.pid)
@@ -231,7 +278,7 @@ async def measure_floor(args: argparse.Namespace) -> dict[str, Any]:
         inboxes = [ctx.Queue() for _ in per]
         out = ctx.Queue()
         start = time.monotonic()
-        procs = [ctx.Process(target=worker, args=("floor", url, "", b"", n, q, out))
+        procs = [ctx.Process(target=worker, args=(kind, url, "", b"", n, q, out))
                  for n, q in zip(per, inboxes, strict=True)]  # fmt: skip
         for p in procs:
             p.start()
@@ -248,12 +295,13 @@ async def measure_floor(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         proc.kill()
         proc.wait()
-    return {"devices": args.devices, "connect_total_s": connect_total,
+    return {"kind": kind, "devices": args.devices, "connect_total_s": connect_total,
             "connect_p50_ms": pct(durations, 0.5) * 1e3, "rss_per_device_kib": rss_per}  # fmt: skip
 
 
 def show_floor(r: dict[str, Any]) -> None:
-    print(f"floor (bare websockets echo server): {r['devices']} connections")
+    name = {"floor": "bare websockets", "tcp": "bare asyncio streams"}[r["kind"]]
+    print(f"floor ({name} echo server): {r['devices']} connections")
     print(f"  connect: all in {r['connect_total_s']:.1f} s; per connection p50 "
           f"{r['connect_p50_ms']:.1f} ms")  # fmt: skip
     print(f"  memory: {r['rss_per_device_kib']:.1f} KiB of server RSS per connection")
@@ -289,6 +337,7 @@ async def _worker(
             out.put(("count", sum(c.received for c in clients)))
     for task in tasks:
         task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)  # floors close normally meanwhile
 
 
 async def wait_all(cond: Any, seconds: float) -> None:
@@ -417,6 +466,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "floor"):
             show_floor(asyncio.run(measure_floor(args)))
+            show_floor(asyncio.run(measure_floor(args, "tcp")))
         if args.only in (None, "relay"):
             relay = Relay(Path(tmp) / "relay").start()
             try:

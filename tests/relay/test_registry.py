@@ -7,7 +7,7 @@ from relay_client import open_connection
 
 from switchboard.crypto import GroupKeys, new_group_secret
 from switchboard.errors import ByeCode
-from switchboard.proto.frames import AnyFrame, Batch, Bye, Presence, decode_frame
+from switchboard.proto.frames import AnyFrame, Batch, Bye, Presences, decode_frame
 from switchboard.relay.connection import Connection, Phase
 from switchboard.relay.registry import Registry
 
@@ -30,11 +30,11 @@ def test_registry_announces_joins_and_leaves_to_the_group_only() -> None:
     for conn in (a, stranger, b):
         assert registry.join(conn) is None
     assert len(registry) == 3
-    assert sent(a) == [Presence(device=b.device, online=True)]
+    assert sent(a) == [Presences(online=[b.device], offline=[])]
     assert sent(b) == [] and sent(stranger) == []
     assert registry.others(a) == [b]
     assert registry.leave(b)
-    assert sent(a) == [Presence(device=b.device, online=False)]
+    assert sent(a) == [Presences(online=[], offline=[b.device])]
     assert sent(stranger) == []
 
 
@@ -81,8 +81,41 @@ def test_registry_coalesced_presence_goes_out_together_and_before_events() -> No
     a.move_to(Phase.LIVE)
     registry.forward(c, [KEYS.seal(c.device, 1, b"x")])
     frames = sent(a)
-    assert frames[:2] == [Presence(device=b.device, online=True),
-                          Presence(device=c.device, online=True)]  # fmt: skip
-    assert isinstance(frames[2], Batch) and len(frames) == 3
+    assert frames[0] == Presences(online=[b.device, c.device], offline=[])
+    assert isinstance(frames[1], Batch) and len(frames) == 2
     registry.send_presence()  # the timer firing later finds nothing left
     assert sent(a) == []
+
+
+def test_registry_round_is_one_shared_frame_of_last_words_never_about_oneself() -> None:
+    """A round is one Presences frame per connection, the same bytes for every connection
+    that did not change, with each device's last word; a device never hears of itself."""
+    registry = Registry()
+    registry.on_pending = lambda: None
+    a, b, c, d = (open_connection(KEYS, "g") for _ in range(4))
+    for conn in (a, b):
+        registry.join(conn)
+    registry.send_presence()
+    sent(a), sent(b)
+    registry.join(c)
+    registry.join(d)
+    registry.leave(d)  # came and went within the round: offline is its last word
+    assert registry.send_presence() == 3  # a, b and c were written to
+    assert a.outbox[0] is b.outbox[0]  # encoded once, shared
+    assert sent(a) == sent(b) == [Presences(online=[c.device], offline=[d.device])]
+    assert sent(c) == [Presences(online=[], offline=[d.device])]
+
+
+def test_registry_pending_presence_goes_to_one_connection_ahead_of_the_round() -> None:
+    """send_pending_to tells one connection its group's queued changes and leaves the round
+    queued for the others (a catch-up round or a directed frame must not wait for it)."""
+    registry = Registry()
+    registry.on_pending = lambda: None
+    a, b, c = (open_connection(KEYS, "g") for _ in range(3))
+    for conn in (a, b, c):
+        registry.join(conn)
+    registry.send_pending_to(c)
+    assert sent(c) == [Presences(online=[a.device, b.device], offline=[])]
+    assert sent(a) == [] and sent(b) == []
+    registry.send_presence()
+    assert sent(a) == [Presences(online=[b.device, c.device], offline=[])]

@@ -105,6 +105,31 @@ def test_relay_announces_presence(
     run(main())
 
 
+def test_relay_devices_joining_together_hear_of_each_other(
+    run: Callable[..., Any], tmp_path: Path, group: tuple[str, bytes]
+) -> None:
+    """Devices connecting at once are announced in shared Presences rounds: the first hears
+    of every other, and of one leaving."""
+
+    async def main() -> None:
+        async with running_relay(tmp_path) as (_, url):
+            first = await (await Device(url, *group, create=True).connect()).wait_established()
+            others = [Device(url, *group) for _ in range(8)]
+            for device in others:
+                await device.connect()
+            for device in others:
+                await device.wait_established()
+            ids = {device.device_id for device in others}
+            await first.wait_until(lambda: {d for d, on in first.presence if on} == ids)
+            await others[0].close()
+            gone = others[0].device_id
+            await first.wait_until(lambda: (gone, False) in first.presence)
+            for device in [first, *others[1:]]:
+                await device.close()
+
+    run(main())
+
+
 def test_relay_newer_connection_replaces_older(
     run: Callable[..., Any], tmp_path: Path, group: tuple[str, bytes]
 ) -> None:

@@ -55,6 +55,11 @@ FRAME_STRATEGIES: dict[type[f.Frame], st.SearchStrategy[Any]] = {
     f.Ping: st.builds(f.Ping, n=seqs_or_zero),
     f.Pong: st.builds(f.Pong, n=seqs_or_zero),
     f.Presence: st.builds(f.Presence, device=device_ids, online=st.booleans()),
+    f.Presences: st.builds(
+        f.Presences,
+        online=st.lists(device_ids, max_size=5),
+        offline=st.lists(device_ids, max_size=5),
+    ),
     f.Bye: st.builds(f.Bye, code=wire_ints, reason=st.text(max_size=1024)),
     f.Direct: st.builds(
         f.Direct,
@@ -130,6 +135,7 @@ CANONICAL: dict[type[f.Frame], f.Frame] = {
     f.Ping: f.Ping(1),
     f.Pong: f.Pong(1),
     f.Presence: f.Presence("device-b", True),
+    f.Presences: f.Presences(["device-b"], ["device-c"]),
     f.Bye: f.Bye(1000, "goodbye"),
     f.Direct: f.Direct("device-a", "device-b", 7, b"k" * 32, b"n" * 12, b"box", b"s" * 64),
     f.Undelivered: f.Undelivered("device-b", 7, 1, "not connected"),

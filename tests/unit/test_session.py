@@ -25,6 +25,7 @@ from switchboard.proto.frames import (
     Ping,
     Pong,
     Presence,
+    Presences,
     Undelivered,
     decode_frame,
     encode_frame,
@@ -45,6 +46,7 @@ from switchboard.proto.session import (
     State,
     SyncSession,
     UndeliveredReceived,
+    encode_presences,
     transition_table,
 )
 
@@ -300,6 +302,40 @@ def test_session_presence_to_server_fails() -> None:
     server.receive_frame(encode_frame(Presence("x", True)))
     assert isinstance(server.cause, RemoteProtocolError)
     assert "unexpected presence frame in state open" in str(server.cause)
+
+
+def test_session_presences_reach_client_one_event_per_device() -> None:
+    """A relay's Presences frame, encoded once for many sessions, is one event per device."""
+    client, server = open_pair()
+    data = encode_presences(["device-b", "device-c"], ["device-d"])
+    server.send_presences(data)
+    frames = server.frames_to_send()
+    assert frames == [data] and decode_frame(data) == Presences(
+        online=["device-b", "device-c"], offline=["device-d"]
+    )
+    client.receive_frame(frames[0])
+    assert client.events_received() == [
+        PresenceReceived("device-b", True),
+        PresenceReceived("device-c", True),
+        PresenceReceived("device-d", False),
+    ]
+    assert server.statistics().bytes_out >= len(data)
+
+
+def test_session_presences_to_server_fails_clearly() -> None:
+    """Only a relay sends Presences; a server receiving one says which frame broke the rules."""
+    _, server = open_pair()
+    server.receive_frame(encode_presences(["x"], []))
+    assert isinstance(server.cause, RemoteProtocolError)
+    assert "unexpected presences frame in state open" in str(server.cause)
+    assert sent(server)[-1].code == ByeCode.PROTOCOL_ERROR  # type: ignore[attr-defined]
+
+
+def test_session_presences_before_open_is_refused() -> None:
+    """send_presences is a call of an open server session, like send_presence."""
+    server = server_session()
+    with pytest.raises(LocalProtocolError):
+        server.send_presences(encode_presences(["x"], []))
 
 
 def test_session_statistics_count_both_directions() -> None:

@@ -135,6 +135,18 @@ class Presence(Frame, frozen=True, tag="presence"):
     online: bool
 
 
+class Presences(Frame, frozen=True, tag="presences"):
+    """From a relay: devices of the group that connected and that left, since the last word.
+
+    One frame for a whole round of changes (``docs/protocol.md`` §1): devices connecting
+    together cost each connection one frame, not one per device. A device is in at most one
+    list; ``Presence`` says the same for one device.
+    """
+
+    online: Annotated[list[DeviceId], Meta(max_length=MAX_VECTOR_ORIGINS)]
+    offline: Annotated[list[DeviceId], Meta(max_length=MAX_VECTOR_ORIGINS)]
+
+
 class Bye(Frame, frozen=True, tag="bye"):
     """The sender closes the session, with a reason code and a short reason."""
 
@@ -223,6 +235,7 @@ AnyFrame = (
     | Ping
     | Pong
     | Presence
+    | Presences
     | Bye
     | Direct
     | Undelivered

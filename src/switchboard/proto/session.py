@@ -82,6 +82,7 @@ from switchboard.proto.frames import (
     Ping,
     Pong,
     Presence,
+    Presences,
     Proof,
     Undelivered,
     Welcome,
@@ -103,10 +104,26 @@ from switchboard.proto.session_events import (
 )
 
 __all__ = [
-    "DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_BATCH_BYTES",
-    "DEFAULT_PING_INTERVAL", "AckReceived", "BatchReceived", "Closed", "DirectReceived",
-    "Established", "HaveReceived", "HelloReceived", "PresenceReceived", "Role", "SessionEvent",
-    "SessionStatistics", "State", "SyncSession", "UndeliveredReceived", "transition_table",
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_BATCH_BYTES",
+    "DEFAULT_PING_INTERVAL",
+    "AckReceived",
+    "BatchReceived",
+    "Closed",
+    "DirectReceived",
+    "Established",
+    "HaveReceived",
+    "HelloReceived",
+    "PresenceReceived",
+    "Role",
+    "SessionEvent",
+    "SessionStatistics",
+    "State",
+    "SyncSession",
+    "UndeliveredReceived",
+    "encode_presences",
+    "transition_table",
 ]  # fmt: skip
 
 # Send a Ping after this long without sending anything: keeps NAT and proxies from dropping an
@@ -157,6 +174,7 @@ _TABLE: Final[dict[tuple[Role, State, type[Frame]], str]] = {
     **{(role, State.OPEN, Ping): "_on_ping" for role in Role},
     **{(role, State.OPEN, Pong): "_on_pong" for role in Role},
     (Role.CLIENT, State.OPEN, Presence): "_on_presence",
+    (Role.CLIENT, State.OPEN, Presences): "_on_presences",
     **{(role, State.OPEN, Direct): "_on_direct" for role in Role},
     (Role.CLIENT, State.OPEN, Undelivered): "_on_undelivered",
 }
@@ -170,6 +188,11 @@ _SENDABLE: Final[dict[str, frozenset[State]]] = {
 }
 
 
+def encode_presences(online: Iterable[str], offline: Iterable[str]) -> bytes:
+    """Encode a ``Presences`` frame once, for ``SyncSession.send_presences`` on many sessions."""
+    return encode_frame(Presences(online=list(online), offline=list(offline)))
+
+
 def transition_table() -> dict[tuple[str, str, str], str]:
     """Return the transition table in plain strings (for docs and tests)."""
     return {
@@ -178,7 +201,7 @@ def transition_table() -> dict[tuple[str, str, str], str]:
     }
 
 
-@dataclass
+@dataclass(slots=True)  # a relay holds one per device: no __dict__ each
 class SyncSession:
     """One side of a sync connection. See the module docstring.
 
@@ -229,7 +252,15 @@ class SyncSession:
     _rx_since_tick: bool = field(init=False, default=False)
     _tx_since_tick: bool = field(init=False, default=False)
     _ping_n: int = field(init=False, default=0)
-    _stats: dict[str, int] = field(init=False, default_factory=dict, repr=False)
+    # The counters of ``statistics()``: plain slots, not a dict (a relay holds one per device).
+    _frames_in: int = field(init=False, default=0, repr=False)
+    _frames_out: int = field(init=False, default=0, repr=False)
+    _bytes_in: int = field(init=False, default=0, repr=False)
+    _bytes_out: int = field(init=False, default=0, repr=False)
+    _envelopes_in: int = field(init=False, default=0, repr=False)
+    _envelopes_out: int = field(init=False, default=0, repr=False)
+    _directs_in: int = field(init=False, default=0, repr=False)
+    _directs_out: int = field(init=False, default=0, repr=False)
 
     def __post_init__(self) -> None:
         assert len(self.nonce) >= 16, "nonce must be at least 16 random bytes"
@@ -244,13 +275,6 @@ class SyncSession:
             assert self.identity is not None, "a server needs its identity key"
             self.state = State.AWAIT_HELLO
         self._started = self._last_rx = self._last_tx = self.now
-        self._stats = dict.fromkeys(
-            (
-                "frames_in", "frames_out", "bytes_in", "bytes_out", "envelopes_in",
-                "envelopes_out", "directs_in", "directs_out",
-            ),
-            0,
-        )  # fmt: skip
 
     # -- output drains ---------------------------------------------------------------------
 
@@ -275,7 +299,10 @@ class SyncSession:
 
     def statistics(self) -> SessionStatistics:
         """Return this session's counters."""
-        return SessionStatistics(**self._stats)
+        return SessionStatistics(
+            self._frames_in, self._frames_out, self._bytes_in, self._bytes_out,
+            self._envelopes_in, self._envelopes_out, self._directs_in, self._directs_out,
+        )  # fmt: skip
 
     # -- input -------------------------------------------------------------------------------
 
@@ -283,8 +310,8 @@ class SyncSession:
         """Take one frame from the peer. Never raises on bad peer input."""
         if self.state is State.CLOSED:
             return  # discard: the session already failed or closed
-        self._stats["frames_in"] += 1
-        self._stats["bytes_in"] += len(data)
+        self._frames_in += 1
+        self._bytes_in += len(data)
         self._rx_since_tick = True
         try:
             frame = decode_frame(data, self.max_frame_size)
@@ -406,6 +433,16 @@ class SyncSession:
         assert self.role is Role.SERVER
         self._send(Presence(device=device, online=online))
 
+    def send_presences(self, encoded: bytes) -> None:
+        """Server: send a ``Presences`` frame, encoded once by ``encode_presences``.
+
+        A relay announces one round of changes to every connection of a group with the same
+        bytes, so it encodes the frame once, not once per connection.
+        """
+        self._require("open")
+        assert self.role is Role.SERVER
+        self._send_encoded(encoded)
+
     def offer(self, envelopes: Iterable[Envelope]) -> int:
         """Send the envelopes that come next for the peer; return how many were queued.
 
@@ -446,7 +483,7 @@ class SyncSession:
         """Send a sealed directed frame (a device: its own; a relay: one it forwards)."""
         self._require("open")
         self._send(frame)
-        self._stats["directs_out"] += 1
+        self._directs_out += 1
 
     def send_undelivered(self, recipient: str, ref: int, code: int, reason: str) -> None:
         """Server: tell the client its directed frame ``ref`` for ``recipient`` went nowhere."""
@@ -531,7 +568,7 @@ class SyncSession:
         for origin, seq in last.items():
             if seq > self.peer_vector.get(origin, 0):
                 self.peer_vector[origin] = seq
-        self._stats["envelopes_in"] += len(frame.envelopes)
+        self._envelopes_in += len(frame.envelopes)
         self._events.append(BatchReceived(tuple(frame.envelopes)))
 
     def _on_ack(self, frame: Ack) -> None:
@@ -551,8 +588,12 @@ class SyncSession:
     def _on_presence(self, frame: Presence) -> None:
         self._events.append(PresenceReceived(frame.device, frame.online))
 
+    def _on_presences(self, frame: Presences) -> None:
+        self._events.extend(PresenceReceived(device, True) for device in frame.online)
+        self._events.extend(PresenceReceived(device, False) for device in frame.offline)
+
     def _on_direct(self, frame: Direct) -> None:
-        self._stats["directs_in"] += 1
+        self._directs_in += 1
         self._events.append(DirectReceived(frame))
 
     def _on_undelivered(self, frame: Undelivered) -> None:
@@ -578,15 +619,17 @@ class SyncSession:
             raise LocalProtocolError(f"cannot {call} in state {self.state.value}")
 
     def _send(self, frame: Frame) -> None:
-        data = encode_frame(frame)
+        self._send_encoded(encode_frame(frame))
+
+    def _send_encoded(self, data: bytes) -> None:
         self._out.append(data)
-        self._stats["frames_out"] += 1
-        self._stats["bytes_out"] += len(data)
+        self._frames_out += 1
+        self._bytes_out += len(data)
         self._tx_since_tick = True
 
     def _send_chunk(self, chunk: list[Envelope]) -> None:
         self._send(Batch(envelopes=chunk))
-        self._stats["envelopes_out"] += len(chunk)
+        self._envelopes_out += len(chunk)
         for env in chunk:
             if env.seq > self.peer_vector.get(env.origin, 0):
                 self.peer_vector[env.origin] = env.seq

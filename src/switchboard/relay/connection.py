@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,7 +64,7 @@ def source_of(peer: str) -> str:
     return urlsplit(peer).hostname or peer
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # a relay holds one per device: no __dict__ each
 class Connection:
     """One peer of the relay. See the module docstring."""
 
@@ -88,11 +87,11 @@ class Connection:
     _waiter: asyncio.Future[None] | None = field(default=None, repr=False)
     # Batches read but not yet stored, oldest first (the relay's ``Storer`` bounds them).
     unstored: list[tuple[Envelope, ...]] = field(default_factory=list, repr=False)
+    # The peer's address, the unit of rate limiting and of handshake caps.
+    source: str = field(init=False, repr=False)
 
-    @functools.cached_property
-    def source(self) -> str:
-        """The peer's address, the unit of rate limiting and of handshake caps."""
-        return source_of(self.transport.peer)
+    def __post_init__(self) -> None:
+        self.source = source_of(self.transport.peer)
 
     @property
     def label(self) -> str:

@@ -7,12 +7,14 @@ relay noticed its old connection die.
 
 Presence can be *coalesced*: with ``on_pending`` set, announcements queue up (in order) and
 go out when the owner calls ``send_presence`` (the relay does so a few milliseconds after the
-first one queued). Devices joining a group together then cost each of its connections one
-write for all their ``Presence`` frames instead of one write (and one wake-up) each: a group
-of ``n`` devices connecting costs ``n**2 / 2`` frames either way, but far fewer writes.
-Queued presence goes out before anything is forwarded (``forward``; the relay does the same
-before a directed frame or a catch-up round), so a peer never gets a device's events before
-it heard that the device is online.
+first one queued). A round goes out as one ``Presences`` frame per group, encoded once and
+written to each of its connections, with each device's last word of the round (a device that
+left and came back is online; one that came and went is offline). So ``n`` devices joining a
+group cost ``n`` frames per round instead of ``n**2 / 2`` frames (and as many encodings). A
+device is never told about itself: a connection whose own device changed in the round gets
+the round without it. Queued presence goes out before anything is forwarded (``forward``; the
+relay does the same before a directed frame or a catch-up round), so a peer never gets a
+device's events before it heard that the device is online.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable
 
 from switchboard.errors import ByeCode
 from switchboard.proto.frames import Envelope
+from switchboard.proto.session import encode_presences
 from switchboard.relay.connection import Connection
 
 
@@ -88,16 +91,42 @@ class Registry:
         for other in self.others(conn):
             other.offer(envelopes)
 
-    def send_presence(self) -> None:
-        """Send the queued announcements, in order; each connection is flushed once."""
+    def send_pending_to(self, conn: Connection) -> None:
+        """Tell ``conn`` alone the queued changes of its group, ahead of the round.
+
+        For what goes to one connection (a catch-up round, a directed frame): it hears of a
+        device before it gets that device's events, and the round is not cut short for the
+        whole group (a device joining would otherwise send it to every connection at once).
+        It hears the changes again with the round: presence is a state, saying it twice is
+        harmless.
+        """
+        if not self._pending or not conn.session.is_open:
+            return
+        changes = _last_words(self._pending).get(conn.group)
+        data = _encode(changes, conn.device) if changes else b""
+        if data:
+            conn.session.send_presences(data)
+            conn.flush()
+
+    def send_presence(self) -> int:
+        """Send the queued announcements (module docstring); return the connections written.
+
+        Each group with changes gets one ``Presences`` frame per connection, and each
+        connection is flushed once.
+        """
         pending, self._pending = self._pending, []
-        touched: dict[Connection, None] = {}
-        for conn, online in pending:
-            for other in self.others(conn):
-                other.session.send_presence(conn.device, online)
-                touched[other] = None
-        for other in touched:
-            other.flush()
+        touched = 0
+        for group, changes in _last_words(pending).items():
+            shared = _encode(changes, "")
+            for device, other in self._groups.get(group, {}).items():
+                if not other.session.is_open:
+                    continue
+                data = shared if device not in changes else _encode(changes, device)
+                if data:
+                    other.session.send_presences(data)
+                    other.flush()
+                    touched += 1
+        return touched
 
     def _announce(self, conn: Connection, *, online: bool) -> None:
         self._pending.append((conn, online))
@@ -105,3 +134,20 @@ class Registry:
             self.send_presence()
         elif len(self._pending) == 1:
             self.on_pending()
+
+
+def _last_words(pending: list[tuple[Connection, bool]]) -> dict[str, dict[str, bool]]:
+    # group -> device -> its last word in the round, in the order of last words.
+    rounds: dict[str, dict[str, bool]] = {}
+    for conn, online in pending:
+        changes = rounds.setdefault(conn.group, {})
+        changes.pop(conn.device, None)
+        changes[conn.device] = online
+    return rounds
+
+
+def _encode(changes: dict[str, bool], leave_out: str) -> bytes:
+    # The round's Presences frame without ``leave_out`` (its recipient); b"" if nothing is left.
+    online = [device for device, on in changes.items() if on and device != leave_out]
+    offline = [device for device, on in changes.items() if not on and device != leave_out]
+    return encode_presences(online, offline) if online or offline else b""

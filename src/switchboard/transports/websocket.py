@@ -58,6 +58,7 @@ class WebSocketTransport:
     """
 
     guarantees = Guarantees(ordered=True, reliable=True)
+    __slots__ = ("_closed", "_ws", "peer")  # a relay holds one per device: no __dict__ each
 
     def __init__(self, connection: ClientConnection | ServerConnection, peer: str) -> None:
         self.peer = peer
@@ -101,8 +102,13 @@ class WebSocketTransport:
         A text message is returned as its UTF-8 bytes: it is not a valid frame, and saying so
         is the session's job, not the transport's.
         """
-        with map_websocket_errors(self.peer, closed=self._is_closed):
+        # Not the context manager: a relay holds one receive waiting per device, and a
+        # suspended ``with`` keeps its generator, frame and manager alive (~600 B) meanwhile.
+        try:
             return await self._ws.recv(decode=False)
+        except Exception:
+            with map_websocket_errors(self.peer, closed=self._is_closed):
+                raise
 
     async def aclose(self) -> None:
         """Run the WebSocket closing handshake. Idempotent."""
