@@ -18,7 +18,7 @@ from typing import Final
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from switchboard.crypto import verify_signature
+from switchboard.crypto import sign, verify_signature
 from switchboard.proto.frames import Challenge, Hello
 
 _CONTEXT: Final = b"switchboard handshake v1\x00"
@@ -47,17 +47,17 @@ def transcript(hello: Hello, nonce: bytes, server: str, server_key: bytes) -> by
 
 def server_proof(identity: Ed25519PrivateKey, data: bytes) -> bytes:
     """Sign the transcript as the server."""
-    return identity.sign(_SERVER + data)
+    return sign(identity, _SERVER + data)
 
 
 def client_proof(group_auth: Ed25519PrivateKey, data: bytes) -> bytes:
     """Sign the transcript as a group member."""
-    return group_auth.sign(_CLIENT + data)
+    return sign(group_auth, _CLIENT + data)
 
 
 def device_proof(identity: Ed25519PrivateKey, data: bytes) -> bytes:
     """Sign the transcript as the device whose key is ``Hello.device_key``."""
-    return identity.sign(_DEVICE + data)
+    return sign(identity, _DEVICE + data)
 
 
 def check_server_proof(hello: Hello, challenge: Challenge) -> bool:
