@@ -13,6 +13,13 @@ from pathlib import Path
 import pytest
 from cli_homes import PY, Device, Home, Relay, temporary_home, timeout
 
+# These tests press Ctrl-C (SIGINT) on the commands they start. A shell that starts the suite
+# in the background (`make test &` in a script) hands it SIGINT ignored, and every command
+# would inherit that and never see the keypress. A handler here is reset to the default in
+# each command started (an ignored signal would stay ignored), as a terminal gives it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @dataclasses.dataclass
 class Pair:
