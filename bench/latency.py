@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from cluster import Device, Relay
+from restart import pair
 
 from switchboard.daemon.client import Client
 
@@ -292,12 +293,7 @@ def main() -> int:
             os.environ.clear()
             os.environ.update(saved)
         try:
-            invite = a.call("group.create", name="bench", relay=relay.url)["invite"]
-            b.call("join", invite=invite)
-            b.call("register", agent="nova")
-            a.call("register", agent="luna")
-            b.wait_events(1, type="agent_registered", agent="luna")
-            a.wait_events(1, type="agent_registered", agent="nova")
+            pair(relay, a, b)
             lat, pairs = latency(a, b, args.count, args.gap)
             floor_chain = chain_latency(args.count)
             rtt = asyncio.run(tcp_round_trip(args.count))

@@ -153,13 +153,19 @@ def setup(root: Path) -> tuple[Relay, Device, Device]:
     relay = Relay(root / "relay").start()
     a = Device(root / "a", "a").start()
     b = Device(root / "b", "b").start()
+    pair(relay, a, b)
+    return relay, a, b
+
+
+def pair(relay: Relay, a: Device, b: Device) -> None:
+    """Put running daemons A and B in one group on ``relay``, luna on A and nova on B, and
+    wait until each sees the other's agent."""
     invite = a.call("group.create", name="bench", relay=relay.url)["invite"]
     b.call("join", invite=invite)
     b.call("register", agent="nova")
     a.call("register", agent="luna")
     b.wait_events(1, type="agent_registered", agent="luna")
     a.wait_events(1, type="agent_registered", agent="nova")
-    return relay, a, b
 
 
 def main() -> int:

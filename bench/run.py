@@ -55,6 +55,7 @@ from latency import (
 )
 from latency import report as report_latency
 from restart import measure as measure_restart
+from restart import pair
 from restart import report as report_restart
 
 from switchboard import runloop
@@ -227,12 +228,7 @@ def main() -> int:
         os.environ.update(saved)
         a: InProcessA | None = None
         try:
-            invite = a_dev.call("group.create", name="bench", relay=relay.url)["invite"]
-            b.call("join", invite=invite)
-            b.call("register", agent="nova")
-            a_dev.call("register", agent="luna")
-            b.wait_events(1, type="agent_registered", agent="luna")
-            a_dev.wait_events(1, type="agent_registered", agent="nova")
+            pair(relay, a_dev, b)
             origin = a_dev.call("status")["device"]["id"]
 
             stage("latency")

@@ -272,12 +272,12 @@ def _run_line(line: str) -> int | None:
     elif word == "sleep":
         time.sleep(float(rest))
     elif word == "hang":
-        time.sleep(3600)
+        signal.pause()  # until a signal ends it
     elif word == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("ignoring SIGTERM", flush=True)
     elif word == "grandchild":
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
         print(f"grandchild {child.pid}", flush=True)
     elif word in ("ask", "ask-brief"):  # ask-brief: the daemon gives up after 1 s
         tool, _, detail = rest.partition(" ")
