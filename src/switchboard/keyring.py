@@ -18,7 +18,10 @@ use (``seal``, ``open``, ``auth``, directed frames):
   (``seal_secret``: an X25519 sealed box to the device's Ed25519 key converted to X25519), and
   the forgotten devices with the last seq of each that stays in the log. It is itself sealed
   under ``previous``, whoever serves it, so a device that was offline during the rotation opens
-  it with the key it has and learns the next one from it (``Keyring.learn``).
+  it with the key it has and learns the next one from it (``Keyring.learn``). So are its
+  author's events before it (``Keyring.sealing_key``), whenever they are sealed: the author's
+  link may send an event written just before the rotation only after it, and a forgotten
+  device that could not open that one would hold the rotation behind a gap and never learn.
 - The current key is found by walking rotations from the root: of the rotations of one key,
   the one with the smallest key id wins (two devices forgetting at once on a broker, where no
   relay orders them). A losing rotation's key stays readable; the device that made it forgets
@@ -99,6 +102,8 @@ class Rotation:
     author: str
     members: frozenset[str]
     forgotten: tuple[tuple[str, int], ...] = ()
+    # The rotation event's seq in its author's log (0: not known).
+    seq: int = 0
 
 
 @dataclass(eq=False)
@@ -117,6 +122,8 @@ class Keyring:
     forgotten: dict[str, int] = field(default_factory=dict)
     # Bumped whenever a key is added (links retry what they could not open).
     generation: int = 0
+    # Per author, ``(seq, previous)`` of each rotation it made, by seq (``sealing_key``).
+    _authored: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.current = self.pinned or self.root
@@ -178,6 +185,10 @@ class Keyring:
         if rotation.kid in self.rotations:
             return
         self.rotations[rotation.kid] = rotation
+        if rotation.seq:
+            mine = self._authored.setdefault(rotation.author, [])
+            mine.append((rotation.seq, rotation.previous))
+            mine.sort()
         for device, seq in rotation.forgotten:
             self.forgotten[device] = max(seq, self.forgotten.get(device, 0))
         self.generation += 1
@@ -201,6 +212,17 @@ class Keyring:
             return None
         successors = [r.kid for r in self.rotations.values() if r.previous == kid]
         return min(successors) if successors else None
+
+    def sealing_key(self, origin: str, seq: int) -> bytes | None:
+        """The key an event of ``origin`` travels under if not the current one: the key
+        replaced by the first rotation ``origin`` made at or after ``seq`` (``None``: current)."""
+        mine = self._authored.get(origin)
+        if mine is None:
+            return None
+        for at, previous in mine:
+            if at >= seq:
+                return previous if previous in self._keys else None
+        return None
 
     def hold_up_to(self, device: str, seq: int) -> bool:
         """A kept device held ``device``'s events up to ``seq`` before it learned that it was
@@ -301,7 +323,7 @@ def rotation_of(event: Event) -> Rotation | None:
     if len(kid) != KID_SIZE or len(previous) != KID_SIZE or event.origin in body.forgotten:
         return None
     forgotten = tuple(sorted((d, int(s)) for d, s in body.forgotten.items()))
-    return Rotation(kid, previous, event.origin, frozenset(body.secrets), forgotten)
+    return Rotation(kid, previous, event.origin, frozenset(body.secrets), forgotten, event.seq)
 
 
 def learn_rotation(ring: Keyring, identity: Ed25519PrivateKey, event: Event) -> bytes | None:
@@ -331,7 +353,7 @@ def learn_rotation(ring: Keyring, identity: Ed25519PrivateKey, event: Event) -> 
 def load(
     group: str,
     current: bytes,
-    rows: Iterable[tuple[bytes, bytes | None, bytes | None, str, list[str], dict[str, int]]],
+    rows: Iterable[tuple[bytes, bytes | None, bytes | None, str, list[str], dict[str, int], int]],
     root: bytes | None,
 ) -> Keyring:
     """Rebuild a keyring from the store (``store/keys.py``).
@@ -339,19 +361,18 @@ def load(
     Args:
         group: the group id.
         current: the group row's secret (the key it last sealed with).
-        rows: ``(kid, secret or None, previous or None, author, members, forgotten)``.
+        rows: ``(kid, secret or None, previous or None, author, members, forgotten, seq)``.
         root: the root's key id, or ``None`` when the group never rotated.
     """
     ring = Keyring(group=group, root=root or key_id(current), pinned=key_id(current))
     ring.add(current)
     rotations = []
-    for kid, secret, previous, author, members, forgotten in rows:
+    for kid, secret, previous, author, members, forgotten, seq in rows:
         if secret is not None:
             ring.add(secret)
         if previous is not None:
-            rotations.append(
-                Rotation(kid, previous, author, frozenset(members), tuple(forgotten.items()))
-            )
+            cut = tuple(forgotten.items())
+            rotations.append(Rotation(kid, previous, author, frozenset(members), cut, seq))
     for rotation in rotations:
         ring.learn(rotation)
     return ring

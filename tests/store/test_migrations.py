@@ -79,3 +79,26 @@ def test_migrations_unknown_to_this_version_are_refused(store_path: Path) -> Non
     conn.close()
     with pytest.raises(MigrationError, match="m999_from_the_future"):
         Database(store_path)
+
+
+def test_migrations_rotation_seq_is_filled_from_the_stored_rotation_event(
+    store_path: Path,
+) -> None:
+    """A rotation stored before ``group_keys.seq`` existed gets its event's seq."""
+    conn = _connect(store_path)
+    before = MIGRATIONS[: [fn.__name__ for fn in MIGRATIONS].index("m_forget_002_rotation_seq")]
+    apply_migrations(conn, before)
+    kid = bytes.fromhex("0a0b0c0d")
+    conn.execute(
+        "INSERT INTO events (origin, seq, ts, type, agent, data)"
+        " VALUES ('dev', 7, 't', 'group_rekeyed', '', ?)",
+        ('{"key": "0a0b0c0d", "previous": "01020304"}',),
+    )
+    conn.execute(
+        "INSERT INTO group_keys (group_id, kid, previous, author, added_ts)"
+        " VALUES ('g', ?, ?, 'dev', 't'), ('g', ?, NULL, '', 't')",
+        (kid, bytes.fromhex("01020304"), bytes.fromhex("01020304")),
+    )
+    assert apply_migrations(conn) == ["m_forget_002_rotation_seq"]
+    rows = dict(conn.execute("SELECT kid, seq FROM group_keys").fetchall())
+    assert rows == {kid: 7, bytes.fromhex("01020304"): 0}

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from switchboard import invites
-from switchboard.crypto import public_bytes
+from switchboard.crypto import Signer, public_bytes
 from switchboard.errors import InvalidInvite, TamperedEnvelope
 from switchboard.events import Event
 from switchboard.ids import device_id_from_public_key
@@ -26,6 +26,7 @@ from switchboard.keyring import (
     rotation_of,
     seal_secret,
 )
+from switchboard.links.supervisor import seal_events
 from switchboard.relay.mailbox import Mailbox
 
 GROUP = "g" * 26
@@ -50,6 +51,11 @@ def _rekeyed(origin: str, seq: int, secret: bytes, previous: bytes, to: dict[str
     }
     return Event(origin=origin, seq=seq, ts="2026-01-01T00:00:00.000Z", type="group_rekeyed",
                  agent="", data=data)  # fmt: skip
+
+
+def _posted(origin: str, seq: int) -> Event:
+    return Event(origin=origin, seq=seq, ts="2026-01-01T00:00:00.000Z", type="message_posted",
+                 agent="ann", data={"text": f"at {seq}"})  # fmt: skip
 
 
 def test_keyring_root_envelopes_are_untagged_later_ones_tagged_and_bound() -> None:
@@ -103,6 +109,44 @@ def test_keyring_learns_a_rotation_kept_devices_switch_the_forgotten_does_not() 
     assert kept.admits(b, 9, key_id(ROOT)) is None  # kept, offline meanwhile
 
 
+def test_keyring_seals_an_authors_events_before_its_rotation_under_the_key_it_replaced() -> None:
+    """The rotation's author's events up to the rotation travel under the key it replaced
+    (its link may send one written just before only after the switch), whoever seals them
+    and after a reload; later ones and other devices' under the current key. A forgotten
+    device so opens everything of the author's up to the rotation, the rotation included,
+    and nothing after it."""
+    (ka, a), (kx, x) = _device(), _device()
+    event = _rekeyed(a, 5, NEXT, key_id(ROOT), {a: public_bytes(ka)}, {x: 3})
+    author = Keyring.single(GROUP, ROOT)
+    assert learn_rotation(author, ka, event) == NEXT
+    rows = [
+        (key_id(ROOT), ROOT, None, "", [], {}, 0),
+        (key_id(NEXT), NEXT, key_id(ROOT), a, [a], {x: 3}, 5),
+    ]
+    gone = Keyring.single(GROUP, ROOT)
+    learn_rotation(gone, kx, event)
+    signer = Signer(GROUP, ka)
+    assert signer.origin == a
+    for ring in (author, load(GROUP, NEXT, rows, key_id(ROOT))):
+        assert [ring.sealing_key(a, seq) for seq in (1, 4, 5)] == [key_id(ROOT)] * 3
+        assert ring.sealing_key(a, 6) is None and ring.sealing_key("b", 1) is None
+        before, rotation, after = seal_events(
+            ring, signer, [_posted(a, 4), event, _posted(a, 6)], {}
+        )
+        assert gone.open(before) and gone.open(rotation)
+        with pytest.raises(KeyMissing):
+            gone.open(after)
+    later = bytes(range(5, 37))  # a second rotation by the same author, at seq 9
+    author.add(later)
+    author.learn(Rotation(key_id(later), key_id(NEXT), a, frozenset({a}), (), 9))
+    assert [author.sealing_key(a, s) for s in (5, 6, 9, 10)] == [
+        key_id(ROOT),
+        key_id(NEXT),
+        key_id(NEXT),
+        None,
+    ]
+
+
 def test_keyring_refuses_a_rotation_that_forgets_its_own_author() -> None:
     ka, a = _device()
     event = _rekeyed(a, 1, NEXT, key_id(ROOT), {a: public_bytes(ka)}, {a: 0})
@@ -145,8 +189,8 @@ def test_keyring_reloads_from_rows_and_invites_carry_the_history() -> None:
     ring.add(NEXT)
     ring.learn(Rotation(key_id(NEXT), key_id(ROOT), "a", frozenset({"a"}), (("x", 2),)))
     rows = [
-        (key_id(ROOT), ROOT, None, "", [], {}),
-        (key_id(NEXT), NEXT, key_id(ROOT), "a", ["a"], {"x": 2}),
+        (key_id(ROOT), ROOT, None, "", [], {}, 0),
+        (key_id(NEXT), NEXT, key_id(ROOT), "a", ["a"], {"x": 2}, 0),
     ]
     again = load(GROUP, ROOT, rows, key_id(ROOT))
     assert (again.current, again.forgotten) == (ring.current, ring.forgotten)
@@ -157,8 +201,8 @@ def test_keyring_reloads_from_rows_and_invites_carry_the_history() -> None:
     token = invites.render(invites.Invite(GROUP, "t", current, "ws://h:1", None, None, (ROOT,)))
     parsed = invites.parse(token)
     assert (parsed.secret, parsed.history) == (NEXT, (ROOT,))
-    joiner = load(GROUP, parsed.secret, [(key_id(s), s, None, "", [], {}) for s in parsed.history],
-                  key_id(parsed.history[0]))  # fmt: skip
+    history = [(key_id(s), s, None, "", [], {}, 0) for s in parsed.history]
+    joiner = load(GROUP, parsed.secret, history, key_id(parsed.history[0]))
     assert joiner.current == key_id(NEXT) and joiner.open(env) == b"data"
     assert joiner.open(Keyring.single(GROUP, ROOT).seal("a", 2, b"old")) == b"old"
     bad = invites.render(invites.Invite(GROUP, "t", NEXT, "ws://h:1", None, None, (b"short",)))

@@ -172,8 +172,13 @@ async def _rotate(
     # whose key this device lacks.
     await ctx.write(lambda conn: store_keys.save_secret(conn, group["group_id"], kid, secret))
     ring.add(secret)
-    ring.learn(Rotation(kid, previous, ctx.device_id, frozenset(members), tuple(cutoffs.items())))
-    await ctx.log.append("", body)
+    # The event and the switch in one step of the loop, where the link seals: every event of
+    # ours after it goes under the new key, and those before it under the one it replaces
+    # (``Keyring.sealing_key``), whenever the link gets to them. This blocks the loop for one
+    # commit, once per rotation.
+    ((_, event),) = ctx.log.append_sync([("", body)])
+    cut = tuple(cutoffs.items())
+    ring.learn(Rotation(kid, previous, ctx.device_id, frozenset(members), cut, event.seq))
     log.info("= group %s rekeyed, %d device(s) forgotten", group["group_id"][:12], len(forget))
 
 

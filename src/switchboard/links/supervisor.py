@@ -110,7 +110,8 @@ def seal_events(
                 holes.add(event.origin)
                 continue
             proof = decode_proof(stored)
-        kid = rotated_from(event)  # a rotation travels under the key it replaces (keyring)
+        # A rotation, and its author's events before it, travel under the key it replaces.
+        kid = rotated_from(event) or keys.sealing_key(event.origin, event.seq)
         envelopes.append(keys.seal(event.origin, event.seq, encode_signed(data, proof), kid))
     if unserved is not None:
         unserved |= holes

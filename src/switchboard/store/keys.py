@@ -1,10 +1,11 @@
 """A group's keys across rotations (``keyring``) and the forgotten devices, in the store.
 
 ``group_keys`` has a row per key id of a group: its rotation (``previous``, ``author``,
-``members``, ``forgotten``), folded from ``group_rekeyed`` by ``HANDLERS`` like any projection,
-and its secret once this device holds it (``save_secret``: written by the daemon, never from
-an event's data, which carries only sealed copies). The root row (the group's first secret)
-has no ``previous``. Like ``groups``, the table holds secrets: user SQL never reads it.
+``members``, ``forgotten``, and ``seq``: the event's place in its author's log), folded from
+``group_rekeyed`` by ``HANDLERS`` like any projection, and its secret once this device holds it
+(``save_secret``: written by the daemon, never from an event's data, which carries only sealed
+copies). The root row (the group's first secret) has no ``previous``. Like ``groups``, the
+table holds secrets: user SQL never reads it.
 
 A ``group_rekeyed`` also marks its forgotten devices in ``devices.forgotten`` (the last seq of
 each kept in the log) and removes their agents.
@@ -18,7 +19,7 @@ from typing import Any, Final
 
 from switchboard.events import Event, ForgottenHeld, GroupRekeyed, now_ts
 
-KeyRow = tuple[bytes, bytes | None, bytes | None, str, list[str], dict[str, int]]
+KeyRow = tuple[bytes, bytes | None, bytes | None, str, list[str], dict[str, int], int]
 
 
 def save_secret(
@@ -36,12 +37,13 @@ def save_secret(
 def key_rows(conn: sqlite3.Connection, group: str) -> tuple[list[KeyRow], bytes | None]:
     """The group's key rows (``keyring.load``) and the root's key id (``None``: none stored)."""
     rows, root = [], None
-    for kid, secret, previous, author, members, forgotten, is_root in conn.execute(
-        "SELECT kid, secret, previous, author, members, forgotten, root FROM group_keys"
+    for kid, secret, previous, author, members, forgotten, seq, is_root in conn.execute(
+        "SELECT kid, secret, previous, author, members, forgotten, seq, root FROM group_keys"
         " WHERE group_id = ? ORDER BY added_ts, kid",
         (group,),
     ):
-        rows.append((kid, secret, previous, author, json.loads(members), json.loads(forgotten)))
+        cut = json.loads(forgotten)
+        rows.append((kid, secret, previous, author, json.loads(members), cut, seq))
         if is_root:
             root = kid
     return rows, root
@@ -69,11 +71,12 @@ def _group_rekeyed(conn: sqlite3.Connection, _id: int, event: Event, body: Any) 
         return  # a device cannot forget itself into the keys (keyring.rotation_of)
     kid, previous = bytes.fromhex(body.key), bytes.fromhex(body.previous)
     conn.execute(
-        """INSERT INTO group_keys (group_id, kid, previous, author, members, forgotten, added_ts)
-        VALUES (?, ?, ?, ?, ?, ?, ?)
+        """INSERT INTO group_keys
+            (group_id, kid, previous, author, members, forgotten, seq, added_ts)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (group_id, kid) DO UPDATE SET previous = excluded.previous,
             author = excluded.author, members = excluded.members,
-            forgotten = excluded.forgotten""",
+            forgotten = excluded.forgotten, seq = excluded.seq""",
         (
             body.group,
             kid,
@@ -81,6 +84,7 @@ def _group_rekeyed(conn: sqlite3.Connection, _id: int, event: Event, body: Any) 
             event.origin,
             json.dumps(sorted(body.secrets)),
             json.dumps({d: int(s) for d, s in body.forgotten.items()}),
+            event.seq,
             event.ts,
         ),
     )

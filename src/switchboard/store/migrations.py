@@ -520,3 +520,15 @@ def m_forget_001_group_keys(conn: sqlite3.Connection) -> None:
         )"""
     )
     conn.execute("ALTER TABLE devices ADD COLUMN forgotten INTEGER")
+
+
+@migration
+def m_forget_002_rotation_seq(conn: sqlite3.Connection) -> None:
+    """Each rotation's seq in its author's log (``keyring.Keyring.sealing_key``)."""
+    conn.execute("ALTER TABLE group_keys ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    conn.execute(
+        """UPDATE group_keys SET seq = coalesce((SELECT e.seq FROM events e
+            WHERE e.origin = group_keys.author AND e.type = 'group_rekeyed'
+            AND json_extract(e.data, '$.key') = lower(hex(group_keys.kid))), 0)
+        WHERE previous IS NOT NULL"""
+    )
