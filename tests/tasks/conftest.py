@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shlex
@@ -112,6 +113,31 @@ def wait_task(device: Device, task: str, states: tuple[str, ...] = FINAL, second
         return found if found["state"] in states else None
 
     return wait_until(look, seconds, f"task {task} in {states}")
+
+
+def gate(where: Path, name: str = "gate") -> Path:
+    """A FIFO that a task's ``wait-gate PATH`` line waits on until ``release`` (fake_agent)."""
+    path = where / name
+    os.mkfifo(path)
+    return path
+
+
+def release(path: Path, seconds: float = 30) -> None:
+    """Let the task waiting at the gate ``path`` go on; fail if none waits there in time."""
+
+    def opened() -> int | None:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: nobody has it open for reading yet
+                raise
+            return None
+
+    fd = wait_until(opened, seconds, f"a task waiting at {path.name}")
+    try:
+        os.write(fd, b"open\n")
+    finally:
+        os.close(fd)
 
 
 def spawn(device: Device, text: str, **params: Any) -> dict[str, Any]:

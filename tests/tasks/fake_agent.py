@@ -14,7 +14,8 @@ argument), prints what it got, then runs the task text as a tiny script, one com
   agents (``gemini --acp``, ``opencode acp``), send ``session/request_permission`` to their
   ACP client; the others, headless, deny;
   ``ask-brief TOOL DETAIL`` likewise, asking the daemon to wait 1 s only (``cmd``);
-- ``sleep SECS``; ``hang`` (sleep for an hour); ``ignore-term`` (SIGTERM does nothing now);
+- ``wait-gate PATH``: block until the test opens the FIFO ``PATH`` (``conftest.release``);
+- ``hang`` (until a signal ends it); ``ignore-term`` (SIGTERM does nothing now);
 - ``grandchild``: start a process that sleeps for an hour (a stop must end it too);
 - ``read-lines``: print ``reading``, then ``typed: LINE`` for each line typed (stdin, the
   terminal under ``--terminal``) until ``quit``;
@@ -30,7 +31,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
 # What each harness's headless and interactive commands pass (switchboard.tasks.commands).
@@ -269,8 +269,9 @@ def _run_line(line: str) -> int | None:
         print(f"wrote {path}", flush=True)
     elif word == "wait-message":
         _wait_message(float(rest or 30))
-    elif word == "sleep":
-        time.sleep(float(rest))
+    elif word == "wait-gate":
+        with open(rest, encoding="utf-8") as gate:  # a FIFO: blocks until the test writes
+            print(f"gate {gate.read().strip()}", flush=True)
     elif word == "hang":
         signal.pause()  # until a signal ends it
     elif word == "ignore-term":

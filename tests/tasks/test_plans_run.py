@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from cluster import Device
-from conftest import FAKE, cmd_policy, write_policy
+from conftest import FAKE, cmd_policy, gate, release, write_policy
 from coord_cluster import wait_until
 
 from switchboard.errors import NotFound, UserError
@@ -54,11 +54,12 @@ def test_plans_three_tasks_two_devices_middle_fails_requester_restarted(
     lap, vps, vps_work = pair
     write_policy(lap, cmd_policy(work))
     _allow(vps, lap, vps_work)
+    requester_down = gate(work)
     text = (
         'name = "release"\n\n'
         + _task("build", "say built", dir=str(work))
-        + _task("check", "sleep 3\nsay checking\nexit 3", device=vps.short, dir=str(vps_work),
-                depends_on=["build"])
+        + _task("check", f"wait-gate {requester_down}\nsay checking\nexit 3", device=vps.short,
+                dir=str(vps_work), depends_on=["build"])
         + _task("ship", "say shipped", dir=str(work), depends_on=["check"])
     )  # fmt: skip
     started = lap.call("plan.run", agent="boss", text=text)
@@ -72,6 +73,7 @@ def test_plans_three_tasks_two_devices_middle_fails_requester_restarted(
 
     wait_until(check_running, 60, "the middle task runs on the other device")
     lap.kill(signal.SIGKILL)  # mid-plan: the requester goes away while check runs
+    release(requester_down)  # check fails while the requester is down
     lap.start()
     report = _wait_plan(lap, plan)
     assert f"plan {plan} resumed" in lap.log_text  # the new daemon carried the plan on
@@ -123,7 +125,8 @@ def test_plans_dry_run_shows_each_devices_verdict_and_starts_nothing(pair: Any, 
 def test_plans_requester_restart_then_dependant_starts(device: Device, work: Path) -> None:
     """The daemon restarts while a plan's first task runs here: the new daemon sees it end
     and starts the task that depends on it; the plan completes, each task asked for once."""
-    text = _task("first", "sleep 2\nsay one", dir=str(work)) + _task(
+    after_restart = gate(work)
+    text = _task("first", f"wait-gate {after_restart}\nsay one", dir=str(work)) + _task(
         "second", "say two", dir=str(work), depends_on=["first"])  # fmt: skip
     plan = device.call("plan.run", agent="boss", text=text)["id"]
 
@@ -133,6 +136,7 @@ def test_plans_requester_restart_then_dependant_starts(device: Device, work: Pat
     wait_until(first_running, 30, "the first task runs")
     device.kill(signal.SIGKILL)
     device.start()
+    release(after_restart)
     report = _wait_plan(device, plan)
     assert report["state"] == "completed", report
     assert "two" in _steps(report)["second"]["result"]

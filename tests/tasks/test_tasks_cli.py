@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from cluster import Device
-from conftest import spawn, wait_task
+from conftest import gate, release, spawn, wait_task
 from coord_cluster import wait_until
 
 
@@ -101,9 +101,11 @@ def test_tasks_cli_terminal_runs_in_tmux(device: Device, work: Path, short_home:
     device.env["TMUX_TMPDIR"] = str(socket_dir)
     device.start()
     try:
-        text = "say in tmux\nsleep 0.5"
+        running = gate(socket_dir)
+        text = f"say in tmux\nwait-gate {running}"
         answer = spawn(device, text, harness="claude", terminal=True)
         assert answer["state"] == "running", answer
+        release(running)
         task = wait_task(device, answer["id"])
         assert task["state"] == "completed", task
         assert task["window"].startswith("switchboard:")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Device, Relay
-from conftest import HARNESSES, cmd_policy, spawn, wait_task, write_policy
+from conftest import HARNESSES, cmd_policy, gate, release, spawn, wait_task, write_policy
 from coord_cluster import wait_until
 
 
@@ -255,14 +255,16 @@ def _group_pids(pgid: int) -> list[int]:
     return found
 
 
-def test_tasks_daemon_restart_reattaches(device: Device) -> None:
+def test_tasks_daemon_restart_reattaches(device: Device, work: Path) -> None:
     """A daemon killed mid-task re-attaches when it starts again and reports the end."""
     # The task asks the daemon for its message only after the restart: a CLI call that
     # loses its daemon starts one itself (autostart), which would race the test's own start.
-    answer = spawn(device, "sleep 5\nwait-message 60\nsay finished\nexit 5")
+    after_restart = gate(work)
+    answer = spawn(device, f"wait-gate {after_restart}\nwait-message 60\nsay finished\nexit 5")
     wait_task(device, answer["id"], ("running",))
     device.kill(signal.SIGKILL)
     device.start()
+    release(after_restart)
     assert device.call("task.show", task=answer["id"])["state"] == "running"
     device.call("task.nudge", agent="boss", task=answer["id"], text="go on")
     task = wait_task(device, answer["id"])

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from cluster import Device
-from conftest import FAKE, wait_task, write_policy
+from conftest import FAKE, gate, release, wait_task, write_policy
 
 from switchboard.daemon.client import Client
 from switchboard.errors import NotFound
@@ -107,10 +107,12 @@ def test_tasks_remote_daemon_restart_mid_task(pair: Any) -> None:
     """The runner's daemon restarts mid-task: it re-attaches and the requester sees the end."""
     lap, vps, work = pair
     _allow(vps, lap, work)
-    answer = _spawn_on(lap, vps, "sleep 3\nsay survived")
+    after_restart = gate(work)
+    answer = _spawn_on(lap, vps, f"wait-gate {after_restart}\nsay survived")
     _replicated(lap, answer["id"], ("running",))
     vps.kill(signal.SIGKILL)
     vps.start()
+    release(after_restart)
     task = _replicated(lap, answer["id"], ("completed",))
     assert "survived" in task["result"]
 
