@@ -29,11 +29,12 @@ import nats  # noqa: E402
 from brokerlab import NatsServer  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
-from switchboard.crypto import Signer, new_group_secret  # noqa: E402
+from switchboard.crypto import new_group_secret  # noqa: E402
 from switchboard.events import Event, encode_data_json  # noqa: E402
 from switchboard.keyring import Keyring  # noqa: E402
 from switchboard.links.supervisor import seal_events  # noqa: E402
 from switchboard.proto.frames import Batch, encode_frame  # noqa: E402
+from switchboard.signatures import Signer  # noqa: E402
 from switchboard.store.db import Database  # noqa: E402
 
 WINDOW = 256  # JetStream publishes in flight before their acks are awaited

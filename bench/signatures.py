@@ -27,10 +27,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from switchboard.crypto import GroupKeys, Signer, Verifier, new_group_secret  # noqa: E402
+from switchboard.crypto import GroupKeys, new_group_secret  # noqa: E402
 from switchboard.events import Event, decode_event, encode_event  # noqa: E402
 from switchboard.keyring import Keyring  # noqa: E402
 from switchboard.links.supervisor import open_envelope, seal_events  # noqa: E402
+from switchboard.signatures import Signer, Verifier  # noqa: E402
 
 GROUP = "bench"
 SIZES = (1, 16, 100, 500, 2000)

@@ -15,7 +15,7 @@ import pytest
 from cluster import Device, Proxy, Relay, group_of, timeout
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from switchboard import crypto, invites
+from switchboard import crypto, invites, signatures
 from switchboard.errors import AuthError
 from switchboard.events import Event, decode_event, encode_event, now_ts
 from switchboard.proto.frames import Envelope
@@ -202,19 +202,21 @@ def test_security_forged_origin_is_rejected_and_reported(tmp_path: Path) -> None
             (genuine,) = db.execute(
                 "SELECT nonce, box FROM envelopes WHERE origin = ? AND seq = ?", (origin, top)
             ).fetchall()
-            signed = crypto.decode_signed(
+            signed = signatures.decode_signed(
                 keys.open(Envelope(origin=origin, seq=top, nonce=genuine[0], box=genuine[1]))
             )
             forged = Event(
                 origin=origin, seq=top + 1, ts=now_ts(), type="message_posted", agent="luna",
                 data={"to": ["@luna"], "recipients": [], "text": FORGED},
             )  # fmt: skip
-            mallory = crypto.Signer(parsed.group, Ed25519PrivateKey.generate())
+            mallory = signatures.Signer(parsed.group, Ed25519PrivateKey.generate())
             [proof] = mallory.sign(origin, [(top + 1, encode_event(forged))])
             moved = msgspec.structs.replace(decode_event(signed.event), seq=top + 2)
             for env in (
-                keys.seal(origin, top + 1, crypto.encode_signed(encode_event(forged), proof)),
-                keys.seal(origin, top + 2, crypto.encode_signed(encode_event(moved), signed.proof)),
+                keys.seal(origin, top + 1, signatures.encode_signed(encode_event(forged), proof)),
+                keys.seal(
+                    origin, top + 2, signatures.encode_signed(encode_event(moved), signed.proof)
+                ),
             ):
                 db.execute(
                     "INSERT INTO envelopes (group_id, origin, seq, nonce, box, stored_at)"

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from switchboard import invites
-from switchboard.crypto import Signer, public_bytes
+from switchboard.crypto import public_bytes
 from switchboard.errors import InvalidInvite, TamperedEnvelope
 from switchboard.events import Event
 from switchboard.ids import device_id_from_public_key
@@ -28,6 +28,7 @@ from switchboard.keyring import (
 )
 from switchboard.links.supervisor import seal_events
 from switchboard.relay.mailbox import Mailbox
+from switchboard.signatures import Signer
 
 GROUP = "g" * 26
 ROOT = bytes(range(32))

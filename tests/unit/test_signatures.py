@@ -11,7 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pairing import GROUP, KEYS
 
-from switchboard.crypto import (
+from switchboard.errors import ForgedEvent, TamperedEnvelope
+from switchboard.events import Event, encode_event
+from switchboard.links.supervisor import open_envelope, seal_events
+from switchboard.signatures import (
     LEAVES_PER_ROOT,
     EventProof,
     Signer,
@@ -21,9 +24,6 @@ from switchboard.crypto import (
     encode_signed,
     merkle_paths,
 )
-from switchboard.errors import ForgedEvent, TamperedEnvelope
-from switchboard.events import Event, encode_event
-from switchboard.links.supervisor import open_envelope, seal_events
 from switchboard.store.db import Database
 from switchboard.store.log import EventLog
 

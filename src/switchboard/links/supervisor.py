@@ -13,9 +13,9 @@ the connection ends) and how to say goodbye (``_goodbye``); everything around it
 - ``start``, ``stop`` and ``notify``; the waits (``wait_established``, ``wait_synced``,
   ``wait_caught_up``) over ``status`` and the kind's ``lag()`` and ``_caught_up()``;
 - ``seal_events``: every event that leaves, by any link, is sealed here: this device's own
-  signed as one batch (``crypto.Signer``), another device's with the proof it came with;
+  signed as one batch (``signatures.Signer``), another device's with the proof it came with;
 - ``open_envelopes``: every event that arrives, by any link, is opened and checked here, its
-  signature included (``crypto.Verifier``); one that fails is counted in ``status.tampered``
+  signature included (``signatures.Verifier``); one that fails is counted in ``status.tampered``
   (a forgery also in ``status.forged``) and reported, never applied. The proofs of what opened
   wait in ``proofs`` until the store takes them (``take_proofs``);
 - ``channel``, the link's directed channel (``links.channel``): each kind carries its frames
@@ -35,15 +35,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import msgspec
 
-from switchboard.crypto import (
-    EventProof,
-    Signer,
-    Verifier,
-    decode_proof,
-    decode_signed,
-    encode_proof,
-    encode_signed,
-)
 from switchboard.errors import (
     AuthError,
     ByeCode,
@@ -57,6 +48,15 @@ from switchboard.keyring import KeyMissing, learn_rotation
 from switchboard.links.backoff import Backoff
 from switchboard.links.channel import DirectChannel, Handlers
 from switchboard.links.status import LinkState, LinkStatus
+from switchboard.signatures import (
+    EventProof,
+    Signer,
+    Verifier,
+    decode_proof,
+    decode_signed,
+    encode_proof,
+    encode_signed,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

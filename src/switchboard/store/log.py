@@ -181,7 +181,7 @@ class EventLog:
 
         Args:
             events: decoded events of any origins (ours included: those are duplicates).
-            proofs: the events' signatures (``crypto.EventProof``, encoded), stored with the
+            proofs: the events' signatures (``signatures.EventProof``, encoded), stored with the
                 accepted ones so they can be served on.
 
         Returns:

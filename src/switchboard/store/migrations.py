@@ -403,7 +403,7 @@ def m_tasks_001_tasks(conn: sqlite3.Connection) -> None:
 
 @migration
 def m_pairing_001_event_proofs(conn: sqlite3.Connection) -> None:
-    """Other devices' signatures of their events (``crypto.EventProof``), kept to re-serve them."""
+    """Other devices' signatures of their events (``signatures.EventProof``), to re-serve."""
     conn.execute(
         """CREATE TABLE event_proofs (
             origin TEXT NOT NULL,
