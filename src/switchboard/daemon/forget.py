@@ -176,9 +176,12 @@ async def _rotate(
     # ours after it goes under the new key, and those before it under the one it replaces
     # (``Keyring.sealing_key``), whenever the link gets to them. This blocks the loop for one
     # commit, once per rotation.
-    ((_, event),) = ctx.log.append_sync([("", body)])
+    stored = ctx.log.append_sync([("", body)])
     cut = tuple(cutoffs.items())
-    ring.learn(Rotation(kid, previous, ctx.device_id, frozenset(members), cut, event.seq))
+    ring.learn(Rotation(kid, previous, ctx.device_id, frozenset(members), cut, stored[0][1].seq))
+    # Its reactions ran on the commit, before the keyring knew it: a rotation that already
+    # lost to a concurrent one must still be followed up (``needs_rotation``).
+    _after_rotation(ctx, stored)
     log.info("= group %s rekeyed, %d device(s) forgotten", group["group_id"][:12], len(forget))
 
 
