@@ -7,10 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from store_helpers import ME, PEER, count, remote
+from store_helpers import ME, OTHER, PEER, count, remote
 
 from switchboard.errors import QueryRejected, StoreError
-from switchboard.events import AgentRegistered, CommandRun, FileEdited
+from switchboard.events import AgentRegistered, CommandRun, FileEdited, MessagePosted
 from switchboard.ids import short_id
 from switchboard.store import projections
 from switchboard.store.log import EventLog
@@ -241,3 +241,24 @@ def test_query_guarded_close_while_a_query_runs_waits_for_it(
     assert guarded.closed
     with pytest.raises(QueryRejected, match="closed"):
         guarded.run()
+
+
+def test_query_guarded_follows_devices_that_join_and_still_refuses_other_tables(
+    populated: Path, fresh_store: EventLog
+) -> None:
+    """A kept connection's ``display_data`` shows a device that joined after it opened by its
+    short id, and its own refresh of the short ids lets no where clause read the devices
+    table."""
+    guarded = GuardedQuery(populated, visible_rooms=None)
+    try:
+        assert len(guarded.run()) == 7
+        note = MessagePosted(to=["@vega"], recipients=[f"vega:{OTHER}"], text="hi")
+        fresh_store.receive_sync([remote(OTHER, 1, note, agent="vega")])
+        shown = f"instr(display_data, 'vega:{short_id(OTHER)}') > 0"
+        assert [row["agent"] for row in guarded.run(shown)] == [f"vega:{short_id(OTHER)}"]
+        for _ in range(2):  # the refresh ran just before each of these
+            with pytest.raises(QueryRejected, match="refused"):
+                guarded.run("(SELECT count(*) FROM devices) > 0")
+        assert len(guarded.run(type="agent_registered")) == 2
+    finally:
+        guarded.close()

@@ -40,7 +40,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -68,6 +68,7 @@ _PROGRESS_STEPS: Final = 1_000
 VIEW: Final = "visible_events"
 # Tables only VIEW's own definition reads (json_each is the table-valued function it calls).
 _VIEW_READS: Final = frozenset({"events", "devices", "room_messages", "json_each"})
+_SHORTS_SQL: Final = "SELECT device_id, short FROM main.devices"
 _FUNCTIONS: Final = frozenset(
     {
         "abs", "avg", "char", "coalesce", "count", "date", "datetime", "format", "glob",
@@ -187,8 +188,18 @@ class GuardedQuery:
         self.max_seconds = max_seconds
         self._rooms = _room_key(visible_rooms)
         self._deadline = [time.monotonic() + max_seconds]
+        # The display names, kept current in place before each query (``_refresh_display``):
+        # redefining the SQL function or switching the authorizer would expire the prepared
+        # statements, and a follower would compile its query again at every change of the log.
+        self._shorts: dict[str, str] = {}
+        self._internal = [False]  # set while this class runs its own statement
         self._conn = open_guarded(
-            db_path, visible_rooms=visible_rooms, max_seconds=max_seconds, deadline=self._deadline
+            db_path,
+            visible_rooms=visible_rooms,
+            max_seconds=max_seconds,
+            deadline=self._deadline,
+            shorts=self._shorts,
+            internal=self._internal,
         )
         self._busy = threading.Lock()  # held while the connection is in use
         self._close_requested = False
@@ -215,7 +226,7 @@ class GuardedQuery:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot prepare a query on {self.db_path}: {exc}") from exc
         finally:
-            self._conn.set_authorizer(_authorizer(whole_log=visible_rooms is None))
+            self._conn.set_authorizer(_authorizer(visible_rooms is None, self._internal))
         self._rooms = key
 
     def run(
@@ -262,12 +273,17 @@ class GuardedQuery:
         return [_event_json(row) for row in rows]
 
     def _refresh_display(self) -> None:
-        # Devices join (and short ids lengthen) while a follower's connection stays open.
-        self._conn.set_authorizer(None)
+        # Devices join (and short ids lengthen) while a follower's connection stays open. The
+        # authorizer lets this one fixed statement through while ``_internal`` is set; no user
+        # text is prepared or run meanwhile (we hold ``_busy``).
+        self._internal[0] = True
         try:
-            _add_display(self._conn)
+            rows = self._conn.execute(_SHORTS_SQL).fetchall()
         finally:
-            self._conn.set_authorizer(_authorizer(whole_log=self._rooms is None))
+            self._internal[0] = False
+        if len(rows) != len(self._shorts) or any(self._shorts.get(d) != s for d, s in rows):
+            self._shorts.clear()
+            self._shorts.update(rows)
 
     @property
     def busy(self) -> bool:
@@ -304,6 +320,8 @@ def open_guarded(
     visible_rooms: Collection[str] | None = (),
     max_seconds: float = DEFAULT_MAX_SECONDS,
     deadline: list[float] | None = None,
+    shorts: dict[str, str] | None = None,
+    internal: list[bool] | None = None,
 ) -> sqlite3.Connection:
     """Open a fresh read-only connection that may only read ``visible_events``, for
     ``max_seconds``.
@@ -312,6 +330,9 @@ def open_guarded(
     (``None``: none are left out). Every statement on the connection is checked by the
     authorizer; any statement still running ``max_seconds`` after opening is interrupted, or
     after ``deadline[0]`` when a ``deadline`` cell is given (its owner moves it per query).
+    ``shorts``: the dict that ``display()`` reads device short ids from, filled here (its owner
+    may refresh it in place); ``internal``: a cell whose owner sets it while running its own
+    statements, which the authorizer then lets through.
 
     Raises:
         StoreError: the database could not be opened.
@@ -324,7 +345,9 @@ def open_guarded(
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {db_path}: {exc}") from exc
     try:
-        _add_display(conn)
+        shorts = {} if shorts is None else shorts
+        shorts.update(conn.execute(_SHORTS_SQL).fetchall())
+        _add_display(conn, shorts)
         _create_view(conn, view)
     except sqlite3.Error as exc:
         conn.close()
@@ -332,7 +355,7 @@ def open_guarded(
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_LENGTH)
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.set_progress_handler(lambda: time.monotonic() > cell[0], _PROGRESS_STEPS)
-    conn.set_authorizer(_authorizer(whole_log=visible_rooms is None))
+    conn.set_authorizer(_authorizer(visible_rooms is None, internal or [False]))
     return conn
 
 
@@ -349,9 +372,9 @@ def _view_sql(visible_rooms: Collection[str] | None) -> str:
     return _VIEW_SQL + _HIDDEN_SQL.replace(":rooms", rooms)
 
 
-def _add_display(conn: sqlite3.Connection) -> None:
-    """Give ``conn`` the SQL function ``display(text)``: internal addresses as display ones."""
-    shorts: dict[str, str] = dict(conn.execute("SELECT device_id, short FROM main.devices"))
+def _add_display(conn: sqlite3.Connection, shorts: Mapping[str, str]) -> None:
+    """Give ``conn`` the SQL function ``display(text)``: internal addresses as display ones,
+    with the short ids in ``shorts`` as they are when it runs."""
 
     def show(match: re.Match[str]) -> str:
         short = shorts.get(match[1])
@@ -470,11 +493,11 @@ def _skip_quoted(text: str, start: int) -> int:
 _Authorizer = Callable[[int, "str | None", "str | None", "str | None", "str | None"], int]
 
 
-def _authorizer(*, whole_log: bool) -> _Authorizer:
+def _authorizer(whole_log: bool, internal: list[bool]) -> _Authorizer:
     def authorize(
         action: int, arg1: str | None, arg2: str | None, db: str | None, inner: str | None
     ) -> int:
-        if action == sqlite3.SQLITE_SELECT:
+        if internal[0] or action == sqlite3.SQLITE_SELECT:
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_READ and _may_read(arg1, arg2, db, inner, whole_log):
             return sqlite3.SQLITE_OK
