@@ -60,6 +60,9 @@ check: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
 
+# hcom, the tool the issue compares with, in a virtualenv of its own (never a dependency).
+HCOM = .bench/hcom
+
 bench: $(STAMP) brokers compile
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/signatures.py
@@ -68,7 +71,9 @@ bench: $(STAMP) brokers compile
 	$(BIN)/python bench/hooks.py
 	$(BIN)/python bench/tasks.py
 	$(BIN)/python bench/term.py
-	$(BIN)/python bench/cli.py
+	test -x $(HCOM)/bin/hcom || $(BIN)/python bench/cli.py --setup-hcom $(HCOM) || \
+		echo 'bench: hcom could not be installed; it is not measured'
+	$(BIN)/python bench/cli.py $$(test -x $(HCOM)/bin/hcom && echo --hcom $(HCOM))
 	$(BIN)/python bench/files.py
 	$(BIN)/python bench/soak.py --count 100 --restarts 10
 
@@ -79,4 +84,4 @@ soak: $(STAMP) brokers compile
 	$(BIN)/python bench/soak.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .bench

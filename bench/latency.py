@@ -150,6 +150,27 @@ def fsync_times(directory: Path, count: int) -> list[float]:
     return samples
 
 
+def commit_times(directory: Path, count: int) -> list[float]:
+    """One durable append of a PAYLOAD-sized message into a fresh store, in this process
+    (``EventLog.append_sync``: SQLite's WAL commit with fsync, the schema's indexes and
+    projections): what storing costs before any hop, beside the bare fsync of one page."""
+    from switchboard.events import MessagePosted  # noqa: PLC0415 - bench only
+    from switchboard.store.db import Database  # noqa: PLC0415 - bench only
+    from switchboard.store.log import EventLog  # noqa: PLC0415 - bench only
+
+    body = MessagePosted(to=["@nova"], recipients=["nova:" + "b" * 26], text="x" * PAYLOAD)
+    samples = []
+    with Database(directory / "commit-floor.db") as db:
+        log = EventLog(db, "a" * 26)
+        for _ in range(count // 10):  # warm: the first pages of every table exist
+            log.append_sync([("luna", body)])
+        for _ in range(count):
+            start = time.perf_counter()
+            log.append_sync([("luna", body)])
+            samples.append(time.perf_counter() - start)
+    return samples
+
+
 @contextlib.contextmanager
 def chain() -> Iterator[tuple[int, int]]:
     """Start ``bench/chain.py``'s relay, b and a; yield (a's port, b's port)."""
@@ -298,17 +319,24 @@ def main() -> int:
             floor_chain = chain_latency(args.count)
             rtt = asyncio.run(tcp_round_trip(args.count))
             fsyncs = fsync_times(root, args.count)
+            commits = commit_times(root, args.count)
         finally:
             b.stop()
             a.stop()
             relay.kill()
-        report(lat, rtt, fsyncs, floor_chain)
+        report(lat, rtt, fsyncs, floor_chain, commits)
         if args.trace:
             print_legs(legs(trace_dir, pairs))
     return 0
 
 
-def report(lat: list[float], rtt: list[float], fsyncs: list[float], chain: list[float]) -> None:
+def report(
+    lat: list[float],
+    rtt: list[float],
+    fsyncs: list[float],
+    chain: list[float],
+    commits: list[float] | None = None,
+) -> None:
     p50, floor_rtt, floor_fsync = pct(lat, 0.5) * 1e3, pct(rtt, 0.5) * 1e3, pct(fsyncs, 0.5) * 1e3
     durable = floor_fsync + floor_rtt
     floor_chain = pct(chain, 0.5) * 1e3
@@ -322,8 +350,16 @@ def report(lat: list[float], rtt: list[float], fsyncs: list[float], chain: list[
     )
     print(
         f"  floor: chain of 3 minimal asyncio processes (TCP in, fsync, WebSocket A->relay->B, "
-        f"TCP out) p50 {floor_chain:.3f} ms -> ratio {p50 / floor_chain:.1f}x"
+        f"TCP out) p50 {floor_chain:.3f} ms -> ratio {p50 / floor_chain:.1f}x "
+        f"(the chain alone is {floor_chain / durable:.1f}x the fsync + round trip)"
     )
+    if commits:
+        commit = pct(commits, 0.5) * 1e3
+        print(
+            f"  part: one durable append of the same message into a fresh store, in-process "
+            f"p50 {commit:.3f} ms = {commit / durable:.1f}x the fsync + round trip "
+            f"({commit / floor_fsync:.1f}x the bare fsync of one page)"
+        )
 
 
 if __name__ == "__main__":

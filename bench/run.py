@@ -46,6 +46,7 @@ from cluster import Device, Relay
 from jsfloor import jetstream_rate, sealed_size, sqlite_insert_rate
 from latency import (
     chain_latency,
+    commit_times,
     fsync_times,
     latency,
     legs,
@@ -212,6 +213,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="switchboard-bench-") as tmp:
         root = Path(tmp)
         fsyncs = fsync_times(root, n_lat)
+        commits = commit_times(root, n_lat)
         chain = chain_latency(n_lat)
         trace_dir = root / "trace"
         trace_dir.mkdir()
@@ -282,7 +284,8 @@ def main() -> int:
     results["floor_tcp_rtt"] = {"p50_ms": pct(rtt, 0.5) * 1e3, "p99_ms": pct(rtt, 0.99) * 1e3}
     results["floor_forwarder_eps"] = fwd
     results["floor_fsync"] = {"p50_ms": pct(fsyncs, 0.5) * 1e3, "p99_ms": pct(fsyncs, 0.99) * 1e3}
-    report_latency(lat, rtt, fsyncs, chain)
+    report_latency(lat, rtt, fsyncs, chain, commits)
+    results["part_store_commit"] = {"p50_ms": pct(commits, 0.5) * 1e3}
     results["floor_chain"] = {"p50_ms": pct(chain, 0.5) * 1e3, "p99_ms": pct(chain, 0.99) * 1e3}
     if args.trace:
         print_legs(results["latency_legs"])
