@@ -108,6 +108,24 @@ def _trace_stdio(mark: Any) -> None:
         return result
 
     cls.readline, cls.write, cls.flush = traced_readline, traced_write, traced_flush  # type: ignore[method-assign,assignment]
+    try:  # our own stdio, served from the loop (mcp/pipes.py), when the SDK's is not used
+        from switchboard.mcp import pipes  # noqa: PLC0415 - only when tracing
+    except ImportError:
+        return
+    reader, writer = pipes.LineReader, pipes.LineWriter
+    anext_line, write_line = reader.__anext__, writer.write
+
+    async def traced_anext(self: Any) -> Any:
+        line = await anext_line(self)
+        mark("mcp_line_in", len(line))
+        return line
+
+    async def traced_write_line(self: Any, text: str) -> None:
+        mark("mcp_line_out", len(text))
+        await write_line(self, text)
+        mark("mcp_flushed")
+
+    reader.__anext__, writer.write = traced_anext, traced_write_line  # type: ignore[method-assign]
 
 
 if _DIR:
