@@ -408,6 +408,8 @@ def bench_mcp(count: int, trace: bool = False) -> None:
                 print_legs(legs(trace_dir, daemon.arrival_pairs, DAEMON_HOPS))
                 print("  daemon send call alone (its wait for B's receipt):")
                 print_legs(legs(trace_dir, daemon.send_pairs, RECEIPT_HOPS))
+                print("  send tool call alone (its daemon call's wait for B's receipt):")
+                print_legs(legs(trace_dir, agent.send_pairs, RECEIPT_HOPS))
 
 
 def main() -> None:
