@@ -12,8 +12,15 @@
    processes driven by the official SDK client, a relay on loopback), p50/p99, beside the
    SDK's floor in the same run: the same client calling a no-op tool of a minimal FastMCP
    server over stdio. Also shown, to see where the time goes: a trivial daemon-backed tool
-   call (``whoami``) and the ``send`` tool call alone. (The daemon's own A -> relay -> B path
-   is bench/run.py's first figure.)
+   call (``whoami``) and the ``send`` tool call alone. In the same run, on the same two
+   devices, rounds interleaved with the MCP ones: the daemon path without MCP (an
+   ``AsyncClient`` on A making the ``send`` call the tool makes, one on B making the
+   ``inbox.take`` wait that ``wait_for_message`` makes), and the issue's target for the agent
+   path: the daemon path + 2 x the SDK floor (one MCP hop in on A, one out on B). The floor
+   is also shown for calls after the same 50 ms pause as each round's send (a process woken
+   after a pause pays more than a busy one; the target uses the back-to-back floor).
+   ``--trace``: the legs hop by hop of the floor, the agent path, the send tool call alone,
+   the daemon path, and the daemon send's wait for B's delivered receipt.
 
 Figures are printed, never asserted. ``--quick`` shrinks the counts. ``--only hooks|mcp`` runs
 one part.
@@ -39,6 +46,37 @@ from cluster import PY, Device, Relay, group_of
 from latency import MCP_HOPS, legs, print_legs, traced_env
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+
+from switchboard.daemon.client import AsyncClient
+
+# The daemon path's hops: MCP_HOPS without the two MCP servers.
+# The SDK floor's hops: the no-op server's stdio lines.
+NOOP_HOPS = [("noop", hop, 0) for hop in ("mcp_line_in", "mcp_line_out", "mcp_flushed")]
+# The send tool call alone, on A: in, the daemon's send (which waits for B's receipt), the
+# unread messages riding on the result (a second daemon call), out.
+SEND_HOPS = [
+    ("alpha", hop, 0)
+    for hop in (
+        "mcp_line_in", "mcp_in", "bridge_call", "api_in", "commit", "api_out", "bridge_back",
+        "bridge_call", "api_in", "api_out", "bridge_back", "mcp_out", "mcp_line_out",
+        "mcp_flushed",
+    )
+]  # fmt: skip
+# Why a send returns after the message arrived: it waits for B's delivered receipt (written
+# in the transaction that stores the message on B) to come back to A.
+RECEIPT_HOPS = [
+    ("alpha", "api_in", 0),
+    ("alpha", "commit", 0),
+    ("beta", "receive_commit", 0),
+    ("beta", "link_read", 0),
+    ("beta", "ws_send", 0),
+    ("relay", "ws_recv", 0),
+    ("relay", "ws_send", 0),
+    ("alpha", "ws_recv", 0),
+    ("alpha", "receive_commit", 0),
+    ("alpha", "api_out", 0),
+]
+DAEMON_HOPS = [hop for hop in MCP_HOPS if not hop[1].startswith(("mcp_", "bridge_"))]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -177,10 +215,21 @@ anyio.run(main)
 """
 
 
-async def _sdk_floor(count: int, folder: Path) -> list[float]:
+async def _sdk_floor(
+    count: int,
+    folder: Path,
+    trace_dir: Path | None,
+    pairs: list[tuple[float, float]],
+    paused: list[float],
+) -> list[float]:
+    """Back-to-back no-op calls (the floor); into ``paused``, calls after the same 50 ms pause
+    as each round of the paths (a process woken after a pause pays more than a busy one)."""
     script = folder / "noop_server.py"
     script.write_text(NOOP_SERVER)
-    params = StdioServerParameters(command=PY, args=[str(script)])
+    env = None
+    if trace_dir is not None:  # its stdio lines traced as ours are ("noop" in the legs)
+        env = {**traced_env(trace_dir), "SWITCHBOARD_HOME": str(folder / "noop")}
+    params = StdioServerParameters(command=PY, args=[str(script)], env=env)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         await session.call_tool("noop", {})
@@ -188,7 +237,14 @@ async def _sdk_floor(count: int, folder: Path) -> list[float]:
         for _ in range(count):
             start = time.perf_counter()
             await session.call_tool("noop", {})
-            samples.append(time.perf_counter() - start)
+            end = time.perf_counter()
+            samples.append(end - start)
+            pairs.append((start, end))
+        for _ in range(count // 4):
+            await anyio.sleep(0.05)
+            start = time.perf_counter()
+            await session.call_tool("noop", {})
+            paused.append(time.perf_counter() - start)
         return samples
 
 
@@ -203,13 +259,56 @@ async def _timed(
     return samples
 
 
+class Times:
+    """One path's rounds: when each send started, returned, and the wait returned."""
+
+    def __init__(self) -> None:
+        self.rounds: list[tuple[float, float, float]] = []
+
+    @property
+    def arrivals(self) -> list[float]:
+        return [arrived - start for start, _, arrived in self.rounds]
+
+    @property
+    def sends(self) -> list[float]:
+        return [sent - start for start, sent, _ in self.rounds]
+
+    @property
+    def arrival_pairs(self) -> list[tuple[float, float]]:
+        return [(start, arrived) for start, _, arrived in self.rounds]
+
+    @property
+    def send_pairs(self) -> list[tuple[float, float]]:
+        return [(start, sent) for start, sent, _ in self.rounds]
+
+
+async def _round(send: Any, wait: Any, text: str, into: Times) -> None:
+    """One message: ``wait()`` (answering its text) is in flight when ``send()`` starts."""
+    got: dict[str, Any] = {}
+
+    async def waiter() -> None:
+        answer = await wait()
+        got["at"] = time.perf_counter()
+        got["text"] = answer
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(waiter)
+        await anyio.sleep(0.05)  # let the wait reach the daemon before we send
+        start = time.perf_counter()
+        await send()
+        sent = time.perf_counter()
+    assert text in got["text"], got["text"]
+    into.rounds.append((start, sent, got["at"]))
+
+
 async def _mcp_exchange(
     alpha: Device,
     beta: Device,
     count: int,
     parts: dict[str, list[float]],
-    pairs: list[tuple[float, float]],
-) -> list[float]:
+    agent: Times,
+    daemon: Times,
+) -> None:
     def params(device: Device, agent: str) -> StdioServerParameters:
         env = {**device.env, "SWITCHBOARD_AGENT": agent}
         return StdioServerParameters(command=PY, args=["-m", "switchboard", "mcp"], env=env)
@@ -231,26 +330,38 @@ async def _mcp_exchange(
             await anyio.sleep(0.1)
         await nova.call_tool("wait_for_message", {"timeout": 30})
         parts["whoami tool call (daemon-backed, trivial)"] = await _timed(luna, "whoami", {}, count)
-        sends = parts["send tool call alone (to the other device)"] = []
-        samples: list[float] = []
-        for i in range(count):
-            got: dict[str, Any] = {}
+        # The daemon path: the very calls the two tools make, from a client of each daemon.
+        sender = AsyncClient(alpha.settings.socket_path)
+        waiter = AsyncClient(beta.settings.socket_path)
+        take = {
+            "agent": "nova", "hint": "bench:daemon-path", "anchor": "", "all": True, "ack": True,
+            "via": "tool:wait_for_message", "wait": 30.0,
+        }  # fmt: skip
+        try:
+            for i in range(count):  # interleaved: a burst of load hits both paths alike
+                text = f"ping {i}"
 
-            async def wait(into: dict[str, Any] = got) -> None:
-                result = await nova.call_tool("wait_for_message", {"timeout": 30})
-                into["at"] = time.perf_counter()
-                into["text"] = result.content[0].text
+                async def tool_send(text: str = text) -> None:
+                    await luna.call_tool("send", {"to": target, "text": text})
 
-            async with anyio.create_task_group() as group:
-                group.start_soon(wait)
-                await anyio.sleep(0.05)  # let the wait reach the daemon before we send
-                start = time.perf_counter()
-                await luna.call_tool("send", {"to": target, "text": f"ping {i}"})
-                sends.append(time.perf_counter() - start)
-            assert f"ping {i}" in got["text"], got["text"]
-            samples.append(got["at"] - start)
-            pairs.append((start, got["at"]))
-        return samples
+                async def tool_wait() -> str:
+                    result = await nova.call_tool("wait_for_message", {"timeout": 30})
+                    return str(result.content[0].text)  # type: ignore[union-attr]
+
+                await _round(tool_send, tool_wait, text, agent)
+                text = f"pong {i}"
+                call = {"agent": "luna", "to": [f"@{target}"], "text": text, "priority": "normal"}
+
+                async def api_send(call: dict[str, Any] = call) -> None:
+                    await sender.call("send", call)
+
+                async def api_wait() -> str:
+                    return str((await waiter.call("inbox.take", take))["text"])
+
+                await _round(api_send, api_wait, text, daemon)
+        finally:
+            await sender.aclose()
+            await waiter.aclose()
 
 
 def bench_mcp(count: int, trace: bool = False) -> None:
@@ -266,15 +377,39 @@ def bench_mcp(count: int, trace: bool = False) -> None:
             os.environ.clear()
             os.environ.update(saved)
             parts: dict[str, list[float]] = {}
-            pairs: list[tuple[float, float]] = []
-            floor = anyio.run(_sdk_floor, count * 4, Path(tmp))
-            samples = anyio.run(_mcp_exchange, alpha, beta, count, parts, pairs)
+            agent, daemon = Times(), Times()
+            floor_pairs: list[tuple[float, float]] = []
+            paused: list[float] = []
+            traced = trace_dir if trace else None
+            floor = anyio.run(_sdk_floor, count * 4, Path(tmp), traced, floor_pairs, paused)
+            anyio.run(_mcp_exchange, alpha, beta, count, parts, agent, daemon)
             report("floor: SDK client -> no-op tool (stdio)", floor)
+            report("floor, each call after a 50 ms pause", paused)
             for label, values in parts.items():
                 report(label, values)
-            ratio("send -> other device's wait_for_message", samples, floor)
+            report("send tool call alone (to the other device)", agent.sends)
+            report("daemon send call alone (the tool's call)", daemon.sends)
+            report("daemon path: send -> inbox.take wait returns", daemon.arrivals)
+            ratio("send -> other device's wait_for_message", agent.arrivals, floor)
+            a, d, f = (pct(x, 0.5) * 1000 for x in (agent.arrivals, daemon.arrivals, floor))
+            print(
+                f"  target: daemon path + 2 x SDK floor = {d:.1f} + 2 x {f:.1f} = {d + 2 * f:.1f}"
+                f" ms; agent path {a:.1f} ms = {a / (d + 2 * f):.2f}x the target (MCP's share"
+                f" {a - d:.1f} ms = {(a - d) / f:.2f} SDK floors)"
+            )
             if trace:
-                print_legs(legs(trace_dir, pairs, MCP_HOPS))
+                print("  SDK floor:")
+                print_legs(legs(trace_dir, floor_pairs, NOOP_HOPS))
+                print("  agent path:")
+                print_legs(legs(trace_dir, agent.arrival_pairs, MCP_HOPS))
+                print("  send tool call alone:")
+                print_legs(legs(trace_dir, agent.send_pairs, SEND_HOPS))
+                print("  daemon path:")
+                print_legs(legs(trace_dir, daemon.arrival_pairs, DAEMON_HOPS))
+                print("  daemon send call alone (its wait for B's receipt):")
+                print_legs(legs(trace_dir, daemon.send_pairs, RECEIPT_HOPS))
+                print("  send tool call alone (its daemon call's wait for B's receipt):")
+                print_legs(legs(trace_dir, agent.send_pairs, RECEIPT_HOPS))
 
 
 def main() -> None:

@@ -243,7 +243,9 @@ def _marks(trace_dir: Path) -> dict[tuple[str, str], list[tuple[int, int]]]:
 
 # The agent path (bench/hooks.py part 2): MCP tool call on A to wait_for_message's answer.
 MCP_HOPS = [
+    ("alpha", "mcp_line_in", 0),
     ("alpha", "mcp_in", 0),
+    ("alpha", "bridge_call", 0),
     ("alpha", "api_in", 0),
     ("alpha", "commit", 0),
     ("alpha", "link_read", 0),
@@ -253,7 +255,10 @@ MCP_HOPS = [
     ("beta", "ws_recv", 100),
     ("beta", "receive_commit", 0),
     ("beta", "api_out", 0),
+    ("beta", "bridge_back", 0),
     ("beta", "mcp_out", 0),
+    ("beta", "mcp_line_out", 0),
+    ("beta", "mcp_flushed", 0),
 ]
 
 

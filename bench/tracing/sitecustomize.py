@@ -67,6 +67,11 @@ def _install() -> None:
     else:
         around(server.SwitchboardMCP, "_call_tool", "mcp_in", after=False)
         around(server.SwitchboardMCP, "_call_tool", "mcp_out")
+        from switchboard.daemon import client  # noqa: PLC0415 - only when tracing
+
+        around(client.AsyncClient, "call", "bridge_call", after=False)
+        around(client.AsyncClient, "call", "bridge_back")
+        _trace_stdio(mark)
 
     since = log.EventLog.since
 
@@ -78,6 +83,49 @@ def _install() -> None:
         return found
 
     log.EventLog.since = traced_since  # type: ignore[method-assign]
+
+
+def _trace_stdio(mark: Any) -> None:
+    """The MCP server's stdio lines: read off stdin, written and flushed to stdout (these run
+    in the SDK's worker threads)."""
+    from mcp.server import stdio  # noqa: PLC0415 - only when tracing
+
+    cls = stdio._UnownedTextWrapper
+    readline, write, flush = cls.readline, cls.write, cls.flush
+
+    def traced_readline(self: Any, *args: Any) -> Any:
+        line = readline(self, *args)
+        mark("mcp_line_in", len(line))
+        return line
+
+    def traced_write(self: Any, text: Any) -> Any:
+        mark("mcp_line_out", len(text))
+        return write(self, text)
+
+    def traced_flush(self: Any) -> Any:
+        result = flush(self)
+        mark("mcp_flushed")
+        return result
+
+    cls.readline, cls.write, cls.flush = traced_readline, traced_write, traced_flush  # type: ignore[method-assign,assignment]
+    try:  # our own stdio, served from the loop (mcp/pipes.py), when the SDK's is not used
+        from switchboard.mcp import pipes  # noqa: PLC0415 - only when tracing
+    except ImportError:
+        return
+    reader, writer = pipes.LineReader, pipes.LineWriter
+    anext_line, write_line = reader.__anext__, writer.write
+
+    async def traced_anext(self: Any) -> Any:
+        line = await anext_line(self)
+        mark("mcp_line_in", len(line))
+        return line
+
+    async def traced_write_line(self: Any, text: str) -> None:
+        mark("mcp_line_out", len(text))
+        await write_line(self, text)
+        mark("mcp_flushed")
+
+    reader.__anext__, writer.write = traced_anext, traced_write_line  # type: ignore[method-assign]
 
 
 if _DIR:

@@ -18,6 +18,10 @@ Push: when the client declares the ``claude/channel`` experimental capability (C
 started with a development channel for this server), or ``SWITCHBOARD_CHANNEL=1``, messages are
 also pushed as ``notifications/claude/channel`` (mcp/channel.py).
 
+On stdio, when stdin and stdout are pipes or sockets (as a harness starts us), they are served
+from the event loop (mcp/pipes.py), not through the SDK's worker threads: the same bytes, less
+time per message.
+
 Adding a module of tools is one line: append its ``register`` to ``TOOL_MODULES``.
 """
 
@@ -48,6 +52,7 @@ from switchboard.mcp import (
 )
 from switchboard.mcp.bridge import Bridge
 from switchboard.mcp.channel import CHANNEL_CAPABILITY, Channel
+from switchboard.mcp.pipes import claim_stdio
 from switchboard.mcp.registry import Tool, ToolRegistry
 
 if TYPE_CHECKING:
@@ -186,10 +191,12 @@ async def serve_stdio(settings: Settings, *, agent: str = "") -> None:
 
     app = SwitchboardMCP(Bridge(settings, agent=agent))
     try:
-        async with stdio_server() as (read, write), anyio.create_task_group() as group:
-            group.start_soon(app.channel.run)
-            await app.server.run(read, write, app.initialization_options())
-            group.cancel_scope.cancel()
+        with claim_stdio() as ours:  # pipes and sockets without the SDK's threads (mcp/pipes.py)
+            streams: Any = ours or (None, None)
+            async with stdio_server(*streams) as (read, write), anyio.create_task_group() as group:
+                group.start_soon(app.channel.run)
+                await app.server.run(read, write, app.initialization_options())
+                group.cancel_scope.cancel()
     finally:
         await app.bridge.aclose()
 
