@@ -322,9 +322,7 @@ class Relay:
         assert task is not None
         self._handlers.add(task)
         self._connections.add(conn)
-        sender = loop.create_task(
-            conn.send_loop(self._catch_up), name=f"switchboard[{transport.peer}].send_loop"
-        )
+        conn.start(self._catch_up)
         try:
             first = await self._receive_loop(conn)
         finally:
@@ -332,14 +330,10 @@ class Relay:
                 await asyncio.wait_for(self._storer.drain(conn), DEFAULT_CLOSE_TIMEOUT)
             self._storer.forget(conn)
             self._forget(conn)
-            conn.flush()
-            done, _ = await asyncio.wait({sender}, timeout=DEFAULT_CLOSE_TIMEOUT)
-            if not done:
-                sender.cancel()
-                await asyncio.wait({sender})
-            self._handlers.discard(task)
-        if not sender.cancelled():
-            sender.result()  # a bug in the send loop propagates from here
+            try:
+                await conn.aclose(DEFAULT_CLOSE_TIMEOUT)  # a bug in the send loop raises here
+            finally:
+                self._handlers.discard(task)
         if first is not None:
             await self.rendezvous.serve(transport, first)
 
