@@ -74,6 +74,18 @@ def test_websocket_tls_conforms(
     run(check(flipped(websocket_pairs(server_ssl, client_ssl))))
 
 
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+def test_websocket_conforms_on_uvloop(check: Check) -> None:
+    """On uvloop (the relay's loop, whose transports are not asyncio's), each check passes."""
+    uvloop = pytest.importorskip("uvloop")
+    from conftest import DEFAULT_TEST_TIMEOUT, TIMEOUT_FACTOR  # noqa: PLC0415
+
+    for make_pair in (websocket_pairs(), flipped(websocket_pairs())):
+        coro = asyncio.wait_for(check(make_pair), DEFAULT_TEST_TIMEOUT * TIMEOUT_FACTOR)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)
+
+
 def test_websocket_listener_reports_bound_port(run: Callable[..., Any]) -> None:
     """Serving on port 0 reports the port the system picked."""
 

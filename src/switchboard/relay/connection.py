@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import heapq
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -88,7 +90,8 @@ class Connection:
     _catch_up: Callable[[Connection], Awaitable[None]] | None = field(default=None, repr=False)
     _sender: asyncio.Task[None] | None = field(default=None, repr=False)
     _failed: asyncio.Task[None] | None = field(default=None, repr=False)  # ended by a raise
-    _timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    _alarms: Alarms | None = field(default=None, repr=False)
+    _alarm: float | None = field(default=None, repr=False)  # when the alarms wake us next
     _done: asyncio.Future[None] | None = field(default=None, repr=False)  # for aclose()
     # Batches read but not yet stored, oldest first (the relay's ``Storer`` bounds them).
     unstored: list[tuple[Envelope, ...]] = field(default_factory=list, repr=False)
@@ -145,14 +148,16 @@ class Connection:
             self.move_to(Phase.LIVE)
         self.flush()
 
-    def start(self, catch_up: Callable[[Connection], Awaitable[None]]) -> None:
+    def start(self, catch_up: Callable[[Connection], Awaitable[None]], alarms: Alarms) -> None:
         """Start writing: from now on, whatever wakes this connection runs the send loop.
 
         Args:
             catch_up: fetches the next mailbox round for this connection and calls
                 ``catch_up_with``.
+            alarms: wake this connection at its session's deadlines.
         """
         self._catch_up = catch_up
+        self._alarms = alarms
         self._wake()
 
     async def aclose(self, timeout: float) -> None:
@@ -179,7 +184,7 @@ class Connection:
     async def send_loop(self) -> None:
         """Write the outbox, keep the session's time, serve catch-up rounds; close at the end.
 
-        It runs while there is something to do, then ends, leaving a timer for the session's
+        It runs while there is something to do, then ends, leaving an alarm for the session's
         next deadline: an idle connection costs no task (``_wake`` starts it again).
         """
         loop = asyncio.get_running_loop()
@@ -198,6 +203,8 @@ class Connection:
                 if self.phase is Phase.CATCHING_UP:
                     assert self._catch_up is not None
                     await self._catch_up(self)
+            if not end and not self.detached:
+                self._arm()
         except TransportError as exc:
             logger.debug("! %s send failed: %s", self.label, exc)
             self.session.receive_eof()
@@ -210,14 +217,9 @@ class Connection:
             self._sender = None
             if end or self.detached:
                 await self._finish()
-            else:
-                self._arm()
 
     async def _finish(self) -> None:
-        self.closed = True  # nothing wakes the send loop again
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.closed = True  # nothing wakes the send loop again (a pending alarm is ignored)
         try:
             if not self.detached:
                 logger.debug("x %s closing transport", self.label)
@@ -228,19 +230,19 @@ class Connection:
                 self._done.set_result(None)
 
     def _arm(self) -> None:
-        # The session's next deadline wakes the send loop, which ticks it.
+        # The session's next deadline wakes the send loop, which ticks it. An alarm already
+        # set for earlier stays: it wakes the loop early, which ticks and sets the next one.
         deadline = self.session.next_deadline()
-        timer = self._timer
-        if timer is not None and deadline is not None and timer.when() == deadline:
-            return
-        if timer is not None:
-            timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._timer = None if deadline is None else loop.call_at(deadline, self._on_deadline)
+        if deadline is not None and (self._alarm is None or deadline < self._alarm):
+            assert self._alarms is not None
+            self._alarm = deadline
+            self._alarms.set(self, deadline)
 
-    def _on_deadline(self) -> None:
-        self._timer = None
-        self._wake()
+    def ring(self, when: float) -> None:
+        """Wake the send loop for the alarm set for ``when`` (``Alarms`` calls it)."""
+        if when == self._alarm:  # else a stale alarm, replaced by an earlier one
+            self._alarm = None
+            self._wake()
 
     async def _write_some(self, send_many: SendMany | None) -> None:
         # Frames queued together go out in one write where the transport can (presence of
@@ -272,3 +274,48 @@ class Connection:
             self._sender = asyncio.get_running_loop().create_task(
                 self.send_loop(), name=f"switchboard[{self.label}].send_loop"
             )
+
+
+class Alarms:
+    """Wake-ups at given times for many connections, on one event-loop timer.
+
+    A relay holds one for all its connections rather than a timer each (with uvloop, a timer
+    is a handle and a libuv timer: some 700 B per idle connection). Each connection has at
+    most one alarm pending (``Connection._arm``), so the heap holds about one entry each.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Connection]] = []
+        self._order = itertools.count()  # ties: first set, first rung (never compares conns)
+        self._timer: asyncio.TimerHandle | None = None
+        self._when = 0.0  # when the timer rings (uvloop's handles do not say)
+
+    def set(self, conn: Connection, when: float) -> None:
+        """Call ``conn.ring(when)`` at ``when`` (on the event loop's clock)."""
+        heapq.heappush(self._heap, (when, next(self._order), conn))
+        if self._timer is None or when < self._when:
+            self._schedule()
+
+    def cancel(self) -> None:
+        """Stop ringing (the relay is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._heap.clear()
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        if self._heap:
+            self._when = self._heap[0][0]
+            self._timer = asyncio.get_running_loop().call_at(self._when, self._ring)
+
+    def _ring(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, conn = heapq.heappop(heap)
+            conn.ring(when)
+        self._schedule()

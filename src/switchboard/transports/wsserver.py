@@ -32,7 +32,7 @@ import contextlib
 import logging
 import ssl as ssl_module
 from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
@@ -96,7 +96,7 @@ class ServerTransport(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._messages: list[bytes] = []
         self._fragments: list[bytes] | None = None  # a fragmented message being received
-        self._waiter: asyncio.Future[None] | None = None  # receive() waiting for a message
+        self._waiter: asyncio.Future[bytes] | None = None  # receive() waiting for a message
         self._drain: asyncio.Future[None] | None = None  # send() waiting for the buffer
         self._closing: asyncio.Future[None] | None = None  # aclose() waiting for the end
         self._timer: asyncio.TimerHandle | None = None  # open or close deadline
@@ -107,8 +107,8 @@ class ServerTransport(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A cast, not an isinstance check: uvloop's transports are not asyncio.Transport's.
+        self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(WRITE_LIMIT_HIGH, WRITE_LIMIT_LOW)
         self.peer = _endpoint(transport.get_extra_info("peername"), self.listener.secure)
         self.listener.connections.add(self)
@@ -206,8 +206,22 @@ class ServerTransport(asyncio.Protocol):
         self.listener.start(self)
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        # Settle a waiting receive(): the next message, else why there will be none.
+        waiter = self._waiter
+        if waiter is None:
+            return
+        if waiter.done():  # its caller was cancelled: the message stays queued
+            self._waiter = None
+        elif self._closed or (not self._messages and self._ws.state is not State.OPEN):
+            self._waiter = None
+            waiter.set_exception(self._broken())
+        elif self._messages:
+            self._waiter = None
+            waiter.set_result(self._messages.pop(0))
+            if self._read_paused and len(self._messages) <= 1 and not self._lost:
+                assert self._transport is not None
+                self._read_paused = False
+                self._transport.resume_reading()
 
     def _wake_writer(self) -> None:
         if self._drain is not None and not self._drain.done():
@@ -229,27 +243,17 @@ class ServerTransport(asyncio.Protocol):
 
     # -- Transport -----------------------------------------------------------------------------
 
-    async def receive(self) -> bytes:
-        """Return the next message as bytes (see ``Transport.receive``).
+    def receive(self) -> asyncio.Future[bytes]:
+        """Return the next message as bytes, as a future (see ``Transport.receive``).
 
         A text message is returned as its UTF-8 bytes: it is not a valid frame, and saying so
-        is the session's job, not the transport's.
+        is the session's job, not the transport's. Not a coroutine: a relay holds one receive
+        waiting per device, and a future is all it needs to wait on.
         """
-        while not self._messages or self._closed:
-            if self._closed or self._lost or self._ws.state is not State.OPEN:
-                raise self._broken()
-            # Inline, not a helper coroutine: a relay holds one receive waiting per device.
-            self._waiter = waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        message = self._messages.pop(0)
-        if self._read_paused and len(self._messages) <= 1 and not self._lost:
-            assert self._transport is not None
-            self._read_paused = False
-            self._transport.resume_reading()
-        return message
+        assert self._waiter is None or self._waiter.done(), "one receive at a time"
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        self._wake()
+        return waiter
 
     async def send(self, frame: bytes) -> None:
         """Send one frame as one binary message (see ``Transport.send``)."""
