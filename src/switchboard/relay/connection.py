@@ -86,7 +86,8 @@ class Connection:
     # The send loop runs only while woken (a flag: an asyncio.Event would hold a deque per
     # connection for its whole life); between runs, a timer for the session's next deadline.
     woken: bool = field(default=False, repr=False)
-    closed: bool = field(default=False, repr=False)  # the send loop ended for good
+    closed: bool = field(default=False, repr=False)  # the send loop is ending for good
+    ended: bool = field(default=False, repr=False)  # ... and closed the transport (or let go)
     _catch_up: Callable[[Connection], Awaitable[None]] | None = field(default=None, repr=False)
     _sender: asyncio.Task[None] | None = field(default=None, repr=False)
     _failed: asyncio.Task[None] | None = field(default=None, repr=False)  # ended by a raise
@@ -167,8 +168,9 @@ class Connection:
             Exception: a bug in the send loop, raised here rather than lost in its task.
         """
         self.flush()
-        if not self.closed:
-            self._done = asyncio.get_running_loop().create_future()
+        if not self.ended:
+            if self._done is None:
+                self._done = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._done), timeout)
         sender = self._sender
@@ -226,6 +228,7 @@ class Connection:
                 with contextlib.suppress(TransportError):
                     await self.transport.aclose()
         finally:
+            self.ended = True
             if self._done is not None and not self._done.done():
                 self._done.set_result(None)
 
