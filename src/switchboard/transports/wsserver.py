@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import ssl as ssl_module
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, cast
 
@@ -61,6 +62,8 @@ WRITE_LIMIT_HIGH: Final = 32 * 1024
 WRITE_LIMIT_LOW: Final = 8 * 1024
 
 _DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+# One id for every ServerProtocol instead of a fresh UUID each (some 150 B per connection).
+_SHARED_ID: Final = uuid.UUID(int=0)
 
 
 class ServerTransport(asyncio.Protocol):
@@ -93,6 +96,7 @@ class ServerTransport(asyncio.Protocol):
         self.listener = listener
         self.peer = ""
         self._ws = ServerProtocol(max_size=listener.max_frame_size)
+        self._ws.id = _SHARED_ID  # only websockets' asyncio layer reads it (in its logs)
         self._transport: asyncio.Transport | None = None
         self._messages: list[bytes] = []
         self._fragments: list[bytes] | None = None  # a fragmented message being received
