@@ -4,7 +4,10 @@ The relay drives one ``SyncSession`` per connection. Anything may queue frames o
 (its own receive loop, another device's batch being forwarded, a presence change); whoever does
 calls ``flush()``, which moves the session's frames into this connection's outbox and wakes the
 ``send_loop``. The send loop is the only writer of the transport, the only caller of
-``tick()``, and it closes the transport once the session says so (``close_expected``).
+``tick()``, and it closes the transport once the session says so (``close_expected``). It is
+a task only while there is something to do: woken, it writes, ticks, serves catch-up rounds,
+and ends once nothing is left, leaving an alarm for the session's next deadline (``Alarms``,
+one event-loop timer for all connections). An idle device thus costs no task for writing.
 
 What a connection is sent is decided by its ``Phase``:
 

@@ -4,9 +4,9 @@ for offline devices and forwards them live. It never sees plaintext.
 Theory of operation
 -------------------
 The relay follows ``docs/internals.md`` ("Relay"). Each connection runs a server-side
-``SyncSession`` driven by two tasks: the handler's receive loop, which feeds frames in and acts
-on what the session reports, and the connection's ``send_loop`` (``relay.connection``), the
-only writer. Decisions the contract leaves open:
+``SyncSession`` driven by the handler's receive loop, which feeds frames in and acts on what
+the session reports, and by the connection's ``send_loop`` (``relay.connection``), the only
+writer, a task only while it has something to do. Decisions the contract leaves open:
 
 - A Hello is answered with a Challenge for the group key *it offers*, and that key is compared
   with the group's registered one only once the client proved it holds both it and its device

@@ -382,6 +382,7 @@ async def serve(
     *,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    open_timeout: float = DEFAULT_OPEN_TIMEOUT,
 ) -> WebSocketListener:
     """Listen for WebSocket connections; run ``handler(transport)`` for each one.
 
@@ -395,12 +396,17 @@ async def serve(
         ssl: serve ``wss://`` with these TLS settings.
         max_frame_size: security limit for incoming frames (whole messages).
         max_queue: messages held received but not yet read before the socket is not read.
+        open_timeout: seconds from accepting a socket to an open WebSocket; then it is cut.
 
     Raises:
         TransportError: the address could not be bound.
     """
     listener = WebSocketListener(
-        handler, secure=ssl is not None, max_frame_size=max_frame_size, max_queue=max_queue
+        handler,
+        secure=ssl is not None,
+        max_frame_size=max_frame_size,
+        max_queue=max_queue,
+        open_timeout=open_timeout,
     )
     loop = asyncio.get_running_loop()
     try:
