@@ -198,6 +198,7 @@ class Relay:
         self._box = MailboxThread(data_dir / "relay.db")
         self._connections: set[Connection] = set()
         self._alarms = Alarms()  # the sessions' deadlines, one timer for all connections
+        self._catch_up_round = self._catch_up  # one bound method for every connection
         self._handlers: set[asyncio.Task[None]] = set()
         self._registry = Registry()
         self._registry.on_pending = self._schedule_presence
@@ -352,7 +353,7 @@ class Relay:
         assert task is not None
         self._handlers.add(task)
         self._connections.add(conn)
-        conn.start(self._catch_up, self._alarms)
+        conn.start(self._catch_up_round, self._alarms)
         return conn
 
     async def _on_events(self, conn: Connection) -> None:

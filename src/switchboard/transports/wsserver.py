@@ -327,8 +327,10 @@ class WebSocketListener:
         self.close_timeout = close_timeout
         self._handler = handler
         self._server: asyncio.Server | None = None
-        self.connections: set[ServerTransport] = set()  # accepted, until their socket is gone
-        self._tasks: dict[asyncio.Task[None], ServerTransport] = {}  # handlers running
+        # Each connection is in one of these at a time (a relay holds many: one entry each).
+        self.connections: set[ServerTransport] = set()  # accepted, not open yet
+        self._tasks: dict[asyncio.Task[None], ServerTransport] = {}  # open: handlers running
+        self._on_done = self._handled  # one bound method for every task's done callback
 
     def start(self, conn: ServerTransport) -> None:
         """Run the handler for a connection that just opened."""
@@ -337,11 +339,12 @@ class WebSocketListener:
         task = asyncio.get_running_loop().create_task(
             self._handler(conn), name=f"switchboard[{conn.peer}].handler"
         )
+        self.connections.discard(conn)
         self._tasks[task] = conn
-        task.add_done_callback(self._handled)
+        task.add_done_callback(self._on_done)
 
     def forget(self, conn: ServerTransport) -> None:
-        """Drop a connection whose socket is gone."""
+        """Drop a connection whose socket is gone (before it opened)."""
         self.connections.discard(conn)
 
     def _handled(self, task: asyncio.Task[None]) -> None:
@@ -356,7 +359,7 @@ class WebSocketListener:
         """Stop accepting, close connections (code 1001) and wait for their handlers."""
         if self._server is not None:
             self._server.close()
-        for conn in list(self.connections):
+        for conn in [*self.connections, *self._tasks.values()]:
             conn.shut()
         if self._tasks:
             await asyncio.wait(list(self._tasks))
