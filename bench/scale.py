@@ -15,9 +15,11 @@ with an ordered consumer on the group's stream, as ``NatsLink`` has. They are sp
 Beside them, two floors of the same run: as many bare websocket connections (connect, one echo
 round trip, then idle) to a minimal websockets echo server in its own process, with the same
 options as the relay's (no compression, no keepalive): what the library and the interpreter
-cost per connection before the relay does anything; and as many bare TCP connections to an
-asyncio-streams echo server (``asyncio.start_server``): what asyncio alone costs, so the gap
-between the two is websockets' own. Floor connections close normally at the end (code 1000,
+cost per connection before the relay does anything; the same connections to an echo server
+built as the relay's is (websockets' sans-IO ``ServerProtocol`` under an ``asyncio.Protocol``,
+no task per connection): the floor of the relay's design; and as many bare TCP connections to
+an asyncio-streams echo server (``asyncio.start_server``): what asyncio alone costs (with one
+task per connection, as the relay has). Floor connections close normally at the end (code 1000,
 no tracebacks in the echo server).
 
 The default run (200 devices) takes a couple of minutes on 2 cores; ``--devices 1000`` is the
@@ -179,7 +181,8 @@ class NatsClient:
 def client_class(
     kind: str,
 ) -> type[RelayClient] | type[NatsClient] | type[BareClient] | type[TcpClient]:
-    return {"relay": RelayClient, "nats": NatsClient, "floor": BareClient, "tcp": TcpClient}[kind]
+    return {"relay": RelayClient, "nats": NatsClient, "floor": BareClient, "sansio": BareClient,
+            "tcp": TcpClient}[kind]  # fmt: skip
 
 
 # -- the floor: bare websockets -----------------------------------------------------------------
@@ -224,6 +227,43 @@ class BareClient:
                 await asyncio.Event().wait()
 
 
+SANSIO_SERVER = """
+import asyncio
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+class Echo(asyncio.Protocol):
+    __slots__ = ("ws", "transport")
+
+    def connection_made(self, transport):
+        self.transport, self.ws = transport, ServerProtocol(max_size=2**20)
+
+    def data_received(self, data):
+        self.ws.receive_data(data)
+        for event in self.ws.events_received():
+            if isinstance(event, Request):
+                self.ws.send_response(self.ws.accept(event))
+                event.headers.clear()
+            elif isinstance(event, Frame) and event.opcode is Opcode.BINARY:
+                self.ws.send_binary(event.data)
+        for data in self.ws.data_to_send():
+            if data:
+                self.transport.write(data)
+            else:
+                self.transport.write_eof()
+
+    def eof_received(self):
+        self.ws.receive_eof()
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
 TCP_SERVER = """
 import asyncio
 
@@ -263,7 +303,8 @@ class TcpClient:
 async def measure_floor(args: argparse.Namespace, kind: str = "floor") -> dict[str, Any]:
     import subprocess  # noqa: PLC0415
 
-    cmd = [sys.executable, "-c", ECHO_SERVER if kind == "floor" else TCP_SERVER]
+    server = {"floor": ECHO_SERVER, "sansio": SANSIO_SERVER, "tcp": TCP_SERVER}[kind]
+    cmd = [sys.executable, "-c", server]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220 - once, at start
     try:
         assert proc.stdout is not None
@@ -300,7 +341,8 @@ async def measure_floor(args: argparse.Namespace, kind: str = "floor") -> dict[s
 
 
 def show_floor(r: dict[str, Any]) -> None:
-    name = {"floor": "bare websockets", "tcp": "bare asyncio streams"}[r["kind"]]
+    name = {"floor": "bare websockets", "sansio": "websockets sans-IO over asyncio.Protocol",
+            "tcp": "bare asyncio streams"}[r["kind"]]  # fmt: skip
     print(f"floor ({name} echo server): {r['devices']} connections")
     print(f"  connect: all in {r['connect_total_s']:.1f} s; per connection p50 "
           f"{r['connect_p50_ms']:.1f} ms")  # fmt: skip
@@ -466,6 +508,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "floor"):
             show_floor(asyncio.run(measure_floor(args)))
+            show_floor(asyncio.run(measure_floor(args, "sansio")))
             show_floor(asyncio.run(measure_floor(args, "tcp")))
         if args.only in (None, "relay"):
             relay = Relay(Path(tmp) / "relay").start()

@@ -54,6 +54,11 @@ def _install() -> None:
     around(ws, "send", "ws_send", lambda a, r: len(a[1]), after=False)
     around(ws, "send_many", "ws_send", lambda a, r: sum(map(len, a[1])), after=False)
     around(ws, "receive", "ws_recv", lambda a, r: len(r))
+    from switchboard.transports import wsserver  # noqa: PLC0415 - only when tracing
+
+    server = wsserver.ServerTransport  # the relay's side; its send() is send_many([frame])
+    around(server, "send_many", "ws_send", lambda a, r: sum(map(len, a[1])), after=False)
+    around(server, "receive", "ws_recv", lambda a, r: len(r))
     around(log.EventLog, "append_many", "commit", lambda a, r: len(r))
     around(log.EventLog, "receive", "receive_commit", lambda a, r: len(a[1]))
     around(log.EventLog, "append_many", "append_in", after=False)

@@ -74,6 +74,18 @@ def test_websocket_tls_conforms(
     run(check(flipped(websocket_pairs(server_ssl, client_ssl))))
 
 
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+def test_websocket_conforms_on_uvloop(check: Check) -> None:
+    """On uvloop (the relay's loop, whose transports are not asyncio's), each check passes."""
+    uvloop = pytest.importorskip("uvloop")
+    from conftest import DEFAULT_TEST_TIMEOUT, TIMEOUT_FACTOR  # noqa: PLC0415
+
+    for make_pair in (websocket_pairs(), flipped(websocket_pairs())):
+        coro = asyncio.wait_for(check(make_pair), DEFAULT_TEST_TIMEOUT * TIMEOUT_FACTOR)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)
+
+
 def test_websocket_listener_reports_bound_port(run: Callable[..., Any]) -> None:
     """Serving on port 0 reports the port the system picked."""
 
@@ -200,3 +212,90 @@ def test_websocket_http_request_is_refused(run: Callable[..., Any]) -> None:
 
     with pytest.raises(ConnectError, match="handshake failed"):
         run(main())
+
+
+# -- the server side's own boundaries (transports/wsserver.py) ---------------------------------
+
+
+def test_websocket_server_answers_plain_http_and_keeps_serving(run: Callable[..., Any]) -> None:
+    """A request that is not a WebSocket upgrade gets an HTTP error; the next client connects."""
+
+    async def main() -> tuple[bytes, bytes]:
+        async def handler(transport: Transport) -> None:
+            await transport.send(await transport.receive())
+
+        listener = await websocket.serve(handler, "127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = await reader.read()  # until the server closes
+            writer.close()
+            client = await transports.connect(f"ws://127.0.0.1:{listener.port}")
+            await client.send(b"still here")
+            echoed = await client.receive()
+            await client.aclose()
+            return answer, echoed
+        finally:
+            await listener.aclose()
+
+    answer, echoed = run(main())
+    assert answer.startswith(b"HTTP/1.1 426") and echoed == b"still here"
+
+
+def test_websocket_server_cuts_a_silent_socket(run: Callable[..., Any]) -> None:
+    """A socket that never sends its upgrade is cut after the open timeout."""
+
+    async def main() -> bytes:
+        async def handler(transport: Transport) -> None:
+            raise AssertionError("never opened")
+
+        listener = await websocket.serve(handler, "127.0.0.1", 0, open_timeout=0.2)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+            data = await reader.read()  # returns once the server cut the socket
+            writer.close()
+            return data
+        finally:
+            await listener.aclose()
+
+    assert run(main()) == b""
+
+
+def test_websocket_server_joins_fragments(run: Callable[..., Any]) -> None:
+    """A message sent in fragments is received whole."""
+
+    async def main() -> bytes:
+        received: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def handler(transport: Transport) -> None:
+            received.set_result(await transport.receive())
+
+        listener = await websocket.serve(handler, "127.0.0.1", 0)
+        try:
+            async with raw_connect(f"ws://127.0.0.1:{listener.port}") as ws:
+                await ws.send([b"one ", b"two ", b"three"])
+                return await received
+        finally:
+            await listener.aclose()
+
+    assert run(main()) == b"one two three"
+
+
+def test_websocket_server_handler_failure_closes_with_1011(run: Callable[..., Any]) -> None:
+    """A handler that fails (a bug) closes its connection with 1011; the server keeps serving."""
+
+    async def main() -> int | None:
+        async def handler(transport: Transport) -> None:
+            await transport.receive()
+            raise RuntimeError("bug")
+
+        listener = await websocket.serve(handler, "127.0.0.1", 0)
+        try:
+            async with raw_connect(f"ws://127.0.0.1:{listener.port}") as ws:
+                await ws.send(b"boom")
+                await ws.wait_closed()
+                return ws.close_code
+        finally:
+            await listener.aclose()
+
+    assert run(main()) == 1011

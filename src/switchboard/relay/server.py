@@ -4,9 +4,9 @@ for offline devices and forwards them live. It never sees plaintext.
 Theory of operation
 -------------------
 The relay follows ``docs/internals.md`` ("Relay"). Each connection runs a server-side
-``SyncSession`` driven by two tasks: the handler's receive loop, which feeds frames in and acts
-on what the session reports, and the connection's ``send_loop`` (``relay.connection``), the
-only writer. Decisions the contract leaves open:
+``SyncSession`` driven by the handler's receive loop, which feeds frames in and acts on what
+the session reports, and by the connection's ``send_loop`` (``relay.connection``), the only
+writer, a task only while it has something to do. Decisions the contract leaves open:
 
 - A Hello is answered with a Challenge for the group key *it offers*, and that key is compared
   with the group's registered one only once the client proved it holds both it and its device
@@ -86,7 +86,7 @@ from switchboard.proto.session import (
     State,
     SyncSession,
 )
-from switchboard.relay.connection import DEFAULT_MAX_PENDING_BYTES, Connection, Phase
+from switchboard.relay.connection import DEFAULT_MAX_PENDING_BYTES, Alarms, Connection, Phase
 from switchboard.relay.limits import AuthLimiter
 from switchboard.relay.mailbox import Mailbox, MailboxThread
 from switchboard.relay.registry import Registry
@@ -197,6 +197,8 @@ class Relay:
         self._clock = clock
         self._box = MailboxThread(data_dir / "relay.db")
         self._connections: set[Connection] = set()
+        self._alarms = Alarms()  # the sessions' deadlines, one timer for all connections
+        self._catch_up_round = self._catch_up  # one bound method for every connection
         self._handlers: set[asyncio.Task[None]] = set()
         self._registry = Registry()
         self._registry.on_pending = self._schedule_presence
@@ -218,6 +220,7 @@ class Relay:
     async def aclose(self) -> None:
         """Say goodbye to every device, wait for connections to end, close the mailbox."""
         await self._goodbye()
+        self._alarms.cancel()
         self._storer.stop()
         await self._box.close()
 
@@ -258,6 +261,7 @@ class Relay:
             await self._goodbye()
             if listener is not None:
                 await listener.aclose()
+            self._alarms.cancel()
             self._storer.stop()
             await self._box.close()
 
@@ -305,6 +309,33 @@ class Relay:
 
     async def handle(self, transport: Transport) -> None:
         """Serve one connection until it ends (``open`` or ``serve`` must have been called)."""
+        # One coroutine frame waits per idle device (the receive loop is inline): setting up,
+        # acting on what a frame brought and tearing down are helpers that live only meanwhile.
+        conn = self._open(transport)
+        session = conn.session
+        first: bytes | None = None  # the first frame of a rendezvous connection (docstring)
+        try:
+            while not session.close_expected():
+                try:
+                    frame = await transport.receive()
+                except TransportError:
+                    session.receive_eof()
+                    break
+                if session.state is State.AWAIT_HELLO and is_pairing(frame):
+                    self._handshakes.pop(conn, None)
+                    conn.detach()
+                    first = frame
+                    break
+                logger.debug("< %s %d bytes", conn.label, len(frame))
+                session.receive_frame(frame)
+                await self._on_events(conn)
+                conn.flush()
+        finally:
+            await self._close(conn)
+        if first is not None:
+            await self.rendezvous.serve(transport, first)
+
+    def _open(self, transport: Transport) -> Connection:
         loop = asyncio.get_running_loop()
         session = SyncSession(
             Role.SERVER,
@@ -322,60 +353,37 @@ class Relay:
         assert task is not None
         self._handlers.add(task)
         self._connections.add(conn)
-        sender = loop.create_task(
-            conn.send_loop(self._catch_up), name=f"switchboard[{transport.peer}].send_loop"
-        )
+        conn.start(self._catch_up_round, self._alarms)
+        return conn
+
+    async def _on_events(self, conn: Connection) -> None:
+        for event in conn.session.events_received():
+            if isinstance(event, HelloReceived):
+                await self._on_hello(conn, event)
+            elif isinstance(event, Established):
+                await self._on_established(conn)
+            elif isinstance(event, HaveReceived):
+                conn.move_to(Phase.CATCHING_UP)
+            elif isinstance(event, BatchReceived):
+                self._registry.forward(conn, list(event.envelopes))
+                await self._storer.put(conn, event.envelopes)
+            elif isinstance(event, DirectReceived) and event.frame.recipient == self.relay_id:
+                await apply_rekey(self._box, self._registry, conn, event.frame)
+            elif isinstance(event, DirectReceived):
+                self.route_direct(conn, event.frame)
+            # AckReceived: the session tracks it; Closed: handled by _forget.
+
+    async def _close(self, conn: Connection) -> None:
         try:
-            first = await self._receive_loop(conn)
-        finally:
             with contextlib.suppress(TimeoutError):  # store what was read, then go
                 await asyncio.wait_for(self._storer.drain(conn), DEFAULT_CLOSE_TIMEOUT)
             self._storer.forget(conn)
             self._forget(conn)
-            conn.flush()
-            done, _ = await asyncio.wait({sender}, timeout=DEFAULT_CLOSE_TIMEOUT)
-            if not done:
-                sender.cancel()
-                await asyncio.wait({sender})
+            await conn.aclose(DEFAULT_CLOSE_TIMEOUT)  # a bug in the send loop raises here
+        finally:
+            task = asyncio.current_task()
+            assert task is not None
             self._handlers.discard(task)
-        if not sender.cancelled():
-            sender.result()  # a bug in the send loop propagates from here
-        if first is not None:
-            await self.rendezvous.serve(transport, first)
-
-    async def _receive_loop(self, conn: Connection) -> bytes | None:
-        # Returns the first frame of a rendezvous connection, to be served once the session is
-        # set aside (module docstring); None for a sync connection, served to its end here.
-        session = conn.session
-        while not session.close_expected():
-            try:
-                frame = await conn.transport.receive()
-            except TransportError:
-                session.receive_eof()
-                break
-            if session.state is State.AWAIT_HELLO and is_pairing(frame):
-                self._handshakes.pop(conn, None)
-                conn.detach()
-                return frame
-            logger.debug("< %s %d bytes", conn.label, len(frame))
-            session.receive_frame(frame)
-            for event in session.events_received():
-                if isinstance(event, HelloReceived):
-                    await self._on_hello(conn, event)
-                elif isinstance(event, Established):
-                    await self._on_established(conn)
-                elif isinstance(event, HaveReceived):
-                    conn.move_to(Phase.CATCHING_UP)
-                elif isinstance(event, BatchReceived):
-                    self._registry.forward(conn, list(event.envelopes))
-                    await self._storer.put(conn, event.envelopes)
-                elif isinstance(event, DirectReceived) and event.frame.recipient == self.relay_id:
-                    await apply_rekey(self._box, self._registry, conn, event.frame)
-                elif isinstance(event, DirectReceived):
-                    self.route_direct(conn, event.frame)
-                # AckReceived: the session tracks it; Closed: handled by _forget.
-            conn.flush()
-        return None
 
     async def _on_hello(self, conn: Connection, event: HelloReceived) -> None:
         # Refusals answer the Hello (the session's reject() is made for that state), so a

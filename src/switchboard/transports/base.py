@@ -18,6 +18,7 @@ every implementation:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,8 +50,8 @@ class Transport(Protocol):
             ConnectionLost: the peer or the network closed it.
         """
 
-    async def receive(self) -> bytes:
-        """Return the next frame.
+    def receive(self) -> Awaitable[bytes]:
+        """Return the next frame (awaited: a coroutine, or a future where that is lighter).
 
         Raises:
             TransportClosed: we closed this transport (also while waiting).

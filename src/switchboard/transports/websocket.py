@@ -4,25 +4,22 @@ The WebSocket message limit (``max_size``) is the frame limit, so websockets ref
 oversized frame (close code 1009) before buffering it. Compression is off: frames carry
 ciphertext, which does not compress, and compression only adds work and memory per connection.
 
-The server is built for many idle peers (a relay holds one per device): websockets' own
-keepalive is off (every sync session sends its own ``Ping`` frames and expires a silent peer,
-``proto/session.py``), the receive queue is a few frames deep (the handler reads as frames
-come; a full queue stops reading the socket, which is the backpressure we want), and the
-upgrade's HTTP headers are dropped once the connection is open. Each of these is a task,
-buffer or dict per connection.
+The client side is websockets' asyncio client. The server side (``serve``), built for many
+idle peers (a relay holds one per device), is websockets' sans-IO ``ServerProtocol`` under an
+``asyncio.Protocol`` (``transports.wsserver``): no keepalive of its own (every sync session
+sends its own ``Ping`` frames and expires a silent peer, ``proto/session.py``), no reader task,
+no stream buffers, a receive queue a few messages deep.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Final, Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.asyncio.server import Server, ServerConnection
-from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
@@ -39,18 +36,16 @@ from switchboard.errors import (
     TransportTimeout,
 )
 from switchboard.proto.frames import DEFAULT_MAX_FRAME_SIZE
-from switchboard.transports.base import Guarantees, Transport
+from switchboard.transports.base import Guarantees
+from switchboard.transports.wsserver import WebSocketListener, serve
 
-Handler = Callable[[Transport], Awaitable[None]]
+__all__ = ["WebSocketListener", "WebSocketTransport", "connect", "map_websocket_errors", "serve"]
 
-# Frames websockets may hold received but not yet read, per server connection (high-water
-# mark; it stops reading the socket above it and resumes at a quarter).
-SERVER_MAX_QUEUE: Final = 4
 Phase = Literal["connect", "listen", "io"]
 
 
 class WebSocketTransport:
-    """One WebSocket connection, client or server side.
+    """One client WebSocket connection (the server side is ``wsserver.ServerTransport``).
 
     Args:
         connection: an open websockets asyncio connection.
@@ -60,7 +55,7 @@ class WebSocketTransport:
     guarantees = Guarantees(ordered=True, reliable=True)
     __slots__ = ("_closed", "_ws", "peer")  # a relay holds one per device: no __dict__ each
 
-    def __init__(self, connection: ClientConnection | ServerConnection, peer: str) -> None:
+    def __init__(self, connection: ClientConnection, peer: str) -> None:
         self.peer = peer
         self._ws = connection
         self._closed = False
@@ -121,29 +116,6 @@ class WebSocketTransport:
         await self._ws.wait_closed()
 
 
-class WebSocketListener:
-    """A running WebSocket server (see ``serve``)."""
-
-    def __init__(self, server: Server, port: int) -> None:
-        self.port = port
-        self._server = server
-
-    async def aclose(self) -> None:
-        """Stop accepting, close connections (code 1001) and wait for their handlers."""
-        self._server.close()
-        await self._server.wait_closed()
-
-
-def _endpoint(address: Any, secure: bool) -> str:
-    scheme = "wss" if secure else "ws"
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        if ":" in str(host):
-            host = f"[{host}]"
-        return f"{scheme}://{host}:{port}"
-    return f"{scheme}://{address}"
-
-
 async def connect(
     url: str,
     *,
@@ -176,52 +148,6 @@ async def connect(
             **options,
         )
     return WebSocketTransport(connection, url)
-
-
-async def serve(
-    handler: Handler,
-    host: str,
-    port: int,
-    ssl: ssl_module.SSLContext | None = None,
-    *,
-    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-) -> WebSocketListener:
-    """Listen for WebSocket connections; run ``handler(transport)`` for each one.
-
-    The connection is closed when the handler returns. Port 0 picks a free port; the
-    listener's ``port`` tells which.
-
-    Args:
-        handler: called with each accepted connection; it owns the connection until it returns.
-        host: address to bind ("127.0.0.1", "0.0.0.0", "::").
-        port: port to bind, or 0.
-        ssl: serve ``wss://`` with these TLS settings.
-        max_frame_size: security limit for incoming frames.
-
-    Raises:
-        TransportError: the address could not be bound.
-    """
-    secure = ssl is not None
-
-    async def on_connection(connection: ServerConnection) -> None:
-        for message in (connection.request, connection.response):
-            if message is not None:  # the upgrade's headers: not needed once open
-                message.headers.clear()
-        await handler(WebSocketTransport(connection, _endpoint(connection.remote_address, secure)))
-
-    with map_websocket_errors(_endpoint((host, port), secure), phase="listen"):
-        server = await ws_serve(
-            on_connection,
-            host,
-            port,
-            ssl=ssl,
-            max_size=max_frame_size,
-            compression=None,
-            ping_interval=None,  # sessions send their own Ping frames (module docstring)
-            max_queue=SERVER_MAX_QUEUE,
-        )
-    bound = server.sockets[0].getsockname()[1] if server.sockets else port
-    return WebSocketListener(server, int(bound))
 
 
 # -- errors ----------------------------------------------------------------------------------------
