@@ -202,10 +202,17 @@ def main() -> int:
         action="store_true",
         help="also print the latency's legs, hop by hop (the daemons trace on: later figures pay)",
     )
+    parser.add_argument(
+        "--sync-only",
+        action="store_true",
+        help="only parts 2 and 3 (throughput and catch-up), each with its floor",
+    )
     args = parser.parse_args()
     n_lat, n_tp, n_catch = (200, 5_000, 10_000) if args.quick else (1_000, 50_000, 100_000)
     results: dict[str, Any] = {}
 
+    if args.sync_only:
+        n_lat = 1  # parts 1, 4 and 5 are skipped; their floors shrink to nothing
     rtt = asyncio.run(tcp_round_trip(n_lat))
     fwd = asyncio.run(forwarder_rate(n_tp))
 
@@ -231,18 +238,19 @@ def main() -> int:
             pair(relay, a_dev, b)
             origin = a_dev.call("status")["device"]["id"]
 
-            stage("latency")
-            lat, pairs = latency(a_dev, b, n_lat)
-            if args.trace:
-                results["latency_legs"] = legs(trace_dir, pairs)
-            results["latency"] = {
-                "p50_ms": pct(lat, 0.5) * 1e3,
-                "p99_ms": pct(lat, 0.99) * 1e3,
-                "n": len(lat),
-            }
+            if not args.sync_only:
+                stage("latency")
+                lat, pairs = latency(a_dev, b, n_lat)
+                if args.trace:
+                    results["latency_legs"] = legs(trace_dir, pairs)
+                results["latency"] = {
+                    "p50_ms": pct(lat, 0.5) * 1e3,
+                    "p99_ms": pct(lat, 0.99) * 1e3,
+                    "n": len(lat),
+                }
 
-            stage("relay restart")
-            results["relay_restart"] = measure_restart(relay, a_dev, b, cycles=5, down=1.0)
+                stage("relay restart")
+                results["relay_restart"] = measure_restart(relay, a_dev, b, cycles=5, down=1.0)
             a_dev.stop()
             a = InProcessA(root / "a")
 
@@ -267,9 +275,10 @@ def main() -> int:
             end = wait_holds(b, origin, base + n_catch)
             results["catch_up_eps"] = n_catch / (end - start)
 
-            stage("send wall time")
-            wall = send_wall(b, 30)
-            results["send_wall_p50_ms"] = statistics.median(wall) * 1e3
+            if not args.sync_only:
+                stage("send wall time")
+                wall = send_wall(b, 30)
+                results["send_wall_p50_ms"] = statistics.median(wall) * 1e3
         finally:
             with contextlib.suppress(Exception):
                 b.stop()
@@ -279,13 +288,17 @@ def main() -> int:
                 a.stop()
             relay.kill()
 
-    results["floor_tcp_rtt"] = {"p50_ms": pct(rtt, 0.5) * 1e3, "p99_ms": pct(rtt, 0.99) * 1e3}
     results["floor_forwarder_eps"] = fwd
-    results["floor_fsync"] = {"p50_ms": pct(fsyncs, 0.5) * 1e3, "p99_ms": pct(fsyncs, 0.99) * 1e3}
-    report_latency(lat, rtt, fsyncs, chain)
-    results["floor_chain"] = {"p50_ms": pct(chain, 0.5) * 1e3, "p99_ms": pct(chain, 0.99) * 1e3}
-    if args.trace:
-        print_legs(results["latency_legs"])
+    if not args.sync_only:
+        results["floor_tcp_rtt"] = {"p50_ms": pct(rtt, 0.5) * 1e3, "p99_ms": pct(rtt, 0.99) * 1e3}
+        results["floor_fsync"] = {
+            "p50_ms": pct(fsyncs, 0.5) * 1e3,
+            "p99_ms": pct(fsyncs, 0.99) * 1e3,
+        }
+        report_latency(lat, rtt, fsyncs, chain)
+        results["floor_chain"] = {"p50_ms": pct(chain, 0.5) * 1e3, "p99_ms": pct(chain, 0.99) * 1e3}
+        if args.trace:
+            print_legs(results["latency_legs"])
     print(
         f"throughput A->relay->B {results['throughput_eps']:,.0f} events/s  "
         f"(floor: asyncio forwarder {fwd:,.0f} msg/s, ratio "
@@ -301,8 +314,9 @@ def main() -> int:
         f"catch-up               {catch:,.0f} events/s into B's store  "
         f"(floor: SQLite executemany of the rows {sql:,.0f}/s -> {catch / sql:.2f} of it)"
     )
-    print(f"switchboard send       p50 {results['send_wall_p50_ms']:.1f} ms wall (30 runs)")
-    print(report_restart(results["relay_restart"]))
+    if not args.sync_only:
+        print(f"switchboard send       p50 {results['send_wall_p50_ms']:.1f} ms wall (30 runs)")
+        print(report_restart(results["relay_restart"]))
     out = Path(os.environ.get("SWITCHBOARD_BENCH_OUT", "bench/results.json"))
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"(written to {out})")
