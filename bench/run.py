@@ -190,6 +190,18 @@ def send_wall(device: Device, runs: int) -> list[float]:
     return samples
 
 
+def cpu_seconds(device: Device) -> float:
+    """CPU time (user + system) a device's daemon process has used so far (Linux)."""
+    assert device.proc is not None
+    fields = Path(f"/proc/{device.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def stage(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
 
@@ -257,10 +269,14 @@ def main() -> int:
             stage("throughput (JetStream publish floor first)")
             results["floor_jetstream_eps"] = jetstream_rate(n_tp, sealed_size())
             base = a.daemon.log.vector()[origin] if a.daemon else 0
-            start = time.perf_counter()
+            start, cpu_a, cpu_b = time.perf_counter(), _own_cpu(), cpu_seconds(b)
             a.append(n_tp)
             end = wait_holds(b, origin, base + n_tp)
             results["throughput_eps"] = n_tp / (end - start)
+            results["throughput_cpu_us"] = {
+                "a": (_own_cpu() - cpu_a) / n_tp * 1e6,  # this process: A's daemon, its appends
+                "b": (cpu_seconds(b) - cpu_b) / n_tp * 1e6,
+            }
 
             stage("catch-up (SQLite insert floor first)")
             results["floor_sqlite_insert_eps"] = sqlite_insert_rate(n_catch, root)
@@ -271,9 +287,11 @@ def main() -> int:
             # From B's daemon being up (it then reconnects and catches up) to holding it all;
             # the Python process start before that is not replication.
             b.start()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds(b)
             end = wait_holds(b, origin, base + n_catch)
             results["catch_up_eps"] = n_catch / (end - start)
+            # B's own CPU per event: less swayed by other load on the machine than the rate.
+            results["catch_up_b_cpu_us"] = (cpu_seconds(b) - cpu) / n_catch * 1e6
 
             if not args.sync_only:
                 stage("send wall time")
@@ -309,11 +327,14 @@ def main() -> int:
         f"  floor: JetStream acked publish {js:,.0f} msg/s (same size, windows of 256) -> "
         f"{results['throughput_eps'] / js:.2f} of it"
     )
+    cpu = results["throughput_cpu_us"]
+    print(f"  CPU per event: A (this process) {cpu['a']:.0f} us, B's daemon {cpu['b']:.0f} us")
     sql, catch = results["floor_sqlite_insert_eps"], results["catch_up_eps"]
     print(
         f"catch-up               {catch:,.0f} events/s into B's store  "
         f"(floor: SQLite executemany of the rows {sql:,.0f}/s -> {catch / sql:.2f} of it)"
     )
+    print(f"  B's daemon used {results['catch_up_b_cpu_us']:.0f} us of CPU per event caught up")
     if not args.sync_only:
         print(f"switchboard send       p50 {results['send_wall_p50_ms']:.1f} ms wall (30 runs)")
         print(report_restart(results["relay_restart"]))
