@@ -191,6 +191,18 @@ def send_wall(device: Device, runs: int) -> list[float]:
     return samples
 
 
+def cpu_seconds(device: Device) -> float:
+    """CPU time (user + system) a device's daemon process has used so far (Linux)."""
+    assert device.proc is not None
+    fields = Path(f"/proc/{device.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def stage(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
 
@@ -203,10 +215,17 @@ def main() -> int:
         action="store_true",
         help="also print the latency's legs, hop by hop (the daemons trace on: later figures pay)",
     )
+    parser.add_argument(
+        "--sync-only",
+        action="store_true",
+        help="only parts 2 and 3 (throughput and catch-up), each with its floor",
+    )
     args = parser.parse_args()
     n_lat, n_tp, n_catch = (200, 5_000, 10_000) if args.quick else (1_000, 50_000, 100_000)
     results: dict[str, Any] = {}
 
+    if args.sync_only:
+        n_lat = 1  # parts 1, 4 and 5 are skipped; their floors shrink to nothing
     rtt = asyncio.run(tcp_round_trip(n_lat))
     fwd = asyncio.run(forwarder_rate(n_tp))
 
@@ -233,28 +252,33 @@ def main() -> int:
             pair(relay, a_dev, b)
             origin = a_dev.call("status")["device"]["id"]
 
-            stage("latency")
-            lat, pairs = latency(a_dev, b, n_lat)
-            if args.trace:
-                results["latency_legs"] = legs(trace_dir, pairs)
-            results["latency"] = {
-                "p50_ms": pct(lat, 0.5) * 1e3,
-                "p99_ms": pct(lat, 0.99) * 1e3,
-                "n": len(lat),
-            }
+            if not args.sync_only:
+                stage("latency")
+                lat, pairs = latency(a_dev, b, n_lat)
+                if args.trace:
+                    results["latency_legs"] = legs(trace_dir, pairs)
+                results["latency"] = {
+                    "p50_ms": pct(lat, 0.5) * 1e3,
+                    "p99_ms": pct(lat, 0.99) * 1e3,
+                    "n": len(lat),
+                }
 
-            stage("relay restart")
-            results["relay_restart"] = measure_restart(relay, a_dev, b, cycles=5, down=1.0)
+                stage("relay restart")
+                results["relay_restart"] = measure_restart(relay, a_dev, b, cycles=5, down=1.0)
             a_dev.stop()
             a = InProcessA(root / "a")
 
             stage("throughput (JetStream publish floor first)")
             results["floor_jetstream_eps"] = jetstream_rate(n_tp, sealed_size())
             base = a.daemon.log.vector()[origin] if a.daemon else 0
-            start = time.perf_counter()
+            start, cpu_a, cpu_b = time.perf_counter(), _own_cpu(), cpu_seconds(b)
             a.append(n_tp)
             end = wait_holds(b, origin, base + n_tp)
             results["throughput_eps"] = n_tp / (end - start)
+            results["throughput_cpu_us"] = {
+                "a": (_own_cpu() - cpu_a) / n_tp * 1e6,  # this process: A's daemon, its appends
+                "b": (cpu_seconds(b) - cpu_b) / n_tp * 1e6,
+            }
 
             stage("catch-up (SQLite insert floor first)")
             results["floor_sqlite_insert_eps"] = sqlite_insert_rate(n_catch, root)
@@ -265,13 +289,16 @@ def main() -> int:
             # From B's daemon being up (it then reconnects and catches up) to holding it all;
             # the Python process start before that is not replication.
             b.start()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds(b)
             end = wait_holds(b, origin, base + n_catch)
             results["catch_up_eps"] = n_catch / (end - start)
+            # B's own CPU per event: less swayed by other load on the machine than the rate.
+            results["catch_up_b_cpu_us"] = (cpu_seconds(b) - cpu) / n_catch * 1e6
 
-            stage("send wall time")
-            wall = send_wall(b, 30)
-            results["send_wall_p50_ms"] = statistics.median(wall) * 1e3
+            if not args.sync_only:
+                stage("send wall time")
+                wall = send_wall(b, 30)
+                results["send_wall_p50_ms"] = statistics.median(wall) * 1e3
         finally:
             with contextlib.suppress(Exception):
                 b.stop()
@@ -281,14 +308,18 @@ def main() -> int:
                 a.stop()
             relay.kill()
 
-    results["floor_tcp_rtt"] = {"p50_ms": pct(rtt, 0.5) * 1e3, "p99_ms": pct(rtt, 0.99) * 1e3}
     results["floor_forwarder_eps"] = fwd
-    results["floor_fsync"] = {"p50_ms": pct(fsyncs, 0.5) * 1e3, "p99_ms": pct(fsyncs, 0.99) * 1e3}
-    report_latency(lat, rtt, fsyncs, chain, commits)
-    results["part_store_commit"] = {"p50_ms": pct(commits, 0.5) * 1e3}
-    results["floor_chain"] = {"p50_ms": pct(chain, 0.5) * 1e3, "p99_ms": pct(chain, 0.99) * 1e3}
-    if args.trace:
-        print_legs(results["latency_legs"])
+    if not args.sync_only:
+        results["floor_tcp_rtt"] = {"p50_ms": pct(rtt, 0.5) * 1e3, "p99_ms": pct(rtt, 0.99) * 1e3}
+        results["floor_fsync"] = {
+            "p50_ms": pct(fsyncs, 0.5) * 1e3,
+            "p99_ms": pct(fsyncs, 0.99) * 1e3,
+        }
+        report_latency(lat, rtt, fsyncs, chain, commits)
+        results["part_store_commit"] = {"p50_ms": pct(commits, 0.5) * 1e3}
+        results["floor_chain"] = {"p50_ms": pct(chain, 0.5) * 1e3, "p99_ms": pct(chain, 0.99) * 1e3}
+        if args.trace:
+            print_legs(results["latency_legs"])
     print(
         f"throughput A->relay->B {results['throughput_eps']:,.0f} events/s  "
         f"(floor: asyncio forwarder {fwd:,.0f} msg/s, ratio "
@@ -299,13 +330,17 @@ def main() -> int:
         f"  floor: JetStream acked publish {js:,.0f} msg/s (same size, windows of 256) -> "
         f"{results['throughput_eps'] / js:.2f} of it"
     )
+    cpu = results["throughput_cpu_us"]
+    print(f"  CPU per event: A (this process) {cpu['a']:.0f} us, B's daemon {cpu['b']:.0f} us")
     sql, catch = results["floor_sqlite_insert_eps"], results["catch_up_eps"]
     print(
         f"catch-up               {catch:,.0f} events/s into B's store  "
         f"(floor: SQLite executemany of the rows {sql:,.0f}/s -> {catch / sql:.2f} of it)"
     )
-    print(f"switchboard send       p50 {results['send_wall_p50_ms']:.1f} ms wall (30 runs)")
-    print(report_restart(results["relay_restart"]))
+    print(f"  B's daemon used {results['catch_up_b_cpu_us']:.0f} us of CPU per event caught up")
+    if not args.sync_only:
+        print(f"switchboard send       p50 {results['send_wall_p50_ms']:.1f} ms wall (30 runs)")
+        print(report_restart(results["relay_restart"]))
     out = Path(os.environ.get("SWITCHBOARD_BENCH_OUT", "bench/results.json"))
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"(written to {out})")

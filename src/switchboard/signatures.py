@@ -193,6 +193,70 @@ class Verifier:
     )
     _owners: dict[bytes, str] = field(default_factory=dict, repr=False)  # key -> device id
 
+    def _owner(self, key: bytes) -> str:
+        """The device id ``key`` derives to (``""``: not a key)."""
+        owner = self._owners.get(key)
+        if owner is None:
+            owner = key_owner(key)
+            if not owner:
+                return ""
+            if len(self._owners) >= VERIFIED_ROOTS:
+                self._owners.clear()
+            self._owners[key] = owner
+        return owner
+
+    def verify_many(
+        self, items: Sequence[tuple[str, int, bytes, EventProof]]
+    ) -> list[ForgedEvent | None]:
+        """``verify`` each ``(origin, seq, event, proof)``; return, per item, why it is refused
+        (``None``: it verified).
+
+        A batch usually carries whole trees: the leaves of one signature, each once. Such a
+        tree is checked at once (``_whole_tree``: its root built from its leaves, each proof's
+        path compared with the one that tree gives, one signature check); every other item,
+        and every item of a tree that fails that check, goes through ``verify``, which says
+        what is wrong.
+        """
+        trees: dict[tuple[str, bytes, bytes, int], list[int]] = {}
+        for i, (origin, _, _, proof) in enumerate(items):
+            trees.setdefault((origin, proof.key, proof.sig, proof.count), []).append(i)
+        refused: list[ForgedEvent | None] = [None] * len(items)
+        for (origin, key, sig, count), members in trees.items():
+            if len(members) == count and self._whole_tree(origin, key, sig, members, items):
+                continue
+            for i in members:
+                try:
+                    self.verify(*items[i])
+                except ForgedEvent as exc:
+                    refused[i] = exc
+        return refused
+
+    def _whole_tree(
+        self,
+        origin: str,
+        key: bytes,
+        sig: bytes,
+        members: list[int],
+        items: Sequence[tuple[str, int, bytes, EventProof]],
+    ) -> bool:
+        """Whether ``members`` are every leaf of one tree signed by ``origin``'s key, each
+        with exactly the path that tree gives it."""
+        if self._owner(key) != origin:
+            return False  # ``verify`` says why
+        proofs = [items[i][3] for i in members]
+        if [p.index for p in proofs] != list(range(len(members))):  # else in leaf order
+            members = sorted(members, key=lambda i: items[i][3].index)
+            proofs = [items[i][3] for i in members]
+            if [p.index for p in proofs] != list(range(len(members))):
+                return False
+        group = self.group
+        root, paths = merkle_paths(
+            [leaf_hash(group, items[i][0], items[i][1], items[i][2]) for i in members]
+        )
+        if any(proof.path != path for proof, path in zip(proofs, paths, strict=True)):
+            return False
+        return verify_signature(key, sig, batch_message(group, len(proofs), root))
+
     def verify(self, origin: str, seq: int, event: bytes, proof: EventProof) -> None:
         """Check that ``origin``'s device signed ``event`` at ``seq``.
 
@@ -200,14 +264,9 @@ class Verifier:
             ForgedEvent: the key is not the origin's, the path does not lead to a root, or
                 the signature of that root is not the key's.
         """
-        owner = self._owners.get(proof.key)
-        if owner is None:
-            owner = key_owner(proof.key)
-            if not owner:
-                raise ForgedEvent(origin, seq, "malformed signing key")
-            if len(self._owners) >= VERIFIED_ROOTS:
-                self._owners.clear()
-            self._owners[proof.key] = owner
+        owner = self._owner(proof.key)
+        if not owner:
+            raise ForgedEvent(origin, seq, "malformed signing key")
         if owner != origin:
             raise ForgedEvent(origin, seq, "signed by another device's key")
         seen = (proof.key, proof.sig, proof.count)

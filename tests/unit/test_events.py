@@ -230,3 +230,13 @@ def test_events_now_ts_has_the_event_format() -> None:
     text = now_ts()
     assert text.endswith("Z") and len(text) == len("2025-03-04T03:06:07.891Z")
     assert dt.datetime.fromisoformat(text).tzinfo == dt.UTC
+
+
+def test_events_now_ts_is_format_ts_of_now() -> None:
+    """now_ts (which caches its second's rendering) lies between format_ts just before and
+    just after it, across many calls (second boundaries included, over time)."""
+    for _ in range(2000):
+        before = format_ts(dt.datetime.now(dt.UTC))
+        text = now_ts()
+        after = format_ts(dt.datetime.now(dt.UTC))
+        assert before <= text <= after

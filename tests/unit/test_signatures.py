@@ -13,6 +13,7 @@ from pairing import GROUP, KEYS
 
 from switchboard.errors import ForgedEvent, TamperedEnvelope
 from switchboard.events import Event, encode_event
+from switchboard.links.relay import RelayLink
 from switchboard.links.supervisor import open_envelope, seal_events
 from switchboard.signatures import (
     LEAVES_PER_ROOT,
@@ -202,3 +203,81 @@ def test_signatures_a_relay_cannot_splice_or_alter_a_batch(count: int, data: st.
         except TamperedEnvelope:
             continue
         assert opened == by_place[(env.origin, env.seq)]
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(1, 40),
+    st.data(),
+    st.sampled_from(["event", "seq", "origin", "key", "sig", "index", "count", "path"]),
+)
+def test_signatures_a_batch_verified_at_once_refuses_exactly_the_tampered_event(
+    count: int, data: st.DataObject, part: str
+) -> None:
+    """``verify_many`` over a whole batch (trees checked at once) with one event tampered
+    refuses that one and only that one, for the same reasons ``verify`` gives."""
+    events = batch(count)
+    proofs = SIGNER.sign(A, events)
+    items = [(A, seq, body, proof) for (seq, body), proof in zip(events, proofs, strict=True)]
+    assert Verifier(GROUP).verify_many(items) == [None] * count
+    i = data.draw(st.integers(0, count - 1))
+    origin, seq, body, proof = items[i]
+    at = data.draw(st.integers(0, 10_000))
+    if part == "event":
+        body = _flip(body, at)
+    elif part == "seq":
+        seq = data.draw(st.integers(1, 2**62).filter(lambda s: s != items[i][1]))
+    elif part == "origin":
+        origin = M
+    elif part == "key":
+        proof = EventProof(_flip(proof.key, at), proof.sig, proof.index, proof.count, proof.path)
+    elif part == "sig":
+        proof = EventProof(proof.key, _flip(proof.sig, at), proof.index, proof.count, proof.path)
+    elif part == "index":
+        other = data.draw(st.integers(-1, count + 1).filter(lambda n: n != proof.index))
+        proof = EventProof(proof.key, proof.sig, other, proof.count, proof.path)
+    elif part == "count":
+        other = data.draw(st.integers(0, 2 * count + 2).filter(lambda n: n != proof.count))
+        proof = EventProof(proof.key, proof.sig, proof.index, other, proof.path)
+    else:
+        path = list(proof.path) or [bytes(32)]
+        path[at % len(path)] = _flip(path[at % len(path)], at)
+        proof = EventProof(proof.key, proof.sig, proof.index, proof.count, path)
+    items[i] = (origin, seq, body, proof)
+    refused = Verifier(GROUP).verify_many(items)
+    assert isinstance(refused[i], ForgedEvent)
+    assert refused[:i] + refused[i + 1 :] == [None] * (count - 1)
+
+
+def test_signatures_a_whole_tree_signed_by_another_device_is_refused() -> None:
+    """Mallory signs a complete tree of events claiming Alice's origin: all refused."""
+    events = batch(LEAVES_PER_ROOT)
+    proofs = Signer(GROUP, MALLORY).sign(A, events)
+    items = [(A, seq, body, proof) for (seq, body), proof in zip(events, proofs, strict=True)]
+    refused = Verifier(GROUP).verify_many(items)
+    assert all(isinstance(r, ForgedEvent) and "another device" in str(r) for r in refused)
+    # Twice the same tree in one batch (a replay): checked one by one, all genuine.
+    genuine = SIGNER.sign(A, events)
+    items = [(A, seq, body, proof) for (seq, body), proof in zip(events, genuine, strict=True)]
+    assert Verifier(GROUP).verify_many(items + items) == [None] * (2 * len(items))
+
+
+def test_signatures_a_link_opens_a_batch_and_drops_only_the_forged(tmp_path: Path) -> None:
+    """``open_envelopes`` over a batch with one event forged by another member: that one is
+    counted and dropped, the rest open, in order."""
+    sent = [event(A, seq, f"t{seq}") for seq in range(1, 41)]
+    envs = seal_events(KEYS, SIGNER, sent, {})
+    forged = encode_event(event(A, 7, "wire the money"))
+    [mallory_proof] = Signer(GROUP, MALLORY).sign(A, [(7, forged)])
+    envs[6] = KEYS.seal(A, 7, encode_signed(forged, mallory_proof))
+    db = Database(tmp_path / "b.db")
+    try:
+        link = RelayLink(
+            log=EventLog(db, M), keys=KEYS, url="ws://x", device_id=M, identity=MALLORY
+        )
+        opened = link.open_envelopes(envs)
+    finally:
+        db.close()
+    assert opened == sent[:6] + sent[7:]
+    assert link.status.forged == 1 and link.status.tampered == 1
+    assert sorted(link.take_proofs(opened)) == [e.key for e in opened]

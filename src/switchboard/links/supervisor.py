@@ -50,6 +50,7 @@ from switchboard.links.channel import DirectChannel, Handlers
 from switchboard.links.status import LinkState, LinkStatus
 from switchboard.signatures import (
     EventProof,
+    SignedEvent,
     Signer,
     Verifier,
     decode_proof,
@@ -78,6 +79,8 @@ POLL: Final = 0.01  # seconds between looks at a condition a wait is waiting for
 MAX_WAITING_PROOFS: Final = 100_000
 # Envelopes kept while the key they are sealed under has not arrived (``open_envelopes``).
 MAX_AWAITING_KEY: Final = 10_000
+# Events after which the keyring may open or admit envelopes differently (``open_envelopes``).
+_KEYRING_EVENTS: Final = frozenset({"group_rekeyed", "forgotten_held"})
 
 
 def seal_events(
@@ -138,6 +141,20 @@ def open_envelope(keys: Keyring, verifier: Verifier, env: Envelope) -> tuple[Eve
         ForgedEvent: it opened, but its origin device did not sign it, or the keyring refuses
             it (written by a forgotten device: ``Keyring.admits``).
     """
+    event, signed, kid = unseal_envelope(keys, env)
+    verifier.verify(env.origin, env.seq, signed.event, signed.proof)
+    check_admitted(keys, env, event, kid)
+    return event, signed.proof
+
+
+def unseal_envelope(keys: Keyring, env: Envelope) -> tuple[Event, SignedEvent, bytes]:
+    """``open_envelope`` up to its signature: the event, its signed plaintext and the id of
+    the key that opened it.
+
+    Raises:
+        KeyMissing, TamperedEnvelope: as for ``open_envelope``.
+        ForgedEvent: it opened but is not signed.
+    """
     plaintext, kid = keys.open_keyed(env)
     try:
         signed = decode_signed(plaintext)
@@ -149,13 +166,21 @@ def open_envelope(keys: Keyring, verifier: Verifier, env: Envelope) -> tuple[Eve
         raise TamperedEnvelope(env.origin, env.seq) from exc
     if event.origin != env.origin or event.seq != env.seq:
         raise TamperedEnvelope(env.origin, env.seq)
-    verifier.verify(env.origin, env.seq, signed.event, signed.proof)
+    return event, signed, kid
+
+
+def check_admitted(keys: Keyring, env: Envelope, event: Event, kid: bytes) -> None:
+    """``open_envelope`` after its signature: the keyring admits the event under ``kid``.
+
+    Raises:
+        ForgedEvent: written by a forgotten device, or a rotation under another key than it
+            names.
+    """
     refused = keys.admits(env.origin, env.seq, kid)
     if refused is not None:
         raise ForgedEvent(env.origin, env.seq, refused)
     if event.type == "group_rekeyed" and rotated_from(event) != kid:
         raise ForgedEvent(env.origin, env.seq, "a rotation sealed under another key than it names")
-    return event, signed.proof
 
 
 @dataclass(eq=False, kw_only=True)
@@ -380,46 +405,73 @@ class SupervisedLink:
     def open_envelopes(self, envelopes: Iterable[Envelope]) -> list[Event]:
         """Open every envelope; skip (count and report) those that fail (``open_envelope``).
 
-        Later envelopes of a tampered one's origin are gaps to the log, which drops them.
+        Signatures are checked a run of envelopes at a time (``Verifier.verify_many``: one
+        check per whole tree); a run ends after an event that changes what the keyring opens
+        or admits (a rotation, ``forgotten_held``), so what follows it is opened as if one at
+        a time. Later envelopes of a tampered one's origin are gaps to the log, which drops
+        them.
         """
         events: list[Event] = []
         generation = self.keys.generation
-        for env in envelopes:
-            self._open_one(env, events)
+        self._open_runs(envelopes, events)
         if self.keys.generation != generation and self.awaiting:
             # A rotation opened here gave a key: what waited for one may open now.
             waiting, self.awaiting = list(self.awaiting.values()), {}
-            for env in waiting:
-                self._open_one(env, events)
+            self._open_runs(waiting, events)
             events.sort(key=lambda e: e.key)  # per-origin order, as the log wants it
         return events
 
-    def _open_one(self, env: Envelope, events: list[Event]) -> None:
-        try:
-            event, proof = open_envelope(self.keys, self.verifier, env)
-        except KeyMissing:
-            # Not tampered: sealed after a rotation whose event has not reached us yet.
-            if len(self.awaiting) < MAX_AWAITING_KEY:
-                self.awaiting[(env.origin, env.seq)] = env
-            return
-        except ForgedEvent as exc:
-            self.status.forged += 1
-            self._tampered(str(exc))
-            return
-        except TamperedEnvelope as exc:
-            self._tampered(str(exc))
-            return
-        if event.type == "group_rekeyed":
-            learn_rotation(self.keys, self.identity, event)
-        elif event.type == "forgotten_held":
-            device, seq = event.data.get("device"), event.data.get("seq")
-            if isinstance(device, str) and isinstance(seq, int):
-                # Events of it refused here up to ``seq`` are the group's after all: ask again.
-                self.reask = self.keys.hold_up_to(device, seq) or self.reask
-        events.append(event)
-        if len(self.proofs) >= MAX_WAITING_PROOFS:
-            self.proofs.clear()
-        self.proofs[event.key] = encode_proof(proof)
+    def _open_runs(self, envelopes: Iterable[Envelope], events: list[Event]) -> None:
+        run: list[tuple[Envelope, Event, SignedEvent, bytes]] = []
+        for env in envelopes:
+            try:
+                event, signed, kid = unseal_envelope(self.keys, env)
+            except KeyMissing:
+                # Not tampered: sealed after a rotation whose event has not reached us yet.
+                if len(self.awaiting) < MAX_AWAITING_KEY:
+                    self.awaiting[(env.origin, env.seq)] = env
+                continue
+            except ForgedEvent as exc:
+                self.status.forged += 1
+                self._tampered(str(exc))
+                continue
+            except TamperedEnvelope as exc:
+                self._tampered(str(exc))
+                continue
+            run.append((env, event, signed, kid))
+            if event.type in _KEYRING_EVENTS:
+                self._admit(run, events)
+                run = []
+        self._admit(run, events)
+
+    def _admit(
+        self, run: list[tuple[Envelope, Event, SignedEvent, bytes]], events: list[Event]
+    ) -> None:
+        """Verify a run of unsealed envelopes, then admit each in order."""
+        refusals = self.verifier.verify_many(
+            [(env.origin, env.seq, signed.event, signed.proof) for env, _, signed, _ in run]
+        )
+        for (env, event, signed, kid), refused in zip(run, refusals, strict=True):
+            try:
+                if refused is not None:
+                    raise refused
+                check_admitted(self.keys, env, event, kid)
+            except ForgedEvent as exc:
+                self.status.forged += 1
+                self._tampered(str(exc))
+                continue
+            if event.type == "group_rekeyed":
+                learn_rotation(self.keys, self.identity, event)
+            elif event.type == "forgotten_held":
+                device, seq = event.data.get("device"), event.data.get("seq")
+                if isinstance(device, str) and isinstance(seq, int):
+                    # Events of it refused here up to ``seq`` are the group's after all: ask
+                    # again.
+                    self.reask = self.keys.hold_up_to(device, seq) or self.reask
+            events.append(event)
+            if len(self.proofs) >= MAX_WAITING_PROOFS:
+                self.proofs.clear()
+            self.proofs[event.key] = encode_proof(signed.proof)
 
     def seal(self, events: Iterable[Event]) -> list[Envelope]:
         """Seal events for this link's group (``seal_events``)."""

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 import sqlite3
 import threading
@@ -235,13 +234,14 @@ class EventLog:
         accepted: list[Event] = []
         duplicates = gaps = 0
         for event in _in_seq_order(events):
-            if event.origin not in held:
-                held[event.origin] = _max_seq(conn, event.origin)
-            placement = classify(held, event.origin, event.seq)
-            if placement is Placement.NEW:
-                held[event.origin] = event.seq
+            origin, seq = event.origin, event.seq
+            last = held.get(origin)
+            if last is None:
+                last = held[origin] = _max_seq(conn, origin)
+            if seq == last + 1:  # ``cursors.classify``, inline: a catch-up does this per event
+                held[origin] = seq
                 accepted.append(event)
-            elif placement is Placement.DUPLICATE:
+            elif classify(held, origin, seq) is Placement.DUPLICATE:
                 duplicates += 1
             else:
                 gaps += 1
@@ -249,7 +249,11 @@ class EventLog:
         if proofs:
             conn.executemany(
                 "INSERT OR REPLACE INTO event_proofs (origin, seq, proof) VALUES (?, ?, ?)",
-                [(e.origin, e.seq, proofs[e.key]) for e in accepted if e.key in proofs],
+                [
+                    (e.origin, e.seq, proof)
+                    for e in accepted
+                    if (proof := proofs.get((e.origin, e.seq))) is not None
+                ],
             )
         answers = self._react(conn, stored) if self._reaction is not None and stored else ()
         reactions = self._appender(answers, durable=False)(conn) if answers else []
@@ -486,19 +490,20 @@ def _load_vector(conn: sqlite3.Connection) -> dict[str, int]:
 
 def _in_seq_order(events: list[Event]) -> Iterable[Event]:
     """Sort each origin's events by seq, keeping the positions the batch gave each origin."""
+    last: dict[str, int] = {}
+    for event in events:  # usually each origin's events come in order already: one pass
+        if last.get(event.origin, -1) >= event.seq:
+            break
+        last[event.origin] = event.seq
+    else:
+        return events
     by_origin: dict[str, list[Event]] = {}
     for event in events:
         by_origin.setdefault(event.origin, []).append(event)
-    if all(_ascending(group) for group in by_origin.values()):
-        return events
     queues = {
         origin: iter(sorted(group, key=lambda e: e.seq)) for origin, group in by_origin.items()
     }
     return [next(queues[event.origin]) for event in events]
-
-
-def _ascending(events: list[Event]) -> bool:
-    return all(a.seq < b.seq for a, b in itertools.pairwise(events))
 
 
 def _read_origin(
