@@ -27,10 +27,16 @@ DEFAULT_TEST_TIMEOUT = 10.0
 
 @pytest.fixture
 def run() -> Callable[..., Any]:
-    """Return ``run(coro, timeout=...)``: run ``coro`` on a fresh event loop, bounded in time."""
+    """Return ``run(coro, timeout=..., loop_factory=...)``: run ``coro`` on a fresh event loop
+    (asyncio's, or one ``loop_factory`` makes, such as uvloop's), bounded in time."""
 
-    def runner(coro: Coroutine[Any, Any, T], timeout: float = DEFAULT_TEST_TIMEOUT) -> T:
-        return asyncio.run(asyncio.wait_for(coro, timeout * TIMEOUT_FACTOR))
+    def runner(
+        coro: Coroutine[Any, Any, T],
+        timeout: float = DEFAULT_TEST_TIMEOUT,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    ) -> T:
+        with asyncio.Runner(loop_factory=loop_factory) as loop:
+            return loop.run(asyncio.wait_for(coro, timeout * TIMEOUT_FACTOR))
 
     return runner
 

@@ -75,15 +75,11 @@ def test_websocket_tls_conforms(
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
-def test_websocket_conforms_on_uvloop(check: Check) -> None:
+def test_websocket_conforms_on_uvloop(run: Callable[..., Any], check: Check) -> None:
     """On uvloop (the relay's loop, whose transports are not asyncio's), each check passes."""
     uvloop = pytest.importorskip("uvloop")
-    from conftest import DEFAULT_TEST_TIMEOUT, TIMEOUT_FACTOR  # noqa: PLC0415
-
     for make_pair in (websocket_pairs(), flipped(websocket_pairs())):
-        coro = asyncio.wait_for(check(make_pair), DEFAULT_TEST_TIMEOUT * TIMEOUT_FACTOR)
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(coro)
+        run(check(make_pair), loop_factory=uvloop.new_event_loop)
 
 
 def test_websocket_listener_reports_bound_port(run: Callable[..., Any]) -> None:
