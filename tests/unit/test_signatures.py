@@ -93,14 +93,22 @@ def test_signatures_any_tampering_is_a_forgery(
         for (genuine_seq, genuine), genuine_proof in zip(events, proofs, strict=True):
             verifier.verify(A, genuine_seq, genuine, genuine_proof)
     i = data.draw(st.integers(0, count - 1))
-    seq, body = events[i]
-    proof = proofs[i]
-    origin = A
+    (seq, body), proof = events[i], proofs[i]
+    with pytest.raises(ForgedEvent):
+        verifier.verify(*_tampered(data, part, count, (A, seq, body, proof)))
+
+
+Item = tuple[str, int, bytes, EventProof]
+
+
+def _tampered(data: st.DataObject, part: str, count: int, item: Item) -> Item:
+    """``item`` (an event of a batch of ``count``) with ``part`` of it changed."""
+    origin, seq, body, proof = item
     at = data.draw(st.integers(0, 10_000))
     if part == "event":
         body = _flip(body, at)
     elif part == "seq":
-        seq = data.draw(st.integers(1, 2**62).filter(lambda s: s != events[i][0]))
+        seq = data.draw(st.integers(1, 2**62).filter(lambda s: s != item[1]))
     elif part == "origin":
         origin = M
     elif part == "key":
@@ -121,8 +129,7 @@ def test_signatures_any_tampering_is_a_forgery(
             j = at % len(path)
             path[j] = _flip(path[j], at)
         proof = EventProof(proof.key, proof.sig, proof.index, proof.count, path)
-    with pytest.raises(ForgedEvent):
-        verifier.verify(origin, seq, body, proof)
+    return origin, seq, body, proof
 
 
 def test_signatures_a_member_cannot_write_as_another_device() -> None:
@@ -221,29 +228,7 @@ def test_signatures_a_batch_verified_at_once_refuses_exactly_the_tampered_event(
     items = [(A, seq, body, proof) for (seq, body), proof in zip(events, proofs, strict=True)]
     assert Verifier(GROUP).verify_many(items) == [None] * count
     i = data.draw(st.integers(0, count - 1))
-    origin, seq, body, proof = items[i]
-    at = data.draw(st.integers(0, 10_000))
-    if part == "event":
-        body = _flip(body, at)
-    elif part == "seq":
-        seq = data.draw(st.integers(1, 2**62).filter(lambda s: s != items[i][1]))
-    elif part == "origin":
-        origin = M
-    elif part == "key":
-        proof = EventProof(_flip(proof.key, at), proof.sig, proof.index, proof.count, proof.path)
-    elif part == "sig":
-        proof = EventProof(proof.key, _flip(proof.sig, at), proof.index, proof.count, proof.path)
-    elif part == "index":
-        other = data.draw(st.integers(-1, count + 1).filter(lambda n: n != proof.index))
-        proof = EventProof(proof.key, proof.sig, other, proof.count, proof.path)
-    elif part == "count":
-        other = data.draw(st.integers(0, 2 * count + 2).filter(lambda n: n != proof.count))
-        proof = EventProof(proof.key, proof.sig, proof.index, other, proof.path)
-    else:
-        path = list(proof.path) or [bytes(32)]
-        path[at % len(path)] = _flip(path[at % len(path)], at)
-        proof = EventProof(proof.key, proof.sig, proof.index, proof.count, path)
-    items[i] = (origin, seq, body, proof)
+    items[i] = _tampered(data, part, count, items[i])
     refused = Verifier(GROUP).verify_many(items)
     assert isinstance(refused[i], ForgedEvent)
     assert refused[:i] + refused[i + 1 :] == [None] * (count - 1)
