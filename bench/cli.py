@@ -280,7 +280,7 @@ def _until_text(proc: subprocess.Popen[bytes], text: bytes) -> float:
 
 def bench_hcom(venv: Path, count: int) -> None:
     print("hcom 0.7.31, one machine: hcom send starts -> a waiting hcom listen prints it:")
-    hcom = str(venv / "bin" / "hcom")
+    hcom = str(venv.resolve() / "bin" / "hcom")  # hcom runs in a scratch directory
     with tempfile.TemporaryDirectory(prefix="sbh-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
         env = {**os.environ, "HOME": tmp, "HCOM_DIR": str(Path(tmp) / ".hcom")}
         # hcom keys its state on the working directory too: run it in the scratch directory.
