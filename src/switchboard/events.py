@@ -711,10 +711,14 @@ def encode_data_json(data: dict[str, Any]) -> str:
     return _json_encoder.encode(data).decode()
 
 
+# An event timestamp: this (UTC, to the second), then the milliseconds and a ``Z``.
+_TS_SECOND: Final = "%Y-%m-%dT%H:%M:%S."
+
+
 def format_ts(moment: _dt.datetime) -> str:
     """Render a UTC timestamp as ISO 8601 with milliseconds and a ``Z``."""
     utc = moment.astimezone(_dt.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return f"{utc.strftime(_TS_SECOND)}{utc.microsecond // 1000:03d}Z"
 
 
 # The second of the last ``now_ts`` and its rendering up to the milliseconds: every event
@@ -728,5 +732,5 @@ def now_ts() -> str:
     second, rest = divmod(time.time_ns(), 1_000_000_000)
     cached = _second
     if cached[0] != second:
-        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+        cached = _second = (second, time.strftime(_TS_SECOND, time.gmtime(second)))
     return f"{cached[1]}{rest // 1_000_000:03d}Z"
