@@ -95,6 +95,18 @@ def test_stop_falls_back_to_sigterm(settings: Settings, fake_spawn: Callable[...
     assert process.has_exited(pid)
 
 
+def test_stop_also_stops_a_daemon_that_takes_the_home_over(
+    settings: Settings, fake_spawn: Callable[..., None]
+) -> None:
+    """A daemon taking the home over as the first one stops (a late autostart) is stopped too."""
+    fake_spawn("--hand-over")
+    connect(settings, start_timeout=TIMEOUT).close()
+    first = process.read_status(settings)["pid"]
+    assert process.stop(settings, timeout=TIMEOUT) is True
+    assert process.has_exited(first)
+    assert not process.read_status(settings)["running"]
+
+
 def test_stop_raises_when_the_daemon_will_not_stop(
     settings: Settings, fake_spawn: Callable[..., None]
 ) -> None:
@@ -104,3 +116,14 @@ def test_stop_raises_when_the_daemon_will_not_stop(
     with pytest.raises(SwitchboardError, match=r"did not stop within 0\.4 s"):
         process.stop(settings, timeout=0.4)
     assert process.read_status(settings)["running"]
+
+
+def test_autostart_waits_for_a_daemon_that_holds_the_home_but_does_not_listen_yet(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """connect() starts no second daemon while one starting holds the home."""
+    started: list[Settings] = []
+    monkeypatch.setattr(process, "start_background", started.append)
+    with process.hold_pid_lock(settings), pytest.raises(SwitchboardError, match="did not answer"):
+        connect(settings, start_timeout=0.3)
+    assert started == []

@@ -52,7 +52,10 @@ def connect(
             ) from None
     from switchboard.daemon import process  # noqa: PLC0415 - only when the daemon is down
 
-    pid = process.start_background(settings)
+    # A daemon that holds the home but does not listen yet is starting (a concurrent command
+    # started it): wait for that one. A second one would exit on the lock, or, starting late,
+    # take the home over from under a ``daemon stop``.
+    pid = None if process.read_status(settings)["running"] else process.start_background(settings)
     deadline = time.monotonic() + start_timeout
     delay = 0.005
     while True:
@@ -60,8 +63,13 @@ def connect(
             return Client.open(path)
         # A daemon that exits is fatal only if no other daemon (started by a concurrent command)
         # holds the home: that one will answer soon.
-        if process.has_exited(pid) and not process.read_status(settings)["running"]:
-            raise DaemonUnavailable(f"the daemon exited during start-up; see {settings.log_path}")
+        if not process.read_status(settings)["running"]:
+            if pid is None:
+                pid = process.start_background(settings)  # the one starting gave up
+            elif process.has_exited(pid):
+                raise DaemonUnavailable(
+                    f"the daemon exited during start-up; see {settings.log_path}"
+                )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise DaemonUnavailable(

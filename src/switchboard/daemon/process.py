@@ -171,21 +171,30 @@ def _lock_exclusive(fd: int, settings: Settings) -> None:
             return
 
 
-def wait_stopped(settings: Settings, timeout: float) -> bool:
-    """Wait until no daemon holds ``settings.home``; return ``False`` on timeout."""
+def wait_stopped(settings: Settings, timeout: float, holder: int | None = None) -> bool:
+    """Wait until no daemon holds ``settings.home``; return ``False`` on timeout.
+
+    With ``holder``, also return ``False`` as soon as another pid holds the home: a daemon
+    that started meanwhile took it over as ``holder`` let go.
+    """
     deadline = time.monotonic() + timeout
     delay = 0.005
-    while _probe(settings)[0]:
+    while True:
+        running, pid = _probe(settings)
+        if not running:
+            return True
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or (holder is not None and pid not in (None, holder)):
             return False
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, 0.1)
-    return True
 
 
 def stop(settings: Settings, timeout: float = 10.0) -> bool:
     """Stop the daemon of ``settings.home``: ask it over the API, else send it SIGTERM.
+
+    A daemon that takes the home over during the stop (one that a concurrent command started,
+    waiting on the lock) is stopped the same way, within the same ``timeout``.
 
     Args:
         settings: which home's daemon.
@@ -201,21 +210,37 @@ def stop(settings: Settings, timeout: float = 10.0) -> bool:
     running, pid = _probe(settings)
     if not running:
         return False
+    deadline = time.monotonic() + timeout
+    while True:
+        if _stop_holder(settings, pid, deadline):
+            return True
+        running, successor = _probe(settings)
+        if not running:
+            return True
+        if successor in (None, pid) or time.monotonic() >= deadline:
+            raise DaemonUnavailable(
+                f"the daemon for {settings.home} (pid {successor or pid}) "
+                f"did not stop within {timeout:g} s"
+            )
+        pid = successor
+
+
+def _stop_holder(settings: Settings, pid: int | None, deadline: float) -> bool:
+    """Stop the daemon ``pid`` by ``deadline``; ``False`` if it did not, or another took over."""
     try:
         with Client.open(settings.socket_path) as client:
-            client.call("shutdown", {}, timeout=timeout / 2)
+            client.call("shutdown", {}, timeout=max(deadline - time.monotonic(), 0) / 2)
     except SwitchboardError:
         pass  # not answering: fall through to the signal
     else:
-        if wait_stopped(settings, timeout / 2):
+        if wait_stopped(settings, max(deadline - time.monotonic(), 0) / 2, holder=pid):
             return True
+        if _probe(settings)[1] not in (None, pid):
+            return False  # a successor holds the home: the caller stops that one
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    if wait_stopped(settings, timeout / 2):
-        if pid is not None:
-            has_exited(pid)  # reap it if it was our child
-        return True
-    raise DaemonUnavailable(
-        f"the daemon for {settings.home} (pid {pid}) did not stop within {timeout:g} s"
-    )
+    stopped = wait_stopped(settings, deadline - time.monotonic(), holder=pid)
+    if pid is not None:
+        has_exited(pid)  # reap it if it was our child
+    return stopped
