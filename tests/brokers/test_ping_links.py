@@ -51,3 +51,22 @@ def test_ping_over_every_link_and_a_killed_peer_fails_clearly(far_end: str, tmp_
             rf"switchboard: device {b_short} (is unreachable: .+|did not answer the ping .+)\n",
             failed.stderr,
         ), failed.stderr
+
+
+def test_link_off_shows_the_others_offline_at_once(far_end: str, tmp_path: Path) -> None:
+    """A device whose link is switched off no longer shows the others online, nor their agents
+    active, and a send to them says queued without waiting for receipts that cannot come."""
+    with group_on(tmp_path, far_end, "laptop", "server") as (a, b):
+        b.call("register", agent="sink")
+
+        def server_seen() -> bool:
+            online = {d["short"] for d in a.call("devices") if d["online"]}
+            agents = {x["name"]: x["status"] for x in a.call("agents")}
+            return b.short in online and agents.get("sink") == "active"
+
+        wait_until(server_seen, 20, "laptop sees the server and its agent")
+        a.call("link.set", on=False)
+        assert not [d for d in a.call("devices") if d["online"] and not d["this"]]
+        assert {x["name"]: x["status"] for x in a.call("agents")}["sink"] != "active"
+        result = a.call("send", agent="ann", to=["@sink"], text="are you there", wait=30)
+        assert result["result"] == "queued"

@@ -70,6 +70,14 @@ class BrokerLink(SupervisedLink):
 
     async def _down(self) -> None:
         await super()._down()
+        await self._forget_online()
+
+    async def stop(self) -> None:
+        """Stop, and say that nobody is known to be online through this link any more."""
+        await super().stop()
+        await self._forget_online()
+
+    async def _forget_online(self) -> None:
         if self.online:
             self.online.clear()
             if self.on_presence is not None:
