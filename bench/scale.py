@@ -82,6 +82,10 @@ class RelayClient:
         self.first_marker: float | None = None
         self.established = asyncio.Event()
         self.seq = 0
+        # One writer sends the session's frames in order; the receive loop only wakes it, so
+        # this device goes on reading while its writes wait (as links/relay.py does).
+        self._dirty = asyncio.Event()
+        self._written = asyncio.Event()
 
     async def run(self) -> None:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
@@ -91,12 +95,7 @@ class RelayClient:
         from switchboard import transports  # noqa: PLC0415
         from switchboard.crypto import public_bytes  # noqa: PLC0415
         from switchboard.ids import device_id_from_public_key  # noqa: PLC0415
-        from switchboard.proto.session import (  # noqa: PLC0415
-            BatchReceived,
-            Established,
-            Role,
-            SyncSession,
-        )
+        from switchboard.proto.session import Role, SyncSession  # noqa: PLC0415
 
         identity = Ed25519PrivateKey.generate()
         self.device_id = device_id_from_public_key(public_bytes(identity))
@@ -108,8 +107,18 @@ class RelayClient:
             create=self.create,
         )  # fmt: skip
         session.start()
+        writer = loop.create_task(self._write_loop())
         await self.flush()
         held: dict[str, int] = {}
+        try:
+            await self._receive_loop(session, held)
+        finally:
+            writer.cancel()
+
+    async def _receive_loop(self, session: Any, held: dict[str, int]) -> None:
+        from switchboard.proto.session import BatchReceived, Established  # noqa: PLC0415
+
+        loop = asyncio.get_running_loop()
         while True:
             session.receive_frame(await self.transport.receive())
             for event in session.events_received():
@@ -125,11 +134,22 @@ class RelayClient:
                     self.received += len(event.envelopes)
                     session.send_ack(held)
             session.tick(loop.time())
-            await self.flush()
+            self._dirty.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            for frame in self.session.frames_to_send():
+                await self.transport.send(frame)
+            if not self._dirty.is_set():
+                self._written.set()
 
     async def flush(self) -> None:
-        for frame in self.session.frames_to_send():
-            await self.transport.send(frame)
+        """Wake the writer and wait until it has written everything queued so far."""
+        self._written.clear()
+        self._dirty.set()
+        await self._written.wait()
 
     async def send_one(self, origin: str | None = None) -> None:
         self.seq += 1
