@@ -33,8 +33,11 @@ def test_no_watch_starts_after_the_socket_closed(mosquitto: Mosquitto) -> None:
                 paho = client._client._client
                 paho.publish("sb-test/watchers", b"x" * 1000, qos=1)  # asks to watch for writing
                 paho._sock_close()  # the connection ends in the same turn (as on a broken pipe)
-                for _ in range(5):  # let any watch deferred to a later loop turn run
-                    await asyncio.sleep(0)
+                # Callbacks run in the order they were asked for: once this one has run, so
+                # has every watch paho asked for (aiomqtt defers each to a later turn).
+                turn = loop.create_future()
+                loop.call_soon_threadsafe(turn.set_result, None)
+                await asyncio.wait_for(turn, 5)
             finally:
                 await client.aclose()
         assert not errors, errors

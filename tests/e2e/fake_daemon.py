@@ -4,7 +4,7 @@ Usage: ``python fake_daemon.py --home DIR [--ignore-shutdown] [--ignore-term] [-
 
 ``--hand-over`` plays a second daemon that takes the home over as this one stops: on shutdown
 a forked child keeps the locked pid file (the lock is never free in between), writes its own
-pid once this one is gone and then waits, without an API, until SIGTERM (30 s at most).
+pid once this one is gone and then waits, without an API, for SIGTERM (30 s at most).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import select
 import signal
-import time
 from typing import Any
 
 from switchboard.config import load_settings
@@ -28,25 +28,30 @@ class Handlers:
         self.stop = stop
         self.obey_shutdown = obey_shutdown
         self.pid_path = pid_path  # set: hand the home over on shutdown
+        self.hand_over_fd = -1  # kept open until this process ends
 
     async def ping(self, params: Any) -> dict[str, Any]:
         return {"pid": os.getpid()}
 
     async def shutdown(self, params: Any) -> dict[str, Any]:
         if self.obey_shutdown:
-            if self.pid_path is not None and os.fork() == 0:
-                _successor(self.pid_path)
+            if self.pid_path is not None:
+                # The successor learns we are gone when our end of this pipe closes with us.
+                gone, self.hand_over_fd = os.pipe()
+                if os.fork() == 0:
+                    os.close(self.hand_over_fd)
+                    _successor(self.pid_path, gone)
+                os.close(gone)
             asyncio.get_running_loop().call_soon(self.stop.set)
         return {"stopping": self.obey_shutdown}
 
 
-def _successor(pid_path: Any) -> None:
-    parent = os.getppid()
-    while os.getppid() == parent:  # its hold_pid_lock empties the file as it leaves
-        time.sleep(0.005)
+def _successor(pid_path: Any, gone: int) -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # taken by sigtimedwait below
+    select.select([gone], [], [], 30)  # end of file: the first one exited (its pid file emptied)
     fd = os.open(pid_path, os.O_WRONLY)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    time.sleep(30)  # SIGTERM ends this sooner; the inherited lock goes with the process
+    signal.sigtimedwait({signal.SIGTERM}, 30)  # the inherited lock goes with the process
     os._exit(0)
 
 

@@ -29,16 +29,13 @@ class GatedStore:
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
+        self.entered = asyncio.Event()  # the store loop has called us (and waits on the gate)
         self.calls: list[tuple[Connection, list[int]]] = []
 
     async def __call__(self, conn: Connection, envelopes: list[Envelope]) -> None:
+        self.entered.set()
         await self.gate.wait()
         self.calls.append((conn, [env.seq for env in envelopes]))
-
-
-async def yield_a_while() -> None:
-    for _ in range(20):  # every task that can run does: what still waits is blocked
-        await asyncio.sleep(0)
 
 
 def test_storer_makes_a_fast_sender_wait_for_the_disk(run: Callable[..., Any]) -> None:
@@ -50,13 +47,13 @@ async def fast_sender_waits() -> None:
     store = GatedStore()
     storer = Storer(store, max_queued=3)
     conn = open_connection(KEYS, "group")
-    await storer.put(conn, batch(1))  # taken by the loop, which then waits on the gate
-    await yield_a_while()
+    await storer.put(conn, batch(1))
+    await asyncio.wait_for(store.entered.wait(), 5)  # taken by the loop, waiting on the gate
     await storer.put(conn, batch(2))
     await storer.put(conn, batch(3))
     blocked = asyncio.create_task(storer.put(conn, batch(4)))
-    await yield_a_while()
-    assert not blocked.done() and len(conn.unstored) == 3
+    done, _ = await asyncio.wait({blocked}, timeout=0.2)  # it may not return while the gate is shut
+    assert not done and len(conn.unstored) == 3
     store.gate.set()
     await asyncio.wait_for(blocked, 5)
     await asyncio.wait_for(storer.drain(conn), 5)
@@ -75,7 +72,7 @@ async def order_and_turns() -> None:
     storer = Storer(store, max_queued=100)
     a, b = open_connection(KEYS, "group"), open_connection(KEYS, "group")
     await storer.put(a, batch(1))
-    await yield_a_while()  # a's first batch is being stored (gate closed)
+    await asyncio.wait_for(store.entered.wait(), 5)  # a's first batch is being stored (gate shut)
     await storer.put(b, batch(1))
     for seq in (2, 3):
         await storer.put(a, batch(seq))
