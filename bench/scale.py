@@ -109,16 +109,16 @@ class RelayClient:
         session.start()
         writer = loop.create_task(self._write_loop())
         await self.flush()
-        held: dict[str, int] = {}
         try:
-            await self._receive_loop(session, held)
+            await self._receive_loop(session)
         finally:
             writer.cancel()
 
-    async def _receive_loop(self, session: Any, held: dict[str, int]) -> None:
+    async def _receive_loop(self, session: Any) -> None:
         from switchboard.proto.session import BatchReceived, Established  # noqa: PLC0415
 
         loop = asyncio.get_running_loop()
+        held: dict[str, int] = {}
         while True:
             session.receive_frame(await self.transport.receive())
             for event in session.events_received():

@@ -227,20 +227,24 @@ def stop(settings: Settings, timeout: float = 10.0) -> bool:
 
 def _stop_holder(settings: Settings, pid: int | None, deadline: float) -> bool:
     """Stop the daemon ``pid`` by ``deadline``; ``False`` if it did not, or another took over."""
+
+    def left() -> float:
+        return max(deadline - time.monotonic(), 0.0)
+
     try:
         with Client.open(settings.socket_path) as client:
-            client.call("shutdown", {}, timeout=max(deadline - time.monotonic(), 0) / 2)
+            client.call("shutdown", {}, timeout=left() / 2)
     except SwitchboardError:
         pass  # not answering: fall through to the signal
     else:
-        if wait_stopped(settings, max(deadline - time.monotonic(), 0) / 2, holder=pid):
+        if wait_stopped(settings, left() / 2, holder=pid):
             return True
         if _probe(settings)[1] not in (None, pid):
             return False  # a successor holds the home: the caller stops that one
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    stopped = wait_stopped(settings, deadline - time.monotonic(), holder=pid)
+    stopped = wait_stopped(settings, left(), holder=pid)
     if pid is not None:
         has_exited(pid)  # reap it if it was our child
     return stopped
