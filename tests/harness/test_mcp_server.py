@@ -245,13 +245,14 @@ def test_mcp_register_renames_the_agent(device: Device) -> None:
     async def body() -> None:
         async with mcp_session(mcp_env(claude)) as s:
             old = (await call(s, "whoami")).value["name"]
-            renamed = await call(s, "register", name="Atlas", summary="renamed")
-            assert renamed.value["address"] == f"atlas:{device.short}"
-            assert (await call(s, "whoami")).value["name"] == "atlas"
+            # Not a name the daemon could have picked (ids.NAMES holds "atlas").
+            renamed = await call(s, "register", name="Atlas-2", summary="renamed")
+            assert renamed.value["address"] == f"atlas-2:{device.short}"
+            assert (await call(s, "whoami")).value["name"] == "atlas-2"
             agents = {a["name"]: a for a in device.call("agents", all=True)}
             assert agents[old]["status"] == "offline"
-            assert agents["atlas"]["summary"] == "renamed"
-            assert {a["name"] for a in device.call("agents")} == {"atlas"}
+            assert agents["atlas-2"]["summary"] == "renamed"
+            assert {a["name"] for a in device.call("agents")} == {"atlas-2"}
 
     run(body)
 
